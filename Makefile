@@ -1,0 +1,51 @@
+# edgepass — the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+FUZZTIME ?= 10s
+DAEMON_BIN := daemon/bin/edgepass
+
+.PHONY: all build test test-unit test-integration fuzz lint bench demo traefik clean
+
+all: build
+
+## build: compile the plugin (natively, as a check) and the daemon binary
+build:
+	$(GO) build ./plugin/...
+	cd daemon && $(GO) build -o bin/edgepass ./cmd/edgepass
+
+## test: everything CI runs — unit tests, yaegi tests, NATS tests, short fuzzing, end to end
+test: test-unit fuzz test-integration
+
+test-unit:
+	GOWORK=off $(GO) vet ./plugin/...
+	GOWORK=off $(GO) test -count=1 ./plugin/...
+	cd daemon && $(GO) vet ./... && $(GO) test -count=1 -p 1 ./...
+
+test-integration: traefik
+	cd integration && $(GO) vet ./... && $(GO) test -count=1 -p 1 -timeout 45m ./...
+
+## fuzz: run each fuzz target for $(FUZZTIME)
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	GOWORK=off $(GO) vet ./plugin/...
+	cd daemon && $(GO) vet ./...
+	cd integration && $(GO) vet ./...
+	@scripts/check-plugin-stdlib.sh
+
+## bench: side-by-side throughput (no middleware / plugin / ForwardAuth) and the Go benchmarks
+bench: traefik
+	scripts/bench.sh
+
+## demo: Traefik + plugin, daemon + embedded NATS, a local OIDC provider and a demo app
+demo: traefik
+	cd integration && $(GO) run ./cmd/demo
+
+## traefik: build Traefik v3.6.12 from the Go module proxy once (cached in ~/.cache/edgepass)
+traefik:
+	@scripts/build-traefik.sh >/dev/null
+
+clean:
+	rm -rf daemon/bin bench-results

@@ -1,0 +1,36 @@
+// Package session holds edgepass sessions: what a login produced, kept in a
+// JetStream key-value bucket so that daemon restarts and replicas share them.
+package session
+
+import "time"
+
+// Session is one signed-in browser or API client. The refresh token and ID
+// token stay in the daemon: they are never sent to the edge.
+type Session struct {
+	// ID is the token's sid claim: 32 random bytes, base64url.
+	ID string `json:"id"`
+	// Subject is the IdP's sub claim.
+	Subject  string   `json:"sub"`
+	Username string   `json:"username,omitempty"`
+	Email    string   `json:"email,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+
+	IssuedAt    time.Time `json:"issuedAt"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+	RefreshedAt time.Time `json:"refreshedAt,omitempty"`
+
+	// RefreshToken lets the daemon re-check the user at the IdP.
+	RefreshToken string `json:"refreshToken,omitempty"`
+	// IDToken is kept for RP-initiated logout (id_token_hint).
+	IDToken string `json:"idToken,omitempty"`
+	// IdPSessionID is the ID token's sid claim, matched by back-channel logout.
+	IdPSessionID string `json:"idpSid,omitempty"`
+}
+
+// Public returns a copy without the secrets, for the admin API and logs.
+func (s Session) Public() Session {
+	s.RefreshToken = ""
+	s.IDToken = ""
+	return s
+}

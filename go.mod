@@ -1,0 +1,3 @@
+module github.com/edgepass/edgepass
+
+go 1.21
