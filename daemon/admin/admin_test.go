@@ -1,0 +1,600 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/oidcflow"
+	"github.com/edgepass/edgepass/daemon/session"
+)
+
+// The core hands the same *Metrics to oidcflow, and the oidcflow handler
+// is the IdP readiness check.
+var (
+	_ oidcflow.Metrics = (*Metrics)(nil)
+	_ Pinger           = (*oidcflow.Handler)(nil)
+)
+
+const testToken = "admin-token-0123456789abcdef"
+
+type memStore struct {
+	mu   sync.Mutex
+	m    map[string]session.Session
+	fail bool
+}
+
+func (s *memStore) Get(_ context.Context, id string) (*session.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return nil, errors.New("kv: secret detail 42")
+	}
+	x, ok := s.m[id]
+	if !ok {
+		return nil, nil
+	}
+	return &x, nil
+}
+
+func (s *memStore) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+
+func (s *memStore) List(context.Context) ([]session.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return nil, errors.New("kv: secret detail 42")
+	}
+	var out []session.Session
+	for _, x := range s.m {
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+type call struct {
+	op, key string
+	t       time.Time
+	groups  []string
+}
+
+type fakeEdge struct {
+	mu    sync.Mutex
+	calls []call
+	fail  bool
+}
+
+func (e *fakeEdge) record(c call) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fail {
+		return errors.New("nats: secret detail 42")
+	}
+	e.calls = append(e.calls, c)
+	return nil
+}
+
+func (e *fakeEdge) RevokeSession(_ context.Context, sid string, exp time.Time) error {
+	return e.record(call{op: "session", key: sid, t: exp})
+}
+func (e *fakeEdge) RevokeUser(_ context.Context, sub string, before time.Time) error {
+	return e.record(call{op: "user", key: sub, t: before})
+}
+func (e *fakeEdge) SetGroups(_ context.Context, sub string, groups []string) error {
+	return e.record(call{op: "groups", key: sub, groups: groups})
+}
+
+// clearingEdge also lifts group overrides.
+type clearingEdge struct{ *fakeEdge }
+
+func (e clearingEdge) ClearGroups(_ context.Context, sub string) error {
+	return e.record(call{op: "clear", key: sub})
+}
+
+type fakeKeys struct {
+	n    int
+	fail bool
+}
+
+func (k *fakeKeys) Rotate(context.Context) (string, error) {
+	if k.fail {
+		return "", errors.New("keys: secret detail 42")
+	}
+	k.n++
+	return "kid-" + string(rune('0'+k.n)), nil
+}
+
+type fakeEdges []EdgeStatus
+
+func (f fakeEdges) Edges() []EdgeStatus { return f }
+
+type pinger func(context.Context) error
+
+func (p pinger) Ping(ctx context.Context) error { return p(ctx) }
+
+type fixture struct {
+	h     *Handler
+	srv   *httptest.Server
+	store *memStore
+	edge  *fakeEdge
+	keys  *fakeKeys
+	ping  map[string]Pinger
+}
+
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{
+		store: &memStore{m: map[string]session.Session{
+			"sid-a1": {ID: "sid-a1", Subject: "alice", Username: "alice", Groups: []string{"staff"}, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), RefreshToken: "rt-secret", IDToken: "idt-secret"},
+			"sid-a2": {ID: "sid-a2", Subject: "alice", Username: "alice", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(2 * time.Hour), RefreshToken: "rt-secret2"},
+			"sid-b1": {ID: "sid-b1", Subject: "bob/x", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(3 * time.Hour)},
+		}},
+		edge: &fakeEdge{},
+		keys: &fakeKeys{},
+		ping: map[string]Pinger{},
+	}
+	h, err := New(Options{
+		Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys,
+		Edges:   fakeEdges{{Replica: "traefik-b", Synced: true, Seq: 9}, {Replica: "traefik-a", Seq: 3}},
+		Checks:  f.ping,
+		Metrics: NewMetrics(func() int { return len(f.store.m) }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.now = func() time.Time { return t0.Add(time.Hour) }
+	f.h = h
+	f.srv = httptest.NewServer(h)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+}
+
+func (r reply) errorMsg(t *testing.T) string {
+	t.Helper()
+	var e map[string]string
+	r.json(t, &e)
+	if e["error"] == "" {
+		t.Fatalf("error body %q lacks \"error\"", r.body)
+	}
+	return e["error"]
+}
+
+func (f *fixture) do(t *testing.T, method, path, token, body string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func (f *fixture) api(t *testing.T, method, path, body string) reply {
+	return f.do(t, method, path, "Bearer "+testToken, body)
+}
+
+// Attack: calling the admin API without the token, with a wrong or
+// truncated one, or with another auth scheme.
+func TestAPIRejectsMissingOrWrongToken(t *testing.T) {
+	f := newFixture(t)
+	tokens := []string{"", "Bearer", "Bearer ", "Bearer wrong", "Bearer " + testToken[:len(testToken)-1], "Bearer " + testToken + "x",
+		"Basic " + testToken, testToken, "Bearer  " + testToken}
+	paths := []struct{ method, path string }{
+		{"GET", "/api/v1/sessions"}, {"GET", "/api/v1/sessions/sid-a1"}, {"DELETE", "/api/v1/sessions/sid-a1"},
+		{"POST", "/api/v1/users/alice/revoke"}, {"PUT", "/api/v1/users/alice/groups"}, {"POST", "/api/v1/keys/rotate"},
+		{"GET", "/api/v1/edges"}, {"GET", "/api/v1/unknown"}, {"PATCH", "/api/v1/sessions"},
+	}
+	for _, tok := range tokens {
+		for _, p := range paths {
+			r := f.do(t, p.method, p.path, tok, `{"groups":["x"]}`)
+			if r.status != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Fatalf("%s %s with %q: status %d, WWW-Authenticate %q; want 401", p.method, p.path, tok, r.status, r.header.Get("WWW-Authenticate"))
+			}
+			r.errorMsg(t)
+		}
+	}
+	if len(f.edge.calls) != 0 || f.keys.n != 0 || len(f.store.m) != 3 {
+		t.Fatal("an unauthenticated request changed state")
+	}
+	if r := f.do(t, "GET", "/api/v1/sessions", "bearer "+testToken, ""); r.status != http.StatusOK {
+		t.Fatalf("lower-case scheme: %d", r.status)
+	}
+}
+
+func TestListSessions(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "GET", "/api/v1/sessions", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d", r.status)
+	}
+	if strings.Contains(string(r.body), "secret") {
+		t.Fatalf("session list leaks refresh or ID tokens: %s", r.body)
+	}
+	var l SessionList
+	r.json(t, &l)
+	var ids []string
+	for _, s := range l.Sessions {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, []string{"sid-a1", "sid-a2", "sid-b1"}) {
+		t.Fatalf("sessions %v, want all three oldest first", ids)
+	}
+	r = f.api(t, "GET", "/api/v1/sessions?user=alice", "")
+	r.json(t, &l)
+	if len(l.Sessions) != 2 || l.Sessions[0].Subject != "alice" || l.Sessions[1].Subject != "alice" {
+		t.Fatalf("filtered list %+v", l.Sessions)
+	}
+	r = f.api(t, "GET", "/api/v1/sessions?user=nobody", "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"sessions": []`) {
+		t.Fatalf("unknown user: %d %s; want an empty list", r.status, r.body)
+	}
+	for _, bad := range []string{"?user=", "?user=%00", "?user=" + strings.Repeat("a", 2000)} {
+		if r := f.api(t, "GET", "/api/v1/sessions"+bad, ""); r.status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", bad, r.status)
+		}
+	}
+}
+
+func TestGetSession(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "GET", "/api/v1/sessions/sid-a1", "")
+	var s session.Session
+	r.json(t, &s)
+	if r.status != http.StatusOK || s.ID != "sid-a1" || s.Subject != "alice" || s.RefreshToken != "" || s.IDToken != "" ||
+		strings.Contains(string(r.body), "secret") {
+		t.Fatalf("status %d session %s", r.status, r.body)
+	}
+	for _, id := range []string{"nope", strings.Repeat("x", 300), "%00"} {
+		r := f.api(t, "GET", "/api/v1/sessions/"+id, "")
+		if r.status != http.StatusNotFound {
+			t.Errorf("%q: status %d, want 404", id, r.status)
+		}
+		r.errorMsg(t)
+	}
+}
+
+func TestDeleteSession(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "DELETE", "/api/v1/sessions/sid-a1", "")
+	var res RevokeResult
+	r.json(t, &res)
+	if r.status != http.StatusOK || res.ID != "sid-a1" || res.Revoked != "session" {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if len(f.edge.calls) != 1 || f.edge.calls[0].op != "session" || f.edge.calls[0].key != "sid-a1" || !f.edge.calls[0].t.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("edge calls %+v; want a session revocation until the session's expiry", f.edge.calls)
+	}
+	if _, ok := f.store.m["sid-a1"]; ok {
+		t.Fatal("session still stored")
+	}
+	if r := f.api(t, "DELETE", "/api/v1/sessions/sid-a1", ""); r.status != http.StatusNotFound {
+		t.Fatalf("second delete: %d, want 404", r.status)
+	}
+	if len(f.edge.calls) != 1 {
+		t.Fatal("unknown session published a revocation")
+	}
+}
+
+func TestDeleteSessionEdgeFailureKeepsSession(t *testing.T) {
+	f := newFixture(t)
+	f.edge.fail = true
+	r := f.api(t, "DELETE", "/api/v1/sessions/sid-a1", "")
+	if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
+		t.Fatalf("status %d body %s; want a generic 500", r.status, r.body)
+	}
+	if _, ok := f.store.m["sid-a1"]; !ok {
+		t.Fatal("session deleted although the edge was not told")
+	}
+}
+
+func TestRevokeUser(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "POST", "/api/v1/users/alice/revoke", "")
+	var res RevokeResult
+	r.json(t, &res)
+	if r.status != http.StatusOK || res.Subject != "alice" || res.Sessions != 2 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if len(f.edge.calls) != 1 || f.edge.calls[0].op != "user" || f.edge.calls[0].key != "alice" || !f.edge.calls[0].t.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("edge calls %+v", f.edge.calls)
+	}
+	if len(f.store.m) != 1 {
+		t.Fatalf("%d sessions left, want bob's", len(f.store.m))
+	}
+	// A subject with a slash, escaped in the path.
+	r = f.api(t, "POST", "/api/v1/users/"+url.PathEscape("bob/x")+"/revoke", "")
+	r.json(t, &res)
+	if r.status != http.StatusOK || res.Subject != "bob/x" || res.Sessions != 1 {
+		t.Fatalf("escaped subject: %d %s", r.status, r.body)
+	}
+	// Unknown users are revoked too: their tokens may outlive the store.
+	if r := f.api(t, "POST", "/api/v1/users/ghost/revoke", ""); r.status != http.StatusOK {
+		t.Fatalf("unknown user: %d", r.status)
+	}
+	if r := f.api(t, "POST", "/api/v1/users/"+url.PathEscape("a\x01b")+"/revoke", ""); r.status != http.StatusBadRequest {
+		t.Fatalf("control character in subject: %d, want 400", r.status)
+	}
+}
+
+func TestSetGroups(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "PUT", "/api/v1/users/alice/groups", `{"groups":["admins","staff"]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if len(f.edge.calls) != 1 || f.edge.calls[0].op != "groups" || !slices.Equal(f.edge.calls[0].groups, []string{"admins", "staff"}) {
+		t.Fatalf("edge calls %+v", f.edge.calls)
+	}
+	if r := f.api(t, "PUT", "/api/v1/users/alice/groups", `{"groups":[]}`); r.status != http.StatusOK {
+		t.Fatalf("empty list (remove all groups): %d", r.status)
+	}
+}
+
+// Attack: malformed, oversized or sneaky bodies must be refused as bad input.
+func TestSetGroupsRejectsBadBodies(t *testing.T) {
+	f := newFixture(t)
+	many := `{"groups":["g0"` + strings.Repeat(`,"g"`, 300) + `]}`
+	cases := map[string]struct {
+		body string
+		want int
+	}{
+		"empty body":      {"", http.StatusBadRequest},
+		"not JSON":        {"groups=a", http.StatusBadRequest},
+		"truncated":       {`{"groups":["a"`, http.StatusBadRequest},
+		"unknown field":   {`{"groups":["a"],"admin":true}`, http.StatusBadRequest},
+		"trailing data":   {`{"groups":["a"]}{"groups":["b"]}`, http.StatusBadRequest},
+		"trailing junk":   {`{"groups":["a"]} x`, http.StatusBadRequest},
+		"missing groups":  {`{}`, http.StatusBadRequest},
+		"null groups":     {`{"groups":null}`, http.StatusBadRequest},
+		"groups a string": {`{"groups":"a,b"}`, http.StatusBadRequest},
+		"non-string":      {`{"groups":["a",1]}`, http.StatusBadRequest},
+		"empty name":      {`{"groups":["a",""]}`, http.StatusBadRequest},
+		"control char":    {`{"groups":["a\u0000b"]}`, http.StatusBadRequest},
+		"too long":        {`{"groups":["` + strings.Repeat("a", 300) + `"]}`, http.StatusBadRequest},
+		"too many":        {many, http.StatusBadRequest},
+		"duplicate":       {`{"groups":["a","a"]}`, http.StatusBadRequest},
+		"array body":      {`["a"]`, http.StatusBadRequest},
+		"huge body":       {`{"groups":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge},
+	}
+	for name, c := range cases {
+		r := f.api(t, "PUT", "/api/v1/users/alice/groups", c.body)
+		if r.status != c.want {
+			t.Errorf("%s: status %d, want %d (%s)", name, r.status, c.want, r.body)
+			continue
+		}
+		r.errorMsg(t)
+	}
+	if len(f.edge.calls) != 0 {
+		t.Fatalf("bad input published groups: %+v", f.edge.calls)
+	}
+}
+
+func TestClearGroups(t *testing.T) {
+	f := newFixture(t)
+	// Without ClearGroups in the core, DELETE is not offered.
+	if r := f.api(t, "DELETE", "/api/v1/users/alice/groups", ""); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "PUT" {
+		t.Fatalf("DELETE without a GroupClearer: %d Allow %q", r.status, r.header.Get("Allow"))
+	}
+	edge := clearingEdge{&fakeEdge{}}
+	h, err := New(Options{Token: testToken, Store: f.store, Edge: edge, Keys: f.keys, Edges: fakeEdges{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f.srv = srv
+	if r := f.api(t, "DELETE", "/api/v1/users/"+url.PathEscape("bob/x")+"/groups", ""); r.status != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if len(edge.calls) != 1 || edge.calls[0].op != "clear" || edge.calls[0].key != "bob/x" {
+		t.Fatalf("edge calls %+v", edge.calls)
+	}
+	if r := f.api(t, "DELETE", "/api/v1/users/%01/groups", ""); r.status != http.StatusBadRequest {
+		t.Fatalf("bad subject: %d", r.status)
+	}
+}
+
+func TestRotateKeys(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "POST", "/api/v1/keys/rotate", "")
+	var res RotateResult
+	r.json(t, &res)
+	if r.status != http.StatusOK || res.KeyID != "kid-1" || f.keys.n != 1 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	f.keys.fail = true
+	r = f.api(t, "POST", "/api/v1/keys/rotate", "")
+	if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
+		t.Fatalf("failure: %d %s; want a generic 500", r.status, r.body)
+	}
+}
+
+func TestEdges(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "GET", "/api/v1/edges", "")
+	var l EdgeList
+	r.json(t, &l)
+	if r.status != http.StatusOK || len(l.Edges) != 2 || l.Edges[0].Replica != "traefik-a" || !l.Edges[1].Synced {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+}
+
+func TestWrongMethod(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct{ method, path, allow string }{
+		{"POST", "/api/v1/sessions", "GET"},
+		{"PUT", "/api/v1/sessions/sid-a1", "DELETE, GET"},
+		{"GET", "/api/v1/users/alice/revoke", "POST"},
+		{"POST", "/api/v1/users/alice/groups", "PUT"},
+		{"GET", "/api/v1/keys/rotate", "POST"},
+		{"DELETE", "/api/v1/edges", "GET"},
+		{"POST", "/healthz", "GET"},
+		{"POST", "/readyz", "GET"},
+		{"POST", "/metrics", "GET"},
+	}
+	for _, c := range cases {
+		r := f.api(t, c.method, c.path, "")
+		if r.status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: status %d, want 405", c.method, c.path, r.status)
+			continue
+		}
+		allow := strings.Split(r.header.Get("Allow"), ", ")
+		slices.Sort(allow)
+		if strings.Join(allow, ", ") != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, r.header.Get("Allow"), c.allow)
+		}
+		r.errorMsg(t)
+	}
+	if len(f.edge.calls) != 0 || len(f.store.m) != 3 {
+		t.Fatal("a refused method changed state")
+	}
+}
+
+func TestUnknownPaths(t *testing.T) {
+	f := newFixture(t)
+	for _, p := range []string{"/nope", "/api/v2/sessions", "/api/v1/users/alice", "/api/v1/sessions/a/b"} {
+		r := f.api(t, "GET", p, "")
+		if r.status != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", p, r.status)
+			continue
+		}
+		r.errorMsg(t)
+	}
+}
+
+func TestHealthzNeedsNoToken(t *testing.T) {
+	f := newFixture(t)
+	f.ping["nats"] = pinger(func(context.Context) error { return errors.New("down") })
+	if r := f.do(t, "GET", "/healthz", "", ""); r.status != http.StatusOK {
+		t.Fatalf("healthz: %d", r.status)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	f := newFixture(t)
+	f.ping["nats"] = pinger(func(context.Context) error { return nil })
+	f.ping["idp"] = pinger(func(context.Context) error { return nil })
+	r := f.do(t, "GET", "/readyz", "", "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"idp": "ok"`) {
+		t.Fatalf("ready: %d %s", r.status, r.body)
+	}
+	f.ping["idp"] = pinger(func(context.Context) error {
+		return errors.New("cannot reach IdP discovery at https://internal.example/: secret detail 42")
+	})
+	r = f.do(t, "GET", "/readyz", "", "")
+	var res struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	r.json(t, &res)
+	if r.status != http.StatusServiceUnavailable || res.Checks["idp"] != "failing" || res.Checks["nats"] != "ok" ||
+		strings.Contains(string(r.body), "secret detail") {
+		t.Fatalf("not ready: %d %s", r.status, r.body)
+	}
+}
+
+func TestReadyzTimesOut(t *testing.T) {
+	f := newFixture(t)
+	f.h.opts.CheckTimeout = 50 * time.Millisecond
+	f.ping["nats"] = pinger(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	if r := f.do(t, "GET", "/readyz", "", ""); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("hung check: %d", r.status)
+	}
+}
+
+func TestStoreErrorsAreGeneric(t *testing.T) {
+	f := newFixture(t)
+	f.store.fail = true
+	for _, p := range []struct{ m, path string }{{"GET", "/api/v1/sessions"}, {"GET", "/api/v1/sessions/sid-a1"}, {"POST", "/api/v1/users/alice/revoke"}} {
+		r := f.api(t, p.m, p.path, "")
+		if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
+			t.Errorf("%s %s: %d %s; want a generic 500", p.m, p.path, r.status, r.body)
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	f := newFixture(t)
+	m := f.h.opts.Metrics
+	m.LoginSucceeded()
+	m.LoginFailed("nonce")
+	m.ObservePublish(3 * time.Millisecond)
+	f.api(t, "DELETE", "/api/v1/sessions/sid-a1", "")
+	r := f.do(t, "GET", "/metrics", "", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("metrics: %d", r.status)
+	}
+	for _, want := range []string{
+		"edgepass_logins_total 1",
+		`edgepass_login_failures_total{reason="nonce"} 1`,
+		`edgepass_revocations_total{kind="admin_session"} 1`,
+		"edgepass_sessions 2",
+		"edgepass_publish_seconds_count 1",
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	var nilMetrics *Metrics
+	nilMetrics.LoginSucceeded() // a nil *Metrics must be safe
+	nilMetrics.Revoked("x")
+}
+
+func TestNewRequiresTokenAndDependencies(t *testing.T) {
+	ok := Options{Token: testToken, Store: &memStore{}, Edge: &fakeEdge{}, Keys: &fakeKeys{}, Edges: fakeEdges{}}
+	if _, err := New(ok); err != nil {
+		t.Fatal(err)
+	}
+	noToken := ok
+	noToken.Token = ""
+	if _, err := New(noToken); err == nil || !strings.Contains(err.Error(), "admin.token") {
+		t.Fatalf("no token: %v", err)
+	}
+	noStore := ok
+	noStore.Store = nil
+	if _, err := New(noStore); err == nil {
+		t.Fatal("no store accepted")
+	}
+}

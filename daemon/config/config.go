@@ -1,0 +1,156 @@
+// Package config is the daemon's configuration: one struct tree, defaults in
+// New, loaded the way Traefik loads its static configuration (paerser: file,
+// environment, flags), then completed and validated before anything starts.
+package config
+
+import (
+	"time"
+
+	ptypes "github.com/traefik/paerser/types"
+)
+
+// EnvPrefix is the prefix of the environment variables the daemon reads
+// (EDGEPASS_OIDC_ISSUER sets oidc.issuer).
+const EnvPrefix = "EDGEPASS_"
+
+// Configuration is the daemon's whole configuration. Field names are the
+// setting names (matched case-insensitively): publicURL, oidc.issuer, …
+type Configuration struct {
+	// ConfigFile is read before everything else; the file tag keeps a file from naming another file.
+	ConfigFile string `description:"Configuration file (YAML or TOML); flags and EDGEPASS_* variables override it." file:"-" json:"-"`
+
+	PublicURL string `description:"External base URL of the daemon (scheme://host[:port]); also the token issuer (iss)." json:"publicURL"`
+	Listen    string `description:"Address of the browser listener (login, callback, logout, /verify, JWKS)." json:"listen"`
+
+	OIDC    OIDC    `description:"OpenID Connect provider (the IdP)." json:"oidc"`
+	Session Session `description:"Sessions and the session cookie." json:"session"`
+	Keys    Keys    `description:"Token signing keys." json:"keys"`
+	NATS    NATS    `description:"NATS: embedded server or external cluster, and bucket names." json:"nats"`
+	Admin   Admin   `description:"Admin API (its own listener, bearer token)." json:"admin"`
+	Log     Log     `description:"Logging." json:"log"`
+}
+
+// OIDC configures the relying party against the identity provider.
+type OIDC struct {
+	Issuer           string   `description:"Issuer URL of the OIDC provider (discovery at <issuer>/.well-known/openid-configuration)." json:"issuer"`
+	ClientID         string   `description:"OAuth2 client id registered at the provider." json:"clientID"`
+	ClientSecret     string   `description:"OAuth2 client secret (prefer clientSecretFile)." json:"-"`
+	ClientSecretFile string   `description:"File holding the client secret (trailing newline ignored)." json:"clientSecretFile"`
+	Scopes           []string `description:"Scopes requested at login." json:"scopes"`
+	GroupsClaim      string   `description:"ID token / userinfo claim holding the user's groups." json:"groupsClaim"`
+	UsernameClaim    string   `description:"Claim used as the username." json:"usernameClaim"`
+	RequiredGroups   []string `description:"If set, only users in at least one of these groups may sign in." json:"requiredGroups"`
+}
+
+// Session configures session lifetime, the cookie and where logins may return to.
+type Session struct {
+	Lifetime        ptypes.Duration `description:"Session (and token) lifetime; also the max age of the edge and session buckets." json:"lifetime"`
+	CookieName      string          `description:"Session cookie name." json:"cookieName"`
+	CookieDomain    string          `description:"Session cookie Domain attribute (\"\" = host-only)." json:"cookieDomain"`
+	CookieSecure    bool            `description:"Set the Secure attribute on the session cookie." json:"cookieSecure"`
+	AllowedDomains  []string        `description:"Hosts a login may redirect back to (exact, or \"*.example.com\" for subdomains). Default: the publicURL host." json:"allowedDomains"`
+	DefaultRedirect string          `description:"Where a login without rd= lands. Default: publicURL + \"/\"." json:"defaultRedirect"`
+	RefreshInterval ptypes.Duration `description:"How often sessions are re-checked at the IdP with their refresh token (0 = never)." json:"refreshInterval"`
+}
+
+// Keys configures the Ed25519 signing key ring.
+type Keys struct {
+	RotationInterval ptypes.Duration `description:"Rotate the signing key this often (0 = only on command)." json:"rotationInterval"`
+	ClockSkew        ptypes.Duration `description:"Extra time a retired public key stays published after the last token it signed expired (cover the edges' clockSkew)." json:"clockSkew"`
+}
+
+// NATS configures the embedded server or the external connection, and the buckets.
+type NATS struct {
+	Embedded        Embedded `description:"Embedded NATS server with JetStream (one process is a complete install)." json:"embedded"`
+	URLs            []string `description:"External NATS servers (nats://, tls://), used when embedded.enabled is false." json:"urls"`
+	Token           string   `description:"External NATS: token authentication." json:"-"`
+	User            string   `description:"External NATS: user name." json:"user"`
+	Password        string   `description:"External NATS: password." json:"-"`
+	CredentialsFile string   `description:"External NATS: .creds file (JWT + NKey seed)." json:"credentialsFile"`
+	CAFile          string   `description:"External NATS: CA bundle to verify the server's TLS certificate." json:"caFile"`
+	Replicas        int      `description:"JetStream replicas of the buckets (1 for a single server, 3 in a cluster)." json:"replicas"`
+	EdgeBucket      string   `description:"KV bucket read by the edges (revocations, groups, public keys)." json:"edgeBucket"`
+	SessionBucket   string   `description:"KV bucket holding sessions (never readable by edges)." json:"sessionBucket"`
+	KeyBucket       string   `description:"KV bucket holding the private signing keys (never readable by edges)." json:"keyBucket"`
+}
+
+// Embedded configures the in-process nats-server.
+type Embedded struct {
+	Enabled    bool   `description:"Run NATS with JetStream inside the daemon." json:"enabled"`
+	Listen     string `description:"Client address of the embedded server (edges connect here); \"\" = no client port." json:"listen"`
+	DataDir    string `description:"JetStream storage directory." json:"dataDir"`
+	SyncAlways bool   `description:"fsync every JetStream write (survives power loss, slower); a crash or kill -9 loses nothing either way." json:"syncAlways"`
+	// Edge authentication: without a password the embedded server accepts any client.
+	EdgeUser         string `description:"User the edges (Traefik plugin nats.user) log in as; they may only watch the edge bucket and publish heartbeats." json:"edgeUser"`
+	EdgePassword     string `description:"Password of edgeUser; setting it (or edgePasswordFile) turns on authentication on the embedded server. Strongly advised when listen is not loopback." json:"-"`
+	EdgePasswordFile string `description:"File holding the edge password." json:"edgePasswordFile"`
+}
+
+// Admin configures the admin API. URL is only read by the CLI commands.
+type Admin struct {
+	Listen    string `description:"Address of the admin API listener." json:"listen"`
+	Token     string `description:"Bearer token required by the admin API (prefer tokenFile)." json:"-"`
+	TokenFile string `description:"File holding the admin bearer token." json:"tokenFile"`
+	URL       string `description:"Admin API base URL used by the CLI commands (ignored by serve)." json:"url"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `description:"Log level: debug, info, warn or error." json:"level"`
+}
+
+// Defaults, in one place.
+const (
+	DefaultPublicURL     = "http://127.0.0.1:8000"
+	DefaultListen        = "127.0.0.1:8000"
+	DefaultAdminListen   = "127.0.0.1:8001"
+	DefaultAdminURL      = "http://127.0.0.1:8001"
+	DefaultNATSListen    = "127.0.0.1:4222"
+	DefaultDataDir       = "./data/nats"
+	DefaultEdgeBucket    = "edgepass_edge"
+	DefaultSessionBucket = "edgepass_sessions"
+	DefaultKeyBucket     = "edgepass_keys"
+	DefaultCookieName    = "edgepass_session"
+	DefaultLifetime      = 12 * time.Hour
+	DefaultRefresh       = 5 * time.Minute
+	DefaultClockSkew     = time.Minute
+)
+
+// New returns the configuration with every default set.
+func New() *Configuration {
+	return &Configuration{
+		PublicURL: DefaultPublicURL,
+		Listen:    DefaultListen,
+		OIDC: OIDC{
+			Scopes:        []string{"openid", "profile", "email", "groups", "offline_access"},
+			GroupsClaim:   "groups",
+			UsernameClaim: "preferred_username",
+		},
+		Session: Session{
+			Lifetime:        ptypes.Duration(DefaultLifetime),
+			CookieName:      DefaultCookieName,
+			CookieSecure:    true,
+			RefreshInterval: ptypes.Duration(DefaultRefresh),
+		},
+		Keys: Keys{
+			ClockSkew: ptypes.Duration(DefaultClockSkew),
+		},
+		NATS: NATS{
+			Embedded: Embedded{
+				Enabled:  true,
+				Listen:   DefaultNATSListen,
+				DataDir:  DefaultDataDir,
+				EdgeUser: "edge",
+			},
+			Replicas:      1,
+			EdgeBucket:    DefaultEdgeBucket,
+			SessionBucket: DefaultSessionBucket,
+			KeyBucket:     DefaultKeyBucket,
+		},
+		Admin: Admin{
+			Listen: DefaultAdminListen,
+			URL:    DefaultAdminURL,
+		},
+		Log: Log{Level: "info"},
+	}
+}

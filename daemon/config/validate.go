@@ -1,0 +1,311 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MinAdminTokenLength refuses guessable admin tokens (and edge passwords).
+const MinAdminTokenLength = 16
+
+var (
+	bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// cookieToken is RFC 6265's cookie-name (an RFC 7230 token).
+	cookieToken = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
+	hostLabel   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
+)
+
+// Validate checks every setting and reports all problems at once, each
+// naming the setting and how to set it.
+func (c *Configuration) Validate() error {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", setting, fmt.Sprintf(format, args...)))
+	}
+	required := func(setting, value string) bool {
+		if strings.TrimSpace(value) == "" {
+			bad(setting, "required; set %s", hint(setting))
+			return false
+		}
+		return true
+	}
+
+	if required("publicURL", c.PublicURL) {
+		if err := checkBaseURL(c.PublicURL); err != nil {
+			bad("publicURL", "%v; e.g. https://auth.example.com", err)
+		}
+	}
+	if required("listen", c.Listen) {
+		if err := checkListen(c.Listen); err != nil {
+			bad("listen", "%v; e.g. 127.0.0.1:8000 or :8000", err)
+		}
+	}
+
+	// OIDC.
+	if required("oidc.issuer", c.OIDC.Issuer) {
+		if err := checkBaseURL(c.OIDC.Issuer); err != nil {
+			bad("oidc.issuer", "%v; e.g. https://idp.example.com/realms/main", err)
+		}
+	}
+	required("oidc.clientID", c.OIDC.ClientID)
+	if !slices.Contains(c.OIDC.Scopes, "openid") {
+		bad("oidc.scopes", "must include openid (got %q)", c.OIDC.Scopes)
+	}
+	required("oidc.groupsClaim", c.OIDC.GroupsClaim)
+	required("oidc.usernameClaim", c.OIDC.UsernameClaim)
+
+	// Session.
+	lifetime := time.Duration(c.Session.Lifetime)
+	if lifetime < time.Minute {
+		bad("session.lifetime", "must be at least 1m (got %s)", lifetime)
+	}
+	if !cookieToken.MatchString(c.Session.CookieName) {
+		bad("session.cookieName", "%q is not a valid cookie name", c.Session.CookieName)
+	}
+	if d := c.Session.CookieDomain; d != "" {
+		if err := checkHost(strings.TrimPrefix(d, ".")); err != nil {
+			bad("session.cookieDomain", "%v; a host name like example.com (no scheme, no port)", err)
+		}
+	}
+	if len(c.Session.AllowedDomains) == 0 {
+		bad("session.allowedDomains", "required; set %s", hint("session.allowedDomains"))
+	}
+	for _, d := range c.Session.AllowedDomains {
+		rest, wildcard := strings.CutPrefix(d, "*.")
+		if err := checkHost(rest); err != nil {
+			bad("session.allowedDomains", "%q: %v; use a host name or *.example.com", d, err)
+		} else if wildcard && !strings.Contains(rest, ".") {
+			bad("session.allowedDomains", "%q: a wildcard needs a domain with a dot, like *.example.com", d)
+		}
+	}
+	if c.Session.DefaultRedirect != "" {
+		u, err := url.Parse(c.Session.DefaultRedirect)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad("session.defaultRedirect", "%q must be an absolute http(s) URL", c.Session.DefaultRedirect)
+		case !HostAllowed(u.Hostname(), c.Session.AllowedDomains):
+			bad("session.defaultRedirect", "host %q is not in session.allowedDomains", u.Hostname())
+		}
+	}
+	if c.Session.RefreshInterval < 0 {
+		bad("session.refreshInterval", "must not be negative")
+	}
+
+	// Keys.
+	if r := time.Duration(c.Keys.RotationInterval); r < 0 || (r > 0 && r < time.Minute) {
+		bad("keys.rotationInterval", "must be 0 (on command only) or at least 1m (got %s)", r)
+	}
+	if c.Keys.ClockSkew < 0 {
+		bad("keys.clockSkew", "must not be negative")
+	}
+
+	// NATS.
+	n := c.NATS
+	if n.Embedded.Enabled {
+		required("nats.embedded.dataDir", n.Embedded.DataDir)
+		if n.Embedded.Listen != "" {
+			if err := checkListen(n.Embedded.Listen); err != nil {
+				bad("nats.embedded.listen", "%v; e.g. 127.0.0.1:4222", err)
+			}
+		}
+		if len(n.URLs) > 0 {
+			bad("nats.urls", "set only with nats.embedded.enabled=false (the daemon connects to its embedded server itself)")
+		}
+		if n.Embedded.EdgePassword != "" {
+			if n.Embedded.EdgeUser == "" || n.Embedded.EdgeUser == "edgepass-daemon" || strings.ContainsAny(n.Embedded.EdgeUser, " \t\r\n") {
+				bad("nats.embedded.edgeUser", "%q is not usable; pick a plain name such as edge", n.Embedded.EdgeUser)
+			}
+			if len(n.Embedded.EdgePassword) < MinAdminTokenLength {
+				bad("nats.embedded.edgePassword", "too short: use at least %d characters", MinAdminTokenLength)
+			}
+		}
+	} else {
+		if len(n.URLs) == 0 {
+			bad("nats.urls", "required when nats.embedded.enabled=false; set %s (e.g. nats://nats:4222)", hint("nats.urls"))
+		}
+		for _, raw := range n.URLs {
+			if err := checkNATSURL(raw); err != nil {
+				bad("nats.urls", "%q: %v", raw, err)
+			}
+		}
+		if n.Token != "" && (n.User != "" || n.CredentialsFile != "") {
+			bad("nats.token", "use one of token, user/password or credentialsFile")
+		}
+		if n.User != "" && n.CredentialsFile != "" {
+			bad("nats.user", "use one of token, user/password or credentialsFile")
+		}
+		if n.Password != "" && n.User == "" {
+			bad("nats.password", "set together with nats.user")
+		}
+		for setting, path := range map[string]string{"nats.credentialsFile": n.CredentialsFile, "nats.caFile": n.CAFile} {
+			if path == "" {
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				bad(setting, "%v", err)
+			}
+		}
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		bad("nats.replicas", "must be between 1 and 5 (got %d)", n.Replicas)
+	}
+	buckets := map[string]string{}
+	for _, b := range []struct{ setting, name string }{
+		{"nats.edgeBucket", n.EdgeBucket}, {"nats.sessionBucket", n.SessionBucket}, {"nats.keyBucket", n.KeyBucket},
+	} {
+		if !bucketName.MatchString(b.name) {
+			bad(b.setting, "%q: use letters, digits, - and _", b.name)
+			continue
+		}
+		if other, dup := buckets[b.name]; dup {
+			bad(b.setting, "%q is already used by %s; each bucket needs its own name", b.name, other)
+		}
+		buckets[b.name] = b.setting
+	}
+
+	// Admin.
+	if required("admin.listen", c.Admin.Listen) {
+		if err := checkListen(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%v; e.g. 127.0.0.1:8001", err)
+		} else if c.Admin.Listen == c.Listen {
+			bad("admin.listen", "must differ from listen (the admin API gets its own listener)")
+		}
+	}
+	switch {
+	case c.Admin.Token == "":
+		bad("admin.token", "required; set --admin.tokenFile or EDGEPASS_ADMIN_TOKEN (at least %d characters, e.g. openssl rand -hex 32)", MinAdminTokenLength)
+	case len(c.Admin.Token) < MinAdminTokenLength:
+		bad("admin.token", "too short: use at least %d characters (e.g. openssl rand -hex 32)", MinAdminTokenLength)
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		bad("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+// ExposedWithoutAuth reports whether the embedded NATS server listens on a
+// non-loopback address without edge authentication: anyone reaching the
+// port could read the private key and session buckets.
+func (c *Configuration) ExposedWithoutAuth() bool {
+	e := c.NATS.Embedded
+	if !e.Enabled || e.Listen == "" || e.EdgePassword != "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(e.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// HostAllowed reports whether host matches one of the patterns: an exact
+// host name, or "*.example.com" for any subdomain of example.com (not
+// example.com itself). Comparison ignores case.
+func HostAllowed(host string, patterns []string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "" {
+		return false
+	}
+	for _, p := range patterns {
+		p = strings.ToLower(p)
+		if rest, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(host, "."+rest) {
+				return true
+			}
+			continue
+		}
+		if host == p {
+			return true
+		}
+	}
+	return false
+}
+
+func publicHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q must not carry a query, fragment or user info", raw)
+	}
+	return nil
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if err := checkHost(host); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkNATSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return errors.New("use nats://host:port or tls://host:port")
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty host")
+	}
+	if net.ParseIP(h) != nil {
+		return nil
+	}
+	if len(h) > 253 {
+		return errors.New("host name too long")
+	}
+	for _, label := range strings.Split(h, ".") {
+		if !hostLabel.MatchString(label) {
+			return fmt.Errorf("%q is not a valid host name", h)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package keys
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/plugin/token"
+)
+
+// Sign issues the session token of s: iss = Options.Issuer, aud = edgepass,
+// sid, sub, iat, exp and the identity claims. It implements oidcflow.Signer.
+func (r *Ring) Sign(s *session.Session) (string, error) {
+	if s == nil {
+		return "", errors.New("keys: sign: nil session")
+	}
+	c := &token.Claims{
+		Issuer:            r.o.Issuer,
+		Audience:          token.Audience{Audience},
+		Subject:           s.Subject,
+		SessionID:         s.ID,
+		IssuedAt:          s.IssuedAt.Unix(),
+		Expiry:            s.ExpiresAt.Unix(),
+		Email:             s.Email,
+		Name:              s.Name,
+		PreferredUsername: s.Username,
+		Groups:            s.Groups,
+	}
+	return r.SignClaims(c)
+}
+
+// Verifier checks tokens this daemon issued (issuer, audience, skew).
+func (r *Ring) Verifier() *token.Verifier {
+	return &token.Verifier{Issuer: r.o.Issuer, Audience: Audience, Skew: r.o.ClockSkew}
+}
+
+// SessionID returns the sid of a token this daemon signed, checking the
+// signature, issuer and audience but accepting an expired token, so signing
+// out with an old cookie still ends the stored session. It implements
+// oidcflow.TokenVerifier.
+func (r *Ring) SessionID(raw string) (string, error) {
+	if len(raw) > token.MaxTokenSize {
+		return "", token.ErrTooLarge
+	}
+	// Verify at the token's own iat, when it was valid; the claims Verify
+	// returns are authenticated by the signature, the unverified read only
+	// picks the instant.
+	at := r.o.Now()
+	if parts := strings.Split(raw, "."); len(parts) == 3 {
+		if payload, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			var c struct {
+				Iat int64 `json:"iat"`
+				Exp int64 `json:"exp"`
+			}
+			if json.Unmarshal(payload, &c) == nil && c.Iat > 0 && c.Exp > 0 && time.Unix(c.Exp, 0).Before(at) {
+				at = time.Unix(c.Iat, 0)
+			}
+		}
+	}
+	c, err := r.Verifier().Verify(raw, r.PublicKeys(), at)
+	if err != nil {
+		return "", fmt.Errorf("keys: session token: %w", err)
+	}
+	if c.SessionID == "" {
+		return "", fmt.Errorf("keys: session token: %w: no sid", token.ErrMalformed)
+	}
+	return c.SessionID, nil
+}
+
+// JWKSHandler serves GET /.well-known/jwks.json.
+func (r *Ring) JWKSHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = w.Write([]byte(`{"error":"method not allowed"}` + "\n"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(r.JWKS())
+	})
+}

@@ -1,0 +1,382 @@
+// Package natsserver gives the daemon its NATS connection with JetStream:
+// either an embedded nats-server (one process is a complete install) or a
+// connection to an external cluster.
+package natsserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgepass/edgepass/daemon/config"
+)
+
+// Options says how to get a NATS connection.
+type Options struct {
+	// Embedded runs nats-server in this process.
+	Embedded bool
+	// Listen is the embedded server's client address ("" = in-process only,
+	// port 0 = a random port).
+	Listen string
+	// DataDir is the embedded server's JetStream storage directory.
+	DataDir string
+	// SyncAlways fsyncs every JetStream write (power-loss safety).
+	SyncAlways bool
+	// EdgeUser and EdgePassword, when the password is set, turn on
+	// authentication on the embedded server: edges log in as EdgeUser and may
+	// only watch EdgeBucket and publish their heartbeat; the daemon uses an
+	// internal user with a random password (in-process only).
+	EdgeUser, EdgePassword, EdgeBucket string
+
+	// URLs, Token, User, Password, CredentialsFile and CAFile configure the
+	// connection to an external server when Embedded is false.
+	URLs                                           []string
+	Token, User, Password, CredentialsFile, CAFile string
+
+	// Name is the client connection name shown by the server.
+	Name string
+	// ConnectTimeout bounds the first connection (default 10s).
+	ConnectTimeout time.Duration
+	// Logger receives the embedded server's and the connection's events.
+	Logger *slog.Logger
+}
+
+// FromConfig maps the nats settings onto Options.
+func FromConfig(c config.NATS) Options {
+	return Options{
+		Embedded:        c.Embedded.Enabled,
+		Listen:          c.Embedded.Listen,
+		DataDir:         c.Embedded.DataDir,
+		SyncAlways:      c.Embedded.SyncAlways,
+		EdgeUser:        c.Embedded.EdgeUser,
+		EdgePassword:    c.Embedded.EdgePassword,
+		EdgeBucket:      c.EdgeBucket,
+		URLs:            c.URLs,
+		Token:           c.Token,
+		User:            c.User,
+		Password:        c.Password,
+		CredentialsFile: c.CredentialsFile,
+		CAFile:          c.CAFile,
+	}
+}
+
+// Conn is the daemon's NATS connection, its JetStream context and, when
+// embedded, the server it runs.
+type Conn struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	server *server.Server
+	closed chan struct{}
+}
+
+// Open starts the embedded server or connects to the external one, and
+// checks that JetStream answers.
+func Open(ctx context.Context, o Options) (*Conn, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Name == "" {
+		o.Name = "edgepass-daemon"
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	c := &Conn{closed: make(chan struct{})}
+	common := []nats.Option{
+		nats.Name(o.Name),
+		// A private inbox prefix: an edge allowed to subscribe to _INBOX.>
+		// must not see replies to the daemon (sessions, keys).
+		nats.CustomInboxPrefix(DaemonInboxPrefix),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.Timeout(o.ConnectTimeout),
+		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				o.Logger.Warn("nats: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			o.Logger.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			o.Logger.Warn("nats: async error", "err", err)
+		}),
+	}
+
+	if o.Embedded {
+		var daemonPassword string
+		if o.EdgePassword != "" {
+			daemonPassword = randomPassword()
+			common = append(common, nats.UserInfo(DaemonUser, daemonPassword))
+		}
+		s, err := startEmbedded(o, daemonPassword)
+		if err != nil {
+			return nil, err
+		}
+		c.server = s
+		nc, err := nats.Connect("", append(common, nats.InProcessServer(s))...)
+		if err != nil {
+			s.Shutdown()
+			return nil, fmt.Errorf("nats: connect to embedded server: %w", err)
+		}
+		c.NC = nc
+	} else {
+		opts, err := externalOptions(o)
+		if err != nil {
+			return nil, err
+		}
+		nc, err := nats.Connect(strings.Join(o.URLs, ","), append(common, opts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("nats: cannot connect to %s: %w; check nats.urls and the credentials", strings.Join(o.URLs, ","), err)
+		}
+		c.NC = nc
+	}
+
+	js, err := jetstream.New(c.NC)
+	if err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	c.JS = js
+	actx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
+	defer cancel()
+	if _, err := js.AccountInfo(actx); err != nil {
+		c.shutdown()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, fmt.Errorf("nats: JetStream is not enabled on %s: %w; start nats-server with -js (or enable JetStream for this account)", c.NC.ConnectedUrlRedacted(), err)
+		}
+		return nil, fmt.Errorf("nats: JetStream does not answer: %w", err)
+	}
+	return c, nil
+}
+
+// DaemonUser is the embedded server's internal user when edge
+// authentication is on; DaemonInboxPrefix is where the daemon receives replies.
+const (
+	DaemonUser        = "edgepass-daemon"
+	DaemonInboxPrefix = "_EDGEPASS_DAEMON"
+)
+
+// EdgePermissions is what an edge may do: create and delete consumers on
+// the edge bucket's stream, answer flow control, publish its heartbeat, and
+// receive on _INBOX.>. It cannot read the session or key buckets, write
+// facts, or see the daemon's replies.
+func EdgePermissions(bucket string) *server.Permissions {
+	stream := "KV_" + bucket
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + stream,
+			"$JS.API.CONSUMER.CREATE." + stream,
+			"$JS.API.CONSUMER.CREATE." + stream + ".>",
+			"$JS.API.CONSUMER.DELETE." + stream + ".>",
+			"$JS.API.CONSUMER.INFO." + stream + ".>",
+			"$JS.FC." + stream + ".>",
+			"edgepass.heartbeat." + bucket,
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+func randomPassword() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func startEmbedded(o Options, daemonPassword string) (*server.Server, error) {
+	if o.DataDir == "" {
+		return nil, errors.New("nats: embedded server needs a data directory; set nats.embedded.dataDir")
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("nats: data directory %s: %w", o.DataDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats: create data directory: %w; check nats.embedded.dataDir", err)
+	}
+	opts := &server.Options{
+		ServerName:         "edgepass",
+		JetStream:          true,
+		StoreDir:           dir,
+		SyncAlways:         o.SyncAlways,
+		NoSigs:             true,
+		DontListen:         o.Listen == "",
+		JetStreamMaxMemory: -1,
+		JetStreamMaxStore:  -1,
+	}
+	if daemonPassword != "" {
+		if o.EdgeUser == "" || o.EdgeUser == DaemonUser {
+			return nil, fmt.Errorf("nats: embedded edge user %q is not usable; check nats.embedded.edgeUser", o.EdgeUser)
+		}
+		if o.EdgeBucket == "" {
+			return nil, errors.New("nats: embedded edge authentication needs the edge bucket name (nats.edgeBucket)")
+		}
+		opts.Users = []*server.User{
+			{Username: DaemonUser, Password: daemonPassword},
+			{Username: o.EdgeUser, Password: o.EdgePassword, Permissions: EdgePermissions(o.EdgeBucket)},
+		}
+	}
+	if o.Listen != "" {
+		host, portStr, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats: embedded listen %q: %w; check nats.embedded.listen", o.Listen, err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 0 || port > 65535 {
+			return nil, fmt.Errorf("nats: embedded listen %q: bad port; check nats.embedded.listen", o.Listen)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		opts.Host, opts.Port = host, port
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: embedded server: %w", err)
+	}
+	logger := serverLogger{l: o.Logger, fatal: make(chan string, 1)}
+	s.SetLoggerV2(logger, false, false, false)
+	s.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case msg := <-logger.fatal:
+			s.Shutdown()
+			return nil, fmt.Errorf("nats: embedded server: %s; check nats.embedded.listen and nats.embedded.dataDir", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("nats: embedded server not ready after 30s; check nats.embedded.listen (%s) and nats.embedded.dataDir (%s)", o.Listen, dir)
+		}
+	}
+	if !s.JetStreamEnabled() {
+		s.Shutdown()
+		return nil, fmt.Errorf("nats: embedded JetStream did not start in %s; check permissions of nats.embedded.dataDir", dir)
+	}
+	return s, nil
+}
+
+func externalOptions(o Options) ([]nats.Option, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("nats: no server URL; set nats.urls or enable nats.embedded")
+	}
+	var opts []nats.Option
+	switch {
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	case o.CredentialsFile != "":
+		if _, err := os.Stat(o.CredentialsFile); err != nil {
+			return nil, fmt.Errorf("nats: credentials file: %w; check nats.credentialsFile", err)
+		}
+		opts = append(opts, nats.UserCredentials(o.CredentialsFile))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: CA file: %w; check nats.caFile", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("nats: CA file %s holds no PEM certificate; check nats.caFile", o.CAFile)
+		}
+		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
+}
+
+// ClientURL is where edges connect to the embedded server ("" when external
+// or in-process only).
+func (c *Conn) ClientURL() string {
+	if c.server == nil || c.server.Addr() == nil {
+		return ""
+	}
+	return c.server.ClientURL()
+}
+
+// Embedded reports whether the daemon runs its own server.
+func (c *Conn) Embedded() bool { return c.server != nil }
+
+// Ready reports whether the connection is up, for /readyz.
+func (c *Conn) Ready() error {
+	if c.NC == nil || !c.NC.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	return nil
+}
+
+// Close drains the connection (pending publishes and acks finish) and then
+// stops the embedded server, which flushes JetStream to disk.
+func (c *Conn) Close(ctx context.Context) error {
+	var err error
+	if c.NC != nil && !c.NC.IsClosed() {
+		if derr := c.NC.Drain(); derr != nil {
+			c.NC.Close()
+		}
+		select {
+		case <-c.closed:
+		case <-ctx.Done():
+			c.NC.Close()
+			err = fmt.Errorf("nats: drain: %w", ctx.Err())
+		}
+	}
+	if c.server != nil {
+		c.server.Shutdown()
+		c.server.WaitForShutdown()
+	}
+	return err
+}
+
+func (c *Conn) shutdown() {
+	if c.NC != nil {
+		c.NC.Close()
+	}
+	if c.server != nil {
+		c.server.Shutdown()
+		c.server.WaitForShutdown()
+	}
+}
+
+// serverLogger forwards the embedded server's log lines to slog.
+type serverLogger struct {
+	l     *slog.Logger
+	fatal chan string // the first fatal error, reported by Open
+}
+
+func (s serverLogger) Noticef(f string, v ...any) { s.l.Debug("nats-server: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Warnf(f string, v ...any)   { s.l.Warn("nats-server: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	s.l.Error("nats-server: " + msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
+func (s serverLogger) Errorf(f string, v ...any) { s.l.Error("nats-server: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Debugf(f string, v ...any) { s.l.Debug("nats-server: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Tracef(f string, v ...any) { s.l.Debug("nats-server: " + fmt.Sprintf(f, v...)) }

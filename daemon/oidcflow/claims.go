@@ -1,0 +1,222 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/edgepass/edgepass/daemon/session"
+	"golang.org/x/oauth2"
+)
+
+// Limits on what an IdP may put in a session; beyond them values are dropped.
+const (
+	maxClaimLen  = 512
+	maxGroups    = 1024
+	maxGroupName = 256
+)
+
+// identity is the user as the IdP describes them.
+type identity struct {
+	Subject  string
+	Username string
+	Email    string
+	Name     string
+	IdPSID   string
+	Groups   []string
+	// hasGroups is false when neither the ID token nor userinfo carried the
+	// groups claim.
+	hasGroups bool
+}
+
+// claimSet is decoded JSON claims.
+type claimSet map[string]any
+
+// lookup finds a claim by its literal name, else by a dotted path
+// ("realm_access.roles"): namespaced claims like "https://x/groups" contain
+// dots themselves.
+func (c claimSet) lookup(name string) (any, bool) {
+	if v, ok := c[name]; ok {
+		return v, true
+	}
+	if !strings.Contains(name, ".") {
+		return nil, false
+	}
+	var cur any = map[string]any(c)
+	for _, part := range strings.Split(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// str returns a string claim, or "" when absent, not a string or too long.
+func (c claimSet) str(name string) string {
+	v, _ := c.lookup(name)
+	s, _ := v.(string)
+	if len(s) > maxClaimLen {
+		return ""
+	}
+	return s
+}
+
+// groups returns a groups claim: an array of strings, or one string.
+// Non-strings, empty and oversized names and duplicates are dropped.
+func (c claimSet) groups(name string) ([]string, bool) {
+	v, ok := c.lookup(name)
+	if !ok || v == nil {
+		return nil, false
+	}
+	var raw []any
+	switch t := v.(type) {
+	case []any:
+		raw = t
+	case string:
+		raw = []any{t}
+	default:
+		return nil, false
+	}
+	out := make([]string, 0, len(raw))
+	for _, g := range raw {
+		s, ok := g.(string)
+		if !ok || s == "" || len(s) > maxGroupName || slices.Contains(out, s) {
+			continue
+		}
+		if len(out) == maxGroups {
+			break
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+// fill takes what c has and id still lacks.
+func (h *Handler) fill(id *identity, c claimSet) {
+	if id.Username == "" {
+		id.Username = c.str(h.opts.UsernameClaim)
+	}
+	if id.Email == "" {
+		id.Email = c.str("email")
+	}
+	if id.Name == "" {
+		id.Name = c.str("name")
+	}
+	if !id.hasGroups {
+		id.Groups, id.hasGroups = c.groups(h.opts.GroupsClaim)
+	}
+}
+
+// complete reports whether the userinfo endpoint has nothing left to add.
+func (id *identity) complete() bool {
+	return id.Username != "" && id.Email != "" && id.Name != "" && id.hasGroups
+}
+
+// errUserinfoSubject means userinfo answered for someone else (OIDC Core
+// 5.3.2: the sub must match the ID token's).
+var errUserinfoSubject = errors.New("userinfo sub does not match the ID token's sub")
+
+// identify builds the identity from ID token claims and, for what they lack,
+// the userinfo endpoint.
+func (h *Handler) identify(ctx context.Context, p *provider, subject string, idClaims claimSet, tok *oauth2.Token) (*identity, error) {
+	id := &identity{Subject: subject, IdPSID: idClaims.str("sid")}
+	h.fill(id, idClaims)
+	if !id.complete() && p.oidc.UserInfoEndpoint() != "" && tok.AccessToken != "" {
+		ui, err := p.oidc.UserInfo(h.idp.clientContext(ctx), oauth2.StaticTokenSource(tok))
+		if err != nil {
+			return nil, fmt.Errorf("fetch userinfo: %w", err)
+		}
+		if ui.Subject != subject {
+			return nil, errUserinfoSubject
+		}
+		var uc claimSet
+		if err := ui.Claims(&uc); err != nil {
+			return nil, fmt.Errorf("decode userinfo: %w", err)
+		}
+		h.fill(id, uc)
+	}
+	if id.Username == "" {
+		id.Username = id.Email
+	}
+	if id.Username == "" {
+		id.Username = id.Subject
+	}
+	return id, nil
+}
+
+// allowed reports whether the user may have a session (requiredGroups).
+func (h *Handler) allowed(groups []string) bool {
+	if len(h.opts.RequiredGroups) == 0 {
+		return true
+	}
+	for _, g := range h.opts.RequiredGroups {
+		if slices.Contains(groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// prioritize puts required groups first, so they are the last to be dropped
+// when the token is too large.
+func (h *Handler) prioritize(groups []string) []string {
+	out := make([]string, 0, len(groups))
+	for _, g := range groups {
+		if slices.Contains(h.opts.RequiredGroups, g) {
+			out = append(out, g)
+		}
+	}
+	for _, g := range groups {
+		if !slices.Contains(h.opts.RequiredGroups, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// errTokenTooLarge means even a token without groups does not fit a cookie.
+var errTokenTooLarge = errors.New("session token exceeds the cookie size limit even without groups")
+
+// signFitting signs s, dropping trailing groups until the token fits one
+// cookie. It returns the token and the groups it carries.
+func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
+	c := *s
+	c.Groups = h.prioritize(s.Groups)
+	tok, err := h.opts.Signer.Sign(&c)
+	if err != nil {
+		return "", nil, fmt.Errorf("sign session token: %w", err)
+	}
+	if len(tok) <= h.maxToken {
+		return tok, c.Groups, nil
+	}
+	all := c.Groups
+	// Binary search the longest prefix of groups that fits; fits(0) must hold.
+	best := ""
+	lo, hi := 0, len(all)-1 // all[:hi+1] is known not to fit
+	for lo <= hi {
+		mid := (lo + hi) / 2
+		c.Groups = all[:mid]
+		t, err := h.opts.Signer.Sign(&c)
+		if err != nil {
+			return "", nil, fmt.Errorf("sign session token: %w", err)
+		}
+		if len(t) <= h.maxToken {
+			best, lo = t, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	if best == "" {
+		return "", nil, errTokenTooLarge
+	}
+	kept := all[:lo-1]
+	h.log.Warn("session token too large for a cookie; dropped groups from the token",
+		"sub", s.Subject, "kept", len(kept), "dropped", len(all)-len(kept), "droppedGroups", all[len(kept):])
+	return best, kept, nil
+}

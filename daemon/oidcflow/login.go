@@ -1,0 +1,212 @@
+package oidcflow
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/edgepass/edgepass/daemon/session"
+	"golang.org/x/oauth2"
+)
+
+// bindingCookie ties a pending login to the browser that started it, so a
+// callback URL (code + state) planted in another browser is refused.
+func (h *Handler) bindingCookie() string { return h.opts.CookieName + "_login" }
+
+// login starts the authorization code flow: GET /login?rd=<return URL>.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	returnTo := h.opts.DefaultRedirect
+	if rd := r.URL.Query().Get("rd"); rd != "" {
+		u, ok := h.returnURL.Check(rd)
+		if !ok {
+			h.log.Info("login refused a return URL outside the allowed domains", "rd", truncate(rd, 200))
+			h.fail(w, http.StatusBadRequest, ReasonReturnURL, "Return address not allowed",
+				"The page that sent you here asked to return to an address edgepass does not serve. "+
+					"If you operate this site, add its host to session.allowedDomains.")
+			return
+		}
+		returnTo = u
+	}
+	p, err := h.idp.get(r.Context())
+	if err != nil {
+		h.log.Error("login: identity provider unavailable", "err", err)
+		h.fail(w, http.StatusBadGateway, ReasonDiscovery, "Sign-in unavailable",
+			"The identity provider cannot be reached right now. Please try again in a moment.")
+		return
+	}
+	binding := ""
+	if c, err := r.Cookie(h.bindingCookie()); err == nil && len(c.Value) == 43 {
+		binding = c.Value // reuse: several tabs may be logging in at once
+	} else {
+		binding = randomString(32)
+	}
+	state, nonce, verifier := randomString(32), randomString(32), oauth2.GenerateVerifier()
+	h.pending.Add(state, pendingLogin{nonce: nonce, verifier: verifier, binding: binding, returnTo: returnTo})
+	http.SetCookie(w, &http.Cookie{
+		Name:     h.bindingCookie(),
+		Value:    binding,
+		Path:     h.callbackPath,
+		MaxAge:   int(h.opts.PendingTTL / time.Second),
+		Secure:   h.opts.CookieSecure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	})
+	noStore(w)
+	http.Redirect(w, r, p.oauth.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusFound)
+}
+
+// callback finishes the flow: GET /callback?code=&state=.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	pl, ok := h.pending.Get(state)
+	// Remove is the single-use check: of two concurrent callbacks with the
+	// same state, only one sees true.
+	if state == "" || !ok || !h.pending.Remove(state) {
+		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
+			"This sign-in attempt has expired or was already used. Please start again.")
+		return
+	}
+	c, err := r.Cookie(h.bindingCookie())
+	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(pl.binding)) != 1 {
+		h.log.Warn("callback refused: state was issued to another browser")
+		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
+			"This sign-in attempt was not started in this browser. Please start again.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		h.log.Info("identity provider refused the sign-in", "error", truncate(e, 100), "description", truncate(q.Get("error_description"), 200))
+		h.fail(w, http.StatusForbidden, ReasonIdPError, "Sign-in refused",
+			"The identity provider did not complete the sign-in.")
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in failed", "The identity provider's answer was incomplete. Please start again.")
+		return
+	}
+	p, err := h.idp.get(ctx)
+	if err != nil {
+		h.log.Error("callback: identity provider unavailable", "err", err)
+		h.fail(w, http.StatusBadGateway, ReasonDiscovery, "Sign-in unavailable",
+			"The identity provider cannot be reached right now. Please try again in a moment.")
+		return
+	}
+	tok, err := p.oauth.Exchange(h.idp.clientContext(ctx), code, oauth2.VerifierOption(pl.verifier))
+	if err != nil {
+		h.log.Warn("callback: code exchange failed", "err", err)
+		status := http.StatusBadGateway
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			status = http.StatusBadRequest
+		}
+		h.fail(w, status, ReasonExchange, "Sign-in failed",
+			"The identity provider did not accept this sign-in. Please start again.")
+		return
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		h.log.Error("callback: token response has no id_token; is the openid scope configured?")
+		h.fail(w, http.StatusBadGateway, ReasonIDToken, "Sign-in failed", "The identity provider's answer was incomplete.")
+		return
+	}
+	idt, err := p.verifier.Verify(h.idp.clientContext(ctx), rawID)
+	if err != nil {
+		h.log.Warn("callback: ID token rejected", "err", err)
+		h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(pl.nonce)) != 1 {
+		h.log.Warn("callback: ID token nonce does not match this login")
+		h.fail(w, http.StatusBadRequest, ReasonNonce, "Sign-in failed", "The identity provider's answer could not be verified.")
+		return
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			h.log.Warn("callback: access token does not match at_hash", "err", err)
+			h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
+			return
+		}
+	}
+	var claims claimSet
+	if err := idt.Claims(&claims); err != nil || idt.Subject == "" {
+		h.log.Warn("callback: ID token claims unreadable or without sub", "err", err)
+		h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
+		return
+	}
+	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
+	if err != nil {
+		h.log.Error("callback: cannot complete the user's claims", "sub", idt.Subject, "err", err)
+		h.fail(w, http.StatusBadGateway, ReasonUserinfo, "Sign-in failed",
+			"The identity provider did not describe your account. Please try again in a moment.")
+		return
+	}
+	if !h.allowed(id.Groups) {
+		h.log.Info("login refused: user is in none of the required groups", "sub", id.Subject, "user", id.Username)
+		h.fail(w, http.StatusForbidden, ReasonForbidden, "Access denied",
+			"Your account is not in a group that may use these sites. Ask an administrator for access.")
+		return
+	}
+	groups := id.Groups
+	if h.opts.Groups != nil {
+		og, ok, err := h.opts.Groups.GroupsOverride(ctx, id.Subject)
+		if err != nil {
+			h.log.Warn("callback: cannot read the admin group override; using the IdP's groups", "sub", id.Subject, "err", err)
+		} else if ok {
+			groups = og
+		}
+	}
+	now := h.now().Truncate(time.Second)
+	s := &session.Session{
+		ID:           randomString(32),
+		Subject:      id.Subject,
+		Username:     id.Username,
+		Email:        id.Email,
+		Name:         id.Name,
+		Groups:       groups,
+		IssuedAt:     now,
+		ExpiresAt:    now.Add(h.opts.Lifetime),
+		RefreshToken: tok.RefreshToken,
+		IDToken:      rawID,
+		IdPSessionID: id.IdPSID,
+	}
+	signed, _, err := h.signFitting(s)
+	if err == nil {
+		err = h.opts.Store.Put(ctx, s)
+	}
+	if err != nil {
+		h.log.Error("callback: cannot create the session", "sub", id.Subject, "err", err)
+		h.fail(w, http.StatusInternalServerError, ReasonSession, "Sign-in failed",
+			"edgepass could not create your session. Please try again in a moment.")
+		return
+	}
+	h.opts.Metrics.LoginSucceeded()
+	h.log.Info("login", "sub", s.Subject, "user", s.Username, "sid", s.ID[:8])
+	http.SetCookie(w, &http.Cookie{
+		Name:     h.opts.CookieName,
+		Value:    signed,
+		Path:     "/",
+		Domain:   h.opts.CookieDomain,
+		MaxAge:   int(h.opts.Lifetime / time.Second),
+		Secure:   h.opts.CookieSecure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	})
+	noStore(w)
+	if pl.returnTo == "" {
+		h.render(w, http.StatusOK, page{Title: "Signed in", Message: "You are signed in. You can close this page."})
+		return
+	}
+	http.Redirect(w, r, pl.returnTo, http.StatusFound)
+}
+
+// truncate shortens attacker-controlled values before they reach a log.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

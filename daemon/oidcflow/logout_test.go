@@ -1,0 +1,351 @@
+package oidcflow
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// loggedIn signs a browser in and returns it with its session cookie value.
+func (e *env) loggedIn(t *testing.T) (*http.Client, string) {
+	t.Helper()
+	c := browser(t)
+	resp := e.login(t, c, "")
+	ck := sessionCookie(resp, DefaultCookieName)
+	if ck == nil {
+		t.Fatalf("login failed: status %d", resp.StatusCode)
+	}
+	return c, ck.Value
+}
+
+func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
+	e := newEnv(t, nil)
+	c, _ := e.loggedIn(t)
+	s := e.store.all()[0]
+	resp := get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://app.example.com/bye"))
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("logout status %d, want 302", resp.StatusCode)
+	}
+	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{s.ID}) {
+		t.Fatalf("edge revocations %v, want [%s]", got, s.ID)
+	}
+	if e.edge.sessions[0].exp != s.ExpiresAt {
+		t.Errorf("revocation exp %v, want the session's expiry %v", e.edge.sessions[0].exp, s.ExpiresAt)
+	}
+	if len(e.store.all()) != 0 {
+		t.Errorf("session still stored after logout")
+	}
+	ck := sessionCookie(resp, DefaultCookieName)
+	if ck == nil || ck.MaxAge >= 0 || ck.Value != "" {
+		t.Errorf("cookie not cleared: %+v", ck)
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc.Scheme+"://"+loc.Host+loc.Path != e.idp.issuer()+"/end_session" {
+		t.Fatalf("redirected to %q, want the IdP's end_session_endpoint", loc)
+	}
+	q := loc.Query()
+	if q.Get("id_token_hint") != s.IDToken || q.Get("post_logout_redirect_uri") != "https://app.example.com/bye" || q.Get("client_id") != "edgepass" {
+		t.Errorf("end_session query: %v", q)
+	}
+	if e.metrics.revoked[KindLogout] != 1 {
+		t.Errorf("logout revocation not counted: %v", e.metrics.revoked)
+	}
+}
+
+func TestLogoutByPOST(t *testing.T) {
+	e := newEnv(t, nil)
+	c, _ := e.loggedIn(t)
+	resp, err := c.PostForm(e.srv.URL+"/logout", url.Values{"rd": {"https://evil.com/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(e.edge.revokedSIDs()) != 1 || len(e.store.all()) != 0 {
+		t.Fatalf("POST /logout did not revoke")
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if got := loc.Query().Get("post_logout_redirect_uri"); got != "https://app.example.com/" {
+		t.Fatalf("post_logout_redirect_uri %q: a refused rd must fall back to the default", got)
+	}
+}
+
+func TestLogoutWithoutEndSessionRedirectsToReturnURL(t *testing.T) {
+	e := newEnv(t, nil)
+	e.idp.set(func(p *testIdP) { p.noEndSession = true })
+	c, _ := e.loggedIn(t)
+	resp := get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://x.example.org/"))
+	if resp.Header.Get("Location") != "https://x.example.org/" {
+		t.Fatalf("redirected to %q", resp.Header.Get("Location"))
+	}
+	resp = get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://evil.com/"))
+	if resp.Header.Get("Location") != "https://app.example.com/" {
+		t.Fatalf("refused rd redirected to %q, want the default", resp.Header.Get("Location"))
+	}
+}
+
+// Attack: a cookie with a forged token naming someone else's sid, to log them out.
+func TestLogoutIgnoresForgedCookie(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	victim := e.store.all()[0].ID
+	c := browser(t)
+	u, _ := url.Parse(e.srv.URL)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: DefaultCookieName, Value: "fake." + b64([]byte(`{"sid":"`+victim+`"}`)) + ".forged"}})
+	resp := get(t, c, e.srv.URL+"/logout")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if len(e.edge.revokedSIDs()) != 0 || len(e.store.all()) != 1 {
+		t.Fatalf("forged cookie revoked the victim's session")
+	}
+}
+
+func TestLogoutReportsEdgeFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	c, _ := e.loggedIn(t)
+	e.edge.fail = true
+	resp := get(t, c, e.srv.URL+"/logout")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502 when the edge cannot be told", resp.StatusCode)
+	}
+	if ck := sessionCookie(resp, DefaultCookieName); ck == nil || ck.MaxAge >= 0 {
+		t.Errorf("cookie not cleared")
+	}
+	if len(e.store.all()) != 1 {
+		t.Errorf("session deleted although the edge still accepts it")
+	}
+}
+
+func postLogoutToken(t *testing.T, e *env, tok string) int {
+	t.Helper()
+	resp, err := http.PostForm(e.srv.URL+"/backchannel-logout", url.Values{"logout_token": {tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var body map[string]string
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["error"] == "" {
+			t.Errorf("error answer is not {\"error\":…}: %v %v", body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// Attack: a logout token that is forged, for another party, replayed from an
+// ID token, or otherwise not a back-channel logout token.
+func TestBackchannelLogoutRejectsForgedToken(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	p := e.idp
+	cases := map[string]string{
+		"other key": signRS256(t, otherKey(t), p.kid, map[string]any{"iss": p.issuer(), "aud": p.client, "iat": time.Now().Unix(),
+			"exp": time.Now().Add(time.Minute).Unix(), "jti": "j", "sub": p.sub,
+			"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}),
+		"no events":      p.logoutToken(func(c map[string]any) { delete(c, "events") }),
+		"wrong event":    p.logoutToken(func(c map[string]any) { c["events"] = map[string]any{"http://example.com/other": map[string]any{}} }),
+		"nonce present":  p.logoutToken(func(c map[string]any) { c["nonce"] = "n" }),
+		"other audience": p.logoutToken(func(c map[string]any) { c["aud"] = "another-client" }),
+		"other issuer":   p.logoutToken(func(c map[string]any) { c["iss"] = "https://evil.example.net" }),
+		"expired":        p.logoutToken(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
+		"no sub or sid":  p.logoutToken(func(c map[string]any) { delete(c, "sub") }),
+		"no jti":         p.logoutToken(func(c map[string]any) { delete(c, "jti") }),
+		"alg none":       "eyJhbGciOiJub25lIn0." + b64([]byte(`{"sub":"user-1"}`)) + ".",
+		"garbage":        "not a jwt",
+		"empty":          "",
+	}
+	// An ID token of a real login, replayed as a logout token.
+	cases["id token"] = e.store.all()[0].IDToken
+	for name, tok := range cases {
+		if code := postLogoutToken(t, e, tok); code != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", name, code)
+		}
+	}
+	if len(e.edge.revokedSIDs()) != 0 || len(e.edge.users) != 0 || len(e.store.all()) != 1 {
+		t.Fatalf("a rejected logout token revoked something")
+	}
+}
+
+func TestBackchannelLogoutRevokesBySid(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	e.idp.set(func(p *testIdP) { p.idClaims["sid"] = "idp-sid-2" })
+	e.loggedIn(t)
+	var keep, drop string
+	for _, s := range e.store.all() {
+		if s.IdPSessionID == "idp-sid-1" {
+			drop = s.ID
+		} else {
+			keep = s.ID
+		}
+	}
+	tok := e.idp.logoutToken(func(c map[string]any) { c["sid"] = "idp-sid-1" })
+	if code := postLogoutToken(t, e, tok); code != http.StatusOK {
+		t.Fatalf("status %d, want 200", code)
+	}
+	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{drop}) {
+		t.Fatalf("revoked %v, want only %s", got, drop)
+	}
+	if l := e.store.all(); len(l) != 1 || l[0].ID != keep {
+		t.Fatalf("remaining sessions %v", l)
+	}
+	if len(e.edge.users) != 0 {
+		t.Errorf("a sid logout revoked the whole user")
+	}
+	// The same token again is a replay.
+	if code := postLogoutToken(t, e, tok); code != http.StatusBadRequest {
+		t.Errorf("replayed logout token: status %d, want 400", code)
+	}
+}
+
+func TestBackchannelLogoutRevokesAllOfSubject(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	e.loggedIn(t)
+	e.idp.set(func(p *testIdP) { p.sub = "user-2" })
+	e.loggedIn(t)
+	if code := postLogoutToken(t, e, e.idp.logoutToken(func(c map[string]any) { c["sub"] = "user-1" })); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if n := len(e.edge.revokedSIDs()); n != 2 {
+		t.Fatalf("%d sessions revoked, want user-1's 2", n)
+	}
+	if l := e.store.all(); len(l) != 1 || l[0].Subject != "user-2" {
+		t.Fatalf("remaining %v", l)
+	}
+	if _, ok := e.edge.users["user-1"]; !ok {
+		t.Errorf("user-1 not revoked at the edge")
+	}
+	if e.metrics.revoked[KindBackchannel] != 2 {
+		t.Errorf("revocations counted %v", e.metrics.revoked)
+	}
+}
+
+func TestBackchannelLogoutBodyTooLarge(t *testing.T) {
+	e := newEnv(t, nil)
+	resp, err := http.Post(e.srv.URL+"/backchannel-logout", "application/x-www-form-urlencoded",
+		strings.NewReader("logout_token="+strings.Repeat("a", 70<<10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+}
+
+func TestBackchannelLogoutWrongMethod(t *testing.T) {
+	e := newEnv(t, nil)
+	resp := get(t, browser(t), e.srv.URL+"/backchannel-logout")
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: status %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestRefreshFailureRevokes(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	s := e.store.all()[0]
+	e.idp.set(func(p *testIdP) { p.refreshFails = true })
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{s.ID}) {
+		t.Fatalf("revoked %v, want %s", got, s.ID)
+	}
+	if len(e.store.all()) != 0 {
+		t.Fatal("session kept after the IdP refused its refresh token")
+	}
+	if e.metrics.revoked[KindRefresh] != 1 {
+		t.Errorf("refresh revocation not counted")
+	}
+}
+
+func TestRefreshPublishesChangedGroups(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	old := e.store.all()[0]
+	e.idp.set(func(p *testIdP) { p.refreshClaims = map[string]any{"groups": []any{"staff", "new-team"}} })
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.edge.groups["user-1"]; !slices.Equal(got, []string{"staff", "new-team"}) {
+		t.Fatalf("published groups %v", got)
+	}
+	s := e.store.all()[0]
+	if s.RefreshToken == old.RefreshToken || s.RefreshedAt.IsZero() || !slices.Equal(s.Groups, []string{"staff", "new-team"}) {
+		t.Fatalf("session not updated: %+v", s)
+	}
+	// Unchanged groups publish nothing; the rotated refresh token works.
+	e.edge.groups = map[string][]string{}
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.edge.groups) != 0 {
+		t.Errorf("unchanged groups republished")
+	}
+	if e.idp.refreshCount != 2 || len(e.edge.revokedSIDs()) != 0 {
+		t.Errorf("refreshes %d, revocations %v", e.idp.refreshCount, e.edge.revokedSIDs())
+	}
+}
+
+func TestRefreshKeepsAdminOverride(t *testing.T) {
+	ov := fakeOverrides{}
+	e := newEnv(t, func(o *Options) { o.Groups = ov })
+	e.loggedIn(t)
+	ov["user-1"] = []string{"by-admin"}
+	e.idp.set(func(p *testIdP) { p.refreshClaims = map[string]any{"groups": []any{"other"}} })
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.edge.groups) != 0 {
+		t.Fatalf("refresh overwrote the admin's groups: %v", e.edge.groups)
+	}
+}
+
+func TestRefreshRevokesUserLeavingRequiredGroups(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RequiredGroups = []string{"staff"} })
+	e.loggedIn(t)
+	e.idp.set(func(p *testIdP) { p.refreshClaims = map[string]any{"groups": []any{"alumni"}} })
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.edge.revokedSIDs()) != 1 || len(e.store.all()) != 0 {
+		t.Fatal("session kept for a user no longer in a required group")
+	}
+}
+
+func TestRefreshSkipsRecentlyRefreshed(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RefreshInterval = time.Hour })
+	e.loggedIn(t)
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.idp.refreshCount != 0 {
+		t.Fatalf("a session issued just now was refreshed")
+	}
+	e.h.now = func() time.Time { return time.Now().Add(31 * time.Minute) }
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.idp.refreshCount != 1 {
+		t.Fatalf("due session not refreshed: %d", e.idp.refreshCount)
+	}
+}
+
+func TestRefreshTransientErrorKeepsSession(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	e.idp.set(func(p *testIdP) { p.secret = "rotated" }) // invalid_client, not invalid_grant
+	if err := e.h.RefreshOnce(context.Background()); err == nil {
+		t.Fatal("want an error")
+	}
+	if len(e.store.all()) != 1 || len(e.edge.revokedSIDs()) != 0 {
+		t.Fatal("a non-invalid_grant failure revoked the session")
+	}
+}

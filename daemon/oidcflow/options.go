@@ -1,0 +1,235 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/session"
+)
+
+// SessionStore is where sessions live so that every daemon replica sees them.
+type SessionStore interface {
+	// Put creates or replaces the session with s.ID.
+	Put(ctx context.Context, s *session.Session) error
+	// Get returns the session, or (nil, nil) when no session has that id.
+	Get(ctx context.Context, id string) (*session.Session, error)
+	// Delete removes the session; deleting a missing session is not an error.
+	Delete(ctx context.Context, id string) error
+	// List returns every live session (back-channel logout and refresh scan it).
+	List(ctx context.Context) ([]session.Session, error)
+}
+
+// Signer turns a session into the edge's session token (a compact JWS, see
+// docs/contracts.md): iss = publicURL, aud = "edgepass", sub = Subject,
+// sid = ID, iat = IssuedAt, exp = ExpiresAt, email, name,
+// preferred_username = Username, groups = Groups. The core implements it with
+// token.Sign and the current signing key.
+type Signer interface {
+	Sign(s *session.Session) (string, error)
+}
+
+// TokenVerifier lets logout find the session behind a cookie without trusting
+// an unsigned sid (anyone could otherwise log out someone else's session).
+type TokenVerifier interface {
+	// SessionID returns the sid of a token this daemon signed (signature,
+	// issuer and audience checked). It may accept an expired token: signing
+	// out with an old cookie should still delete the stored session.
+	SessionID(raw string) (string, error)
+}
+
+// EdgePublisher pushes facts to every Traefik replica (the edge KV bucket).
+type EdgePublisher interface {
+	// RevokeSession refuses tokens with this sid until exp.
+	RevokeSession(ctx context.Context, sid string, exp time.Time) error
+	// RevokeUser refuses the subject's tokens issued at or before before.
+	RevokeUser(ctx context.Context, subject string, before time.Time) error
+	// SetGroups replaces the subject's groups in tokens issued until now.
+	SetGroups(ctx context.Context, subject string, groups []string) error
+}
+
+// GroupOverrider is optional: it reports groups an administrator set with
+// PUT /api/v1/users/{sub}/groups, which then win over the IdP's groups at
+// login and are not overwritten by periodic refresh.
+type GroupOverrider interface {
+	GroupsOverride(ctx context.Context, subject string) (groups []string, ok bool, err error)
+}
+
+// Metrics receives the flow's events; *admin.Metrics implements it.
+type Metrics interface {
+	LoginSucceeded()
+	// LoginFailed takes one of the Reason* constants (a bounded label set).
+	LoginFailed(reason string)
+	// Revoked takes one of the Kind* constants.
+	Revoked(kind string)
+}
+
+// Login failure reasons reported to Metrics.LoginFailed.
+const (
+	ReasonReturnURL = "return_url"
+	ReasonDiscovery = "discovery"
+	ReasonState     = "state"
+	ReasonIdPError  = "idp_error"
+	ReasonExchange  = "exchange"
+	ReasonIDToken   = "id_token"
+	ReasonNonce     = "nonce"
+	ReasonUserinfo  = "userinfo"
+	ReasonForbidden = "forbidden_group"
+	ReasonSession   = "session"
+)
+
+// Revocation kinds reported to Metrics.Revoked: who ended the session.
+const (
+	KindLogout      = "logout"
+	KindBackchannel = "backchannel"
+	KindRefresh     = "refresh"
+)
+
+// Options configures the relying party; New documents which fields are
+// required. Field names follow the daemon configuration (oidc.*, session.*).
+type Options struct {
+	// PublicURL is the daemon's external base URL; the redirect URI
+	// registered at the IdP is PublicURL + "/callback".
+	PublicURL string
+
+	Issuer       string   // oidc.issuer (required)
+	ClientID     string   // oidc.clientID (required)
+	ClientSecret string   // oidc.clientSecret ("" for a public client using PKCE only)
+	Scopes       []string // oidc.scopes; "openid" is added when missing. Default: openid profile email
+	// GroupsClaim and UsernameClaim name ID token / userinfo claims; a
+	// dotted name ("realm_access.roles") is looked up nested when no claim
+	// has that literal name. Defaults: groups, preferred_username.
+	GroupsClaim   string
+	UsernameClaim string
+	// RequiredGroups: when non-empty, a user must be in at least one of
+	// them, at login and at every refresh.
+	RequiredGroups []string
+
+	Lifetime     time.Duration // session.lifetime, default 12h
+	CookieName   string        // session.cookieName, default edgepass_session
+	CookieDomain string        // session.cookieDomain, "" = host-only
+	CookieSecure bool          // session.cookieSecure
+	// AllowedDomains are the hosts a return URL may point at: exact host
+	// names / IP literals, or "*.example.com" for any subdomain.
+	AllowedDomains []string
+	// DefaultRedirect is where a browser goes when rd is absent or not
+	// allowed; "" shows a small signed-in / signed-out page instead.
+	DefaultRedirect string
+	// RefreshInterval is how often RunRefresh re-checks sessions at the IdP;
+	// 0 disables it.
+	RefreshInterval time.Duration
+
+	Store  SessionStore  // required
+	Signer Signer        // required
+	Tokens TokenVerifier // required
+	Edge   EdgePublisher // required
+	Groups GroupOverrider
+	// Metrics and Logger are optional.
+	Metrics Metrics
+	Logger  *slog.Logger
+	// HTTPClient talks to the IdP; default: 10 s timeout.
+	HTTPClient *http.Client
+	// PendingLogins bounds logins between /login and /callback (default
+	// 10000); PendingTTL is how long one may take (default 10 min).
+	PendingLogins int
+	PendingTTL    time.Duration
+}
+
+// Defaults for Options fields left empty.
+const (
+	DefaultLifetime      = 12 * time.Hour
+	DefaultCookieName    = "edgepass_session"
+	DefaultGroupsClaim   = "groups"
+	DefaultUsernameClaim = "preferred_username"
+	DefaultPendingLogins = 10000
+	DefaultPendingTTL    = 10 * time.Minute
+)
+
+// withDefaults fills empty fields and checks required ones, naming the
+// configuration key to fix.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	req := func(ok bool, what string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s is required", what))
+		}
+	}
+	req(o.PublicURL != "", "publicURL")
+	req(o.Issuer != "", "oidc.issuer")
+	req(o.ClientID != "", "oidc.clientID")
+	req(o.Store != nil, "Options.Store")
+	req(o.Signer != nil, "Options.Signer")
+	req(o.Tokens != nil, "Options.Tokens")
+	req(o.Edge != nil, "Options.Edge")
+	if o.PublicURL != "" {
+		u, err := url.Parse(o.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("publicURL %q must be an absolute http(s) URL", o.PublicURL))
+		}
+	}
+	if o.Issuer != "" {
+		u, err := url.Parse(o.Issuer)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("oidc.issuer %q must be an absolute http(s) URL", o.Issuer))
+		}
+	}
+	if o.DefaultRedirect != "" {
+		u, err := url.Parse(o.DefaultRedirect)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("session.defaultRedirect %q must be an absolute http(s) URL", o.DefaultRedirect))
+		}
+	}
+	if o.Lifetime < 0 || o.RefreshInterval < 0 || o.PendingTTL < 0 || o.PendingLogins < 0 {
+		errs = append(errs, errors.New("durations and sizes must not be negative"))
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("oidcflow: %w", errors.Join(errs...))
+	}
+	o.PublicURL = strings.TrimSuffix(o.PublicURL, "/")
+	if len(o.Scopes) == 0 {
+		o.Scopes = []string{"openid", "profile", "email"}
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		o.Scopes = append([]string{"openid"}, o.Scopes...)
+	}
+	if o.GroupsClaim == "" {
+		o.GroupsClaim = DefaultGroupsClaim
+	}
+	if o.UsernameClaim == "" {
+		o.UsernameClaim = DefaultUsernameClaim
+	}
+	if o.Lifetime == 0 {
+		o.Lifetime = DefaultLifetime
+	}
+	if o.CookieName == "" {
+		o.CookieName = DefaultCookieName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.PendingLogins == 0 {
+		o.PendingLogins = DefaultPendingLogins
+	}
+	if o.PendingTTL == 0 {
+		o.PendingTTL = DefaultPendingTTL
+	}
+	return o, nil
+}
+
+type noMetrics struct{}
+
+func (noMetrics) LoginSucceeded()    {}
+func (noMetrics) LoginFailed(string) {}
+func (noMetrics) Revoked(string)     {}

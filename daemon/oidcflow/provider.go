@@ -1,0 +1,91 @@
+package oidcflow
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// discoveryRetry is how long a failed discovery is remembered before the
+// next request tries again, so an IdP outage does not become a request storm.
+const discoveryRetry = 2 * time.Second
+
+// discoveryTimeout bounds one discovery attempt.
+const discoveryTimeout = 10 * time.Second
+
+// idp is the provider, discovered on first use and retried until it works:
+// the daemon starts (and serves /healthz, /verify) while the IdP is down.
+type idp struct {
+	issuer      string
+	clientID    string
+	secret      string
+	scopes      []string
+	redirectURL string
+	client      *http.Client
+	retryAfter  time.Duration
+
+	mu      sync.Mutex
+	ready   *provider
+	lastErr error
+	lastTry time.Time
+}
+
+// provider is what discovery yields.
+type provider struct {
+	oidc       *oidc.Provider
+	oauth      *oauth2.Config
+	verifier   *oidc.IDTokenVerifier
+	endSession string
+}
+
+// get returns the discovered provider, running discovery if it has not
+// succeeded yet.
+func (i *idp) get(ctx context.Context) (*provider, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.ready != nil {
+		return i.ready, nil
+	}
+	if i.lastErr != nil && time.Since(i.lastTry) < i.retryAfter {
+		return nil, i.lastErr
+	}
+	i.lastTry = time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discoveryTimeout)
+	defer cancel()
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, i.client), i.issuer)
+	if err != nil {
+		i.lastErr = fmt.Errorf("cannot reach IdP discovery at %s/.well-known/openid-configuration: %w; check --oidc.issuer",
+			strings.TrimSuffix(i.issuer, "/"), err)
+		return nil, i.lastErr
+	}
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = p.Claims(&meta) // already decoded once by NewProvider; absent fields stay empty
+	i.ready = &provider{
+		oidc: p,
+		oauth: &oauth2.Config{
+			ClientID:     i.clientID,
+			ClientSecret: i.secret,
+			Endpoint:     p.Endpoint(),
+			RedirectURL:  i.redirectURL,
+			Scopes:       i.scopes,
+		},
+		verifier:   p.Verifier(&oidc.Config{ClientID: i.clientID}),
+		endSession: meta.EndSession,
+	}
+	i.lastErr = nil
+	return i.ready, nil
+}
+
+// clientContext makes oauth2 and go-oidc use the configured HTTP client.
+func (i *idp) clientContext(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, i.client)
+	return oidc.ClientContext(ctx, i.client)
+}

@@ -1,0 +1,324 @@
+// Package serve wires the daemon together for `edgepass serve`: NATS
+// (embedded or external), the buckets, the key ring, the session store, the
+// OIDC flow, /verify, the JWKS and status page on the public listener, and the
+// admin API on its own listener, with a graceful shutdown.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/config"
+	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/keys"
+	"github.com/edgepass/edgepass/daemon/natsserver"
+	"github.com/edgepass/edgepass/daemon/oidcflow"
+	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/daemon/verify"
+)
+
+// Timeouts of the daemon's own lifecycle.
+const (
+	// StartTimeout bounds connecting to NATS and preparing the buckets.
+	StartTimeout = time.Minute
+	// ShutdownTimeout bounds draining HTTP requests and NATS on SIGTERM.
+	ShutdownTimeout = 20 * time.Second
+	// maintainInterval paces key rotation checks and the sessions gauge.
+	maintainInterval = 30 * time.Second
+)
+
+// Server is a running daemon: listeners open, NATS connected, nothing served
+// until Serve.
+type Server struct {
+	cfg    *config.Configuration
+	log    *slog.Logger
+	nats   *natsserver.Conn
+	pub    *edgepub.Publisher
+	ring   *keys.Ring
+	store  *session.Store
+	watch  *edgepub.Watcher
+	beats  *edgepub.Heartbeats
+	oidc   *oidcflow.Handler
+	verify *verify.Handler
+
+	metrics  *admin.Metrics
+	sessions atomic.Int64
+
+	public, adminSrv  *http.Server
+	publicLn, adminLn net.Listener
+
+	closeOnce sync.Once
+}
+
+// New builds the daemon from a validated configuration. On error everything
+// already started is stopped again.
+func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_ *Server, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			s.close(context.Background())
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+
+	lifetime := time.Duration(cfg.Session.Lifetime)
+	s.metrics = admin.NewMetrics(func() int { return int(s.sessions.Load()) })
+
+	// Bind first: a busy port fails fast, before NATS starts. Nothing is
+	// served until Serve.
+	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("serve: listen on %s: %w; check listen", cfg.Listen, err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("serve: listen on %s: %w; check admin.listen", cfg.Admin.Listen, err)
+	}
+
+	if cfg.ExposedWithoutAuth() {
+		logger.Error("the embedded NATS server listens on a non-loopback address without authentication: anyone reaching it can read the signing keys and sessions; set nats.embedded.edgePasswordFile", "listen", cfg.NATS.Embedded.Listen)
+	}
+	no := natsserver.FromConfig(cfg.NATS)
+	no.Logger = logger
+	if s.nats, err = natsserver.Open(ctx, no); err != nil {
+		return nil, err
+	}
+	if s.nats.Embedded() {
+		logger.Info("embedded NATS with JetStream started", "dataDir", cfg.NATS.Embedded.DataDir, "clientURL", s.nats.ClientURL())
+	} else {
+		logger.Info("connected to NATS", "url", s.nats.NC.ConnectedUrlRedacted())
+	}
+
+	if s.pub, err = edgepub.OpenPublisher(ctx, s.nats.JS, edgepub.Options{
+		Bucket: cfg.NATS.EdgeBucket, Replicas: cfg.NATS.Replicas, Lifetime: lifetime,
+		Observe: func(_ string, d time.Duration, err error) {
+			if err == nil {
+				s.metrics.ObservePublish(d)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if s.ring, err = keys.Open(ctx, s.nats.JS, keys.Options{
+		Bucket: cfg.NATS.KeyBucket, Replicas: cfg.NATS.Replicas,
+		Lifetime: lifetime, ClockSkew: time.Duration(cfg.Keys.ClockSkew),
+		RotationInterval: time.Duration(cfg.Keys.RotationInterval),
+		Issuer:           cfg.PublicURL, Publisher: s.pub, Logger: logger,
+	}); err != nil {
+		return nil, err
+	}
+	if s.store, err = session.OpenStore(ctx, s.nats.JS, session.StoreOptions{
+		Bucket: cfg.NATS.SessionBucket, Lifetime: lifetime, Replicas: cfg.NATS.Replicas,
+	}); err != nil {
+		return nil, err
+	}
+	if s.watch, err = edgepub.Watch(ctx, s.nats.JS, cfg.NATS.EdgeBucket, logger); err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.watch.Synced():
+	case <-ctx.Done():
+		return nil, fmt.Errorf("serve: edge bucket %s did not replay: %w", cfg.NATS.EdgeBucket, ctx.Err())
+	}
+	if s.beats, err = edgepub.SubscribeHeartbeats(s.nats.NC, cfg.NATS.EdgeBucket, edgepub.HeartbeatOptions{
+		LastSeq: s.watch.State().LastSeq, Logger: logger,
+	}); err != nil {
+		return nil, err
+	}
+
+	store := storeAdapter{s.store}
+	if s.oidc, err = oidcflow.New(oidcflow.Options{
+		PublicURL:    cfg.PublicURL,
+		Issuer:       cfg.OIDC.Issuer,
+		ClientID:     cfg.OIDC.ClientID,
+		ClientSecret: cfg.OIDC.ClientSecret,
+		Scopes:       cfg.OIDC.Scopes, GroupsClaim: cfg.OIDC.GroupsClaim, UsernameClaim: cfg.OIDC.UsernameClaim,
+		RequiredGroups:  cfg.OIDC.RequiredGroups,
+		Lifetime:        lifetime,
+		CookieName:      cfg.Session.CookieName,
+		CookieDomain:    cfg.Session.CookieDomain,
+		CookieSecure:    cfg.Session.CookieSecure,
+		AllowedDomains:  cfg.Session.AllowedDomains,
+		DefaultRedirect: cfg.Session.DefaultRedirect,
+		RefreshInterval: time.Duration(cfg.Session.RefreshInterval),
+		Store:           store,
+		Signer:          s.ring,
+		Tokens:          s.ring,
+		Edge:            s.pub,
+		Groups:          s.pub,
+		Metrics:         s.metrics,
+		Logger:          logger,
+	}); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if s.verify, err = verify.New(verify.Options{
+		PublicURL: cfg.PublicURL, CookieName: cfg.Session.CookieName,
+		ClockSkew: time.Duration(cfg.Keys.ClockSkew),
+		Keys:      s.ring, State: s.watch.State(),
+		ReturnURLs: s.oidc.ReturnURLs(), AllowedDomains: cfg.Session.AllowedDomains,
+		Logger: logger,
+	}); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	adminHandler, err := admin.New(admin.Options{
+		Token: cfg.Admin.Token, Store: store, Edge: s.pub, Keys: s.ring,
+		Edges:   edgeLister{s.beats},
+		Checks:  map[string]admin.Pinger{"nats": natsPinger{s.nats}, "idp": s.oidc},
+		Metrics: s.metrics, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+
+	s.public = newHTTPServer(s.publicMux(), logger)
+	s.adminSrv = newHTTPServer(adminHandler, logger)
+	return s, nil
+}
+
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Server) publicMux() http.Handler {
+	mux := http.NewServeMux()
+	s.oidc.Register(mux)
+	mux.Handle("GET /verify", s.verify)
+	mux.Handle("/.well-known/jwks.json", s.ring.JWKSHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	return mux
+}
+
+// PublicAddr is the browser listener's address (useful with port 0).
+func (s *Server) PublicAddr() string { return s.publicLn.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// NATSURL is the embedded server's client URL ("" when external).
+func (s *Server) NATSURL() string { return s.nats.ClientURL() }
+
+// Serve serves until ctx ends, then shuts down gracefully: stop accepting,
+// finish requests in flight, stop background work, drain NATS, stop the
+// embedded server. A listener failure also ends it.
+func (s *Server) Serve(ctx context.Context) error {
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.ring.Maintain(bg, maintainInterval) })
+	wg.Go(func() { s.oidc.RunRefresh(bg) })
+	wg.Go(func() { s.countSessions(bg) })
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveHTTP(s.public, s.publicLn, "listen") }()
+	go func() { errc <- serveHTTP(s.adminSrv, s.adminLn, "admin.listen") }()
+	s.log.Info("edgepass serving", "public", s.PublicAddr(), "admin", s.AdminAddr(), "publicURL", s.cfg.PublicURL, "signingKey", s.ring.KeyID())
+
+	pingCtx, cancelPing := context.WithTimeout(ctx, 5*time.Second)
+	if err := s.oidc.Ping(pingCtx); err != nil {
+		s.log.Warn("IdP discovery not reachable yet; /readyz reports not ready until it is", "issuer", s.cfg.OIDC.Issuer, "err", err)
+	}
+	cancelPing()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	case runErr = <-errc:
+		s.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, srv := range []*http.Server{s.public, s.adminSrv} {
+		if err := srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("serve: http shutdown: %w", err))
+		}
+	}
+	stopBG()
+	wg.Wait()
+	if err := s.close(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(append([]error{runErr}, errs...)...)
+}
+
+func serveHTTP(srv *http.Server, ln net.Listener, setting string) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %s %s: %w", setting, ln.Addr(), err)
+	}
+	return nil
+}
+
+// Close stops everything without serving (for a Server that never ran Serve).
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return s.close(ctx)
+}
+
+func (s *Server) close(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		for _, ln := range []net.Listener{s.publicLn, s.adminLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		if s.beats != nil {
+			_ = s.beats.Close()
+		}
+		if s.watch != nil {
+			s.watch.Close()
+		}
+		if s.ring != nil {
+			s.ring.Close()
+		}
+		if s.nats != nil {
+			err = s.nats.Close(ctx)
+		}
+	})
+	return err
+}
+
+// countSessions refreshes the edgepass_sessions gauge.
+func (s *Server) countSessions(ctx context.Context) {
+	t := time.NewTicker(maintainInterval)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		list, err := s.store.List(lctx, "")
+		cancel()
+		if err == nil {
+			s.sessions.Store(int64(len(list)))
+		} else if ctx.Err() == nil {
+			s.log.Debug("count sessions", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// IDBytes is the entropy of a session id; ids are IDBytes random bytes in
+// base64url without padding (43 characters).
+const IDBytes = 32
+
+var (
+	// ErrNotFound means no live session has that id (never existed, deleted,
+	// expired, or the id is malformed).
+	ErrNotFound = errors.New("session not found")
+	// ErrExists means Create met an id already in use.
+	ErrExists = errors.New("session id already exists")
+	// ErrConflict means another replica changed the session since it was read.
+	ErrConflict = errors.New("session changed concurrently")
+)
+
+// NewID returns a fresh session id from crypto/rand.
+func NewID() (string, error) {
+	b := make([]byte, IDBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("session id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// ValidID reports whether id can be a session id: 22 to 128 base64url
+// characters. Everything else is refused before it reaches NATS, where dots
+// and wildcards would change the key's meaning.
+func ValidID(id string) bool {
+	if len(id) < 22 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// StoreOptions configures the session bucket.
+type StoreOptions struct {
+	// Bucket is the KV bucket name (nats.sessionBucket).
+	Bucket string
+	// Lifetime is the session lifetime: the bucket's max age.
+	Lifetime time.Duration
+	// Replicas is the JetStream replica count (1 on a single server).
+	Replicas int
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Store keeps sessions in a JetStream KV bucket (file storage), key = session
+// id. Every write returns only after JetStream acknowledged it, so a session
+// handed to a browser survives a crash of the daemon.
+type Store struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// OpenStore creates the bucket, or updates its settings, and returns the store.
+func OpenStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*Store, error) {
+	if o.Bucket == "" {
+		return nil, errors.New("session store: bucket name required (nats.sessionBucket)")
+	}
+	if o.Lifetime <= 0 {
+		return nil, errors.New("session store: lifetime must be positive (session.lifetime)")
+	}
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      o.Bucket,
+		Description: "edgepass sessions (private to the daemon)",
+		History:     1,
+		TTL:         o.Lifetime,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: create bucket %s: %w", o.Bucket, err)
+	}
+	return &Store{kv: kv, now: o.Now}, nil
+}
+
+// Create stores a new session; the id must not exist yet.
+func (st *Store) Create(ctx context.Context, s *Session) (uint64, error) {
+	data, err := st.encode(s)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := st.kv.Create(ctx, s.ID, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("session store: create: %w", err)
+	}
+	return rev, nil
+}
+
+// Put creates or replaces the session.
+func (st *Store) Put(ctx context.Context, s *Session) error {
+	data, err := st.encode(s)
+	if err != nil {
+		return err
+	}
+	if _, err := st.kv.Put(ctx, s.ID, data); err != nil {
+		return fmt.Errorf("session store: put: %w", err)
+	}
+	return nil
+}
+
+// Update replaces the session if it is still at revision rev (from Get);
+// ErrConflict means another replica wrote it first: re-read and retry.
+func (st *Store) Update(ctx context.Context, s *Session, rev uint64) (uint64, error) {
+	data, err := st.encode(s)
+	if err != nil {
+		return 0, err
+	}
+	n, err := st.kv.Update(ctx, s.ID, data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, ErrConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("session store: update: %w", err)
+	}
+	return n, nil
+}
+
+// Get returns the live session and its revision, or ErrNotFound.
+func (st *Store) Get(ctx context.Context, id string) (*Session, uint64, error) {
+	if !ValidID(id) {
+		return nil, 0, fmt.Errorf("%w: malformed id", ErrNotFound)
+	}
+	e, err := st.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("session store: get: %w", err)
+	}
+	s, err := decode(e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("session store: get %s…: %w", id[:8], err)
+	}
+	if !s.ExpiresAt.After(st.now()) {
+		return nil, 0, ErrNotFound
+	}
+	return s, e.Revision(), nil
+}
+
+// Delete removes the session (a purge: nothing of it stays on disk).
+// Deleting a missing session is not an error.
+func (st *Store) Delete(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: malformed id", ErrNotFound)
+	}
+	if err := st.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("session store: delete: %w", err)
+	}
+	return nil
+}
+
+// List returns the live sessions, oldest first; subject != "" keeps only that
+// user's sessions.
+func (st *Store) List(ctx context.Context, subject string) ([]Session, error) {
+	w, err := st.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("session store: list: %w", err)
+	}
+	defer w.Stop()
+	now := st.now()
+	var out []Session
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("session store: list: watcher closed")
+			}
+			if e == nil { // all current values delivered
+				sort.Slice(out, func(i, j int) bool {
+					if !out[i].IssuedAt.Equal(out[j].IssuedAt) {
+						return out[i].IssuedAt.Before(out[j].IssuedAt)
+					}
+					return out[i].ID < out[j].ID
+				})
+				return out, nil
+			}
+			s, err := decode(e.Value())
+			if err != nil || !s.ExpiresAt.After(now) || (subject != "" && s.Subject != subject) {
+				continue
+			}
+			out = append(out, *s)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("session store: list: %w", ctx.Err())
+		}
+	}
+}
+
+func (st *Store) encode(s *Session) ([]byte, error) {
+	if s == nil || !ValidID(s.ID) {
+		return nil, errors.New("session store: session needs a valid id (use NewID)")
+	}
+	if s.Subject == "" {
+		return nil, errors.New("session store: session needs a subject")
+	}
+	if s.ExpiresAt.IsZero() {
+		return nil, errors.New("session store: session needs an expiry")
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("session store: encode: %w", err)
+	}
+	return data, nil
+}
+
+func decode(data []byte) (*Session, error) {
+	var s Session
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("decode session: %w", err)
+	}
+	if !ValidID(s.ID) || s.Subject == "" {
+		return nil, errors.New("decode session: missing id or subject")
+	}
+	return &s, nil
+}
