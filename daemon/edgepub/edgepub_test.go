@@ -107,10 +107,18 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 	}
 
 	st, _ := kv.Status(ctx)
-	if st.TTL() != 12*time.Hour || st.History() != 1 {
-		t.Errorf("edge bucket ttl %s history %d, want 12h and 1", st.TTL(), st.History())
+	if st.TTL() != 12*time.Hour+TTLMargin || st.History() != 1 {
+		t.Errorf("edge bucket ttl %s history %d, want 12h+%s and 1", st.TTL(), st.History(), TTLMargin)
 	}
 
+	// Groups the IdP reported at refresh are not an administrator's override:
+	// a new login must take the IdP's current groups, not these.
+	if _, ok, _ := p.GroupsOverride(ctx, "user|42"); ok {
+		t.Error("GroupsOverride reported groups published from the IdP as an admin override")
+	}
+	if err := p.SetAdminGroups(ctx, "user|42", []string{"admins", "staff"}); err != nil {
+		t.Fatal(err)
+	}
 	groups, ok, err := p.GroupsOverride(ctx, "user|42")
 	if err != nil || !ok || strings.Join(groups, ",") != "admins,staff" {
 		t.Errorf("GroupsOverride = %v %v %v", groups, ok, err)

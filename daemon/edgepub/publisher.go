@@ -44,6 +44,11 @@ type Options struct {
 	Now func() time.Time
 }
 
+// TTLMargin keeps edge facts a little longer than a session can live, so an
+// edge that replays the bucket still sees a revocation while a token it
+// covers is inside the edges' clock-skew allowance.
+const TTLMargin = 2 * time.Minute
+
 // Publisher writes edge facts; every method returns after JetStream stored
 // the fact, so a revocation reported as done reaches every edge that syncs.
 type Publisher struct {
@@ -51,7 +56,7 @@ type Publisher struct {
 	o  Options
 }
 
-// OpenPublisher creates the edge bucket (max age = lifetime, history 1, file
+// OpenPublisher creates the edge bucket (max age = lifetime + TTLMargin, history 1, file
 // storage) or updates its settings.
 func OpenPublisher(ctx context.Context, js jetstream.JetStream, o Options) (*Publisher, error) {
 	if o.Bucket == "" {
@@ -70,7 +75,7 @@ func OpenPublisher(ctx context.Context, js jetstream.JetStream, o Options) (*Pub
 		Bucket:      o.Bucket,
 		Description: "edgepass edge state: revocations, group overrides, public keys",
 		History:     1,
-		TTL:         o.Lifetime,
+		TTL:         o.Lifetime + TTLMargin,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
 	})
@@ -96,6 +101,9 @@ type groupsFact struct {
 	Groups []string `json:"groups"`
 	At     int64    `json:"at"`
 	Exp    int64    `json:"exp"`
+	// Admin marks an administrator's override, which a new login keeps;
+	// groups the IdP reported at refresh carry no mark (edges ignore it).
+	Admin bool `json:"admin,omitempty"`
 }
 
 // RevokeSession makes every edge refuse tokens with this sid until exp (the
@@ -123,8 +131,19 @@ func (p *Publisher) RevokeUser(ctx context.Context, subject string, before time.
 	return p.put(ctx, KindRevokeUser, edgestate.PrefixRevokeUser+token.SubjectKey(subject), f)
 }
 
-// SetGroups replaces the subject's groups in every token issued until now.
+// SetGroups replaces the subject's groups in every token issued until now,
+// as the IdP reported them at refresh; a later login takes the IdP's groups.
 func (p *Publisher) SetGroups(ctx context.Context, subject string, groups []string) error {
+	return p.setGroups(ctx, subject, groups, false)
+}
+
+// SetAdminGroups is SetGroups for an administrator's override: new logins
+// and refreshes keep it until it is cleared or expires.
+func (p *Publisher) SetAdminGroups(ctx context.Context, subject string, groups []string) error {
+	return p.setGroups(ctx, subject, groups, true)
+}
+
+func (p *Publisher) setGroups(ctx context.Context, subject string, groups []string, admin bool) error {
 	if subject == "" {
 		return errors.New("edgepub: set groups: empty subject")
 	}
@@ -135,12 +154,12 @@ func (p *Publisher) SetGroups(ctx context.Context, subject string, groups []stri
 		groups = []string{}
 	}
 	now := p.o.Now()
-	f := groupsFact{Groups: groups, At: now.Unix(), Exp: now.Add(p.o.Lifetime).Unix()}
+	f := groupsFact{Groups: groups, At: now.Unix(), Exp: now.Add(p.o.Lifetime).Unix(), Admin: admin}
 	return p.put(ctx, KindGroups, edgestate.PrefixGroups+token.SubjectKey(subject), f)
 }
 
-// GroupsOverride returns the groups last set for the subject while they
-// are still in force, so a new login carries them too.
+// GroupsOverride returns the groups an administrator set for the subject
+// while they are still in force, so a new login carries them too.
 func (p *Publisher) GroupsOverride(ctx context.Context, subject string) ([]string, bool, error) {
 	e, err := p.kv.Get(ctx, edgestate.PrefixGroups+token.SubjectKey(subject))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -153,7 +172,7 @@ func (p *Publisher) GroupsOverride(ctx context.Context, subject string) ([]strin
 	if err := json.Unmarshal(e.Value(), &f); err != nil {
 		return nil, false, fmt.Errorf("edgepub: read groups: %w", err)
 	}
-	if f.Exp > 0 && p.o.Now().Unix() > f.Exp {
+	if !f.Admin || (f.Exp > 0 && p.o.Now().Unix() > f.Exp) {
 		return nil, false, nil
 	}
 	return f.Groups, true, nil

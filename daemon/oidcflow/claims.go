@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/plugin/token"
 	"golang.org/x/oauth2"
 )
 
@@ -188,11 +189,11 @@ var errTokenTooLarge = errors.New("session token exceeds the cookie size limit e
 func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
 	c := *s
 	c.Groups = h.prioritize(s.Groups)
-	tok, err := h.opts.Signer.Sign(&c)
+	tok, fits, err := h.signIfFits(&c)
 	if err != nil {
-		return "", nil, fmt.Errorf("sign session token: %w", err)
+		return "", nil, err
 	}
-	if len(tok) <= h.maxToken {
+	if fits {
 		return tok, c.Groups, nil
 	}
 	all := c.Groups
@@ -202,11 +203,11 @@ func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
 	for lo <= hi {
 		mid := (lo + hi) / 2
 		c.Groups = all[:mid]
-		t, err := h.opts.Signer.Sign(&c)
+		t, fits, err := h.signIfFits(&c)
 		if err != nil {
-			return "", nil, fmt.Errorf("sign session token: %w", err)
+			return "", nil, err
 		}
-		if len(t) <= h.maxToken {
+		if fits {
 			best, lo = t, mid+1
 		} else {
 			hi = mid - 1
@@ -219,4 +220,17 @@ func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
 	h.log.Warn("session token too large for a cookie; dropped groups from the token",
 		"sub", s.Subject, "kept", len(kept), "dropped", len(all)-len(kept), "droppedGroups", all[len(kept):])
 	return best, kept, nil
+}
+
+// signIfFits signs c and reports whether the token fits a cookie; a signer
+// that refuses an oversized token (token.ErrTooLarge) means "does not fit".
+func (h *Handler) signIfFits(c *session.Session) (string, bool, error) {
+	t, err := h.opts.Signer.Sign(c)
+	if errors.Is(err, token.ErrTooLarge) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("sign session token: %w", err)
+	}
+	return t, len(t) <= h.maxToken, nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // testIdP is an in-process OpenID provider: discovery, JWKS, /authorize
@@ -367,7 +369,12 @@ type fakeClaims struct {
 
 func (fakeSigner) Sign(s *session.Session) (string, error) {
 	b, _ := json.Marshal(fakeClaims{Sid: s.ID, Sub: s.Subject, Exp: s.ExpiresAt.Unix(), Groups: s.Groups})
-	return "fake." + b64(b) + ".sig", nil
+	tok := "fake." + b64(b) + ".sig"
+	if len(tok) > token.MaxTokenSize {
+		// Like keys.Ring: the real signer refuses tokens that cannot be a cookie.
+		return "", fmt.Errorf("sign: %w", token.ErrTooLarge)
+	}
+	return tok, nil
 }
 
 func (fakeSigner) SessionID(raw string) (string, error) {

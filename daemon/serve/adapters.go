@@ -61,3 +61,12 @@ func (p natsPinger) Ping(ctx context.Context) error {
 	}
 	return p.c.NC.FlushWithContext(ctx)
 }
+
+// adminEdge marks groups set through the admin API as an administrator's
+// override, which logins and refreshes keep; the rest passes through.
+type adminEdge struct{ *edgepub.Publisher }
+
+// SetGroups implements admin.EdgePublisher.
+func (a adminEdge) SetGroups(ctx context.Context, subject string, groups []string) error {
+	return a.Publisher.SetAdminGroups(ctx, subject, groups)
+}

@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	adminHandler, err := admin.New(admin.Options{
-		Token: cfg.Admin.Token, Store: store, Edge: s.pub, Keys: s.ring,
+		Token: cfg.Admin.Token, Store: store, Edge: adminEdge{s.pub}, Keys: s.ring,
 		Edges:   edgeLister{s.beats},
 		Checks:  map[string]admin.Pinger{"nats": natsPinger{s.nats}, "idp": s.oidc},
 		Metrics: s.metrics, Logger: logger,
