@@ -1,0 +1,288 @@
+// Package natsedge_test runs the plugin's standard-library NATS client
+// against a real, embedded nats-server with JetStream, with the bucket
+// written by nats.go the way the daemon writes it.
+package natsedge_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const bucket = natsedge.DefaultBucket
+
+// Users of the servers that require authentication.
+const (
+	daemonUser = "daemon"
+	daemonPass = "daemon-pw"
+)
+
+// edgePermissions is what the edge's NATS user may do: create and delete its
+// consumer on the edge stream, answer flow control, publish heartbeats and
+// receive on its inbox. Running the client with only these proves it needs
+// nothing more.
+func edgePermissions() *server.Permissions {
+	stream := "KV_" + bucket
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.CONSUMER.CREATE." + stream,
+			"$JS.API.CONSUMER.CREATE." + stream + ".>",
+			"$JS.API.CONSUMER.DELETE." + stream + ".>",
+			"$JS.FC." + stream + ".>",
+			"edgepass.heartbeat." + bucket,
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+// natsServer is an embedded nats-server that can be restarted on the same
+// port and store directory.
+type natsServer struct {
+	t     testing.TB
+	opts  server.Options
+	srv   *server.Server
+	mu    sync.Mutex
+	extra func(o *server.Options)
+}
+
+func startServer(t testing.TB, configure func(o *server.Options)) *natsServer {
+	t.Helper()
+	ns := &natsServer{t: t, extra: configure}
+	ns.opts = server.Options{
+		Host:      "127.0.0.1",
+		Port:      -1,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	if configure != nil {
+		configure(&ns.opts)
+	}
+	ns.start()
+	ns.opts.Port = ns.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(ns.stop)
+	return ns
+}
+
+func (ns *natsServer) start() {
+	ns.t.Helper()
+	o := ns.opts
+	s, err := server.NewServer(&o)
+	if err != nil {
+		ns.t.Fatalf("nats-server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		ns.t.Fatal("nats-server not ready")
+	}
+	ns.mu.Lock()
+	ns.srv = s
+	ns.mu.Unlock()
+}
+
+func (ns *natsServer) stop() {
+	ns.mu.Lock()
+	s := ns.srv
+	ns.srv = nil
+	ns.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+func (ns *natsServer) url() string {
+	scheme := "nats"
+	if ns.opts.TLSConfig != nil {
+		scheme = "tls"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, ns.opts.Port)
+}
+
+// edgeConns counts the server's connections named like the edge client.
+func (ns *natsServer) edgeConns(t testing.TB) int {
+	t.Helper()
+	ns.mu.Lock()
+	s := ns.srv
+	ns.mu.Unlock()
+	cz, err := s.Connz(&server.ConnzOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cz.Conns {
+		if c.Name == "edgepass-edge" {
+			n++
+		}
+	}
+	return n
+}
+
+// writer is the daemon side: nats.go's KV on the edge bucket.
+type writer struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+func newWriter(t testing.TB, url string, opts ...nats.Option) *writer {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("test-daemon")}, opts...)...)
+	if err != nil {
+		t.Fatalf("nats.go connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: 12 * time.Hour, History: 1})
+	if err != nil {
+		t.Fatalf("create bucket: %v", err)
+	}
+	return &writer{nc: nc, js: js, kv: kv}
+}
+
+func (w *writer) put(t testing.TB, key, value string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rev, err := w.kv.PutString(ctx, key, value)
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return rev
+}
+
+func revokeValue() string {
+	return fmt.Sprintf(`{"exp":%d}`, time.Now().Add(time.Hour).Unix())
+}
+
+// logSink keeps the watcher's log for assertions and failure output.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logSink) logf(format string, args ...any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// watch starts the shared watcher for cfg and stops it at the end of the test.
+func watch(t testing.TB, cfg natsedge.Config) (*natsedge.Watcher, *logSink) {
+	t.Helper()
+	logs := &logSink{}
+	if cfg.Logf == nil {
+		cfg.Logf = logs.logf
+	}
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = "test-edge"
+	}
+	w, err := natsedge.Shared(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		if t.Failed() {
+			t.Logf("watcher log:\n%s", logs)
+		}
+	})
+	return w, logs
+}
+
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func revoked(w *natsedge.Watcher, sid string) bool {
+	return w.State().Revoked(sid, "", 0, time.Now())
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+// testCA makes a CA and a server certificate for 127.0.0.1 / nats.test,
+// returning the server's tls.Certificate and the CA file path.
+func testCA(t testing.TB) (tls.Certificate, string) {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgepass test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"nats.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, caFile
+}

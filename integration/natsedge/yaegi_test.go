@@ -1,0 +1,340 @@
+package natsedge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+)
+
+// edgeProgram drives the interpreted natsedge package. Its functions take
+// and return only native types so the test can call them.
+const edgeProgram = `
+import (
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/natsedge"
+)
+
+var edges = map[string]*natsedge.Watcher{}
+
+func EdgeStart(name, url, seed, caFile string, idleHeartbeatMs int64) string {
+	w, err := natsedge.Shared(natsedge.Config{
+		URLs:          []string{url},
+		ReplicaID:     "yaegi-" + name,
+		NKeySeed:      seed,
+		CAFile:        caFile,
+		TLSServerName: "nats.test",
+		IdleHeartbeat: time.Duration(idleHeartbeatMs) * time.Millisecond,
+		Logf:          func(string, ...any) {},
+	})
+	if err != nil {
+		return err.Error()
+	}
+	edges[name] = w
+	return ""
+}
+
+func EdgeRevoked(name, sid string) bool {
+	return edges[name].State().Revoked(sid, "", 0, time.Now())
+}
+
+func EdgeSynced(name string) bool {
+	return edges[name].State().Synced()
+}
+
+func EdgeCount(name, what string) int64 {
+	w := edges[name]
+	st := w.Stats()
+	switch what {
+	case "seq":
+		return int64(w.State().LastSeq())
+	case "sessions":
+		return int64(w.State().Stats().Sessions)
+	case "rejected":
+		return int64(w.State().Stats().Rejected)
+	case "flowcontrols":
+		return int64(st.FlowControls)
+	case "resyncs":
+		return int64(st.Resyncs)
+	case "connects":
+		return int64(st.Connects)
+	}
+	return -1
+}
+
+func EdgeClose(name string) {
+	edges[name].Close()
+}
+`
+
+// yaegiEdge is the interpreted program's API.
+type yaegiEdge struct {
+	start   func(name, url, seed, caFile string, idleHeartbeatMs int64) string
+	revoked func(name, sid string) bool
+	synced  func(name string) bool
+	count   func(name, what string) int64
+	close   func(name string)
+}
+
+// loadUnderYaegi interprets the plugin tree with yaegi v0.16.1 and only the
+// standard library symbols (no unsafe), as Traefik runs plugins.
+func loadUnderYaegi(t testing.TB) *yaegiEdge {
+	t.Helper()
+	i := interp.New(interp.Options{GoPath: copyPluginTree(t), Env: os.Environ()})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Eval(edgeProgram); err != nil {
+		t.Fatalf("load natsedge under yaegi: %v", err)
+	}
+	fn := func(name string) any {
+		v, err := i.Eval(name)
+		if err != nil {
+			t.Fatalf("eval %s: %v", name, err)
+		}
+		return v.Interface()
+	}
+	return &yaegiEdge{
+		start:   fn("EdgeStart").(func(string, string, string, string, int64) string),
+		revoked: fn("EdgeRevoked").(func(string, string) bool),
+		synced:  fn("EdgeSynced").(func(string) bool),
+		count:   fn("EdgeCount").(func(string, string) int64),
+		close:   fn("EdgeClose").(func(string)),
+	}
+}
+
+// copyPluginTree lays the module out as Traefik does: go.mod and the plugin
+// tree (no tests) under $GOPATH/src/github.com/edgepass/edgepass.
+func copyPluginTree(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goPath := t.TempDir()
+	dst := filepath.Join(goPath, "src", "github.com", "edgepass", "edgepass")
+	copyFile(t, filepath.Join(root, "go.mod"), filepath.Join(dst, "go.mod"))
+	err = filepath.Walk(filepath.Join(root, "plugin"), func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if info.IsDir() {
+			if info.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			copyFile(t, p, filepath.Join(dst, rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return goPath
+}
+
+func copyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnderYaegi runs the client the way Traefik does, interpreted, through
+// replay, live updates, junk, flow control, a lost consumer, a server restart
+// and NKey auth over TLS.
+func TestUnderYaegi(t *testing.T) {
+	y := loadUnderYaegi(t)
+
+	t.Run("replay live and junk", func(t *testing.T) {
+		ns := startServer(t, nil)
+		wr := newWriter(t, ns.url())
+		wr.put(t, "revoke.session.y1", revokeValue())
+		wr.put(t, "revoke.session.y2", `{"exp":`)
+		beats, err := wr.nc.SubscribeSync("edgepass.heartbeat." + bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := y.start("basic", ns.url(), "", "", 0); msg != "" {
+			t.Fatalf("Shared under yaegi: %s", msg)
+		}
+		defer y.close("basic")
+		waitFor(t, "replay under yaegi", 20*time.Second, func() bool { return y.synced("basic") && y.revoked("basic", "y1") })
+		if y.count("basic", "seq") != 2 || y.count("basic", "rejected") != 1 {
+			t.Fatalf("seq %d rejected %d", y.count("basic", "seq"), y.count("basic", "rejected"))
+		}
+		hb, err := beats.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`"replica":"yaegi-basic"`, `"synced":true`, `"seq":2`, `"revokedSessions":1`, `"rejected":1`} {
+			if !strings.Contains(string(hb.Data), want) {
+				t.Fatalf("heartbeat %s lacks %s", hb.Data, want)
+			}
+		}
+		wr.put(t, "revoke.session.y3", revokeValue())
+		waitFor(t, "live revocation under yaegi", 20*time.Second, func() bool { return y.revoked("basic", "y3") })
+		// Propagation through the interpreted client (logged, not asserted).
+		lat := make([]time.Duration, 0, 300)
+		for i := 0; i < 300; i++ {
+			sid := fmt.Sprintf("yl-%d", i)
+			start := time.Now()
+			wr.put(t, "revoke.session."+sid, revokeValue())
+			waitFor(t, "live revocation", 10*time.Second, func() bool { return y.revoked("basic", sid) })
+			lat = append(lat, time.Since(start))
+		}
+		t.Logf("yaegi: propagation kv.Put -> edge refuses, 300 revocations: p50 %s p99 %s", percentile(lat, 0.5), percentile(lat, 0.99))
+		if msg := y.start("basic", ns.url(), "", "", 0); msg != "" || ns.edgeConns(t) != 1 {
+			t.Fatalf("a second Shared call under yaegi opened another connection (%q, %d)", msg, ns.edgeConns(t))
+		}
+	})
+
+	t.Run("bucket created after the edge started", func(t *testing.T) {
+		ns := startServer(t, nil)
+		if msg := y.start("late", ns.url(), "", "", 0); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("late")
+		time.Sleep(300 * time.Millisecond) // at least one "stream not found" answer
+		wr := newWriter(t, ns.url())
+		wr.put(t, "revoke.session.l1", revokeValue())
+		waitFor(t, "bucket followed under yaegi", 20*time.Second, func() bool { return y.revoked("late", "l1") })
+	})
+
+	t.Run("flow control on a large replay", func(t *testing.T) {
+		ns := startServer(t, nil)
+		wr := newWriter(t, ns.url())
+		// ~2 MB: the server asks for flow control every 1 MB.
+		const n = 4000
+		bulkRevoke(t, wr, "y", n, 400)
+		start := time.Now()
+		if msg := y.start("fc", ns.url(), "", "", 0); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("fc")
+		waitFor(t, "replay under yaegi", 60*time.Second, func() bool { return y.synced("fc") && y.count("fc", "sessions") == n })
+		t.Logf("yaegi: replayed %d revocations in %s", n, time.Since(start).Round(time.Millisecond))
+		if y.count("fc", "flowcontrols") == 0 {
+			t.Fatal("no flow control answered")
+		}
+	})
+
+	t.Run("lost consumer and server restart", func(t *testing.T) {
+		ns := startServer(t, nil)
+		wr := newWriter(t, ns.url())
+		wr.put(t, "revoke.session.r1", revokeValue())
+		if msg := y.start("restart", ns.url(), "", "", 200); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("restart")
+		waitFor(t, "replay", 20*time.Second, func() bool { return y.synced("restart") && y.revoked("restart", "r1") })
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := wr.js.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for name := range stream.ConsumerNames(ctx).Name() {
+			names = append(names, name)
+		}
+		for _, name := range names {
+			if err := stream.DeleteConsumer(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wr.put(t, "revoke.session.r2", revokeValue())
+		waitFor(t, "resync under yaegi", 20*time.Second, func() bool { return y.revoked("restart", "r2") })
+		if y.count("restart", "resyncs") < 1 {
+			t.Fatal("no resync counted")
+		}
+
+		wr.nc.Close()
+		ns.stop()
+		ns.start()
+		wr2 := newWriter(t, ns.url())
+		wr2.put(t, "revoke.session.r3", revokeValue())
+		waitFor(t, "catch-up after restart under yaegi", 20*time.Second, func() bool { return y.revoked("restart", "r3") })
+		if y.count("restart", "connects") < 2 {
+			t.Fatal("no reconnect counted")
+		}
+	})
+
+	t.Run("nkey over TLS", func(t *testing.T) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		pub, _ := kp.PublicKey()
+		cert, caFile := testCA(t)
+		ns := startServer(t, func(o *server.Options) {
+			o.TLS = true
+			o.TLSTimeout = 5
+			o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			o.Nkeys = []*server.NkeyUser{{Nkey: pub, Permissions: edgePermissions()}}
+			o.Users = []*server.User{{Username: daemonUser, Password: daemonPass}}
+		})
+		wr := newWriter(t, ns.url(), nats.UserInfo(daemonUser, daemonPass), nats.RootCAs(caFile))
+		wr.put(t, "revoke.session.k1", revokeValue())
+		if msg := y.start("nkey", ns.url(), string(seed), caFile, 0); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("nkey")
+		waitFor(t, "replay over nkey+TLS under yaegi", 20*time.Second, func() bool { return y.revoked("nkey", "k1") })
+		wr.put(t, "revoke.session.k2", revokeValue())
+		waitFor(t, "live over nkey+TLS under yaegi", 20*time.Second, func() bool { return y.revoked("nkey", "k2") })
+	})
+}
+
+// BenchmarkYaegiReplay reports how fast the interpreted client replays a
+// bucket: what a Traefik replica pays to catch up at start.
+func BenchmarkYaegiReplay(b *testing.B) {
+	const n = 20000
+	ns := startServer(b, nil)
+	wr := newWriter(b, ns.url())
+	bulkRevoke(b, wr, "yb", n, 0)
+	y := loadUnderYaegi(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("bench-%d", i)
+		start := time.Now()
+		if msg := y.start(name, ns.url(), "", "", 0); msg != "" {
+			b.Fatal(msg)
+		}
+		waitFor(b, "replay under yaegi", 120*time.Second, func() bool { return y.synced(name) && y.count(name, "sessions") == n })
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
+		y.close(name)
+	}
+}
