@@ -1,0 +1,217 @@
+// Package yaegi_test loads the edgepass plugin from source under yaegi v0.16.1
+// exactly as Traefik v3 does (GoPath layout, stdlib symbols only, no unsafe,
+// config decoded with mapstructure from a map) and exercises it there.
+package yaegi_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mitchellh/mapstructure"
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+	"gopkg.in/yaml.v3"
+)
+
+// manifest is the part of .traefik.yml Traefik uses to load a middleware.
+type manifest struct {
+	DisplayName string         `yaml:"displayName"`
+	Type        string         `yaml:"type"`
+	Import      string         `yaml:"import"`
+	BasePkg     string         `yaml:"basePkg"`
+	TestData    map[string]any `yaml:"testData"`
+}
+
+// loaded is the interpreted plugin: its New and CreateConfig as Traefik holds them.
+type loaded struct {
+	interp         *interp.Interpreter
+	manifest       manifest
+	fnNew          reflect.Value
+	fnCreateConfig reflect.Value
+}
+
+var (
+	loadOnce sync.Once
+	loadedP  *loaded
+	loadErr  error
+)
+
+// testSeed is RFC 8032 test vector 1; its public key is the one in .traefik.yml's testData.
+var testPriv = func() ed25519.PrivateKey {
+	seed, _ := hex.DecodeString("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	return ed25519.NewKeyFromSeed(seed)
+}()
+
+func repoRoot() (string, error) {
+	return filepath.Abs(filepath.Join("..", ".."))
+}
+
+// plugin loads the plugin once per test binary (interpreting it takes a while).
+func plugin(tb testing.TB) *loaded {
+	tb.Helper()
+	loadOnce.Do(func() { loadedP, loadErr = load() })
+	if loadErr != nil {
+		tb.Fatalf("load plugin under yaegi: %v", loadErr)
+	}
+	return loadedP
+}
+
+func load() (*loaded, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(root, ".traefik.yml"))
+	if err != nil {
+		return nil, err
+	}
+	var m manifest
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf(".traefik.yml: %w", err)
+	}
+	if m.Type != "middleware" || m.Import == "" {
+		return nil, fmt.Errorf(".traefik.yml: want type middleware and an import, got %+v", m)
+	}
+	goPath, err := os.MkdirTemp("", "edgepass-yaegi-")
+	if err != nil {
+		return nil, err
+	}
+	// The module as Traefik downloads it: go.mod, .traefik.yml and the plugin tree,
+	// under $GOPATH/src/<module>. Tests are not part of the plugin.
+	module := "github.com/edgepass/edgepass"
+	dst := filepath.Join(goPath, "src", filepath.FromSlash(module))
+	for _, f := range []string{"go.mod", ".traefik.yml"} {
+		if err := copyFile(filepath.Join(root, f), filepath.Join(dst, f)); err != nil {
+			return nil, err
+		}
+	}
+	if err := copyTree(filepath.Join(root, "plugin"), filepath.Join(dst, "plugin")); err != nil {
+		return nil, err
+	}
+
+	i := interp.New(interp.Options{GoPath: goPath, Env: os.Environ()})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		return nil, err
+	}
+	if _, err := i.Eval(fmt.Sprintf(`import %q`, m.Import)); err != nil {
+		return nil, fmt.Errorf("import %s: %w", m.Import, err)
+	}
+	basePkg := m.BasePkg
+	if basePkg == "" {
+		basePkg = strings.ReplaceAll(path.Base(m.Import), "-", "_")
+	}
+	fnNew, err := i.Eval(basePkg + ".New")
+	if err != nil {
+		return nil, fmt.Errorf("eval New: %w", err)
+	}
+	fnCreate, err := i.Eval(basePkg + ".CreateConfig")
+	if err != nil {
+		return nil, fmt.Errorf("eval CreateConfig: %w", err)
+	}
+	return &loaded{interp: i, manifest: m, fnNew: fnNew, fnCreateConfig: fnCreate}, nil
+}
+
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if info.IsDir() {
+			if info.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		return copyFile(p, filepath.Join(dst, rel))
+	})
+}
+
+// newHandler builds a middleware from a config map the way Traefik does
+// (pkg/plugins/middlewareyaegi.go: CreateConfig, then mapstructure with
+// StringToSliceHookFunc(",") and WeaklyTypedInput, then New).
+func (p *loaded) newHandler(next http.Handler, config map[string]any, name string) (http.Handler, error) {
+	results := p.fnCreateConfig.Call(nil)
+	if len(results) != 1 {
+		return nil, fmt.Errorf("CreateConfig returned %d values", len(results))
+	}
+	vConfig := results[0]
+	if len(config) > 0 {
+		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+			DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+			WeaklyTypedInput: true,
+			Result:           vConfig.Interface(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := dec.Decode(config); err != nil {
+			return nil, fmt.Errorf("decode configuration: %w", err)
+		}
+	}
+	out := p.fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), vConfig, reflect.ValueOf(name)})
+	if len(out) > 1 && out[1].Interface() != nil {
+		err, ok := out[1].Interface().(error)
+		if !ok {
+			return nil, fmt.Errorf("invalid error type %T", out[1].Interface())
+		}
+		return nil, err
+	}
+	h, ok := out[0].Interface().(http.Handler)
+	if !ok {
+		return nil, fmt.Errorf("invalid handler type %T", out[0].Interface())
+	}
+	return h, nil
+}
+
+// decodedConfig returns the interpreted Config after Traefik-style decoding of config.
+func (p *loaded) decodedConfig(tb testing.TB, config map[string]any) reflect.Value {
+	tb.Helper()
+	results := p.fnCreateConfig.Call(nil)
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           results[0].Interface(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := dec.Decode(config); err != nil {
+		tb.Fatalf("decode: %v", err)
+	}
+	return results[0].Elem()
+}

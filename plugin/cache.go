@@ -1,0 +1,91 @@
+package edgepass
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
+)
+
+// entry is everything the request path needs for one verified token, computed
+// once: immutable after it is stored (a state change stores a new entry).
+type entry struct {
+	claims     *token.Claims
+	keys       *token.KeySet // the set the signature was checked against
+	expires    int64         // exp + skew: unusable from this unix second on
+	expiresAt  time.Time     // the same, for the hot path's single time.Until call
+	subjectKey string
+	version    int64 // edge-state version the decision was computed at
+	// okVersion is version when the request may be served (allowed, not revoked)
+	// and -1 otherwise, so the hot path checks both with one comparison.
+	okVersion int64
+	revoked   bool
+	allowed   bool
+	// hdrNames[i] is set to hdrValues[i]; slices have len == cap so a backend
+	// appending to them cannot write into the shared array.
+	hdrNames  []string
+	hdrValues [][]string
+}
+
+// tokenCache is a bounded map from raw token to entry. A sync.Map keeps the hit
+// path to one call (Load) under Yaegi; when full, expired entries and a random
+// eighth of the rest are dropped (no generics, no LRU bookkeeping on hits).
+type tokenCache struct {
+	m       sync.Map
+	n       atomic.Int64
+	max     int64
+	evictMu sync.Mutex
+}
+
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{max: int64(max)}
+}
+
+func (c *tokenCache) get(raw string) *entry {
+	v, ok := c.m.Load(raw)
+	if !ok {
+		return nil
+	}
+	return v.(*entry)
+}
+
+func (c *tokenCache) put(raw string, e *entry, now int64) {
+	if c.n.Load() >= c.max {
+		c.evict(now)
+	}
+	if _, loaded := c.m.Swap(raw, e); !loaded {
+		c.n.Add(1)
+	}
+}
+
+func (c *tokenCache) remove(raw string) {
+	if _, loaded := c.m.LoadAndDelete(raw); loaded {
+		c.n.Add(-1)
+	}
+}
+
+func (c *tokenCache) len() int {
+	return int(c.n.Load())
+}
+
+// evict drops expired entries and about an eighth of the others (map iteration
+// order is random, so which ones is random).
+func (c *tokenCache) evict(now int64) {
+	c.evictMu.Lock()
+	defer c.evictMu.Unlock()
+	if c.n.Load() < c.max {
+		return // another goroutine made room
+	}
+	i := 0
+	c.m.Range(func(k, v any) bool {
+		e := v.(*entry)
+		i++
+		if e.expires <= now || i%8 == 0 || c.max < 8 {
+			if _, loaded := c.m.LoadAndDelete(k); loaded {
+				c.n.Add(-1)
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,132 @@
+package edgepass
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCreateConfigDefaults(t *testing.T) {
+	c := CreateConfig()
+	want := &Config{
+		Audience: "edgepass", CookieName: "edgepass_session", ClockSkew: "30s", GroupsSeparator: ",",
+		CacheSize: 10000, StaleAction: "serve", NATS: NATSConfig{Bucket: "edgepass_edge"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("CreateConfig = %+v\nwant %+v", c, want)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(c *Config)
+		field string
+	}{
+		{"missing loginURL", func(c *Config) { c.LoginURL = "" }, "loginURL"},
+		{"relative loginURL", func(c *Config) { c.LoginURL = "/login" }, "loginURL"},
+		{"javascript loginURL", func(c *Config) { c.LoginURL = "javascript:alert(1)" }, "loginURL"},
+		{"ftp loginURL", func(c *Config) { c.LoginURL = "ftp://auth.example.com/login" }, "loginURL"},
+		{"loginURL with userinfo", func(c *Config) { c.LoginURL = "https://user@auth.example.com/login" }, "loginURL"},
+		{"loginURL with fragment", func(c *Config) { c.LoginURL = "https://auth.example.com/login#x" }, "loginURL"},
+		{"missing issuer", func(c *Config) { c.Issuer = " " }, "issuer"},
+		{"no jwks and no nats", func(c *Config) { c.JWKS = "" }, "jwks"},
+		{"jwks not JSON", func(c *Config) { c.JWKS = "{" }, "jwks"},
+		{"jwks without Ed25519 keys", func(c *Config) { c.JWKS = `{"keys":[{"kty":"RSA","kid":"r"}]}` }, "jwks"},
+		{"bad clockSkew", func(c *Config) { c.ClockSkew = "soon" }, "clockSkew"},
+		{"negative clockSkew", func(c *Config) { c.ClockSkew = "-5s" }, "clockSkew"},
+		{"huge clockSkew", func(c *Config) { c.ClockSkew = "48h" }, "clockSkew"},
+		{"bad cookie name", func(c *Config) { c.CookieName = "a b" }, "cookieName"},
+		{"negative cacheSize", func(c *Config) { c.CacheSize = -1 }, "cacheSize"},
+		{"huge cacheSize", func(c *Config) { c.CacheSize = 1 << 30 }, "cacheSize"},
+		{"bad staleAction", func(c *Config) { c.StaleAction = "panic" }, "staleAction"},
+		{"bad maxStaleness", func(c *Config) { c.MaxStaleness = "a while" }, "maxStaleness"},
+		{"maxStaleness without nats", func(c *Config) { c.MaxStaleness = "1m" }, "maxStaleness"},
+		{"public path without slash", func(c *Config) { c.PublicPaths = []string{"health"} }, "publicPaths"},
+		{"bad header name", func(c *Config) { c.UserHeader = "X User" }, "userHeader"},
+		{"identity in Authorization", func(c *Config) { c.EmailHeader = "authorization" }, "emailHeader"},
+		{"identity in Cookie", func(c *Config) { c.NameHeader = "Cookie" }, "nameHeader"},
+		{"same header twice", func(c *Config) { c.NameHeader = "x_auth_user" }, "nameHeader"},
+		{"bad strip header", func(c *Config) { c.StripHeaders = []string{"X:Y"} }, "stripHeaders"},
+		{"strip Host", func(c *Config) { c.StripHeaders = []string{"host"} }, "stripHeaders"},
+		{"bad email domain", func(c *Config) { c.AllowedEmailDomains = []string{"a@b.com"} }, "allowedEmailDomains"},
+		{"bad nats url", func(c *Config) { c.JWKS = ""; c.NATS.URLs = []string{"http://nats.example.com"} }, "nats"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			tt.edit(cfg)
+			h, err := New(context.Background(), http.NotFoundHandler(), cfg, "x")
+			if err == nil {
+				t.Fatalf("New accepted the config: %T", h)
+			}
+			if !strings.HasPrefix(err.Error(), "edgepass: "+tt.field) {
+				t.Fatalf("error %q does not name field %s", err, tt.field)
+			}
+		})
+	}
+	if _, err := New(context.Background(), http.NotFoundHandler(), nil, "x"); err == nil {
+		t.Fatal("nil config accepted")
+	}
+	if _, err := New(context.Background(), nil, testConfig(), "x"); err == nil {
+		t.Fatal("nil next accepted")
+	}
+}
+
+func TestNewNormalizesConfig(t *testing.T) {
+	cfg := testConfig()
+	cfg.ClockSkew = "45" // weakly typed `clockSkew: 45`
+	cfg.AllowedGroups = []string{" admins , dev", ""}
+	cfg.AllowedEmailDomains = []string{"@Example.COM"}
+	cfg.PublicPaths = []string{"/health", "/static/*"}
+	cfg.StripHeaders = []string{"X-Custom-Identity", "X-Tenant-*"}
+	cfg.GroupsSeparator = ""
+	cfg.CacheSize = 0
+	cfg.LoginURL = "https://auth.example.com/login?tenant=a"
+	h, err := New(context.Background(), http.NotFoundHandler(), cfg, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.(*Middleware).s
+	if s.verifier.Skew != 45*time.Second {
+		t.Errorf("skew = %v", s.verifier.Skew)
+	}
+	if !s.allowGroups["admins"] || !s.allowGroups["dev"] || len(s.allowGroups) != 2 {
+		t.Errorf("groups = %v", s.allowGroups)
+	}
+	if !s.allowDomains["example.com"] {
+		t.Errorf("domains = %v", s.allowDomains)
+	}
+	if !s.publicExact["/health"] || len(s.publicPrefix) != 1 || s.publicPrefix[0] != "/static/" {
+		t.Errorf("public = %v %v", s.publicExact, s.publicPrefix)
+	}
+	if s.separator != "," || s.cacheSize != defaultCacheSize {
+		t.Errorf("separator %q cacheSize %d", s.separator, s.cacheSize)
+	}
+	if s.loginPrefix != "https://auth.example.com/login?tenant=a&rd=" {
+		t.Errorf("loginPrefix = %q", s.loginPrefix)
+	}
+	if s.identityNames[0] != "X-Auth-User" {
+		t.Errorf("identity names = %v", s.identityNames)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		bad  bool
+	}{
+		{"", 0, false}, {"30s", 30 * time.Second, false}, {"30", 30 * time.Second, false}, {" 1m ", time.Minute, false},
+		{"0", 0, false}, {"-1", 0, true}, {"x", 0, true}, {"1h30m", 90 * time.Minute, false},
+	}
+	for _, tt := range tests {
+		got, err := parseDuration(tt.in, "")
+		if (err != nil) != tt.bad || got != tt.want {
+			t.Errorf("parseDuration(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}

@@ -1,0 +1,377 @@
+// Package edgepass is a Traefik middleware plugin: it verifies edgepass session
+// tokens locally, follows revocations, group changes and key rotations pushed
+// over NATS, authorizes per route, strips client-supplied identity headers and
+// sets verified ones.
+//
+// Traefik runs it in Yaegi, where every call into compiled code costs a
+// reflection round trip and every interpreted call allocates its whole frame,
+// so ServeHTTP does almost nothing per request: one lookup of a precomputed
+// result keyed by the request's Cookie (or Authorization) line, and direct
+// operations on the header map.
+package edgepass
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/token"
+)
+
+// Middleware is one configured edgepass middleware instance.
+type Middleware struct {
+	next    http.Handler
+	name    string
+	s       *settings
+	state   *edgestate.State // nil without NATS
+	version *atomic.Int64    // state's version counter; a constant 0 without NATS
+	strip   *stripper
+	keep    *atomic.Value // strip.keepMemo: header keys a client may send
+	cache   *tokenCache   // raw token -> entry
+	lines   *tokenCache   // exact Cookie/Authorization header line -> entry
+	// fast is lines.m, read directly by ServeHTTP; an always-empty map when
+	// public paths, stale refusal or removeCookie need serveSlow on every request.
+	fast         *sync.Map
+	cookieName   string
+	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
+	removeCookie bool
+	// clock and until are time.Now and time.Until in production; tests move them.
+	clock func() time.Time
+	until func(time.Time) time.Duration
+}
+
+// New validates the configuration and precomputes everything the request path
+// needs. It starts nothing itself and does no I/O; with nats.urls it attaches to
+// the process-wide NATS watcher for that setting (started once per process).
+func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	if next == nil {
+		return nil, errors.New("edgepass: no next handler")
+	}
+	s, err := compile(config)
+	if err != nil {
+		return nil, err
+	}
+	state, err := edgeState(s.nats)
+	if err != nil {
+		return nil, err
+	}
+	version := &atomic.Int64{}
+	if state != nil {
+		version = state.VersionCounter()
+	}
+	st := newStripper(s)
+	lines := newTokenCache(s.cacheSize)
+	special := len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale || s.removeCookie
+	fast := &lines.m
+	if special {
+		fast = &sync.Map{}
+	}
+	return &Middleware{
+		next:         next,
+		name:         name,
+		s:            s,
+		state:        state,
+		version:      version,
+		strip:        st,
+		keep:         &st.keepMemo,
+		cache:        newTokenCache(s.cacheSize),
+		lines:        lines,
+		fast:         fast,
+		cookieName:   s.cookieName,
+		special:      special,
+		removeCookie: s.removeCookie,
+		clock:        time.Now,
+		until:        time.Until,
+	}, nil
+}
+
+// ServeHTTP strips client identity headers, authenticates and authorizes the
+// request, sets verified identity headers and calls the next handler.
+//
+// Under Yaegi every interpreted call allocates a frame holding every value of the
+// function body (each local and each sub-expression, executed or not), and every
+// call into compiled code goes through reflection. So ServeHTTP is only the
+// common case — a cached, fresh, allowed session cookie — with no interpreted
+// calls on it; everything else goes to serveSlow.
+func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	h := r.Header
+	keep := m.keep.Load().(map[string]bool)
+	for k := range h {
+		if !keep[k] {
+			m.stripHeader(h, k)
+		}
+	}
+	var e *entry
+	line := h["Cookie"]
+	if line == nil {
+		line = h["Authorization"]
+	}
+	if len(line) == 1 {
+		v, _ := m.fast.Load(line[0])
+		e, _ = v.(*entry)
+	}
+	if e == nil || e.okVersion != m.version.Load() || m.until(e.expiresAt) <= 0 {
+		m.serveSlow(rw, r)
+		return
+	}
+	for i, name := range e.hdrNames {
+		h[name] = e.hdrValues[i]
+	}
+	m.next.ServeHTTP(rw, r)
+}
+
+// stripHeader deletes header k unless a client may send it; it runs only for
+// identity headers (spoofing attempts) and names not seen before.
+func (m *Middleware) stripHeader(h http.Header, k string) {
+	if !m.strip.keep(k) {
+		delete(h, k)
+	}
+}
+
+// serveSlow is every case but the common one: public paths, stale state, first
+// sight of a token or of its header line, expiry, edge-state changes, refusals
+// and removeCookie. Identity headers are already stripped.
+func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
+	if m.special && m.serveSpecial(rw, r) {
+		return
+	}
+	h := r.Header
+	raw, line := "", ""
+	if c, err := r.Cookie(m.cookieName); err == nil {
+		raw = c.Value
+		if lines := h["Cookie"]; len(lines) == 1 {
+			line = lines[0]
+		}
+	} else if a := h["Authorization"]; len(a) == 1 && h["Cookie"] == nil {
+		raw = bearerToken(a[0])
+		line = a[0]
+	} else if len(a) > 0 {
+		raw = bearerToken(a[0])
+	}
+	now := m.clock().Unix()
+	e := m.cache.get(raw)
+	if e == nil || now >= e.expires || m.version.Load() != e.version {
+		e = m.resolve(raw, e, now)
+	}
+	if line != "" && !m.special {
+		m.indexLine(line, e, now)
+	}
+	if e == nil || e.revoked {
+		m.unauthenticated(rw, r)
+		return
+	}
+	if !e.allowed {
+		writeJSON(rw, http.StatusForbidden, bodyForbidden)
+		return
+	}
+	for i, name := range e.hdrNames {
+		h[name] = e.hdrValues[i]
+	}
+	if m.removeCookie {
+		m.dropCookie(h)
+	}
+	m.next.ServeHTTP(rw, r)
+}
+
+// maxLineKey bounds the header lines used as cache keys (a line is the whole
+// Cookie header: the session cookie plus whatever else the site sets).
+const maxLineKey = 2 * token.MaxTokenSize
+
+// indexLine makes the exact Cookie (or Authorization) header line a key for the
+// entry of the token it carries, so the next request with the same line costs
+// ServeHTTP a single lookup. The line determines the token, so the index can
+// never point at another token's entry.
+func (m *Middleware) indexLine(line string, e *entry, now int64) {
+	if len(line) > maxLineKey {
+		return
+	}
+	if e == nil {
+		m.lines.remove(line)
+		return
+	}
+	if m.lines.get(line) != e {
+		m.lines.put(strings.Clone(line), e, now)
+	}
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" value; only used
+// without a session cookie (a cookie wins: the Authorization header may carry
+// the backend's own credentials).
+func bearerToken(v string) string {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+// serveSpecial handles public paths and stale-state refusal; true = answered.
+func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool {
+	if m.isPublic(r.URL.Path) {
+		if m.removeCookie {
+			m.dropCookie(r.Header)
+		}
+		m.next.ServeHTTP(rw, r)
+		return true
+	}
+	if m.s.refuseStale && m.state != nil && m.clock().Unix()-m.state.LastHeardUnix() > m.s.maxStaleSec {
+		writeJSON(rw, http.StatusServiceUnavailable, bodyStale)
+		return true
+	}
+	return false
+}
+
+// resolve is the slow path of the token lookup: first sight (verify), expiry
+// (drop), or an edge-state change since the entry was computed (recompute).
+func (m *Middleware) resolve(raw string, e *entry, now int64) *entry {
+	if raw == "" || len(raw) > token.MaxTokenSize {
+		return nil
+	}
+	if e == nil {
+		return m.verify(raw, now)
+	}
+	if now >= e.expires {
+		m.cache.remove(raw)
+		return nil
+	}
+	return m.refresh(raw, e, now)
+}
+
+func (m *Middleware) dropCookie(h http.Header) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	kept := make([]string, 0, len(lines))
+	for _, line := range lines {
+		if v := withoutCookie(line, m.s.cookieName); v != "" {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+func (m *Middleware) isPublic(path string) bool {
+	if m.s.publicExact[path] {
+		return true
+	}
+	for _, p := range m.s.publicPrefix {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// keys are the verification keys: from NATS once they arrived, else inline.
+func (m *Middleware) keys() *token.KeySet {
+	if m.state != nil {
+		if ks := m.state.Keys(); ks != nil {
+			return ks
+		}
+	}
+	return m.s.inlineKeys
+}
+
+// verify checks a token seen for the first time and caches the result when valid.
+// Invalid tokens are not cached, so a flood of forged tokens costs CPU (one
+// signature check each) but never memory.
+func (m *Middleware) verify(raw string, now int64) *entry {
+	ks := m.keys()
+	c, err := m.s.verifier.Verify(raw, ks, time.Unix(now, 0))
+	if err != nil || c.SessionID == "" {
+		return nil
+	}
+	e := m.build(c, ks, token.SubjectKey(c.Subject), now)
+	m.cache.put(strings.Clone(raw), e, now)
+	return e
+}
+
+// refresh recomputes a cached entry after the edge state changed; if the keys
+// changed (rotation, removal) the token is verified again.
+func (m *Middleware) refresh(raw string, old *entry, now int64) *entry {
+	ks := m.keys()
+	if ks != old.keys {
+		m.cache.remove(raw)
+		return m.verify(raw, now)
+	}
+	e := m.build(old.claims, ks, old.subjectKey, now)
+	m.cache.put(strings.Clone(raw), e, now)
+	return e
+}
+
+// build applies the edge state and the authorization rules to verified claims and
+// formats the identity headers.
+func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, now int64) *entry {
+	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey}
+	e.expiresAt = time.Unix(e.expires, 0)
+	groups := c.Groups
+	// Read the version first: a change racing with this computation leaves the
+	// entry stale, and the next request recomputes it.
+	e.version = m.version.Load()
+	if m.state != nil {
+		if m.state.Revoked(c.SessionID, subjectKey, c.IssuedAt, time.Unix(now, 0)) {
+			e.revoked = true
+			return e
+		}
+		if g, ok := m.state.GroupsOverride(subjectKey, c.IssuedAt); ok {
+			groups = g
+		}
+	}
+	e.allowed = m.authorize(c, groups)
+	e.okVersion = -1
+	if e.allowed {
+		e.okVersion = e.version
+	}
+	user := c.PreferredUsername
+	if user == "" {
+		user = c.Email
+	}
+	if user == "" {
+		user = c.Subject
+	}
+	values := []string{user, c.Email, strings.Join(groups, m.s.separator), c.Name, c.Subject}
+	for i, name := range m.s.identityNames {
+		if name == "" || values[i] == "" {
+			continue
+		}
+		e.hdrNames = append(e.hdrNames, name)
+		e.hdrValues = append(e.hdrValues, []string{sanitizeValue(values[i])})
+	}
+	return e
+}
+
+// authorize admits on any match of groups, users or email domains; with no
+// rules, every signed-in user.
+func (m *Middleware) authorize(c *token.Claims, groups []string) bool {
+	s := m.s
+	if s.allowAll {
+		return true
+	}
+	for _, g := range groups {
+		if s.allowGroups[g] {
+			return true
+		}
+	}
+	if (c.PreferredUsername != "" && s.allowUsers[c.PreferredUsername]) || s.allowUsers[c.Subject] {
+		return true
+	}
+	if c.Email != "" {
+		email := strings.ToLower(c.Email)
+		if s.allowEmails[email] {
+			return true
+		}
+		if at := strings.LastIndexByte(email, '@'); at >= 0 && s.allowDomains[email[at+1:]] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,823 @@
+package edgepass
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/token"
+)
+
+func TestValidTokenSetsIdentityHeaders(t *testing.T) {
+	raw := sign(t, testClaims())
+	tests := []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"cookie", func() *http.Request { return withCookie(browserRequest("/app"), raw) }},
+		{"bearer", func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/api", nil)
+			r.Header.Set("Authorization", "Bearer "+raw)
+			return r
+		}},
+		{"bearer lower-case scheme", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/api", nil)
+			r.Header.Set("Authorization", "bearer "+raw)
+			return r
+		}},
+		{"quoted cookie", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/api", nil)
+			r.Header.Set("Cookie", `edgepass_session="`+raw+`"`)
+			return r
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, rec, _ := newTest(t, nil)
+			for round := 0; round < 2; round++ { // first seen, then cached
+				rw := serve(m, tt.req())
+				if rw.Code != http.StatusTeapot || rec.called != round+1 {
+					t.Fatalf("round %d: status %d, next called %d", round, rw.Code, rec.called)
+				}
+				want := map[string]string{
+					"X-Auth-User": "alice", "X-Auth-Email": "alice@example.com", "X-Auth-Groups": "dev,ops",
+					"X-Auth-Name": "Alice Example", "X-Auth-Subject": "sub-alice",
+				}
+				for k, v := range want {
+					if got := rec.header[k]; len(got) != 1 || got[0] != v {
+						t.Fatalf("round %d: %s = %q, want %q", round, k, got, v)
+					}
+				}
+			}
+			if m.cache.len() != 1 || m.lines.len() != 1 {
+				t.Fatalf("cache holds %d tokens and %d lines, want 1 and 1", m.cache.len(), m.lines.len())
+			}
+		})
+	}
+}
+
+func TestUnconfiguredHeadersAreNotSetAndEmptyClaimsSkipped(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.NameHeader = ""; c.SubjectHeader = ""; c.GroupsSeparator = "|" })
+	c := testClaims()
+	c.Email = ""
+	c.PreferredUsername = ""
+	serve(m, withCookie(browserRequest("/"), sign(t, c)))
+	if rec.called != 1 {
+		t.Fatal("next not called")
+	}
+	if _, ok := rec.header["X-Auth-Email"]; ok {
+		t.Fatal("empty email header set")
+	}
+	if got := rec.header.Get("X-Auth-User"); got != "sub-alice" {
+		t.Fatalf("user header falls back to sub: got %q", got)
+	}
+	if got := rec.header.Get("X-Auth-Groups"); got != "dev|ops" {
+		t.Fatalf("groups = %q", got)
+	}
+	if _, ok := rec.header["X-Auth-Name"]; ok {
+		t.Fatal("unconfigured header set")
+	}
+}
+
+func TestUnauthenticatedResponses(t *testing.T) {
+	tests := []struct {
+		name     string
+		req      func() *http.Request
+		redirect bool
+	}{
+		{"browser navigation", func() *http.Request { return browserRequest("/app?x=1") }, true},
+		{"browser HEAD", func() *http.Request {
+			r := browserRequest("/")
+			r.Method = http.MethodHead
+			return r
+		}, true},
+		{"XHR", func() *http.Request {
+			r := browserRequest("/")
+			r.Header.Set("X-Requested-With", "XMLHttpRequest")
+			return r
+		}, false},
+		{"POST form", func() *http.Request {
+			r := browserRequest("/")
+			r.Method = http.MethodPost
+			return r
+		}, false},
+		{"API client", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/api", nil)
+			r.Header.Set("Accept", "application/json")
+			return r
+		}, false},
+		{"no Accept", func() *http.Request { return httptest.NewRequest(http.MethodGet, "/", nil) }, false},
+		{"empty cookie", func() *http.Request { return withCookie(browserRequest("/"), "") }, true},
+		{"Basic auth only", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.SetBasicAuth("a", "b")
+			return r
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, rec, _ := newTest(t, nil)
+			rw := serve(m, tt.req())
+			if rec.called != 0 {
+				t.Fatal("next called without a session")
+			}
+			if tt.redirect {
+				if rw.Code != http.StatusFound {
+					t.Fatalf("status %d, want 302", rw.Code)
+				}
+				if loc := rw.Header().Get("Location"); !strings.HasPrefix(loc, "https://auth.example.com/login?rd=") {
+					t.Fatalf("Location = %q", loc)
+				}
+				return
+			}
+			if rw.Code != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", rw.Code)
+			}
+			if got := rw.Header().Get("WWW-Authenticate"); got != `Bearer realm="edgepass"` {
+				t.Fatalf("WWW-Authenticate = %q", got)
+			}
+			if strings.TrimSpace(rw.Body.String()) != `{"error":"authentication required"}` || rw.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("body %q type %q", rw.Body.String(), rw.Header().Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestRedirectURL(t *testing.T) {
+	tests := []struct {
+		name   string
+		login  string
+		req    func() *http.Request
+		wantRd string // "" = no rd
+	}{
+		{"forwarded proto and host", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/a/b?c=d&e=%2F")
+			r.Host = "internal:8080"
+			r.Header.Set("X-Forwarded-Proto", "https")
+			r.Header.Set("X-Forwarded-Host", "app.example.com")
+			return r
+		}, "https://app.example.com/a/b?c=d&e=%2F"},
+		{"forwarded lists take the first", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/")
+			r.Header.Set("X-Forwarded-Proto", "https, http")
+			r.Header.Set("X-Forwarded-Host", "app.example.com, evil.com")
+			return r
+		}, "https://app.example.com/"},
+		{"no forwarded headers: Host and plain http", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/x")
+			r.Host = "app.example.com:8443"
+			return r
+		}, "http://app.example.com:8443/x"},
+		{"TLS without forwarded proto", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("https://app.example.com/x")
+			return r
+		}, "https://app.example.com/x"},
+		{"bogus proto falls back", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/x")
+			r.Host = "app.example.com"
+			r.Header.Set("X-Forwarded-Proto", "javascript")
+			return r
+		}, "http://app.example.com/x"},
+		{"forwarded host with path is ignored", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/x")
+			r.Host = "app.example.com"
+			r.Header.Set("X-Forwarded-Host", "evil.com/@x")
+			return r
+		}, "http://app.example.com/x"},
+		{"no usable host", "https://auth.example.com/login", func() *http.Request {
+			r := browserRequest("/x")
+			r.Host = "bad host"
+			return r
+		}, ""},
+		{"login URL with a query", "https://auth.example.com/login?tenant=t", func() *http.Request {
+			r := browserRequest("/x")
+			r.Host = "app.example.com"
+			return r
+		}, "http://app.example.com/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _, _ := newTest(t, func(c *Config) { c.LoginURL = tt.login })
+			rw := serve(m, tt.req())
+			loc, err := url.Parse(rw.Header().Get("Location"))
+			if err != nil || rw.Code != http.StatusFound {
+				t.Fatalf("status %d Location %q: %v", rw.Code, rw.Header().Get("Location"), err)
+			}
+			if loc.Host != "auth.example.com" || loc.Path != "/login" {
+				t.Fatalf("redirect leaves the login URL: %s", loc)
+			}
+			if got := loc.Query().Get("rd"); got != tt.wantRd {
+				t.Fatalf("rd = %q, want %q", got, tt.wantRd)
+			}
+			if strings.Contains(tt.login, "tenant") && loc.Query().Get("tenant") != "t" {
+				t.Fatalf("login query lost: %s", loc)
+			}
+		})
+	}
+}
+
+func FuzzRedirectURL(f *testing.F) {
+	f.Add("https", "app.example.com", "internal", "/a?b=c")
+	f.Add("http", "", "app.example.com:80", "/")
+	f.Add("javascript", "evil.com/@x", "a@b", "//evil.com/x")
+	f.Add("https", "[::1]:443", "x", "http://evil.com/abs")
+	f.Add("", "app.example.com\r\nSet-Cookie: x", "", "*")
+	f.Add("HTTPS", "a.b", "c.d", "/%0d%0aSet-Cookie:x")
+	m, _, _ := newTest(f, func(c *Config) { c.LoginURL = "https://auth.example.com/login?t=1" })
+	f.Fuzz(func(t *testing.T, proto, fwdHost, host, uri string) {
+		r := &http.Request{Method: http.MethodGet, Header: http.Header{}, Host: host, RequestURI: uri, URL: &url.URL{Path: "/"}}
+		if u, err := url.ParseRequestURI(uri); err == nil {
+			r.URL = u
+		}
+		r.Header["X-Forwarded-Proto"] = []string{proto}
+		r.Header["X-Forwarded-Host"] = []string{fwdHost}
+		loc := m.loginRedirect(r)
+		u, err := url.Parse(loc)
+		if err != nil {
+			t.Fatalf("unparseable redirect %q: %v", loc, err)
+		}
+		if u.Scheme != "https" || u.Host != "auth.example.com" || u.Path != "/login" || u.User != nil {
+			t.Fatalf("redirect %q leaves the login URL", loc)
+		}
+		q := u.Query()
+		if q.Get("t") != "1" || len(q["rd"]) > 1 {
+			t.Fatalf("query tampered: %q", loc)
+		}
+		if strings.ContainsAny(loc, "\r\n") {
+			t.Fatalf("line break in Location %q", loc)
+		}
+		if rd := q.Get("rd"); rd != "" {
+			ru, err := url.Parse(rd)
+			if err != nil || (ru.Scheme != "http" && ru.Scheme != "https") || ru.User != nil {
+				t.Fatalf("rd %q is not a plain http(s) URL", rd)
+			}
+			if ru.Host != firstValue([]string{fwdHost}) && ru.Host != host {
+				t.Fatalf("rd host %q is neither the forwarded host nor Host", ru.Host)
+			}
+		}
+	})
+}
+
+// Attack: a client sends identity headers itself, in the casings and underscore
+// spellings that CGI/PHP/WSGI backends fold together, hoping one survives.
+func TestStripsSpoofedIdentityHeaders(t *testing.T) {
+	spoofed := []string{
+		"X-Auth-User", "x-auth-user", "X_AUTH_USER", "x_Auth-user", "X-AUTH-EMAIL", "X-Auth-Groups",
+		"X-Auth-Name", "x-auth_subject", "X-Forwarded-User", "X_Forwarded_Email", "X-Forwarded-Groups",
+		"X-Forwarded-Preferred-Username", "Remote-User", "REMOTE_USER", "remote-groups", "Remote-Email",
+		"Remote-Name", "X-Remote-User", "X-Auth-Request-User", "x_auth_request_email", "X-Authentik-Username",
+		"X_AUTHENTIK_GROUPS", "X-Edgepass-Anything", "X-Custom-Identity", "x_custom_identity", "X-Tenant-Id",
+	}
+	raw := sign(t, testClaims())
+	for _, withSession := range []bool{true, false} {
+		m, rec, _ := newTest(t, func(c *Config) {
+			c.StripHeaders = []string{"X-Custom-Identity", "X-Tenant-*"}
+			c.PublicPaths = []string{"/public"}
+		})
+		target := "/public"
+		if withSession {
+			target = "/app"
+		}
+		for round := 0; round < 2; round++ { // second round hits the memo and the cache
+			r := browserRequest(target)
+			if withSession {
+				withCookie(r, raw)
+			}
+			for _, h := range spoofed {
+				r.Header[h] = []string{"admin"} // raw keys, exactly as a server could store them
+			}
+			r.Header["X-Unrelated"] = []string{"keep"}
+			rw := serve(m, r)
+			if rw.Code != http.StatusTeapot {
+				t.Fatalf("status %d", rw.Code)
+			}
+			for k, v := range rec.header {
+				for _, s := range v {
+					if s == "admin" {
+						t.Fatalf("session=%v round %d: spoofed header %q reached the backend", withSession, round, k)
+					}
+				}
+			}
+			if rec.header.Get("X-Unrelated") != "keep" {
+				t.Fatal("unrelated header stripped")
+			}
+			if withSession && rec.header.Get("X-Auth-User") != "alice" {
+				t.Fatalf("verified header missing: %v", rec.header)
+			}
+		}
+	}
+}
+
+func TestStripMemoIsBounded(t *testing.T) {
+	m, _, _ := newTest(t, nil)
+	for i := 0; i < 3*maxStripMemo; i++ {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["X-Random-"+strconv.Itoa(i)] = []string{"v"}
+		r.Header["X_Auth_User"] = []string{"admin"}
+		serve(m, r)
+	}
+	if n := len(m.strip.keepMemo.Load().(map[string]bool)); n > maxStripMemo {
+		t.Fatalf("memo grew to %d", n)
+	}
+	if m.strip.keep("X_AUTH_USER") || !m.strip.keep("X-Random-999999") {
+		t.Fatal("decision wrong once the memo is full")
+	}
+}
+
+func refused(t *testing.T, m *Middleware, rec *recorder, raw string) {
+	t.Helper()
+	before := rec.called
+	r := httptest.NewRequest(http.MethodGet, "/api", nil)
+	r.Header.Set("Cookie", "edgepass_session="+raw)
+	rw := serve(m, r)
+	if rw.Code != http.StatusUnauthorized || rec.called != before {
+		t.Fatalf("token accepted: status %d", rw.Code)
+	}
+	if raw != "" && len(raw) > 10 && strings.Contains(rw.Body.String(), raw[:10]) {
+		t.Fatal("response echoes the token")
+	}
+}
+
+// Attack: replay a token after it expired — including one that is already cached.
+func TestRejectsExpiredToken(t *testing.T) {
+	m, rec, clk := newTest(t, nil)
+	c := testClaims()
+	c.Expiry = testNow.Unix() - 31
+	refused(t, m, rec, sign(t, c))
+
+	c = testClaims()
+	c.Expiry = testNow.Unix() + 60
+	raw := sign(t, c)
+	for i := 0; i < 2; i++ { // first seen, then cached
+		if serve(m, withCookie(httptest.NewRequest(http.MethodGet, "/", nil), raw)).Code != http.StatusTeapot {
+			t.Fatal("fresh token refused")
+		}
+	}
+	clk.t = testNow.Add(60*time.Second + 30*time.Second) // exp + skew
+	before := rec.called
+	for i := 0; i < 2; i++ {
+		if serve(m, withCookie(httptest.NewRequest(http.MethodGet, "/", nil), raw)).Code != http.StatusUnauthorized || rec.called != before {
+			t.Fatal("expired cached token served")
+		}
+	}
+	if m.cache.len() != 0 || m.lines.len() != 0 {
+		t.Fatalf("expired entries kept: %d tokens, %d lines", m.cache.len(), m.lines.len())
+	}
+}
+
+// Attack: a token the daemon minted for another audience or issuer.
+func TestRejectsWrongAudienceOrIssuer(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	c := testClaims()
+	c.Audience = token.Audience{"grafana"}
+	refused(t, m, rec, sign(t, c))
+	c = testClaims()
+	c.Issuer = "https://other.example.com"
+	refused(t, m, rec, sign(t, c))
+}
+
+// Attack: edit the payload (add a group) of a valid token.
+func TestRejectsTamperedToken(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.AllowedGroups = []string{"admins"} })
+	good := strings.Split(sign(t, testClaims()), ".")
+	c := testClaims()
+	c.Groups = []string{"admins"}
+	evil := strings.Split(sign(t, c), ".")
+	refused(t, m, rec, good[0]+"."+evil[1]+"."+good[2])
+}
+
+// Attack: a token signed with the attacker's own key under an unknown kid, or
+// under the known kid.
+func TestRejectsForeignKeys(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	attacker := ed25519.NewKeyFromSeed(make([]byte, 32))
+	for _, kid := range []string{"attacker", "test"} {
+		raw, err := token.Sign(testClaims(), kid, attacker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, m, rec, raw)
+	}
+}
+
+// Attack: alg "none" with no signature.
+func TestRejectsAlgNone(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	parts := strings.Split(sign(t, testClaims()), ".")
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"test"}`))
+	refused(t, m, rec, hdr+"."+parts[1]+".")
+	refused(t, m, rec, hdr+"."+parts[1]+"."+parts[2])
+}
+
+// Attack: a cookie far larger than any real token, to burn CPU in decoding.
+func TestRejectsOversizedCookie(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	refused(t, m, rec, strings.Repeat("A", token.MaxTokenSize+1))
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Authorization", "Bearer "+strings.Repeat("x.", 10000))
+	if serve(m, r).Code != http.StatusUnauthorized || rec.called != 0 {
+		t.Fatal("oversized bearer accepted")
+	}
+}
+
+// Attack: a correctly signed token without a session id cannot be revoked at the
+// edge, so it is refused.
+func TestRejectsTokenWithoutSessionID(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	c := testClaims()
+	c.SessionID = ""
+	refused(t, m, rec, sign(t, c))
+}
+
+// Attack: flood the edge with distinct forged tokens; memory must not grow.
+func TestForgedTokensDoNotGrowMemory(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	parts := strings.Split(sign(t, testClaims()), ".")
+	for i := 0; i < 2000; i++ {
+		sig := make([]byte, 64)
+		copy(sig, strconv.Itoa(i))
+		refused(t, m, rec, parts[0]+"."+parts[1]+"."+base64.RawURLEncoding.EncodeToString(sig))
+	}
+	if m.cache.len() != 0 || m.lines.len() != 0 {
+		t.Fatalf("forged tokens cached: %d tokens, %d lines", m.cache.len(), m.lines.len())
+	}
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.CacheSize = 50 })
+	for i := 0; i < 500; i++ {
+		c := testClaims()
+		c.SessionID = "session-" + strconv.Itoa(i) + "-xxxxxxxxxxxxxx"
+		r := withCookie(httptest.NewRequest(http.MethodGet, "/", nil), sign(t, c))
+		if serve(m, r).Code != http.StatusTeapot {
+			t.Fatal("valid token refused")
+		}
+		if n, l := m.cache.len(), m.lines.len(); n > 50 || l > 50 {
+			t.Fatalf("cache grew to %d tokens, %d lines", n, l)
+		}
+	}
+	if rec.called != 500 {
+		t.Fatalf("next called %d times", rec.called)
+	}
+}
+
+func withState(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock, *edgestate.State) {
+	m, rec, clk := newTest(tb, edit)
+	m.state = edgestate.New()
+	m.version = m.state.VersionCounter()
+	m.state.Touch(testNow)
+	return m, rec, clk, m.state
+}
+
+func apply(t *testing.T, st *edgestate.State, key, op, value string) {
+	t.Helper()
+	if err := st.Apply(key, op, []byte(value), 1, testNow); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Attack: keep using a cookie after logout — the revocation arrives over NATS
+// after the token is already cached.
+func TestRejectsRevokedSession(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	c := testClaims()
+	raw := sign(t, c)
+	r := withCookie(browserRequest("/"), raw)
+	if serve(m, r).Code != http.StatusTeapot {
+		t.Fatal("valid token refused")
+	}
+	apply(t, st, "revoke.session."+c.SessionID, "", `{"exp":`+strconv.FormatInt(c.Expiry, 10)+`}`)
+	rw := serve(m, withCookie(browserRequest("/"), raw))
+	if rw.Code != http.StatusFound || rec.called != 1 {
+		t.Fatalf("revoked session served: %d", rw.Code)
+	}
+	// Another session of the same user is unaffected.
+	c2 := testClaims()
+	c2.SessionID = "another-session-0000000000"
+	if serve(m, withCookie(browserRequest("/"), sign(t, c2))).Code != http.StatusTeapot {
+		t.Fatal("other session refused")
+	}
+	// Undo (DEL) restores access.
+	apply(t, st, "revoke.session."+c.SessionID, "DEL", "")
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+		t.Fatal("session still refused after the revocation was deleted")
+	}
+}
+
+// Attack: a disabled user keeps old sessions; new logins (iat after before) work.
+func TestRejectsRevokedUser(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	old := testClaims()
+	raw := sign(t, old)
+	serve(m, withCookie(browserRequest("/"), raw))
+	apply(t, st, "revoke.user."+token.SubjectKey(old.Subject), "", `{"before":`+strconv.FormatInt(old.IssuedAt, 10)+`}`)
+	refused(t, m, rec, raw)
+	fresh := testClaims()
+	fresh.IssuedAt = old.IssuedAt + 1
+	fresh.SessionID = "fresh-session-00000000000"
+	if serve(m, withCookie(browserRequest("/"), sign(t, fresh))).Code != http.StatusTeapot {
+		t.Fatal("login after the revocation refused")
+	}
+}
+
+// Group changes pushed over NATS take effect on cached tokens: removing a group
+// revokes access, adding one grants it, and the groups header follows.
+func TestGroupOverrideFromState(t *testing.T) {
+	m, rec, _, st := withState(t, func(c *Config) { c.AllowedGroups = []string{"ops"} })
+	c := testClaims()
+	raw := sign(t, c)
+	key := token.SubjectKey(c.Subject)
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+		t.Fatal("ops member refused")
+	}
+	apply(t, st, "groups."+key, "", `{"groups":["dev"],"at":`+strconv.FormatInt(c.IssuedAt, 10)+`}`)
+	rw := serve(m, withCookie(browserRequest("/"), raw))
+	if rw.Code != http.StatusForbidden || strings.TrimSpace(rw.Body.String()) != `{"error":"forbidden"}` {
+		t.Fatalf("removed from ops but got %d %s", rw.Code, rw.Body.String())
+	}
+	apply(t, st, "groups."+key, "", `{"groups":["ops","x"],"at":`+strconv.FormatInt(c.IssuedAt, 10)+`}`)
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || rec.header.Get("X-Auth-Groups") != "ops,x" {
+		t.Fatalf("override not applied: %v", rec.header)
+	}
+	// An override older than the token does not apply.
+	apply(t, st, "groups."+key, "", `{"groups":["dev"],"at":`+strconv.FormatInt(c.IssuedAt-1, 10)+`}`)
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || rec.header.Get("X-Auth-Groups") != "dev,ops" {
+		t.Fatalf("stale override applied: %v", rec.header)
+	}
+}
+
+// Key rotation over NATS: keys from the state replace the inline JWKS, and a
+// removed key stops cached tokens signed with it.
+func TestKeysFromState(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	raw := sign(t, testClaims())
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+		t.Fatal("inline key refused")
+	}
+	other := ed25519.NewKeyFromSeed(make([]byte, 32))
+	jwks, _ := token.NewKeySet(token.Key{ID: "k2", Public: other.Public().(ed25519.PublicKey)}).MarshalJWKS()
+	apply(t, st, "keys", "", string(jwks))
+	refused(t, m, rec, raw) // cached, but its key is gone
+	raw2, _ := token.Sign(testClaims(), "k2", other)
+	if serve(m, withCookie(browserRequest("/"), raw2)).Code != http.StatusTeapot {
+		t.Fatal("rotated key refused")
+	}
+	apply(t, st, "keys", "DEL", "")
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+		t.Fatal("inline key not used after keys were deleted")
+	}
+}
+
+func TestStaleState(t *testing.T) {
+	for _, action := range []string{"serve", "refuse"} {
+		t.Run(action, func(t *testing.T) {
+			m, rec, clk, st := withState(t, nil)
+			m.s.maxStaleSec = 60
+			m.s.refuseStale = action == "refuse"
+			m.special = m.s.refuseStale
+			if m.special {
+				m.fast = &sync.Map{}
+			}
+			raw := sign(t, testClaims())
+			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+				t.Fatal("fresh state refused")
+			}
+			clk.t = testNow.Add(61 * time.Second)
+			rw := serve(m, withCookie(browserRequest("/"), raw))
+			if action == "serve" {
+				if rw.Code != http.StatusTeapot {
+					t.Fatalf("serve: status %d", rw.Code)
+				}
+				return
+			}
+			if rw.Code != http.StatusServiceUnavailable || strings.TrimSpace(rw.Body.String()) != `{"error":"edge state unavailable"}` || rec.called != 1 {
+				t.Fatalf("refuse: status %d body %s", rw.Code, rw.Body.String())
+			}
+			st.Touch(clk.t)
+			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+				t.Fatal("still refused after NATS was heard again")
+			}
+		})
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		claims  func(*token.Claims)
+		allowed bool
+	}{
+		{"no rules admits everyone", nil, nil, true},
+		{"group match", func(c *Config) { c.AllowedGroups = []string{"ops"} }, nil, true},
+		{"group miss", func(c *Config) { c.AllowedGroups = []string{"admins"} }, nil, false},
+		{"group is case-sensitive", func(c *Config) { c.AllowedGroups = []string{"OPS"} }, nil, false},
+		{"user by preferred_username", func(c *Config) { c.AllowedUsers = []string{"alice"} }, nil, true},
+		{"user by email, any case", func(c *Config) { c.AllowedUsers = []string{"Alice@Example.com"} }, nil, true},
+		{"user by sub", func(c *Config) { c.AllowedUsers = []string{"sub-alice"} }, nil, true},
+		{"user miss", func(c *Config) { c.AllowedUsers = []string{"bob"} }, nil, false},
+		{"domain match", func(c *Config) { c.AllowedEmailDomains = []string{"EXAMPLE.com"} }, nil, true},
+		{"domain is exact, not a suffix", func(c *Config) { c.AllowedEmailDomains = []string{"ample.com"} }, nil, false},
+		{"subdomain is not the domain", func(c *Config) { c.AllowedEmailDomains = []string{"example.com"} },
+			func(c *token.Claims) { c.Email = "alice@evil.example.com" }, false},
+		{"any rule admits", func(c *Config) { c.AllowedGroups = []string{"admins"}; c.AllowedUsers = []string{"alice"} }, nil, true},
+		{"no email, domain rule", func(c *Config) { c.AllowedEmailDomains = []string{"example.com"} },
+			func(c *token.Claims) { c.Email = "" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, rec, _ := newTest(t, tt.edit)
+			c := testClaims()
+			if tt.claims != nil {
+				tt.claims(c)
+			}
+			rw := serve(m, withCookie(browserRequest("/"), sign(t, c)))
+			if got := rec.called == 1; got != tt.allowed {
+				t.Fatalf("allowed = %v (status %d), want %v", got, rw.Code, tt.allowed)
+			}
+			if !tt.allowed && rw.Code != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", rw.Code)
+			}
+		})
+	}
+}
+
+func TestPublicPaths(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.PublicPaths = []string{"/healthz", "/static/*"} })
+	tests := []struct {
+		path   string
+		public bool
+	}{
+		{"/healthz", true}, {"/healthz/x", false}, {"/static/app.js", true}, {"/static", false}, {"/", false},
+	}
+	for _, tt := range tests {
+		before := rec.called
+		rw := serve(m, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if got := rec.called > before; got != tt.public {
+			t.Fatalf("%s: served=%v (status %d), want %v", tt.path, got, rw.Code, tt.public)
+		}
+	}
+}
+
+func TestRemoveCookie(t *testing.T) {
+	raw := sign(t, testClaims())
+	for _, remove := range []bool{false, true} {
+		m, rec, _ := newTest(t, func(c *Config) { c.RemoveCookie = remove })
+		r := browserRequest("/")
+		r.Header.Add("Cookie", "a=1; edgepass_session="+raw)
+		r.Header.Add("Cookie", "edgepass_session=old")
+		serve(m, r)
+		got := strings.Join(rec.header["Cookie"], "|")
+		if remove && got != "a=1" {
+			t.Fatalf("removeCookie: backend sees %q", got)
+		}
+		if !remove && !strings.Contains(got, raw) {
+			t.Fatalf("cookie removed without removeCookie: %q", got)
+		}
+	}
+}
+
+func TestHeaderValuesAreSanitized(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	c := testClaims()
+	c.Name = "Mallory\r\nX-Admin: yes"
+	serve(m, withCookie(browserRequest("/"), sign(t, c)))
+	if got := rec.header.Get("X-Auth-Name"); got != "Mallory  X-Admin: yes" {
+		t.Fatalf("name header = %q", got)
+	}
+}
+
+func TestNewKeepsGoroutinesFlat(t *testing.T) {
+	count := func() int {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		return runtime.NumGoroutine()
+	}
+	t.Run("inline jwks", func(t *testing.T) {
+		before := count()
+		for i := 0; i < 10000; i++ {
+			if _, err := New(context.Background(), http.NotFoundHandler(), testConfig(), "m"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if after := count(); after > before {
+			t.Fatalf("goroutines %d -> %d after 10000 New", before, after)
+		}
+	})
+	t.Run("nats", func(t *testing.T) {
+		cfg := func() *Config {
+			c := testConfig()
+			c.NATS.URLs = []string{"nats://127.0.0.1:1"} // nothing listens; the watcher retries in the background
+			c.NATS.ReplicaID = "goroutine-test"
+			return c
+		}
+		if _, err := New(context.Background(), http.NotFoundHandler(), cfg(), "warm"); err != nil {
+			t.Fatal(err)
+		}
+		w, err := natsedge.Shared(natsedge.Config{URLs: []string{"nats://127.0.0.1:1"}, Bucket: "edgepass_edge", ReplicaID: "goroutine-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		before := count()
+		for i := 0; i < 10000; i++ {
+			h, err := New(context.Background(), http.NotFoundHandler(), cfg(), "m"+strconv.Itoa(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.(*Middleware).state != w.State() {
+				t.Fatal("middleware does not share the process-wide state")
+			}
+		}
+		if after := count(); after > before+1 { // +1: the watcher may be mid-reconnect
+			t.Fatalf("goroutines %d -> %d after 10000 New", before, after)
+		}
+	})
+}
+
+func TestWithoutCookie(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"edgepass_session=x", ""},
+		{"a=1; edgepass_session=x; b=2", "a=1; b=2"},
+		{"a=1;edgepass_session=x;edgepass_session=y", "a=1"},
+		{"xedgepass_session=1; a=2", "xedgepass_session=1; a=2"},
+	}
+	for _, tt := range tests {
+		if got := withoutCookie(tt.in, "edgepass_session"); got != tt.want {
+			t.Errorf("withoutCookie(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// Attack: the fast path is keyed by the whole Cookie header line; a line that
+// differs only in the session cookie must never reuse another token's entry.
+func TestLineIndexNeverCrossesTokens(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.AllowedUsers = []string{"alice"} })
+	alice := sign(t, testClaims())
+	bob := testClaims()
+	bob.PreferredUsername, bob.Subject, bob.Email = "bob", "sub-bob", "bob@example.com"
+	bob.SessionID = "c2Vzc2lvbi1ib2ItMDAwMDAx"
+	bobRaw := sign(t, bob)
+	req := func(line string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/api", nil)
+		r.Header.Set("Cookie", line)
+		return serve(m, r)
+	}
+	for i := 0; i < 3; i++ {
+		if code := req("a=1; edgepass_session=" + alice).Code; code != http.StatusTeapot {
+			t.Fatalf("alice refused: %d", code)
+		}
+	}
+	if code := req("a=1; edgepass_session=" + bobRaw).Code; code != http.StatusForbidden {
+		t.Fatalf("bob's line got %d, want 403 (bob is not allowed)", code)
+	}
+	if code := req("a=1; edgepass_session=" + alice[:len(alice)-2] + "AA").Code; code != http.StatusUnauthorized {
+		t.Fatalf("tampered token on a known line got %d", code)
+	}
+	if code := req("a=2; edgepass_session=" + alice).Code; code != http.StatusTeapot || rec.header.Get("X-Auth-User") != "alice" {
+		t.Fatalf("alice with other cookies: %d %v", code, rec.header)
+	}
+	// A huge Cookie line is served but not used as a key.
+	big := "pad=" + strings.Repeat("x", maxLineKey) + "; edgepass_session=" + alice
+	n := m.lines.len()
+	if code := req(big).Code; code != http.StatusTeapot || m.lines.len() != n {
+		t.Fatalf("huge line: status %d, line index %d -> %d", code, n, m.lines.len())
+	}
+}
+
+// A session cookie wins over an Authorization header, which may carry the
+// backend's own credentials; the backend still receives that header.
+func TestCookieWinsOverAuthorization(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	raw := sign(t, testClaims())
+	for i := 0; i < 2; i++ {
+		r := withCookie(browserRequest("/"), raw)
+		r.Header.Set("Authorization", "Bearer grafana-api-key")
+		if code := serve(m, r).Code; code != http.StatusTeapot {
+			t.Fatalf("status %d", code)
+		}
+		if rec.header.Get("Authorization") != "Bearer grafana-api-key" || rec.header.Get("X-Auth-User") != "alice" {
+			t.Fatalf("backend saw %v", rec.header)
+		}
+	}
+	// Without an edgepass cookie the bearer token is used, also with other cookies.
+	for i := 0; i < 2; i++ {
+		r := httptest.NewRequest(http.MethodGet, "/api", nil)
+		r.Header.Set("Cookie", "theme=dark")
+		r.Header.Set("Authorization", "Bearer "+raw)
+		if code := serve(m, r).Code; code != http.StatusTeapot {
+			t.Fatalf("bearer with unrelated cookies: %d", code)
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package edgepass
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/natsedge"
+)
+
+// logf writes diagnostics to Traefik's log (Yaegi maps os.Stderr to it); never
+// called with tokens, cookies or secrets.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "edgepass: "+format+"\n", args...)
+}
+
+// edgeState returns the process-wide edge state for the NATS settings, starting
+// the shared watcher on first use (natsedge.Shared never blocks on the network);
+// nil without nats.urls.
+func edgeState(n NATSConfig) (*edgestate.State, error) {
+	if len(n.URLs) == 0 {
+		return nil, nil
+	}
+	w, err := natsedge.Shared(natsedge.Config{
+		URLs:               n.URLs,
+		Bucket:             n.Bucket,
+		Token:              n.Token,
+		User:               n.User,
+		Password:           n.Password,
+		NKeySeed:           n.NKeySeed,
+		CAFile:             n.CAFile,
+		TLSServerName:      n.TLSServerName,
+		InsecureSkipVerify: n.InsecureSkipVerify,
+		ReplicaID:          n.ReplicaID,
+		Logf:               logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edgepass: nats: %w", err)
+	}
+	return w.State(), nil
+}

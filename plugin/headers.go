@@ -1,0 +1,127 @@
+package edgepass
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// maxStripMemo bounds the memo of header-name decisions, so a client sending
+// random header names cannot grow it.
+const maxStripMemo = 1024
+
+// commonHeaders seed the strip memo so ordinary requests never take the slow path.
+var commonHeaders = []string{
+	"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
+	"Content-Length", "Content-Type", "Cookie", "Dnt", "Host", "If-Modified-Since", "If-None-Match",
+	"Origin", "Pragma", "Priority", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform",
+	"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Te", "Upgrade",
+	"Upgrade-Insecure-Requests", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host",
+	"X-Forwarded-Port", "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-Ip", "X-Requested-With",
+}
+
+// stripper decides, per exact header key as it appears in r.Header, whether the
+// client header must go. Keys known to be harmless are memoized in an immutable
+// map swapped atomically: one Load per request, then single-value map reads.
+// Identity headers are never in it, so a spoofing attempt takes the slow path.
+type stripper struct {
+	exact     map[string]bool
+	prefix    []string
+	keepMemo  atomic.Value // map[string]bool: true = a client may send it
+	stripMemo atomic.Value // map[string]bool: true = must be deleted
+	mu        sync.Mutex
+}
+
+func newStripper(s *settings) *stripper {
+	st := &stripper{exact: s.stripExact, prefix: s.stripPrefix}
+	memo := make(map[string]bool, len(commonHeaders))
+	for _, h := range commonHeaders {
+		if !st.decide(h) {
+			memo[h] = true
+		}
+	}
+	st.keepMemo.Store(memo)
+	st.stripMemo.Store(map[string]bool{})
+	return st
+}
+
+// decide is the slow path: compare case-insensitively with "_" equal to "-".
+func (st *stripper) decide(key string) bool {
+	n := normalizeHeader(key)
+	if st.exact[n] {
+		return true
+	}
+	for _, p := range st.prefix {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// keep reports whether a client may send key, remembering the decision while
+// the memos are small.
+func (st *stripper) keep(key string) bool {
+	if st.stripMemo.Load().(map[string]bool)[key] {
+		return false
+	}
+	strip := st.decide(key)
+	memo := &st.keepMemo
+	if strip {
+		memo = &st.stripMemo
+	}
+	st.mu.Lock()
+	old := memo.Load().(map[string]bool)
+	if !old[key] && len(old) < maxStripMemo {
+		next := make(map[string]bool, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		next[key] = true
+		memo.Store(next)
+	}
+	st.mu.Unlock()
+	return !strip
+}
+
+// withoutCookie returns line minus every cookie called name ("" if none is left).
+func withoutCookie(line, name string) string {
+	parts := strings.Split(line, ";")
+	kept := parts[:0]
+	for _, p := range parts {
+		t := strings.TrimSpace(p)
+		if t == "" {
+			continue
+		}
+		n, _, _ := strings.Cut(t, "=")
+		if strings.TrimSpace(n) == name {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	return strings.Join(kept, "; ")
+}
+
+// sanitizeValue drops control characters a claim could carry (newlines would make
+// the proxy refuse the request or, worse, split a header).
+func sanitizeValue(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

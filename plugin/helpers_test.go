@@ -1,0 +1,115 @@
+package edgepass
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
+)
+
+// testJWKS is .traefik.yml's testData key: RFC 8032 test vector 1, kid "test".
+const testJWKS = `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"test","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"EdDSA","use":"sig"}]}`
+
+var (
+	testPriv = func() ed25519.PrivateKey {
+		seed, _ := hex.DecodeString("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+		return ed25519.NewKeyFromSeed(seed)
+	}()
+	testNow = time.Unix(1_700_000_000, 0)
+)
+
+func testConfig() *Config {
+	c := CreateConfig()
+	c.LoginURL = "https://auth.example.com/login"
+	c.Issuer = "https://auth.example.com"
+	c.JWKS = testJWKS
+	c.UserHeader = "X-Auth-User"
+	c.EmailHeader = "X-Auth-Email"
+	c.GroupsHeader = "X-Auth-Groups"
+	c.NameHeader = "X-Auth-Name"
+	c.SubjectHeader = "X-Auth-Subject"
+	return c
+}
+
+func testClaims() *token.Claims {
+	return &token.Claims{
+		Issuer:            "https://auth.example.com",
+		Audience:          token.Audience{"edgepass"},
+		Subject:           "sub-alice",
+		SessionID:         "c2Vzc2lvbi1hbGljZS0wMDAx",
+		IssuedAt:          testNow.Unix() - 60,
+		Expiry:            testNow.Unix() + 3600,
+		Email:             "alice@example.com",
+		Name:              "Alice Example",
+		PreferredUsername: "alice",
+		Groups:            []string{"dev", "ops"},
+	}
+}
+
+func sign(tb testing.TB, c *token.Claims) string {
+	tb.Helper()
+	raw, err := token.Sign(c, "test", testPriv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return raw
+}
+
+// recorder is the next handler: it records what the backend would see.
+type recorder struct {
+	called int
+	header http.Header
+}
+
+func (rec *recorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rec.called++
+	rec.header = r.Header.Clone()
+	rw.WriteHeader(http.StatusTeapot)
+}
+
+// clockAt pins the middleware clock; returns a setter to move it.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func (c *clock) until(t time.Time) time.Duration { return t.Sub(c.t) }
+
+func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock) {
+	tb.Helper()
+	cfg := testConfig()
+	if edit != nil {
+		edit(cfg)
+	}
+	rec := &recorder{}
+	h, err := New(context.Background(), rec, cfg, "test")
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	m := h.(*Middleware)
+	clk := &clock{t: testNow}
+	m.clock = clk.now
+	m.until = clk.until
+	return m, rec, clk
+}
+
+func browserRequest(target string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+	return r
+}
+
+func withCookie(r *http.Request, raw string) *http.Request {
+	r.Header.Add("Cookie", "theme=dark; edgepass_session="+raw+"; other=1")
+	return r
+}
+
+func serve(m *Middleware, r *http.Request) *httptest.ResponseRecorder {
+	rw := httptest.NewRecorder()
+	m.ServeHTTP(rw, r)
+	return rw
+}

@@ -1,0 +1,135 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+)
+
+// Key is one Ed25519 verification key and the kid tokens name it by.
+type Key struct {
+	ID     string
+	Public ed25519.PublicKey
+}
+
+// KeySet is an immutable set of verification keys; rotate by swapping the pointer,
+// so readers never lock.
+type KeySet struct {
+	byID  map[string]ed25519.PublicKey
+	order []string
+}
+
+// NewKeySet copies keys into a set; keys without an ID or with a wrong length are
+// skipped (they could never verify), and the first key for an ID wins.
+func NewKeySet(keys ...Key) *KeySet {
+	ks := &KeySet{byID: make(map[string]ed25519.PublicKey, len(keys))}
+	for _, k := range keys {
+		if k.ID == "" || len(k.Public) != ed25519.PublicKeySize {
+			continue
+		}
+		if _, dup := ks.byID[k.ID]; dup {
+			continue
+		}
+		pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+		copy(pub, k.Public)
+		ks.byID[k.ID] = pub
+		ks.order = append(ks.order, k.ID)
+	}
+	return ks
+}
+
+// Lookup returns the public key for kid; a nil set knows no keys.
+func (ks *KeySet) Lookup(kid string) (ed25519.PublicKey, bool) {
+	if ks == nil {
+		return nil, false
+	}
+	pub, ok := ks.byID[kid]
+	return pub, ok
+}
+
+// Len is the number of keys, for status pages and tests.
+func (ks *KeySet) Len() int {
+	if ks == nil {
+		return 0
+	}
+	return len(ks.order)
+}
+
+// Keys returns a copy of the keys in insertion order (what MarshalJWKS writes).
+func (ks *KeySet) Keys() []Key {
+	if ks == nil {
+		return nil
+	}
+	out := make([]Key, 0, len(ks.order))
+	for _, id := range ks.order {
+		pub := make(ed25519.PublicKey, len(ks.byID[id]))
+		copy(pub, ks.byID[id])
+		out = append(out, Key{ID: id, Public: pub})
+	}
+	return out
+}
+
+type jwk struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	Kid string `json:"kid"`
+	X   string `json:"x"`
+	Alg string `json:"alg,omitempty"`
+	Use string `json:"use,omitempty"`
+}
+
+type jwks struct {
+	Keys []json.RawMessage `json:"keys"`
+}
+
+type jwksOut struct {
+	Keys []jwk `json:"keys"`
+}
+
+// ParseJWKS reads the Ed25519 (OKP) keys of a JWKS; other key types, keys for
+// other uses or algorithms and broken entries are skipped so a mixed set still
+// works, but a set with no usable key is an error (ErrNoKeys).
+func ParseJWKS(data []byte) (*KeySet, error) {
+	var set jwks
+	if err := json.Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("%w: jwks: %v", ErrMalformed, err)
+	}
+	var keys []Key
+	for _, raw := range set.Keys {
+		var k jwk
+		if err := json.Unmarshal(raw, &k); err != nil {
+			continue
+		}
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid == "" {
+			continue
+		}
+		if k.Alg != "" && k.Alg != "EdDSA" {
+			continue
+		}
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		pub, err := b64.DecodeString(k.X)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			continue
+		}
+		keys = append(keys, Key{ID: k.Kid, Public: ed25519.PublicKey(pub)})
+	}
+	ks := NewKeySet(keys...)
+	if ks.Len() == 0 {
+		return nil, fmt.Errorf("%w: jwks has %d entries, none an Ed25519 signing key with kid and 32-byte x", ErrNoKeys, len(set.Keys))
+	}
+	return ks, nil
+}
+
+// MarshalJWKS writes the set in the JWKS form ParseJWKS reads (and the daemon
+// publishes to the edge).
+func (ks *KeySet) MarshalJWKS() ([]byte, error) {
+	out := jwksOut{Keys: []jwk{}}
+	if ks != nil {
+		for _, id := range ks.order {
+			out.Keys = append(out.Keys, jwk{Kty: "OKP", Crv: "Ed25519", Kid: id, X: b64.EncodeToString(ks.byID[id]), Alg: "EdDSA", Use: "sig"})
+		}
+	}
+	return json.Marshal(out)
+}

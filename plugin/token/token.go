@@ -1,0 +1,353 @@
+// Package token signs and verifies edgepass session tokens: compact JWS with
+// EdDSA (Ed25519) only, verified against a set of public keys (JWKS).
+//
+// The package is standard library only and loads under yaegi v0.16.1, so it
+// avoids generics and does not rely on JSON methods of its own types when it
+// encodes or decodes (yaegi's reflect types carry no methods).
+package token
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// MaxTokenSize bounds a raw token so one token fits in one cookie; larger input is
+// refused before any decoding so it cannot cost CPU or memory.
+const MaxTokenSize = 4096
+
+// Sentinel errors; every error Verify returns wraps exactly one of them so callers
+// can branch with errors.Is without parsing messages.
+var (
+	ErrTooLarge    = errors.New("token: too large")
+	ErrMalformed   = errors.New("token: malformed")
+	ErrAlgorithm   = errors.New("token: algorithm not allowed")
+	ErrUnknownKey  = errors.New("token: unknown key id")
+	ErrSignature   = errors.New("token: bad signature")
+	ErrExpired     = errors.New("token: expired")
+	ErrNotYetValid = errors.New("token: not yet valid")
+	ErrIssuer      = errors.New("token: wrong issuer")
+	ErrAudience    = errors.New("token: wrong audience")
+	// ErrNoKeys is returned by ParseJWKS when no key in the set is a usable Ed25519 key.
+	ErrNoKeys = errors.New("token: no usable Ed25519 key")
+)
+
+// b64 refuses padding and non-canonical trailing bits, so one signature has one
+// encoding (no malleable variants of the same token).
+var b64 = base64.RawURLEncoding.Strict()
+
+// Audience is the aud claim; JSON input may be a string or an array of strings.
+type Audience []string
+
+// Contains reports whether want is one of the audiences.
+func (a Audience) Contains(want string) bool {
+	for _, s := range a {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// MarshalJSON writes a single audience as a string, as most JWT consumers expect.
+func (a Audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (a *Audience) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	out, err := audienceFrom(v)
+	if err != nil {
+		return err
+	}
+	*a = out
+	return nil
+}
+
+// Claims are the session facts the daemon signs and the edge trusts.
+type Claims struct {
+	Issuer            string   `json:"iss,omitempty"`
+	Subject           string   `json:"sub,omitempty"`
+	SessionID         string   `json:"sid,omitempty"`
+	Email             string   `json:"email,omitempty"`
+	Name              string   `json:"name,omitempty"`
+	PreferredUsername string   `json:"preferred_username,omitempty"`
+	Audience          Audience `json:"aud,omitempty"`
+	IssuedAt          int64    `json:"iat,omitempty"`
+	NotBefore         int64    `json:"nbf,omitempty"`
+	Expiry            int64    `json:"exp,omitempty"`
+	Groups            []string `json:"groups,omitempty"`
+}
+
+// wireClaims is the on-the-wire form; aud is decoded as any because yaegi cannot
+// call Audience.UnmarshalJSON.
+type wireClaims struct {
+	Iss    string   `json:"iss,omitempty"`
+	Sub    string   `json:"sub,omitempty"`
+	Aud    any      `json:"aud,omitempty"`
+	Sid    string   `json:"sid,omitempty"`
+	Iat    int64    `json:"iat,omitempty"`
+	Nbf    int64    `json:"nbf,omitempty"`
+	Exp    int64    `json:"exp,omitempty"`
+	Email  string   `json:"email,omitempty"`
+	Name   string   `json:"name,omitempty"`
+	User   string   `json:"preferred_username,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+type wireHeader struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ"`
+	Kid string `json:"kid"`
+}
+
+func audienceFrom(v any) (Audience, error) {
+	switch t := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return Audience{t}, nil
+	case []any:
+		out := make(Audience, 0, len(t))
+		for _, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errors.New("aud array must hold strings")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, errors.New("aud must be a string or an array of strings")
+}
+
+// Sign encodes c as a compact JWS signed with priv; it refuses a result larger than
+// MaxTokenSize (ErrTooLarge) so the caller can trim groups instead of minting a
+// cookie the edge would refuse.
+func Sign(c *Claims, kid string, priv ed25519.PrivateKey) (string, error) {
+	if c == nil {
+		return "", errors.New("token: sign: nil claims")
+	}
+	if len(priv) != ed25519.PrivateKeySize {
+		return "", fmt.Errorf("token: sign: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	if kid == "" {
+		return "", errors.New("token: sign: empty key id")
+	}
+	hdr, err := json.Marshal(wireHeader{Alg: "EdDSA", Typ: "JWT", Kid: kid})
+	if err != nil {
+		return "", fmt.Errorf("token: sign: header: %w", err)
+	}
+	w := wireClaims{
+		Iss: c.Issuer, Sub: c.Subject, Sid: c.SessionID,
+		Iat: c.IssuedAt, Nbf: c.NotBefore, Exp: c.Expiry,
+		Email: c.Email, Name: c.Name, User: c.PreferredUsername, Groups: c.Groups,
+	}
+	if len(c.Audience) == 1 {
+		w.Aud = c.Audience[0]
+	} else if len(c.Audience) > 1 {
+		w.Aud = []string(c.Audience)
+	}
+	payload, err := json.Marshal(w)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: claims: %w", err)
+	}
+	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(payload)
+	sig := ed25519.Sign(priv, []byte(input))
+	out := input + "." + b64.EncodeToString(sig)
+	if len(out) > MaxTokenSize {
+		return "", fmt.Errorf("%w: signed token is %d bytes, limit %d; send fewer groups", ErrTooLarge, len(out), MaxTokenSize)
+	}
+	return out, nil
+}
+
+// Verifier holds what a token must match besides its signature. An empty Issuer or
+// Audience is not checked; Skew is the clock tolerance for exp, nbf and iat.
+type Verifier struct {
+	Issuer   string
+	Audience string
+	Skew     time.Duration
+}
+
+// Verify checks raw completely (size, shape, header, key, signature, times, issuer,
+// audience) and returns its claims; every failure wraps one sentinel error.
+func (v *Verifier) Verify(raw string, keys *KeySet, now time.Time) (*Claims, error) {
+	if len(raw) > MaxTokenSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxTokenSize)
+	}
+	if strings.Count(raw, ".") != 2 {
+		return nil, fmt.Errorf("%w: want 3 dot-separated segments", ErrMalformed)
+	}
+	// The base64 decoder silently skips CR and LF; refuse them so one token has one spelling.
+	if strings.ContainsAny(raw, "\r\n") {
+		return nil, fmt.Errorf("%w: line break in token", ErrMalformed)
+	}
+	dot1 := strings.IndexByte(raw, '.')
+	dot2 := dot1 + 1 + strings.IndexByte(raw[dot1+1:], '.')
+	hdrSeg, payloadSeg, sigSeg := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
+	if hdrSeg == "" || payloadSeg == "" || sigSeg == "" {
+		return nil, fmt.Errorf("%w: empty segment", ErrMalformed)
+	}
+
+	hdrJSON, err := b64.DecodeString(hdrSeg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
+	}
+	kid, err := parseHeader(hdrJSON)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := keys.Lookup(kid)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, kid)
+	}
+	sig, err := b64.DecodeString(sigSeg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature encoding: %v", ErrMalformed, err)
+	}
+	if len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature has %d bytes, want %d", ErrMalformed, len(sig), ed25519.SignatureSize)
+	}
+	if !ed25519.Verify(pub, []byte(raw[:dot2]), sig) {
+		return nil, ErrSignature
+	}
+
+	payload, err := b64.DecodeString(payloadSeg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload encoding: %v", ErrMalformed, err)
+	}
+	if err := checkObject(payload, nil); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	var w wireClaims
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	aud, err := audienceFrom(w.Aud)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	c := &Claims{
+		Issuer: w.Iss, Subject: w.Sub, SessionID: w.Sid, Audience: aud,
+		IssuedAt: w.Iat, NotBefore: w.Nbf, Expiry: w.Exp,
+		Email: w.Email, Name: w.Name, PreferredUsername: w.User, Groups: w.Groups,
+	}
+	if c.Subject == "" {
+		return nil, fmt.Errorf("%w: missing sub", ErrMalformed)
+	}
+	if c.Expiry <= 0 {
+		return nil, fmt.Errorf("%w: missing exp", ErrMalformed)
+	}
+	if c.IssuedAt <= 0 {
+		return nil, fmt.Errorf("%w: missing iat", ErrMalformed)
+	}
+	skew := int64(v.Skew / time.Second)
+	if skew < 0 {
+		skew = 0
+	}
+	n := now.Unix()
+	if n >= c.Expiry+skew {
+		return nil, ErrExpired
+	}
+	if c.NotBefore != 0 && n+skew < c.NotBefore {
+		return nil, fmt.Errorf("%w: nbf in the future", ErrNotYetValid)
+	}
+	if n+skew < c.IssuedAt {
+		return nil, fmt.Errorf("%w: iat in the future", ErrNotYetValid)
+	}
+	if v.Issuer != "" && c.Issuer != v.Issuer {
+		return nil, ErrIssuer
+	}
+	if v.Audience != "" && !aud.Contains(v.Audience) {
+		return nil, ErrAudience
+	}
+	return c, nil
+}
+
+// allowedHeader lists the JOSE header parameters an edgepass token may carry;
+// anything else (crit, jku, jwk, x5u, b64, …) is refused rather than ignored.
+var allowedHeader = map[string]bool{"alg": true, "typ": true, "kid": true}
+
+func parseHeader(data []byte) (string, error) {
+	if err := checkObject(data, allowedHeader); err != nil {
+		return "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	var h wireHeader
+	if err := json.Unmarshal(data, &h); err != nil {
+		return "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if h.Alg != "EdDSA" {
+		return "", fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return "", fmt.Errorf("%w: header: typ %q", ErrMalformed, h.Typ)
+	}
+	if h.Kid == "" {
+		return "", fmt.Errorf("%w: header: missing kid", ErrMalformed)
+	}
+	return h.Kid, nil
+}
+
+// checkObject requires data to be exactly one JSON object whose top-level keys are
+// unique (and, when allowed is non-nil, all in allowed): duplicate keys are where
+// JSON parsers disagree, so a signed token must not contain any.
+func checkObject(data []byte, allowed map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err = dec.Token()
+		if err != nil {
+			return err
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return errors.New("object key is not a string")
+		}
+		if seen[key] {
+			return fmt.Errorf("duplicate member %q", key)
+		}
+		seen[key] = true
+		if allowed != nil && !allowed[key] {
+			return fmt.Errorf("member %q not allowed", key)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // closing brace
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after object")
+	}
+	return nil
+}
+
+// SubjectKey is the NATS-subject-safe form of a subject used in edge-state keys:
+// base64url (no padding) of SHA-256(sub).
+func SubjectKey(sub string) string {
+	sum := sha256.Sum256([]byte(sub))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
