@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Builds Traefik from the Go module proxy and caches the binary.
 # Prints the binary's path on stdout; progress goes to stderr.
+# Concurrent runs wait for each other (flock) instead of building twice.
 set -euo pipefail
 version="${TRAEFIK_VERSION:-v3.6.12}"
 cache="${EDGEPASS_CACHE:-$HOME/.cache/edgepass}"
 bin="$cache/traefik-$version"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 mkdir -p "$cache"
+exec 9>"$cache/traefik-$version.lock"
+if ! flock -n 9; then
+  echo "build-traefik: another build of traefik $version is running; waiting for it" >&2
+  flock 9
+fi
+if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 echo "build-traefik: downloading traefik $version source from the Go module proxy" >&2
 dir=$(GOWORK=off GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 if [ -z "$dir" ] || [ ! -d "$dir" ]; then

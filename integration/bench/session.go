@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/edgepass/edgepass/integration/harness"
+)
+
+// CookieName is the daemon's and the plugin's default session cookie.
+const CookieName = "edgepass_session"
+
+// Session is a real session obtained by signing in at the OIDC provider.
+type Session struct {
+	Token string
+	// SessionID and Subject are read from the token's payload (the daemon
+	// signed it; the benchmark only needs the ids, not a verification).
+	SessionID string
+	Subject   string
+	User      string
+	Took      time.Duration
+}
+
+// CookieHeader is the request header wrk and the probes send.
+func (s *Session) CookieHeader() string { return "Cookie: " + CookieName + "=" + s.Token }
+
+// Login signs in as alice the way a browser does: it opens the plugin's
+// route, follows the redirect to the daemon and the provider, fills in the
+// provider's forms and lands back on the route with the session cookie.
+func Login(s *Stack) (*Session, error) {
+	start := time.Now()
+	b := harness.NewBrowser(s.Provider.Issuer)
+	target := s.TraefikURL + Plugin.Path + "/after-login"
+	page, shown, err := b.SignIn(target, harness.AliceUser, harness.AlicePassword)
+	if err != nil {
+		return nil, fmt.Errorf("bench: login through the oidc provider: %w", err)
+	}
+	if !shown {
+		return nil, fmt.Errorf("bench: login: the provider's sign-in form never appeared; navigation:\n%s", page.Trace())
+	}
+	if page.Status != http.StatusOK || page.URL.String() != target {
+		return nil, fmt.Errorf("bench: login did not land on %s with 200 (got %d at %s); navigation:\n%s", target, page.Status, page.URL, page.Trace())
+	}
+	raw := b.Cookie(s.TraefikURL, CookieName)
+	if raw == "" {
+		return nil, fmt.Errorf("bench: login: no %s cookie for %s after the callback; navigation:\n%s", CookieName, s.TraefikURL, page.Trace())
+	}
+	sess := &Session{Token: raw, User: harness.AliceUser, Took: time.Since(start)}
+	if sess.SessionID, sess.Subject, err = tokenIDs(raw); err != nil {
+		return nil, fmt.Errorf("bench: login: the daemon's cookie is not a session token: %w", err)
+	}
+	return sess, nil
+}
+
+// tokenIDs reads sid and sub from a compact JWS payload without verifying it.
+func tokenIDs(raw string) (sid, sub string, err error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", "", errors.New("not a compact JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", "", fmt.Errorf("payload: %w", err)
+	}
+	var c struct {
+		Sid string `json:"sid"`
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", "", fmt.Errorf("payload: %w", err)
+	}
+	if c.Sid == "" || c.Sub == "" {
+		return "", "", errors.New("payload has no sid or sub")
+	}
+	return c.Sid, c.Sub, nil
+}
+
+// probe sends one API-style request (no Accept: text/html, so refusals are
+// 401s rather than redirects) and returns the status and body.
+func probe(c *http.Client, url, cookie string) (int, []byte, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, err
+}
+
+// CheckRoutes proves the three routes do what the comparison assumes before
+// any load: every one reaches the echo backend with the session; the
+// authenticated ones refuse a request without it and hand the backend the
+// same verified identity headers; the open one adds none. A benchmark of a
+// middleware that lets everything through, or refuses everything, would
+// compare nothing.
+func CheckRoutes(s *Stack, sess *Session) error {
+	c := &http.Client{Timeout: 10 * time.Second}
+	cookie := strings.TrimPrefix(sess.CookieHeader(), "Cookie: ")
+	var identity map[string]string
+	for _, v := range Variants {
+		url := s.TraefikURL + v.Path + "/check"
+		status, body, err := probe(c, url, cookie)
+		if err != nil {
+			return fmt.Errorf("bench: route %s (%s): %w", v.Name, url, err)
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("bench: route %s (%s) answered %d with a valid session, want 200: %.300s", v.Name, url, status, body)
+		}
+		echoed, err := harness.DecodeEchoed(body)
+		if err != nil {
+			return fmt.Errorf("bench: route %s (%s): %w", v.Name, url, err)
+		}
+		got := map[string]string{}
+		for _, h := range []string{HeaderUser, HeaderEmail, HeaderGroups} {
+			got[h] = echoed.Get(h)
+		}
+		if !v.Authenticated {
+			for h, val := range got {
+				if val != "" {
+					return fmt.Errorf("bench: route %s passed identity header %s=%q to the backend; it has no middleware", v.Name, h, val)
+				}
+			}
+			continue
+		}
+		if got[HeaderUser] == "" || got[HeaderEmail] == "" || got[HeaderGroups] == "" {
+			return fmt.Errorf("bench: route %s did not hand the backend all identity headers: %v", v.Name, got)
+		}
+		if identity == nil {
+			identity = got
+		} else if fmt.Sprint(identity) != fmt.Sprint(got) {
+			return fmt.Errorf("bench: the plugin and ForwardAuth hand the backend different identities: %v vs %v", identity, got)
+		}
+		status, body, err = probe(c, url, "")
+		if err != nil {
+			return fmt.Errorf("bench: route %s (%s) without a session: %w", v.Name, url, err)
+		}
+		if status != http.StatusUnauthorized {
+			return fmt.Errorf("bench: route %s (%s) answered %d without a session, want 401: %.300s", v.Name, url, status, body)
+		}
+	}
+	return nil
+}
+
+// WaitServing polls the plugin's route with the session until it answers
+// 200: the plugin needs the signing keys from NATS before it accepts any
+// token.
+func WaitServing(s *Stack, sess *Session, timeout time.Duration) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	cookie := strings.TrimPrefix(sess.CookieHeader(), "Cookie: ")
+	deadline := time.Now().Add(timeout)
+	for {
+		status, body, err := probe(c, s.TraefikURL+Plugin.Path+"/ready", cookie)
+		if err == nil && status == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the plugin route did not accept the session within %s (last: %d %v %.200s)", timeout, status, err, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

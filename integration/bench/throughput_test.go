@@ -1,0 +1,74 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestOrderRotatesEveryVariantThroughEveryPosition(t *testing.T) {
+	first := map[string]bool{}
+	for r := 1; r <= len(Variants); r++ {
+		o := order(r)
+		if len(o) != len(Variants) {
+			t.Fatalf("round %d: %d variants", r, len(o))
+		}
+		seen := map[string]bool{}
+		for _, v := range o {
+			seen[v.Name] = true
+		}
+		if len(seen) != len(Variants) {
+			t.Errorf("round %d runs %v: a variant is missing or repeated", r, o)
+		}
+		first[o[0].Name] = true
+	}
+	if len(first) != len(Variants) {
+		t.Errorf("over %d rounds only %v ran first", len(Variants), first)
+	}
+}
+
+func TestSummarizeTakesMediansAndRatios(t *testing.T) {
+	ms := time.Millisecond
+	tp := &Throughput{Runs: []WrkRun{
+		{Variant: "no-middleware", Round: 0, WrkResult: WrkResult{RequestsPerS: 1}}, // warm-up: ignored
+		{Variant: "no-middleware", Round: 1, WrkResult: WrkResult{RequestsPerS: 10000, P50: 1 * ms, P99: 5 * ms}},
+		{Variant: "plugin", Round: 1, WrkResult: WrkResult{RequestsPerS: 9000, P50: 2 * ms, P99: 6 * ms}},
+		{Variant: "forwardauth", Round: 1, WrkResult: WrkResult{RequestsPerS: 3000, P50: 9 * ms, P99: 30 * ms}},
+		{Variant: "no-middleware", Round: 2, WrkResult: WrkResult{RequestsPerS: 12000, P50: 3 * ms, P99: 7 * ms}},
+		{Variant: "plugin", Round: 2, WrkResult: WrkResult{RequestsPerS: 9500, P50: 2 * ms, P99: 8 * ms}},
+		{Variant: "forwardauth", Round: 2, WrkResult: WrkResult{RequestsPerS: 3100, P50: 10 * ms, P99: 20 * ms}},
+		{Variant: "no-middleware", Round: 3, WrkResult: WrkResult{RequestsPerS: 11000, P50: 2 * ms, P99: 6 * ms}},
+		{Variant: "plugin", Round: 3, WrkResult: WrkResult{RequestsPerS: 100, P50: 4 * ms, P99: 90 * ms}},
+		{Variant: "forwardauth", Round: 3, WrkResult: WrkResult{RequestsPerS: 2900, P50: 11 * ms, P99: 40 * ms}},
+	}}
+	tp.summarize()
+	none, plugin, fwd := tp.Summary("no-middleware"), tp.Summary("plugin"), tp.Summary("forwardauth")
+	if none.RequestsPerS != 11000 || none.P50 != 2*ms || none.P99 != 6*ms {
+		t.Errorf("no-middleware = %+v", none)
+	}
+	if plugin.RequestsPerS != 9000 || plugin.P99 != 8*ms || len(plugin.PerRound) != 3 || plugin.PerRound[2] != 100 {
+		t.Errorf("plugin = %+v", plugin)
+	}
+	if fwd.RequestsPerS != 3000 {
+		t.Errorf("forwardauth = %+v", fwd)
+	}
+	if got, want := tp.PluginVsNone, 9000.0/11000; got != want {
+		t.Errorf("PluginVsNone = %v, want %v", got, want)
+	}
+	if got, want := tp.PluginVsForwardAuth, 3.0; got != want {
+		t.Errorf("PluginVsForwardAuth = %v, want %v", got, want)
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	var s []time.Duration
+	for i := 1; i <= 200; i++ {
+		s = append(s, time.Duration(i)*time.Millisecond)
+	}
+	l := summarize(s, 0)
+	if l.P50 != 100*time.Millisecond || l.P99 != 198*time.Millisecond || l.Max != 200*time.Millisecond || l.N != 200 {
+		t.Errorf("summarize = %+v", l)
+	}
+	if l := summarize(nil, 0); l.P99 != 0 || l.N != 0 {
+		t.Errorf("empty summarize = %+v", l)
+	}
+}

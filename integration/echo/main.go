@@ -1,0 +1,38 @@
+// Command echo is the backend of edgepass's end-to-end tests and demo: it
+// answers every request with what it received (method, path, headers) as JSON,
+// so a test can assert which identity headers reached the application. With
+// -html it answers browser navigations with a small page showing the identity
+// headers instead (the demo app).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/edgepass/edgepass/integration/echo/echoserver"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
+	html := flag.Bool("html", false, "answer browser navigations with an HTML page (demo app)")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatalf("echo: cannot listen on %s: %v; pick a free port with -listen", *listen, err)
+	}
+	srv := &http.Server{
+		Handler:           echoserver.Handler(echoserver.Options{HTML: *html}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	fmt.Fprintf(os.Stdout, "ready http://%s\n", ln.Addr())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatalf("echo: %v", err)
+	}
+}

@@ -1,0 +1,210 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ProcSpec describes one component subprocess.
+type ProcSpec struct {
+	// Name names the component in every error ("traefik-1", "daemon").
+	Name string
+	// Path and Args are the program and its arguments.
+	Path string
+	Args []string
+	// Dir is the working directory.
+	Dir string
+	// Env is added to the harness's environment.
+	Env []string
+	// LogPath receives stdout and stderr (appended, so a restarted component
+	// keeps its earlier log).
+	LogPath string
+}
+
+// Proc is a running component.
+type Proc struct {
+	Spec ProcSpec
+
+	cmd     *exec.Cmd
+	logFile *os.File
+	done    chan struct{}
+	waitErr error
+	started time.Time
+}
+
+// StartProc starts a component in its own process group; it dies with the
+// harness (Pdeathsig) so a crashed test leaves nothing behind.
+func StartProc(spec ProcSpec) (*Proc, error) {
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+		return nil, fmt.Errorf("harness: %s: create log directory: %w", spec.Name, err)
+	}
+	lf, err := os.OpenFile(spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("harness: %s: open log: %w", spec.Name, err)
+	}
+	fmt.Fprintf(lf, "=== harness: %s starting at %s: %s %s\n", spec.Name, time.Now().Format(time.RFC3339Nano), spec.Path, strings.Join(spec.Args, " "))
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Dir = spec.Dir
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Stdout = lf
+	cmd.Stderr = lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("harness: %s: cannot start %s: %w", spec.Name, spec.Path, err)
+	}
+	p := &Proc{Spec: spec, cmd: cmd, logFile: lf, done: make(chan struct{}), started: time.Now()}
+	go func() {
+		p.waitErr = cmd.Wait()
+		fmt.Fprintf(lf, "=== harness: %s exited: %v\n", spec.Name, describeExit(p.waitErr))
+		lf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func describeExit(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+// PID is the component's process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// Done is closed when the process ends.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM to the component's process group and SIGKILL after
+// timeout.
+func (p *Proc) Stop(timeout time.Duration) error {
+	if ok, _ := p.Exited(); ok {
+		return nil
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return fmt.Errorf("harness: %s ignored SIGTERM for %s and was killed", p.Spec.Name, timeout)
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("harness: %s (pid %d) survived SIGKILL", p.Spec.Name, p.cmd.Process.Pid)
+	}
+}
+
+// Kill sends SIGKILL (kill -9) to the component and waits for it to end: a
+// crash, with no chance to flush or clean up.
+func (p *Proc) Kill() error {
+	if ok, _ := p.Exited(); ok {
+		return nil
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("harness: %s (pid %d) survived SIGKILL", p.Spec.Name, p.cmd.Process.Pid)
+	}
+}
+
+// Restart starts the same command again (after Stop or Kill), appending to
+// the same log.
+func (p *Proc) Restart() (*Proc, error) {
+	if ok, _ := p.Exited(); !ok {
+		return nil, fmt.Errorf("harness: %s: restart while still running; stop it first", p.Spec.Name)
+	}
+	return StartProc(p.Spec)
+}
+
+// Tail returns the last n lines of the component's log.
+func (p *Proc) Tail(n int) string { return TailFile(p.Spec.LogPath, n) }
+
+// TailFile returns the last n lines of a file (or a note why it cannot).
+func TailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	data = bytes.TrimRight(data, "\n")
+	lines := strings.Split(string(data), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LogContains reports whether the component's log has a line containing s.
+func (p *Proc) LogContains(s string) bool {
+	data, err := os.ReadFile(p.Spec.LogPath)
+	return err == nil && bytes.Contains(data, []byte(s))
+}
+
+// ErrNotReady is wrapped by readiness failures.
+var ErrNotReady = errors.New("not ready")
+
+// ErrGiveUp, wrapped by a readiness check's error, stops waiting at once: the
+// component answered, and the answer will not improve (a router Traefik
+// disabled because the plugin failed to load).
+var ErrGiveUp = errors.New("giving up")
+
+// WaitReady polls check until it succeeds, the process exits or timeout
+// passes; the error names the component, what it waited for and the log tail.
+func (p *Proc) WaitReady(what string, timeout time.Duration, check func(ctx context.Context) error) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		if ok, werr := p.Exited(); ok {
+			return fmt.Errorf("harness: %s exited before becoming ready on %s (%s); last log lines (%s):\n%s%w",
+				p.Spec.Name, what, describeExit(werr), p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		last = check(ctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		if errors.Is(last, ErrGiveUp) {
+			return fmt.Errorf("harness: %s on %s is up but broken: %v; last log lines (%s):\n%s%w",
+				p.Spec.Name, what, last, p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("harness: %s did not become ready on %s within %s: %v; last log lines (%s):\n%s%w",
+				p.Spec.Name, what, timeout, last, p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errSuffix wraps ErrNotReady without printing it twice.
+type silentErr struct{ err error }
+
+func (s silentErr) Error() string { return "" }
+func (s silentErr) Unwrap() error { return s.err }
+func errSuffix(err error) error   { return silentErr{err} }
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

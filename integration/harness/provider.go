@@ -1,0 +1,108 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Demo users of the test OIDC provider (integration/oidcprovider/server.js).
+const (
+	AliceUser     = "alice"
+	AlicePassword = "alice-password"
+	AliceEmail    = "alice@example.com"
+	AliceName     = "Alice Example"
+	BobUser       = "bob"
+	BobPassword   = "bob-password"
+	BobEmail      = "bob@example.com"
+	BobName       = "Bob Example"
+)
+
+// AliceGroups and BobGroups are the users' groups at the provider.
+var (
+	AliceGroups = []string{"staff", "admins"}
+	BobGroups   = []string{"staff"}
+)
+
+// ProviderSpec configures the test OIDC provider.
+type ProviderSpec struct {
+	Node, Dir              string // node executable, integration/oidcprovider
+	Port                   int
+	ClientSecret           string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	// PostLogoutRedirectHosts accepts any post-logout URI on these hosts.
+	PostLogoutRedirectHosts []string
+	BackchannelLogoutURI    string
+	LogDir                  string
+	Name                    string // default "oidcprovider"
+}
+
+// Provider is a running OIDC provider.
+type Provider struct {
+	*Proc
+	Issuer string
+}
+
+// StartProvider starts the provider and waits until its discovery document is
+// served.
+func StartProvider(s ProviderSpec) (*Provider, error) {
+	if s.Name == "" {
+		s.Name = "oidcprovider"
+	}
+	if err := CheckPortFree(s.Name, s.Port); err != nil {
+		return nil, err
+	}
+	p, err := StartProc(ProcSpec{
+		Name: s.Name,
+		Path: s.Node,
+		Args: []string{"server.js"},
+		Dir:  s.Dir,
+		Env: []string{
+			"PORT=" + strconv.Itoa(s.Port),
+			"CLIENT_SECRET=" + s.ClientSecret,
+			"REDIRECT_URIS=" + strings.Join(s.RedirectURIs, ","),
+			"POST_LOGOUT_REDIRECT_URIS=" + strings.Join(s.PostLogoutRedirectURIs, ","),
+			"POST_LOGOUT_REDIRECT_HOSTS=" + strings.Join(s.PostLogoutRedirectHosts, ","),
+			"BACKCHANNEL_LOGOUT_URI=" + s.BackchannelLogoutURI,
+			"DEBUG=",
+		},
+		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	issuer := baseURL(s.Port)
+	err = p.WaitReady(hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
+		return httpOK(ctx, issuer+"/.well-known/openid-configuration", nil)
+	})
+	if err != nil {
+		_ = p.Kill()
+		return nil, err
+	}
+	return &Provider{Proc: p, Issuer: issuer}, nil
+}
+
+// httpOK GETs url and wants a 200.
+func httpOK(ctx context.Context, url string, header http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}

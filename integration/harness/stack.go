@@ -1,0 +1,335 @@
+package harness
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ports fixes component ports (the demo); zero picks a free port.
+type Ports struct {
+	Traefik  []int // one per replica; missing entries are picked
+	Daemon   int
+	Admin    int
+	Provider int
+	NATS     int // embedded NATS, or the external server
+	Echo     int
+}
+
+// StackOptions describe a whole edgepass installation on 127.0.0.1.
+type StackOptions struct {
+	Name     string // prefixes component names in errors ("stack1/daemon")
+	Dir      string // working directory; logs go to Dir/logs
+	Bins     *Binaries
+	Replicas int // Traefik replicas (default 2)
+	// ExternalNATS runs a separate nats-server (with the daemon and edge
+	// users) instead of the daemon's embedded NATS; the edges reach it
+	// through a TCPProxy so a test can cut them off.
+	ExternalNATS bool
+	EchoHTML     bool
+	Ports        Ports
+	ClientSecret string // default random
+	AdminToken   string // default random
+	Logf         func(format string, args ...any)
+}
+
+// Stack is a running installation.
+type Stack struct {
+	Opts     StackOptions
+	LogDir   string
+	Echo     *Echo
+	Provider *Provider
+	NATS     *NATSServer // nil with embedded NATS
+	// EdgeProxy sits between the edges and the external NATS.
+	EdgeProxy *TCPProxy
+	Daemon    *Daemon
+	Traefiks  []*Traefik
+
+	edgeNATS PluginOptions
+	mu       sync.Mutex
+}
+
+// RandomSecret returns n random bytes, base64url.
+func RandomSecret(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (o *StackOptions) component(name string) string {
+	if o.Name == "" {
+		return name
+	}
+	return o.Name + "/" + name
+}
+
+func fileName(component string) string { return strings.ReplaceAll(component, "/", "-") }
+
+// StartStack starts echo, NATS (external when asked), the provider, the
+// daemon and the Traefik replicas, in that order. On error everything already
+// started is stopped and the error names the component that failed.
+func StartStack(o StackOptions) (s *Stack, err error) {
+	if o.Replicas == 0 {
+		o.Replicas = 2
+	}
+	if o.ClientSecret == "" {
+		o.ClientSecret = RandomSecret(24)
+	}
+	if o.AdminToken == "" {
+		o.AdminToken = RandomSecret(24)
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	s = &Stack{Opts: o, LogDir: filepath.Join(o.Dir, "logs")}
+	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
+		return nil, fmt.Errorf("harness: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	ports := o.Ports
+	for _, p := range []*int{&ports.Daemon, &ports.Admin, &ports.Provider, &ports.NATS, &ports.Echo} {
+		if *p, err = portOr(*p); err != nil {
+			return s, err
+		}
+	}
+	s.Opts.Ports = ports
+	start := time.Now()
+
+	s.Echo, err = StartEcho(o.Bins.Echo, ports.Echo, o.EchoHTML, s.LogDir, fileName(o.component("echo")))
+	if err != nil {
+		return s, err
+	}
+
+	daemonURL := baseURL(ports.Daemon)
+	ds := DaemonSpec{
+		Bin:            o.Bins.Daemon,
+		Dir:            filepath.Join(o.Dir, "daemon"),
+		Port:           ports.Daemon,
+		AdminPort:      ports.Admin,
+		ProviderIssuer: baseURL(ports.Provider),
+		ClientSecret:   o.ClientSecret,
+		AdminToken:     o.AdminToken,
+		LogDir:         s.LogDir,
+		Name:           fileName(o.component("daemon")),
+	}
+	if o.ExternalNATS {
+		monitor, err := FreePort()
+		if err != nil {
+			return s, err
+		}
+		proxyPort, err := FreePort()
+		if err != nil {
+			return s, err
+		}
+		s.NATS, err = StartNATS(NATSSpec{
+			Bin:            o.Bins.NATSServer,
+			Dir:            filepath.Join(o.Dir, "nats"),
+			Port:           ports.NATS,
+			MonitorPort:    monitor,
+			DaemonUser:     "daemon",
+			DaemonPassword: RandomSecret(18),
+			EdgeUser:       "edge",
+			EdgePassword:   RandomSecret(18),
+			LogDir:         s.LogDir,
+			Name:           fileName(o.component("nats")),
+		})
+		if err != nil {
+			return s, err
+		}
+		s.EdgeProxy, err = StartTCPProxy(proxyPort, hostPort(ports.NATS))
+		if err != nil {
+			return s, err
+		}
+		ds.NATSURLs = []string{s.NATS.URL}
+		ds.NATSUser, ds.NATSPassword = s.NATS.Spec.DaemonUser, s.NATS.Spec.DaemonPassword
+		s.edgeNATS = PluginOptions{
+			NATSURLs:     []string{"nats://" + hostPort(proxyPort)},
+			NATSUser:     s.NATS.Spec.EdgeUser,
+			NATSPassword: s.NATS.Spec.EdgePassword,
+		}
+	} else {
+		ds.EmbeddedNATSPort = ports.NATS
+		s.edgeNATS = PluginOptions{NATSURLs: []string{"nats://" + hostPort(ports.NATS)}}
+	}
+
+	s.Provider, err = StartProvider(ProviderSpec{
+		Node:                   o.Bins.Node,
+		Dir:                    o.Bins.Provider,
+		Port:                   ports.Provider,
+		ClientSecret:           o.ClientSecret,
+		RedirectURIs:           []string{daemonURL + "/callback"},
+		PostLogoutRedirectURIs: []string{daemonURL + "/"},
+		// The daemon passes the page the user logged out from (any Traefik
+		// port), after checking it against session.allowedDomains.
+		PostLogoutRedirectHosts: []string{"127.0.0.1"},
+		BackchannelLogoutURI:    daemonURL + "/backchannel-logout",
+		LogDir:                  s.LogDir,
+		Name:                    fileName(o.component("oidcprovider")),
+	})
+	if err != nil {
+		return s, err
+	}
+
+	s.Daemon, err = StartDaemon(ds)
+	if err != nil {
+		return s, err
+	}
+
+	for i := 0; i < o.Replicas; i++ {
+		port := 0
+		if i < len(ports.Traefik) {
+			port = ports.Traefik[i]
+		}
+		if _, err = s.AddTraefik(port); err != nil {
+			return s, err
+		}
+	}
+	o.Logf("harness: %s started in %s (logs in %s)", orDefault(o.Name, "stack"), time.Since(start).Round(time.Millisecond), s.LogDir)
+	return s, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// EdgePluginOptions is the plugin configuration of the stack's edges.
+func (s *Stack) EdgePluginOptions(replicaID string) PluginOptions {
+	p := s.edgeNATS
+	p.LoginURL = s.Daemon.LoginURL()
+	p.Issuer = s.Daemon.PublicURL
+	p.ReplicaID = replicaID
+	return p
+}
+
+// AddTraefik starts one more Traefik replica (port 0 = free port).
+func (s *Stack) AddTraefik(port int) (*Traefik, error) {
+	var err error
+	if port, err = portOr(port); err != nil {
+		return nil, err
+	}
+	api, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	n := len(s.Traefiks) + 1
+	s.mu.Unlock()
+	name := fileName(s.Opts.component(fmt.Sprintf("traefik-%d", n)))
+	t, err := StartTraefik(TraefikSpec{
+		Bin:     s.Opts.Bins.Traefik,
+		Repo:    s.Opts.Bins.Repo,
+		Dir:     filepath.Join(s.Opts.Dir, name),
+		Name:    name,
+		Port:    port,
+		APIPort: api,
+		Routes: RoutesSpec{
+			EchoURL:   s.Echo.URL,
+			VerifyURL: s.Daemon.PublicURL + "/verify",
+			Plugin:    s.EdgePluginOptions(name),
+		},
+		LogDir: s.LogDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.Traefiks = append(s.Traefiks, t)
+	s.mu.Unlock()
+	return t, nil
+}
+
+// Close stops every component, Traefik first.
+func (s *Stack) Close() {
+	if s == nil {
+		return
+	}
+	for i := len(s.Traefiks) - 1; i >= 0; i-- {
+		stopQuietly(s.Traefiks[i].Proc)
+	}
+	if s.Daemon != nil {
+		stopQuietly(s.Daemon.Proc)
+	}
+	if s.Provider != nil {
+		stopQuietly(s.Provider.Proc)
+	}
+	if s.EdgeProxy != nil {
+		s.EdgeProxy.Close()
+	}
+	if s.NATS != nil {
+		stopQuietly(s.NATS.Proc)
+	}
+	if s.Echo != nil {
+		stopQuietly(s.Echo.Proc)
+	}
+}
+
+func stopQuietly(p *Proc) {
+	if p != nil {
+		_ = p.Stop(5 * time.Second)
+	}
+}
+
+// Procs lists every component process (for diagnostics).
+func (s *Stack) Procs() []*Proc {
+	var ps []*Proc
+	add := func(p *Proc) {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	if s.Echo != nil {
+		add(s.Echo.Proc)
+	}
+	if s.NATS != nil {
+		add(s.NATS.Proc)
+	}
+	if s.Provider != nil {
+		add(s.Provider.Proc)
+	}
+	if s.Daemon != nil {
+		add(s.Daemon.Proc)
+	}
+	for _, t := range s.Traefiks {
+		add(t.Proc)
+	}
+	return ps
+}
+
+// Diagnostics returns the last lines of every component's log.
+func (s *Stack) Diagnostics(lines int) string {
+	var b strings.Builder
+	for _, p := range s.Procs() {
+		state := "running"
+		if ok, err := p.Exited(); ok {
+			state = "exited: " + describeExit(err)
+		}
+		fmt.Fprintf(&b, "--- %s (%s), %s:\n%s\n", p.Spec.Name, state, p.Spec.LogPath, indent(p.Tail(lines)))
+	}
+	return b.String()
+}
+
+// RemoveTraefik stops a replica and forgets it (a test that added one).
+func (s *Stack) RemoveTraefik(t *Traefik) {
+	stopQuietly(t.Proc)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, x := range s.Traefiks {
+		if x == t {
+			s.Traefiks = append(s.Traefiks[:i:i], s.Traefiks[i+1:]...)
+			return
+		}
+	}
+}

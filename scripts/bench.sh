@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: one Traefik v3.6.12, one echo backend, three routes
+# (no middleware / edgepass plugin / ForwardAuth to the daemon's /verify),
+# driven by wrk round-robin; plus revocation propagation, edge memory with
+# 100,000 revocations, first-seen vs cached token cost under Yaegi and the
+# size of a 50-group cookie. About 5-6 minutes on 2 cores.
+#
+#   scripts/bench.sh                       # defaults
+#   DURATION=20s ROUNDS=5 scripts/bench.sh # longer, steadier
+#   scripts/bench.sh -memory-revocations=0 # extra flags go to cmd/bench
+#
+# Results: bench-results/<time>/ (report.txt, results.json, throughput.svg,
+# raw wrk output, component logs); bench-results/latest points at the last.
+# The last two lines of the output are the throughput ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "bench: wrk not found; installing it from Debian (apt-get install -y wrk)" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  if ! $sudo apt-get install -y wrk >&2; then
+    $sudo apt-get update >&2
+    $sudo apt-get install -y wrk >&2
+  fi
+  command -v wrk >/dev/null 2>&1 || { echo "bench: could not install wrk; install it and rerun" >&2; exit 1; }
+fi
+
+# Traefik is cached by scripts/build-traefik.sh (make bench builds it first).
+export EDGEPASS_TRAEFIK="${EDGEPASS_TRAEFIK:-$(scripts/build-traefik.sh)}"
+
+cd integration
+exec go run ./cmd/bench \
+  -duration="${DURATION:-8s}" \
+  -warmup="${WARMUP:-3s}" \
+  -rounds="${ROUNDS:-5}" \
+  -threads="${THREADS:-2}" \
+  -connections="${CONNECTIONS:-32}" \
+  "$@"
