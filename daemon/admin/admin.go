@@ -15,16 +15,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
-// SessionStore is the part of the session store the admin API reads.
+// SessionStore is the part of the session store the admin API uses;
+// *session.Store implements it.
 type SessionStore interface {
-	// Get returns the session, or (nil, nil) when no session has that id.
-	Get(ctx context.Context, id string) (*session.Session, error)
+	// Get returns the session and its revision, or session.ErrNotFound.
+	Get(ctx context.Context, id string) (*session.Session, uint64, error)
 	// Delete removes the session; deleting a missing session is not an error.
 	Delete(ctx context.Context, id string) error
-	List(ctx context.Context) ([]session.Session, error)
+	// List returns the live sessions; subject != "" keeps only that user's.
+	List(ctx context.Context, subject string) ([]session.Session, error)
 }
 
 // EdgePublisher pushes facts to every Traefik replica (the edge KV bucket).
@@ -49,9 +52,10 @@ type KeyRotator interface {
 	Rotate(ctx context.Context) (kid string, err error)
 }
 
-// EdgeLister reports the latest heartbeat of every edge replica.
+// EdgeLister reports the latest heartbeat of every edge replica;
+// *edgepub.Heartbeats implements it.
 type EdgeLister interface {
-	Edges() []EdgeStatus
+	List() []EdgeStatus
 }
 
 // Pinger is one readiness check (NATS, IdP discovery).
@@ -59,21 +63,10 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// EdgeStatus is an edge replica's heartbeat (docs/contracts.md, "Heartbeat")
-// plus when the daemon received it.
-type EdgeStatus struct {
-	Replica         string    `json:"replica"`
-	Bucket          string    `json:"bucket"`
-	Seq             uint64    `json:"seq"`
-	Synced          bool      `json:"synced"`
-	HeardAgoMs      int64     `json:"heardAgoMs"`
-	RevokedSessions int       `json:"revokedSessions"`
-	RevokedUsers    int       `json:"revokedUsers"`
-	Groups          int       `json:"groups"`
-	Rejected        int       `json:"rejected"`
-	At              int64     `json:"at"`       // unix ms, the edge's clock
-	LastSeen        time.Time `json:"lastSeen"` // the daemon's clock
-}
+// EdgeStatus is an edge replica's latest heartbeat (docs/contracts.md,
+// "Heartbeat") as the daemon received it, with whether it is stale and how
+// far behind the edge bucket it is.
+type EdgeStatus = edgepub.EdgeStatus
 
 // Options configures the admin API. Token, Store, Edge, Keys and Edges are
 // required.

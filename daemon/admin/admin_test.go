@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -26,45 +29,6 @@ var (
 )
 
 const testToken = "admin-token-0123456789abcdef"
-
-type memStore struct {
-	mu   sync.Mutex
-	m    map[string]session.Session
-	fail bool
-}
-
-func (s *memStore) Get(_ context.Context, id string) (*session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
-		return nil, errors.New("kv: secret detail 42")
-	}
-	x, ok := s.m[id]
-	if !ok {
-		return nil, nil
-	}
-	return &x, nil
-}
-
-func (s *memStore) Delete(_ context.Context, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
-func (s *memStore) List(context.Context) ([]session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
-		return nil, errors.New("kv: secret detail 42")
-	}
-	var out []session.Session
-	for _, x := range s.m {
-		out = append(out, x)
-	}
-	return out, nil
-}
 
 type call struct {
 	op, key string
@@ -120,7 +84,11 @@ func (k *fakeKeys) Rotate(context.Context) (string, error) {
 
 type fakeEdges []EdgeStatus
 
-func (f fakeEdges) Edges() []EdgeStatus { return f }
+func edge(replica string, synced bool, seq uint64) EdgeStatus {
+	return EdgeStatus{Heartbeat: edgepub.Heartbeat{Replica: replica, Synced: synced, Seq: seq}}
+}
+
+func (f fakeEdges) List() []EdgeStatus { return f }
 
 type pinger func(context.Context) error
 
@@ -129,7 +97,7 @@ func (p pinger) Ping(ctx context.Context) error { return p(ctx) }
 type fixture struct {
 	h     *Handler
 	srv   *httptest.Server
-	store *memStore
+	store *sessiontest.Store
 	edge  *fakeEdge
 	keys  *fakeKeys
 	ping  map[string]Pinger
@@ -140,20 +108,20 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{
-		store: &memStore{m: map[string]session.Session{
-			"sid-a1": {ID: "sid-a1", Subject: "alice", Username: "alice", Groups: []string{"staff"}, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), RefreshToken: "rt-secret", IDToken: "idt-secret"},
-			"sid-a2": {ID: "sid-a2", Subject: "alice", Username: "alice", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(2 * time.Hour), RefreshToken: "rt-secret2"},
-			"sid-b1": {ID: "sid-b1", Subject: "bob/x", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(3 * time.Hour)},
-		}},
+		store: sessiontest.New(
+			session.Session{ID: "sid-a1", Subject: "alice", Username: "alice", Groups: []string{"staff"}, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), RefreshToken: "rt-secret", IDToken: "idt-secret"},
+			session.Session{ID: "sid-a2", Subject: "alice", Username: "alice", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(2 * time.Hour), RefreshToken: "rt-secret2"},
+			session.Session{ID: "sid-b1", Subject: "bob/x", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(3 * time.Hour)},
+		),
 		edge: &fakeEdge{},
 		keys: &fakeKeys{},
 		ping: map[string]Pinger{},
 	}
 	h, err := New(Options{
 		Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys,
-		Edges:   fakeEdges{{Replica: "traefik-b", Synced: true, Seq: 9}, {Replica: "traefik-a", Seq: 3}},
+		Edges:   fakeEdges{edge("traefik-b", true, 9), edge("traefik-a", false, 3)},
 		Checks:  f.ping,
-		Metrics: NewMetrics(func() int { return len(f.store.m) }),
+		Metrics: NewMetrics(func() int { return f.store.Len() }),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +202,7 @@ func TestAPIRejectsMissingOrWrongToken(t *testing.T) {
 			r.errorMsg(t)
 		}
 	}
-	if len(f.edge.calls) != 0 || f.keys.n != 0 || len(f.store.m) != 3 {
+	if len(f.edge.calls) != 0 || f.keys.n != 0 || f.store.Len() != 3 {
 		t.Fatal("an unauthenticated request changed state")
 	}
 	if r := f.do(t, "GET", "/api/v1/sessions", "bearer "+testToken, ""); r.status != http.StatusOK {
@@ -305,7 +273,7 @@ func TestDeleteSession(t *testing.T) {
 	if len(f.edge.calls) != 1 || f.edge.calls[0].op != "session" || f.edge.calls[0].key != "sid-a1" || !f.edge.calls[0].t.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("edge calls %+v; want a session revocation until the session's expiry", f.edge.calls)
 	}
-	if _, ok := f.store.m["sid-a1"]; ok {
+	if f.store.Has("sid-a1") {
 		t.Fatal("session still stored")
 	}
 	if r := f.api(t, "DELETE", "/api/v1/sessions/sid-a1", ""); r.status != http.StatusNotFound {
@@ -323,7 +291,7 @@ func TestDeleteSessionEdgeFailureKeepsSession(t *testing.T) {
 	if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
 		t.Fatalf("status %d body %s; want a generic 500", r.status, r.body)
 	}
-	if _, ok := f.store.m["sid-a1"]; !ok {
+	if !f.store.Has("sid-a1") {
 		t.Fatal("session deleted although the edge was not told")
 	}
 }
@@ -339,8 +307,8 @@ func TestRevokeUser(t *testing.T) {
 	if len(f.edge.calls) != 1 || f.edge.calls[0].op != "user" || f.edge.calls[0].key != "alice" || !f.edge.calls[0].t.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("edge calls %+v", f.edge.calls)
 	}
-	if len(f.store.m) != 1 {
-		t.Fatalf("%d sessions left, want bob's", len(f.store.m))
+	if f.store.Len() != 1 {
+		t.Fatalf("%d sessions left, want bob's", f.store.Len())
 	}
 	// A subject with a slash, escaped in the path.
 	r = f.api(t, "POST", "/api/v1/users/"+url.PathEscape("bob/x")+"/revoke", "")
@@ -375,6 +343,10 @@ func TestSetGroups(t *testing.T) {
 func TestSetGroupsRejectsBadBodies(t *testing.T) {
 	f := newFixture(t)
 	many := `{"groups":["g0"` + strings.Repeat(`,"g"`, 300) + `]}`
+	manyLong := ""
+	for i := range 200 {
+		manyLong += fmt.Sprintf(`,"%03d%s"`, i, strings.Repeat("b", 250))
+	}
 	cases := map[string]struct {
 		body string
 		want int
@@ -393,9 +365,11 @@ func TestSetGroupsRejectsBadBodies(t *testing.T) {
 		"control char":    {`{"groups":["a\u0000b"]}`, http.StatusBadRequest},
 		"too long":        {`{"groups":["` + strings.Repeat("a", 300) + `"]}`, http.StatusBadRequest},
 		"too many":        {many, http.StatusBadRequest},
-		"duplicate":       {`{"groups":["a","a"]}`, http.StatusBadRequest},
-		"array body":      {`["a"]`, http.StatusBadRequest},
-		"huge body":       {`{"groups":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge},
+		// Within the body limit, but a list that big would near the edge's 64 KiB value limit (a 500 from NATS): refused up front.
+		"too many bytes": {`{"groups":["a"` + manyLong + `]}`, http.StatusBadRequest},
+		"duplicate":      {`{"groups":["a","a"]}`, http.StatusBadRequest},
+		"array body":     {`["a"]`, http.StatusBadRequest},
+		"huge body":      {`{"groups":["` + strings.Repeat("a", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge},
 	}
 	for name, c := range cases {
 		r := f.api(t, "PUT", "/api/v1/users/alice/groups", c.body)
@@ -486,7 +460,7 @@ func TestWrongMethod(t *testing.T) {
 		}
 		r.errorMsg(t)
 	}
-	if len(f.edge.calls) != 0 || len(f.store.m) != 3 {
+	if len(f.edge.calls) != 0 || f.store.Len() != 3 {
 		t.Fatal("a refused method changed state")
 	}
 }
@@ -545,7 +519,7 @@ func TestReadyzTimesOut(t *testing.T) {
 
 func TestStoreErrorsAreGeneric(t *testing.T) {
 	f := newFixture(t)
-	f.store.fail = true
+	f.store.Fail = errors.New("kv: secret detail 42")
 	for _, p := range []struct{ m, path string }{{"GET", "/api/v1/sessions"}, {"GET", "/api/v1/sessions/sid-a1"}, {"POST", "/api/v1/users/alice/revoke"}} {
 		r := f.api(t, p.m, p.path, "")
 		if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
@@ -560,6 +534,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	m.LoginSucceeded()
 	m.LoginFailed("nonce")
 	m.ObservePublish(3 * time.Millisecond)
+	m.Verified("revoked")
 	f.api(t, "DELETE", "/api/v1/sessions/sid-a1", "")
 	r := f.do(t, "GET", "/metrics", "", "")
 	if r.status != http.StatusOK {
@@ -571,6 +546,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`edgepass_revocations_total{kind="admin_session"} 1`,
 		"edgepass_sessions 2",
 		"edgepass_publish_seconds_count 1",
+		`edgepass_verify_total{outcome="revoked"} 1`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(r.body), want) {
@@ -583,7 +559,7 @@ func TestMetricsEndpoint(t *testing.T) {
 }
 
 func TestNewRequiresTokenAndDependencies(t *testing.T) {
-	ok := Options{Token: testToken, Store: &memStore{}, Edge: &fakeEdge{}, Keys: &fakeKeys{}, Edges: fakeEdges{}}
+	ok := Options{Token: testToken, Store: sessiontest.New(), Edge: &fakeEdge{}, Keys: &fakeKeys{}, Edges: fakeEdges{}}
 	if _, err := New(ok); err != nil {
 		t.Fatal(err)
 	}

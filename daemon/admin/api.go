@@ -20,6 +20,9 @@ const (
 	maxSubjectLen = 1024
 	maxGroups     = 256
 	maxGroupLen   = 256
+	// maxGroupBytes bounds a whole group list, so the edge fact carrying it
+	// stays well inside the edge's 64 KiB value limit.
+	maxGroupBytes = 32 << 10
 )
 
 // SessionList is the answer of GET /api/v1/sessions.
@@ -78,16 +81,14 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid user: want a non-empty subject of at most 1024 bytes")
 		return
 	}
-	all, err := h.opts.Store.List(r.Context())
+	all, err := h.opts.Store.List(r.Context(), user)
 	if err != nil {
 		h.internalError(w, "list sessions", err)
 		return
 	}
 	out := make([]session.Session, 0, len(all))
 	for _, s := range all {
-		if user == "" || s.Subject == user {
-			out = append(out, s.Public())
-		}
+		out = append(out, s.Public())
 	}
 	slices.SortFunc(out, func(a, b session.Session) int {
 		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
@@ -106,13 +107,13 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request) *session.Sessio
 		writeError(w, http.StatusNotFound, "no such session")
 		return nil
 	}
-	s, err := h.opts.Store.Get(r.Context(), sid)
-	if err != nil {
-		h.internalError(w, "read session", err)
+	s, _, err := h.opts.Store.Get(r.Context(), sid)
+	if errors.Is(err, session.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such session")
 		return nil
 	}
-	if s == nil {
-		writeError(w, http.StatusNotFound, "no such session")
+	if err != nil {
+		h.internalError(w, "read session", err)
 		return nil
 	}
 	return s
@@ -133,7 +134,7 @@ func (h *Handler) deleteSession(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "publish the session revocation", err)
 		return
 	}
-	if err := h.opts.Store.Delete(r.Context(), s.ID); err != nil {
+	if err := h.opts.Store.Delete(r.Context(), s.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
 		h.internalError(w, "delete the session", err)
 		return
 	}
@@ -164,17 +165,14 @@ func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "publish the user revocation", err)
 		return
 	}
-	all, err := h.opts.Store.List(r.Context())
+	all, err := h.opts.Store.List(r.Context(), sub)
 	if err != nil {
 		h.internalError(w, "list the user's sessions", err)
 		return
 	}
 	n := 0
 	for _, s := range all {
-		if s.Subject != sub {
-			continue
-		}
-		if err := h.opts.Store.Delete(r.Context(), s.ID); err != nil {
+		if err := h.opts.Store.Delete(r.Context(), s.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
 			h.internalError(w, "delete the user's sessions", err)
 			return
 		}
@@ -204,7 +202,12 @@ func (h *Handler) setGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seen := map[string]bool{}
+	total := 0
 	for i, g := range groups {
+		if total += len(g); total > maxGroupBytes {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups too large: at most %d bytes of names in total", maxGroupBytes))
+			return
+		}
 		if !validText(g, maxGroupLen) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups[%d]: want a non-empty name of at most %d bytes without control characters", i, maxGroupLen))
 			return
@@ -249,7 +252,7 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) edges(w http.ResponseWriter, r *http.Request) {
-	edges := slices.Clone(h.opts.Edges.Edges())
+	edges := slices.Clone(h.opts.Edges.List())
 	if edges == nil {
 		edges = []EdgeStatus{}
 	}

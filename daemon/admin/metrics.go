@@ -25,6 +25,7 @@ type Metrics struct {
 	failures    *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	publish     prometheus.Histogram
+	verify      *prometheus.CounterVec
 }
 
 // NewMetrics builds the registry. sessionCount backs the edgepass_sessions
@@ -51,7 +52,11 @@ func NewMetrics(sessionCount func() int) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.publish,
+	m.verify = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgepass_verify_total",
+		Help: "Answers of the ForwardAuth endpoint /verify, by outcome (ok, unauthenticated, revoked, forbidden).",
+	}, []string{"outcome"})
+	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.publish, m.verify,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sessionCount != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -90,8 +95,12 @@ func (m *Metrics) ObservePublish(d time.Duration) {
 	}
 }
 
-// Registry lets the core register collectors of its own.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+// Verified counts one /verify answer; outcome comes from a small fixed set.
+func (m *Metrics) Verified(outcome string) {
+	if m != nil {
+		m.verify.WithLabelValues(outcome).Inc()
+	}
+}
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

@@ -25,9 +25,9 @@ const (
 	ExitUsage = 2 // bad command line
 )
 
-const usage = `Usage: edgepass <command> [flags]
-
-Commands:
+// CommandsHelp lists the admin commands and their flags; `edgepass --help`
+// shows it too.
+const CommandsHelp = `Commands (talk to a running daemon's admin API):
   sessions list [--user=<sub>]   list sessions (all, or one user's)
   sessions show <sid>            show one session
   sessions revoke <sid>          end one session at every edge
@@ -37,13 +37,16 @@ Commands:
   keys rotate                    make a new signing key current
   edges                          show each edge replica's sync state
 
-Flags (anywhere on the line):
+Flags of these commands (anywhere on the line):
   --admin.url=<url>         admin API (env EDGEPASS_ADMIN_URL, default ` + DefaultAdminURL + `)
-  --admin.token=<token>     admin bearer token (env EDGEPASS_ADMIN_TOKEN; visible in ps, prefer:)
-  --admin.tokenFile=<path>  file holding the token (env EDGEPASS_ADMIN_TOKENFILE)
+  --admin.tokenFile=<path>  file holding the admin token (env EDGEPASS_ADMIN_TOKENFILE)
+  --admin.token=<token>     the admin token itself (env EDGEPASS_ADMIN_TOKEN;
+                            visible in ps, prefer the file or the variable)
   --json                    print the API's JSON instead of a table
   --user=<sub>              sessions list: only this subject's sessions
 `
+
+const usage = "Usage: edgepass <command> [flags]\n\n" + CommandsHelp
 
 // commands are the first words Run understands.
 var commands = []string{"sessions", "users", "groups", "keys", "edges", "help"}
@@ -196,6 +199,16 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	}
 	want, ok := argc[cmd]
 	if !ok {
+		var subs []string
+		for known := range argc {
+			if first, sub, found := strings.Cut(known, " "); found && first == pos[0] {
+				subs = append(subs, sub)
+			}
+		}
+		if len(subs) > 0 {
+			slices.Sort(subs)
+			return &usageError{fmt.Sprintf("%s: unknown or missing subcommand %q; use %s %s", pos[0], strings.Join(pos[1:], " "), pos[0], strings.Join(subs, " | "))}
+		}
 		return &usageError{fmt.Sprintf("unknown command %q", strings.Join(pos, " "))}
 	}
 	rest := pos[len(strings.Fields(cmd)):]

@@ -15,42 +15,12 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
 const token = "cli-test-token-0123456789"
-
-type store struct {
-	mu sync.Mutex
-	m  map[string]session.Session
-}
-
-func (s *store) Get(_ context.Context, id string) (*session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	x, ok := s.m[id]
-	if !ok {
-		return nil, nil
-	}
-	return &x, nil
-}
-
-func (s *store) Delete(_ context.Context, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
-func (s *store) List(context.Context) ([]session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []session.Session
-	for _, x := range s.m {
-		out = append(out, x)
-	}
-	return out, nil
-}
 
 type edge struct {
 	mu      sync.Mutex
@@ -93,7 +63,7 @@ func (k *keys) Rotate(context.Context) (string, error) { k.n++; return "kid-new"
 
 type edges []admin.EdgeStatus
 
-func (e edges) Edges() []admin.EdgeStatus { return e }
+func (e edges) List() []admin.EdgeStatus { return e }
 
 var (
 	t0  = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -102,7 +72,7 @@ var (
 
 type fixture struct {
 	srv   *httptest.Server
-	store *store
+	store *sessiontest.Store
 	edge  *edge
 	keys  *keys
 }
@@ -111,17 +81,18 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{
-		store: &store{m: map[string]session.Session{
-			"sid-1": {ID: "sid-1", Subject: "alice", Username: "alice", Email: "alice@example.com", Groups: []string{"staff", "admins"},
+		store: sessiontest.New(
+			session.Session{ID: "sid-1", Subject: "alice", Username: "alice", Email: "alice@example.com", Groups: []string{"staff", "admins"},
 				IssuedAt: t0, ExpiresAt: t0.Add(12 * time.Hour), RefreshToken: "rt-secret"},
-			"sid-2": {ID: "sid-2", Subject: "mallory", Username: "\x1b[2J\x1b[31mroot\u202e", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(13 * time.Hour)},
-			"sid-3": {ID: "sid-3", Subject: "team/bob", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(13 * time.Hour)},
-		}},
+			session.Session{ID: "sid-2", Subject: "mallory", Username: "\x1b[2J\x1b[31mroot\u202e", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(13 * time.Hour)},
+			session.Session{ID: "sid-3", Subject: "team/bob", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(13 * time.Hour)},
+		),
 		edge: &edge{groups: map[string][]string{}},
 		keys: &keys{},
 	}
 	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys,
-		Edges: edges{{Replica: "traefik-0", Bucket: "edgepass_edge", Seq: 42, Synced: true, HeardAgoMs: 1200, RevokedSessions: 3, LastSeen: now.Add(-4 * time.Second)}}})
+		Edges: edges{{Heartbeat: edgepub.Heartbeat{Replica: "traefik-0", Bucket: "edgepass_edge", Seq: 42, Synced: true, HeardAgoMs: 1200, RevokedSessions: 3},
+			Received: now.Add(-4 * time.Second), Behind: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +243,7 @@ func TestEdges(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "REPLICA") {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "REPLICA") || !strings.Contains(lines[0], "BEHIND") {
 		t.Fatalf("table:\n%s", r.stdout)
 	}
 	for _, want := range []string{"traefik-0", "edgepass_edge", "yes", "42", "1s ago", "4s ago"} {
@@ -384,6 +355,13 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestMissingSubcommandNamesTheChoices(t *testing.T) {
+	r := run(map[string]string{"EDGEPASS_ADMIN_TOKEN": token}, "sessions")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "use sessions list | revoke | show") {
+		t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"sessions", "list", "-h"}} {
 		r := run(nil, args...)
@@ -398,7 +376,7 @@ func TestHelp(t *testing.T) {
 
 func TestDashDashEndsFlags(t *testing.T) {
 	f := newFixture(t)
-	f.store.m["-odd"] = session.Session{ID: "-odd", Subject: "x", ExpiresAt: t0}
+	_ = f.store.Put(context.Background(), &session.Session{ID: "-odd", Subject: "x", ExpiresAt: t0})
 	r := f.run("sessions", "revoke", "--", "-odd")
 	if r.code != ExitOK || !slices.Equal(f.edge.revoked, []string{"-odd"}) {
 		t.Fatalf("%+v revoked %v", r, f.edge.revoked)

@@ -42,17 +42,22 @@ func stamp(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
-// printJSON writes the API's answer as is (it is indented already).
-func (r *runner) printJSON(data []byte) error {
-	_, err := r.stdout.Write(data)
-	return err
-}
-
-func (r *runner) decode(data []byte, v any, base string) error {
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("admin API at %s: unexpected answer: %v; is the CLI as new as the daemon?", base, err)
+// fetch calls the admin API. With --json it prints the answer as is and
+// reports false (nothing left to print); otherwise it decodes the answer
+// into v for the caller to format.
+func (r *runner) fetch(ctx context.Context, c *client, o *options, method string, segs []string, q url.Values, body any, notFound string, v any) (bool, error) {
+	data, err := c.call(ctx, method, segs, q, body, notFound)
+	if err != nil {
+		return false, err
 	}
-	return nil
+	if o.json {
+		_, err := r.stdout.Write(data) // already indented by the API
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("admin API at %s: unexpected answer: %v; is the CLI as new as the daemon?", c.base, err)
+	}
+	return true, nil
 }
 
 func (r *runner) sessionsList(ctx context.Context, c *client, o *options) error {
@@ -63,15 +68,8 @@ func (r *runner) sessionsList(ctx context.Context, c *client, o *options) error 
 		}
 		q.Set("user", o.user)
 	}
-	data, err := c.call(ctx, "GET", []string{"api", "v1", "sessions"}, q, nil, "")
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var l admin.SessionList
-	if err := r.decode(data, &l, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions"}, q, nil, "", &l); !ok {
 		return err
 	}
 	if len(l.Sessions) == 0 {
@@ -88,15 +86,8 @@ func (r *runner) sessionsList(ctx context.Context, c *client, o *options) error 
 }
 
 func (r *runner) sessionsShow(ctx context.Context, c *client, o *options, sid string) error {
-	data, err := c.call(ctx, "GET", []string{"api", "v1", "sessions", sid}, nil, nil, noSuchSession)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var s session.Session
-	if err := r.decode(data, &s, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions", sid}, nil, nil, noSuchSession, &s); !ok {
 		return err
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
@@ -111,15 +102,8 @@ func (r *runner) sessionsShow(ctx context.Context, c *client, o *options, sid st
 }
 
 func (r *runner) sessionsRevoke(ctx context.Context, c *client, o *options, sid string) error {
-	data, err := c.call(ctx, "DELETE", []string{"api", "v1", "sessions", sid}, nil, nil, noSuchSession)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var res admin.RevokeResult
-	if err := r.decode(data, &res, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "DELETE", []string{"api", "v1", "sessions", sid}, nil, nil, noSuchSession, &res); !ok {
 		return err
 	}
 	fmt.Fprintf(r.stdout, "Revoked session %s of %s at every edge.\n", cell(res.ID), cell(res.Subject))
@@ -127,15 +111,8 @@ func (r *runner) sessionsRevoke(ctx context.Context, c *client, o *options, sid 
 }
 
 func (r *runner) usersRevoke(ctx context.Context, c *client, o *options, sub string) error {
-	data, err := c.call(ctx, "POST", []string{"api", "v1", "users", sub, "revoke"}, nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var res admin.RevokeResult
-	if err := r.decode(data, &res, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "POST", []string{"api", "v1", "users", sub, "revoke"}, nil, nil, "", &res); !ok {
 		return err
 	}
 	fmt.Fprintf(r.stdout, "Revoked user %s: tokens issued until now are refused at every edge; %d stored session(s) deleted.\n",
@@ -152,15 +129,8 @@ func (r *runner) groupsSet(ctx context.Context, c *client, o *options, sub strin
 			}
 		}
 	}
-	data, err := c.call(ctx, "PUT", []string{"api", "v1", "users", sub, "groups"}, nil, map[string][]string{"groups": groups}, "")
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var res admin.GroupsRequest
-	if err := r.decode(data, &res, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "PUT", []string{"api", "v1", "users", sub, "groups"}, nil, map[string][]string{"groups": groups}, "", &res); !ok {
 		return err
 	}
 	set := "none"
@@ -172,27 +142,17 @@ func (r *runner) groupsSet(ctx context.Context, c *client, o *options, sub strin
 }
 
 func (r *runner) groupsClear(ctx context.Context, c *client, o *options, sub string) error {
-	data, err := c.call(ctx, "DELETE", []string{"api", "v1", "users", sub, "groups"}, nil, nil, "")
-	if err != nil {
+	var res admin.GroupsRequest
+	if ok, err := r.fetch(ctx, c, o, "DELETE", []string{"api", "v1", "users", sub, "groups"}, nil, nil, "", &res); !ok {
 		return err
-	}
-	if o.json {
-		return r.printJSON(data)
 	}
 	fmt.Fprintf(r.stdout, "Cleared the group override of %s; tokens keep the groups they were issued with.\n", cell(sub))
 	return nil
 }
 
 func (r *runner) keysRotate(ctx context.Context, c *client, o *options) error {
-	data, err := c.call(ctx, "POST", []string{"api", "v1", "keys", "rotate"}, nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var res admin.RotateResult
-	if err := r.decode(data, &res, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "POST", []string{"api", "v1", "keys", "rotate"}, nil, nil, "", &res); !ok {
 		return err
 	}
 	fmt.Fprintf(r.stdout, "Rotated the signing key; new key id %s. Old public keys stay published until their tokens expire.\n", cell(res.KeyID))
@@ -200,15 +160,8 @@ func (r *runner) keysRotate(ctx context.Context, c *client, o *options) error {
 }
 
 func (r *runner) edges(ctx context.Context, c *client, o *options) error {
-	data, err := c.call(ctx, "GET", []string{"api", "v1", "edges"}, nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return r.printJSON(data)
-	}
 	var l admin.EdgeList
-	if err := r.decode(data, &l, c.base.String()); err != nil {
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "edges"}, nil, nil, "", &l); !ok {
 		return err
 	}
 	if len(l.Edges) == 0 {
@@ -216,14 +169,18 @@ func (r *runner) edges(ctx context.Context, c *client, o *options) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tBUCKET\tSYNCED\tSEQ\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED")
+	fmt.Fprintln(tw, "REPLICA\tBUCKET\tSYNCED\tSEQ\tBEHIND\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED")
 	for _, e := range l.Edges {
 		synced := "no"
 		if e.Synced {
 			synced = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", cell(e.Replica), cell(e.Bucket), synced, e.Seq,
-			ago(time.Duration(e.HeardAgoMs)*time.Millisecond), r.since(e.LastSeen), e.RevokedSessions, e.RevokedUsers, e.Groups, e.Rejected)
+		seen := r.since(e.Received)
+		if e.Stale {
+			seen += " (stale)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", cell(e.Replica), cell(e.Bucket), synced, e.Seq, e.Behind,
+			ago(time.Duration(e.HeardAgoMs)*time.Millisecond), seen, e.RevokedSessions, e.RevokedUsers, e.Groups, e.Rejected)
 	}
 	return tw.Flush()
 }

@@ -19,19 +19,19 @@ import (
 // files are read, derived defaults filled and the result validated, so a
 // returned configuration is ready to use.
 func Load(args, environ []string) (*Configuration, error) {
-	cfg, err := Decode(args, environ)
+	cfg, err := decode(args, environ)
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Complete(); err != nil {
+	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-// Decode layers defaults, file, environment and flags without reading secret
-// files or validating; the CLI commands use it for the few settings they need.
-func Decode(args, environ []string) (*Configuration, error) {
+// decode layers defaults, file, environment and flags, without reading
+// secret files or validating.
+func decode(args, environ []string) (*Configuration, error) {
 	cfg := New()
 
 	path, err := configFilePath(args, environ, cfg)
@@ -48,7 +48,7 @@ func Decode(args, environ []string) (*Configuration, error) {
 			return nil, fmt.Errorf("config: configFile: %w; check --configFile", err)
 		}
 		if err := file.Decode(path, cfg); err != nil {
-			return nil, fmt.Errorf("config: configFile %s: %w", path, err)
+			return nil, fmt.Errorf("config: configFile %s: %w; edgepass serve --help lists the settings", path, err)
 		}
 		cfg.ConfigFile = path
 	}
@@ -87,9 +87,9 @@ func configFilePath(args, environ []string, cfg *Configuration) (string, error) 
 	return "", nil
 }
 
-// Complete reads secret files, fills defaults derived from other settings
+// complete reads secret files, fills defaults derived from other settings
 // (allowed domains and default redirect from publicURL) and validates.
-func (c *Configuration) Complete() error {
+func (c *Configuration) complete() error {
 	if err := c.readSecrets(); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/daemon/returnurl"
 )
 
 // MinAdminTokenLength refuses guessable admin tokens (and edge passwords).
@@ -74,15 +76,22 @@ func (c *Configuration) Validate() error {
 			bad("session.cookieDomain", "%v; a host name like example.com (no scheme, no port)", err)
 		}
 	}
+	if pu, err := url.Parse(c.PublicURL); err == nil && pu.Host != "" {
+		host := strings.ToLower(pu.Hostname())
+		if c.Session.CookieSecure && pu.Scheme == "http" && !loopbackHost(host) {
+			bad("session.cookieSecure", "publicURL %s is plain http, and browsers drop a Secure cookie set over http, so every sign-in would loop; "+
+				"serve the daemon over https (publicURL https://…) or, for a test setup, set session.cookieSecure=false", c.PublicURL)
+		}
+		if d := strings.ToLower(strings.TrimPrefix(c.Session.CookieDomain, ".")); d != "" && host != d && !strings.HasSuffix(host, "."+d) {
+			bad("session.cookieDomain", "%q does not contain the publicURL host %q, so browsers would refuse the session cookie; use a parent domain of %s", c.Session.CookieDomain, host, host)
+		}
+	}
 	if len(c.Session.AllowedDomains) == 0 {
 		bad("session.allowedDomains", "required; set %s", hint("session.allowedDomains"))
 	}
 	for _, d := range c.Session.AllowedDomains {
-		rest, wildcard := strings.CutPrefix(d, "*.")
-		if err := checkHost(rest); err != nil {
-			bad("session.allowedDomains", "%q: %v; use a host name or *.example.com", d, err)
-		} else if wildcard && !strings.Contains(rest, ".") {
-			bad("session.allowedDomains", "%q: a wildcard needs a domain with a dot, like *.example.com", d)
+		if _, err := returnurl.New([]string{d}); err != nil {
+			bad("session.allowedDomains", "%v", err)
 		}
 	}
 	if c.Session.DefaultRedirect != "" {
@@ -90,8 +99,12 @@ func (c *Configuration) Validate() error {
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			bad("session.defaultRedirect", "%q must be an absolute http(s) URL", c.Session.DefaultRedirect)
-		case !HostAllowed(u.Hostname(), c.Session.AllowedDomains):
-			bad("session.defaultRedirect", "host %q is not in session.allowedDomains", u.Hostname())
+		default:
+			if p, err := returnurl.New(c.Session.AllowedDomains); err == nil {
+				if _, ok := p.Check(c.Session.DefaultRedirect); !ok {
+					bad("session.defaultRedirect", "host %q is not in session.allowedDomains", u.Hostname())
+				}
+			}
 		}
 	}
 	if c.Session.RefreshInterval < 0 {
@@ -212,27 +225,14 @@ func (c *Configuration) ExposedWithoutAuth() bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-// HostAllowed reports whether host matches one of the patterns: an exact
-// host name, or "*.example.com" for any subdomain of example.com (not
-// example.com itself). Comparison ignores case.
-func HostAllowed(host string, patterns []string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if host == "" {
-		return false
+// loopbackHost reports whether browsers treat http://host as a secure
+// context (where Secure cookies work without TLS).
+func loopbackHost(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
 	}
-	for _, p := range patterns {
-		p = strings.ToLower(p)
-		if rest, ok := strings.CutPrefix(p, "*."); ok {
-			if strings.HasSuffix(host, "."+rest) {
-				return true
-			}
-			continue
-		}
-		if host == p {
-			return true
-		}
-	}
-	return false
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func publicHost(raw string) string {

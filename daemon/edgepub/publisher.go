@@ -85,9 +85,6 @@ func OpenPublisher(ctx context.Context, js jetstream.JetStream, o Options) (*Pub
 	return &Publisher{kv: kv, o: o}, nil
 }
 
-// Bucket is the edge bucket's name.
-func (p *Publisher) Bucket() string { return p.o.Bucket }
-
 type sessionFact struct {
 	Exp int64 `json:"exp"`
 }

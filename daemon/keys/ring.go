@@ -376,15 +376,31 @@ func (r *Ring) activatePending(ctx context.Context) error {
 	})
 }
 
-// publish pushes the current JWKS to the edge.
+// maxPublishRounds bounds publish's re-reads of a ring that keeps changing.
+const maxPublishRounds = 10
+
+// publish pushes the current JWKS to the edge. The edge's keys entry is
+// last-writer-wins across replicas, so after writing, the ring is read
+// again: if another replica changed it meanwhile, the newer JWKS is written
+// too. Otherwise a replica whose write lands after another's rotation would
+// leave the edges without the new key until the next periodic republish.
 func (r *Ring) publish(ctx context.Context) error {
 	if r.o.Publisher == nil {
 		return nil
 	}
-	if err := r.o.Publisher.PublishKeys(ctx, r.current().jwks); err != nil {
-		return fmt.Errorf("keys: publish JWKS to the edge: %w", err)
+	for range maxPublishRounds {
+		snap := r.current()
+		if err := r.o.Publisher.PublishKeys(ctx, snap.jwks); err != nil {
+			return fmt.Errorf("keys: publish JWKS to the edge: %w", err)
+		}
+		if err := r.load(ctx); err != nil {
+			return err
+		}
+		if r.current().rev == snap.rev {
+			return nil
+		}
 	}
-	return nil
+	return errors.New("keys: key ring kept changing while publishing the JWKS; retry")
 }
 
 // Maintain rotates on schedule, drops expired public keys and republishes

@@ -231,6 +231,52 @@ func TestScheduledRotationReplicasDoNotFight(t *testing.T) {
 	}
 }
 
+// interleaved is a publisher that, once armed, runs during before passing
+// the first JWKS on: it puts another replica's writes between a ring's read
+// of its keys and its write to the edge.
+type interleaved struct {
+	*recorder
+	mu     sync.Mutex
+	during func()
+}
+
+func (p *interleaved) PublishKeys(ctx context.Context, jwks []byte) error {
+	p.mu.Lock()
+	f := p.during
+	p.during = nil
+	p.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return p.recorder.PublishKeys(ctx, jwks)
+}
+
+// A replica publishing a JWKS read just before another replica rotated must
+// not leave that older key set at the edge: tokens signed with the new key
+// would be refused everywhere.
+func TestSlowReplicaDoesNotPublishStaleKeys(t *testing.T) {
+	srv := natstest.Start(t)
+	clk := newClock()
+	edge := &recorder{}
+	a := open(t, srv.JS, clk, edge)
+	slow := &interleaved{recorder: edge}
+	b := open(t, srv.JS, clk, slow)
+
+	var kid string
+	slow.during = func() {
+		var err error
+		if kid, err = a.Rotate(natstest.Context(t)); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := b.publish(natstest.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := edge.last().Lookup(kid); !ok || kid == "" {
+		t.Fatalf("the edge's last JWKS lacks the new signing key %q", kid)
+	}
+}
+
 func TestReplicaFollowsRotation(t *testing.T) {
 	srv := natstest.Start(t)
 	clk := newClock()

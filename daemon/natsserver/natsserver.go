@@ -81,6 +81,7 @@ type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	server *server.Server
+	lock   *os.File // the embedded server's data directory lock
 	closed chan struct{}
 }
 
@@ -125,14 +126,14 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 			daemonPassword = randomPassword()
 			common = append(common, nats.UserInfo(DaemonUser, daemonPassword))
 		}
-		s, err := startEmbedded(o, daemonPassword)
+		s, lock, err := startEmbedded(o, daemonPassword)
 		if err != nil {
 			return nil, err
 		}
-		c.server = s
+		c.server, c.lock = s, lock
 		nc, err := nats.Connect("", append(common, nats.InProcessServer(s))...)
 		if err != nil {
-			s.Shutdown()
+			c.stopServer()
 			return nil, fmt.Errorf("nats: connect to embedded server: %w", err)
 		}
 		c.NC = nc
@@ -202,17 +203,33 @@ func randomPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func startEmbedded(o Options, daemonPassword string) (*server.Server, error) {
+// startEmbedded locks the data directory and starts the server on it.
+func startEmbedded(o Options, daemonPassword string) (*server.Server, *os.File, error) {
 	if o.DataDir == "" {
-		return nil, errors.New("nats: embedded server needs a data directory; set nats.embedded.dataDir")
+		return nil, nil, errors.New("nats: embedded server needs a data directory; set nats.embedded.dataDir")
 	}
 	dir, err := filepath.Abs(o.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("nats: data directory %s: %w", o.DataDir, err)
+		return nil, nil, fmt.Errorf("nats: data directory %s: %w", o.DataDir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("nats: create data directory: %w; check nats.embedded.dataDir", err)
+		return nil, nil, fmt.Errorf("nats: create data directory: %w; check nats.embedded.dataDir", err)
 	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := runEmbedded(o, daemonPassword, dir)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, nil, err
+	}
+	return s, lock, nil
+}
+
+func runEmbedded(o Options, daemonPassword, dir string) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "edgepass",
 		JetStream:          true,
@@ -321,10 +338,13 @@ func (c *Conn) ClientURL() string {
 // Embedded reports whether the daemon runs its own server.
 func (c *Conn) Embedded() bool { return c.server != nil }
 
-// Ready reports whether the connection is up, for /readyz.
-func (c *Conn) Ready() error {
+// Ping is the /readyz check: the connection is up and the server answers.
+func (c *Conn) Ping(ctx context.Context) error {
 	if c.NC == nil || !c.NC.IsConnected() {
 		return errors.New("nats: not connected")
+	}
+	if err := c.NC.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("nats: server does not answer: %w", err)
 	}
 	return nil
 }
@@ -344,10 +364,7 @@ func (c *Conn) Close(ctx context.Context) error {
 			err = fmt.Errorf("nats: drain: %w", ctx.Err())
 		}
 	}
-	if c.server != nil {
-		c.server.Shutdown()
-		c.server.WaitForShutdown()
-	}
+	c.stopServer()
 	return err
 }
 
@@ -355,9 +372,19 @@ func (c *Conn) shutdown() {
 	if c.NC != nil {
 		c.NC.Close()
 	}
+	c.stopServer()
+}
+
+// stopServer stops the embedded server (JetStream flushed) and then
+// releases its data directory.
+func (c *Conn) stopServer() {
 	if c.server != nil {
 		c.server.Shutdown()
 		c.server.WaitForShutdown()
+	}
+	if c.lock != nil {
+		c.lock.Close()
+		c.lock = nil
 	}
 }
 

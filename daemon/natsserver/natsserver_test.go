@@ -51,8 +51,8 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	if !strings.HasPrefix(c.ClientURL(), "nats://127.0.0.1:") || strings.HasSuffix(c.ClientURL(), ":4222") {
 		t.Errorf("ClientURL = %q, want a random loopback port", c.ClientURL())
 	}
-	if err := c.Ready(); err != nil {
-		t.Fatalf("Ready: %v", err)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 	kv, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "t", Storage: jetstream.FileStorage})
 	if err != nil {
@@ -64,8 +64,8 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	if err := c.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if c.Ready() == nil {
-		t.Error("Ready after Close = nil, want an error")
+	if c.Ping(ctx) == nil {
+		t.Error("Ping after Close = nil, want an error")
 	}
 
 	c2, err := Open(ctx, Options{Embedded: true, DataDir: dir}) // in-process only this time
@@ -167,14 +167,23 @@ func TestEmbeddedErrors(t *testing.T) {
 	}
 }
 
-func TestEmbeddedEdgeAuthentication(t *testing.T) {
+// openWithEdgeAuth starts an embedded server whose edges log in as
+// edge / edge-password-0123456789 and may only use the bucket "edge".
+func openWithEdgeAuth(t *testing.T) *Conn {
+	t.Helper()
 	ctx := ctxT(t)
 	c, err := Open(ctx, Options{Embedded: true, DataDir: t.TempDir(), Listen: "127.0.0.1:0",
 		EdgeUser: "edge", EdgePassword: "edge-password-0123456789", EdgeBucket: "edge"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(ctx)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func TestEmbeddedEdgeAuthentication(t *testing.T) {
+	ctx := ctxT(t)
+	c := openWithEdgeAuth(t)
 	edgeKV, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "edge"})
 	if err != nil {
 		t.Fatal(err)
@@ -263,12 +272,7 @@ func TestEmbeddedEdgeAuthentication(t *testing.T) {
 // client as the edge user: the permissions must be enough for it.
 func TestPluginWatcherWorksWithEdgePermissions(t *testing.T) {
 	ctx := ctxT(t)
-	c, err := Open(ctx, Options{Embedded: true, DataDir: t.TempDir(), Listen: "127.0.0.1:0",
-		EdgeUser: "edge", EdgePassword: "edge-password-0123456789", EdgeBucket: "edge"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := openWithEdgeAuth(t)
 	kv, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "edge"})
 	if err != nil {
 		t.Fatal(err)
@@ -298,4 +302,30 @@ func TestPluginWatcherWorksWithEdgePermissions(t *testing.T) {
 	if _, err := beats.NextMsg(10 * time.Second); err != nil {
 		t.Errorf("no heartbeat from the plugin: %v", err)
 	}
+}
+
+// Two daemons on one data directory would each overwrite the other's
+// JetStream files: the second must refuse to start, and start once the
+// first is gone.
+func TestEmbeddedRefusesDataDirInUse(t *testing.T) {
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	first, err := Open(ctx, Options{Embedded: true, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Open(ctx, Options{Embedded: true, DataDir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another edgepass") {
+		if c != nil {
+			c.Close(ctx)
+		}
+		t.Fatalf("second Open on the same data directory = %v, want a refusal", err)
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(ctx, Options{Embedded: true, DataDir: dir})
+	if err != nil {
+		t.Fatalf("Open after the first closed: %v", err)
+	}
+	again.Close(ctx)
 }

@@ -2,6 +2,7 @@ package oidcflow
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 )
 
 // env is a daemon (the handler on an httptest server) wired to a testIdP
@@ -19,14 +22,15 @@ type env struct {
 	idp     *testIdP
 	h       *Handler
 	srv     *httptest.Server
-	store   *memStore
+	store   *sessiontest.Store
 	edge    *fakeEdge
 	metrics *fakeMetrics
+	opts    Options
 }
 
 func newEnv(t *testing.T, mod func(o *Options)) *env {
 	t.Helper()
-	e := &env{idp: newTestIdP(t), store: newMemStore(), edge: newFakeEdge(), metrics: newFakeMetrics()}
+	e := &env{idp: newTestIdP(t), store: sessiontest.New(), edge: newFakeEdge(), metrics: newFakeMetrics()}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -55,7 +59,7 @@ func newEnv(t *testing.T, mod func(o *Options)) *env {
 	}
 	h.idp.retryAfter = 0
 	h.Register(mux)
-	e.h = h
+	e.h, e.opts = h, o
 	return e
 }
 
@@ -131,7 +135,7 @@ func TestLoginCallbackSetsCookie(t *testing.T) {
 	if !ck.HttpOnly || !ck.Secure || ck.SameSite != http.SameSiteLaxMode || ck.Domain != "example.org" || ck.Path != "/" || ck.MaxAge != 7200 {
 		t.Errorf("cookie attributes: %+v", ck)
 	}
-	sessions := e.store.all()
+	sessions := e.store.All()
 	if len(sessions) != 1 {
 		t.Fatalf("%d sessions stored, want 1", len(sessions))
 	}
@@ -179,7 +183,7 @@ func TestLoginFetchesMissingClaimsFromUserinfo(t *testing.T) {
 	if resp := e.login(t, browser(t), ""); resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback status %d", resp.StatusCode)
 	}
-	s := e.store.all()[0]
+	s := e.store.All()[0]
 	if s.Username != "bob" || s.Email != "bob@example.com" || !slices.Equal(s.Groups, []string{"dev", "ops"}) {
 		t.Fatalf("claims from userinfo not used: %+v", s)
 	}
@@ -193,8 +197,8 @@ func TestCallbackRejectsUserinfoForAnotherSubject(t *testing.T) {
 		p.userinfo = map[string]any{"sub": "someone-else"}
 	})
 	resp := e.login(t, browser(t), "")
-	if resp.StatusCode != http.StatusBadGateway || len(e.store.all()) != 0 {
-		t.Fatalf("status %d, %d sessions; want 502 and none", resp.StatusCode, len(e.store.all()))
+	if resp.StatusCode != http.StatusBadGateway || len(e.store.All()) != 0 {
+		t.Fatalf("status %d, %d sessions; want 502 and none", resp.StatusCode, len(e.store.All()))
 	}
 }
 
@@ -204,7 +208,7 @@ func TestNestedClaimPath(t *testing.T) {
 		p.idClaims["realm_access"] = map[string]any{"roles": []any{"r1", "r2"}}
 	})
 	e.login(t, browser(t), "")
-	if s := e.store.all()[0]; !slices.Equal(s.Groups, []string{"r1", "r2"}) {
+	if s := e.store.All()[0]; !slices.Equal(s.Groups, []string{"r1", "r2"}) {
 		t.Fatalf("groups %v, want the nested claim", s.Groups)
 	}
 }
@@ -219,8 +223,8 @@ func TestCallbackRejectsForgedState(t *testing.T) {
 	q.Set("state", randomString(32))
 	u.RawQuery = q.Encode()
 	resp := get(t, c, u.String())
-	if resp.StatusCode != http.StatusBadRequest || sessionCookie(resp, DefaultCookieName) != nil || len(e.store.all()) != 0 {
-		t.Fatalf("forged state: status %d, sessions %d; want 400 and no session", resp.StatusCode, len(e.store.all()))
+	if resp.StatusCode != http.StatusBadRequest || sessionCookie(resp, DefaultCookieName) != nil || len(e.store.All()) != 0 {
+		t.Fatalf("forged state: status %d, sessions %d; want 400 and no session", resp.StatusCode, len(e.store.All()))
 	}
 	if e.metrics.failure(ReasonState) != 1 {
 		t.Errorf("state failure not counted: %v", e.metrics.failures)
@@ -241,7 +245,7 @@ func TestCallbackRejectsReplayedState(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || sessionCookie(resp, DefaultCookieName) != nil {
 		t.Fatalf("replayed callback: status %d, want 400 without cookie", resp.StatusCode)
 	}
-	if n := len(e.store.all()); n != 1 {
+	if n := len(e.store.All()); n != 1 {
 		t.Fatalf("%d sessions, want 1", n)
 	}
 }
@@ -261,7 +265,7 @@ func TestCallbackRejectsStateFromAnotherBrowser(t *testing.T) {
 	if resp := get(t, victim, attackerCallback); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("browser with another login cookie: status %d, want 400", resp.StatusCode)
 	}
-	if n := len(e.store.all()); n != 0 {
+	if n := len(e.store.All()); n != 0 {
 		t.Fatalf("%d sessions created, want none", n)
 	}
 }
@@ -272,8 +276,8 @@ func TestCallbackRejectsWrongNonce(t *testing.T) {
 	wrong := "not-the-nonce"
 	e.idp.set(func(p *testIdP) { p.nonceOverride = &wrong })
 	resp := e.login(t, browser(t), "")
-	if resp.StatusCode != http.StatusBadRequest || len(e.store.all()) != 0 {
-		t.Fatalf("status %d, %d sessions; want 400 and none", resp.StatusCode, len(e.store.all()))
+	if resp.StatusCode != http.StatusBadRequest || len(e.store.All()) != 0 {
+		t.Fatalf("status %d, %d sessions; want 400 and none", resp.StatusCode, len(e.store.All()))
 	}
 	if e.metrics.failure(ReasonNonce) != 1 {
 		t.Errorf("nonce failure not counted: %v", e.metrics.failures)
@@ -295,8 +299,8 @@ func TestCallbackRejectsIDTokenFromOtherIssuer(t *testing.T) {
 			e := newEnv(t, nil)
 			e.idp.set(mod)
 			resp := e.login(t, browser(t), "")
-			if resp.StatusCode != http.StatusBadRequest || len(e.store.all()) != 0 || sessionCookie(resp, DefaultCookieName) != nil {
-				t.Fatalf("status %d, %d sessions; want 400 and none", resp.StatusCode, len(e.store.all()))
+			if resp.StatusCode != http.StatusBadRequest || len(e.store.All()) != 0 || sessionCookie(resp, DefaultCookieName) != nil {
+				t.Fatalf("status %d, %d sessions; want 400 and none", resp.StatusCode, len(e.store.All()))
 			}
 			if e.metrics.failure(ReasonIDToken) != 1 {
 				t.Errorf("id_token failure not counted: %v", e.metrics.failures)
@@ -386,8 +390,8 @@ func TestLoginRejectsOpenRedirect(t *testing.T) {
 func TestRequiredGroupRefused(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.RequiredGroups = []string{"wiki-users", "ops"} })
 	resp := e.login(t, browser(t), "")
-	if resp.StatusCode != http.StatusForbidden || sessionCookie(resp, DefaultCookieName) != nil || len(e.store.all()) != 0 {
-		t.Fatalf("status %d, %d sessions; want 403 and none", resp.StatusCode, len(e.store.all()))
+	if resp.StatusCode != http.StatusForbidden || sessionCookie(resp, DefaultCookieName) != nil || len(e.store.All()) != 0 {
+		t.Fatalf("status %d, %d sessions; want 403 and none", resp.StatusCode, len(e.store.All()))
 	}
 	if e.metrics.failure(ReasonForbidden) != 1 {
 		t.Errorf("forbidden failure not counted: %v", e.metrics.failures)
@@ -429,7 +433,7 @@ func TestGroupsFilteredToFitCookie(t *testing.T) {
 			len(fc.Groups), len(groups), fc.Groups[0])
 	}
 	// One more group would not have fitted.
-	s := e.store.all()[0]
+	s := e.store.All()[0]
 	more := s
 	more.Groups = e.h.prioritize(s.Groups)[:len(fc.Groups)+1]
 	if tok, err := (fakeSigner{}).Sign(&more); err == nil && len(tok) <= e.h.maxToken {
@@ -448,7 +452,7 @@ func TestDiscoveryDownAtStartIsRetried(t *testing.T) {
 		t.Fatalf("IdP down: status %d, want 502", resp.StatusCode)
 	}
 	err := e.h.Ping(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "cannot reach IdP discovery at "+e.idp.issuer()+"/.well-known/openid-configuration") ||
+	if err == nil || !strings.Contains(err.Error(), "IdP discovery at "+e.idp.issuer()+"/.well-known/openid-configuration failed") ||
 		!strings.Contains(err.Error(), "check --oidc.issuer") {
 		t.Fatalf("Ping error %v: want a message naming the discovery URL and the flag", err)
 	}
@@ -463,7 +467,7 @@ func TestDiscoveryDownAtStartIsRetried(t *testing.T) {
 
 func TestSessionStoreFailureIsGeneric(t *testing.T) {
 	e := newEnv(t, nil)
-	e.store.failPut = true
+	e.store.Fail = errors.New("store down")
 	c := browser(t)
 	resp, err := c.Get(e.startLogin(t, c, ""))
 	if err != nil {
@@ -494,7 +498,7 @@ func TestPendingLoginsBounded(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	base := func() Options {
 		return Options{PublicURL: "https://auth.example.com", Issuer: "https://idp.example.com", ClientID: "c",
-			Store: newMemStore(), Signer: fakeSigner{}, Tokens: fakeSigner{}, Edge: newFakeEdge()}
+			Store: sessiontest.New(), Signer: fakeSigner{}, Tokens: fakeSigner{}, Edge: newFakeEdge()}
 	}
 	if _, err := New(base()); err != nil {
 		t.Fatalf("valid options: %v", err)

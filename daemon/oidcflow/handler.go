@@ -15,9 +15,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/edgepass/edgepass/daemon/returnurl"
 )
 
 // Handler serves /login, /callback, /logout and /backchannel-logout and runs
@@ -25,10 +28,13 @@ import (
 type Handler struct {
 	opts      Options
 	log       *slog.Logger
-	returnURL *ReturnURLPolicy
+	returnURL *returnurl.Policy
 	idp       *idp
 	pending   *expirable.LRU[string, pendingLogin]
-	seenJTI   *expirable.LRU[string, struct{}]
+	// seenJTI remembers logout token ids (issuer + jti) for jtiMemory;
+	// jtiMu makes check-and-record atomic.
+	seenJTI *expirable.LRU[string, struct{}]
+	jtiMu   sync.Mutex
 	// callbackPath is the path part of the redirect URI, where the login
 	// binding cookie is sent.
 	callbackPath string
@@ -55,9 +61,9 @@ func New(opts Options) (*Handler, error) {
 	if !validCookieName(o.CookieName) {
 		return nil, fmt.Errorf("oidcflow: session.cookieName %q is not a valid cookie name", o.CookieName)
 	}
-	policy, err := NewReturnURLPolicy(o.AllowedDomains)
+	policy, err := returnurl.New(o.AllowedDomains)
 	if err != nil {
-		return nil, fmt.Errorf("oidcflow: %w", err)
+		return nil, fmt.Errorf("oidcflow: session.allowedDomains: %w", err)
 	}
 	pub, _ := url.Parse(o.PublicURL) // checked by withDefaults
 	h := &Handler{
@@ -74,7 +80,7 @@ func New(opts Options) (*Handler, error) {
 			retryAfter:  discoveryRetry,
 		},
 		pending:      expirable.NewLRU[string, pendingLogin](o.PendingLogins, nil, o.PendingTTL),
-		seenJTI:      expirable.NewLRU[string, struct{}](o.PendingLogins, nil, time.Hour),
+		seenJTI:      expirable.NewLRU[string, struct{}](o.PendingLogins, nil, jtiMemory),
 		callbackPath: strings.TrimSuffix(pub.Path, "/") + "/callback",
 		maxToken:     maxCookieBytes - len(o.CookieName) - 1,
 		now:          time.Now,
@@ -101,9 +107,6 @@ func (h *Handler) Ping(ctx context.Context) error {
 	_, err := h.idp.get(ctx)
 	return err
 }
-
-// ReturnURLs exposes the allowed-domain check, e.g. for /verify's redirects.
-func (h *Handler) ReturnURLs() *ReturnURLPolicy { return h.returnURL }
 
 // randomString returns n random bytes, base64url without padding.
 func randomString(n int) string {

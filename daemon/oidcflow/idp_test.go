@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +48,7 @@ type testIdP struct {
 	noEndSession  bool
 	reusableCodes bool           // a sloppy IdP accepting a code twice
 	refreshFails  bool           // refresh answers invalid_grant
+	refreshHold   *barrier       // holds refresh requests until they meet
 	refreshClaims map[string]any // claims of ID tokens issued on refresh
 	// records
 	codes          map[string]grant
@@ -178,6 +178,12 @@ func (p *testIdP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Lock()
+	hold := p.refreshHold
+	p.mu.Unlock()
+	if hold != nil && r.PostForm.Get("grant_type") == "refresh_token" {
+		hold.wait()
+	}
+	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch r.PostForm.Get("grant_type") {
 	case "authorization_code":
@@ -214,6 +220,33 @@ func (p *testIdP) token(w http.ResponseWriter, r *http.Request) {
 		p.issueTokens(w, sub, claims)
 	default:
 		oauthError(w, "unsupported_grant_type")
+	}
+}
+
+// barrier holds each caller until n have arrived or timeout has passed, to
+// make concurrent requests overlap.
+type barrier struct {
+	mu      sync.Mutex
+	n       int
+	arrived int
+	met     chan struct{}
+	timeout time.Duration
+}
+
+func newBarrier(n int, timeout time.Duration) *barrier {
+	return &barrier{n: n, met: make(chan struct{}), timeout: timeout}
+}
+
+func (b *barrier) wait() {
+	b.mu.Lock()
+	b.arrived++
+	if b.arrived == b.n {
+		close(b.met)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.met:
+	case <-time.After(b.timeout):
 	}
 }
 
@@ -304,57 +337,6 @@ func oauthError(w http.ResponseWriter, code string) {
 }
 
 // ---- fakes of the core's interfaces ----
-
-type memStore struct {
-	mu      sync.Mutex
-	m       map[string]session.Session
-	failPut bool
-}
-
-func newMemStore() *memStore { return &memStore{m: map[string]session.Session{}} }
-
-func (s *memStore) Put(_ context.Context, x *session.Session) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failPut {
-		return errors.New("store down")
-	}
-	s.m[x.ID] = *x
-	return nil
-}
-
-func (s *memStore) Get(_ context.Context, id string) (*session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	x, ok := s.m[id]
-	if !ok {
-		return nil, nil
-	}
-	return &x, nil
-}
-
-func (s *memStore) Delete(_ context.Context, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-	return nil
-}
-
-func (s *memStore) List(context.Context) ([]session.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]session.Session, 0, len(s.m))
-	for _, x := range s.m {
-		out = append(out, x)
-	}
-	slices.SortFunc(out, func(a, b session.Session) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
-func (s *memStore) all() []session.Session {
-	l, _ := s.List(context.Background())
-	return l
-}
 
 // fakeSigner makes "fake.<base64 claims>.sig" tokens whose size grows with
 // the groups like a real JWS; fakeSigner.SessionID reads them back.

@@ -161,7 +161,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	now := h.now().Truncate(time.Second)
 	s := &session.Session{
-		ID:           randomString(32),
+		ID:           session.NewID(),
 		Subject:      id.Subject,
 		Username:     id.Username,
 		Email:        id.Email,

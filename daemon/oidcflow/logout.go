@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -22,7 +25,7 @@ func (h *Handler) revokeSession(ctx context.Context, sid string, exp time.Time, 
 	if err := h.opts.Edge.RevokeSession(ctx, sid, exp); err != nil {
 		return fmt.Errorf("publish revocation of session %s…: %w", sid[:min(8, len(sid))], err)
 	}
-	if err := h.opts.Store.Delete(ctx, sid); err != nil {
+	if err := h.opts.Store.Delete(ctx, sid); err != nil && !errors.Is(err, session.ErrNotFound) {
 		return fmt.Errorf("delete session %s…: %w", sid[:min(8, len(sid))], err)
 	}
 	h.opts.Metrics.Revoked(kind)
@@ -50,10 +53,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 			h.log.Info("logout: cookie is not a valid session token; clearing it", "err", err)
 		} else {
 			exp := h.now().Add(h.opts.Lifetime)
-			if sess, err = h.opts.Store.Get(ctx, sid); err != nil {
-				h.log.Warn("logout: cannot read the session; revoking it anyway", "err", err)
-			} else if sess != nil {
+			if sess, _, err = h.opts.Store.Get(ctx, sid); err == nil {
 				exp = sess.ExpiresAt
+			} else if !errors.Is(err, session.ErrNotFound) {
+				h.log.Warn("logout: cannot read the session; revoking it anyway", "err", err)
 			}
 			if err := h.revokeSession(ctx, sid, exp, KindLogout); err != nil {
 				h.log.Error("logout: cannot revoke the session", "err", err)
@@ -133,24 +136,27 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		bclError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot verify the logout token now")
 		return
 	}
-	// VerifyLogout checks signature, iss, aud, exp, jti, the back-channel
-	// logout event, sub or sid present, and that no nonce is present (an ID
-	// token replayed as a logout token).
+	// VerifyLogout checks signature, iss, aud, exp, jti, sub or sid present,
+	// that the back-channel logout event is named and that no nonce is
+	// present (an ID token replayed as a logout token); checkLogoutToken adds
+	// what it leaves out (iat, the event's value).
 	lt, err := p.verifier.VerifyLogout(h.idp.clientContext(ctx), raw)
+	if err == nil {
+		err = checkLogoutToken(lt, h.now())
+	}
 	if err != nil {
 		h.log.Warn("back-channel logout: token rejected", "err", err)
 		bclError(w, http.StatusBadRequest, "invalid_request", "logout token rejected")
 		return
 	}
 	jti := lt.Issuer + "\x00" + lt.TokenID
-	if h.seenJTI.Contains(jti) {
+	if !h.firstUse(jti) {
 		h.log.Warn("back-channel logout: token replayed", "jti", truncate(lt.TokenID, 64))
 		bclError(w, http.StatusBadRequest, "invalid_request", "logout token already used")
 		return
 	}
-	h.seenJTI.Add(jti, struct{}{})
 	if err := h.logoutIdPSession(ctx, lt.Subject, lt.SessionID); err != nil {
-		h.seenJTI.Remove(jti) // let the IdP retry
+		h.forgetUse(jti) // let the IdP retry
 		h.log.Error("back-channel logout: revocation failed", "err", err)
 		bclError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "revocation failed; retry later")
 		return
@@ -161,20 +167,14 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 // logoutIdPSession revokes the sessions a logout token names: those with the
 // IdP session id sid (of subject sub when given), or all of sub's sessions.
 func (h *Handler) logoutIdPSession(ctx context.Context, sub, sid string) error {
-	all, err := h.opts.Store.List(ctx)
+	all, err := h.opts.Store.List(ctx, sub)
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
 	var errs []error
 	n := 0
 	for _, s := range all {
-		match := false
-		if sid != "" {
-			match = s.IdPSessionID == sid && (sub == "" || s.Subject == sub)
-		} else {
-			match = s.Subject == sub
-		}
-		if !match {
+		if sid != "" && s.IdPSessionID != sid {
 			continue
 		}
 		if err := h.revokeSession(ctx, s.ID, s.ExpiresAt, KindBackchannel); err != nil {
@@ -191,6 +191,65 @@ func (h *Handler) logoutIdPSession(ctx context.Context, sub, sid string) error {
 	}
 	h.log.Info("back-channel logout", "sub", sub, "idpSid", truncate(sid, 64), "sessions", n)
 	return errors.Join(errs...)
+}
+
+// Logout token freshness: a token whose iat is older than
+// logoutTokenMaxAge, or further than logoutTokenSkew ahead of this clock, is
+// refused, so a jti only needs remembering for jtiMemory.
+const (
+	logoutTokenMaxAge = 10 * time.Minute
+	logoutTokenSkew   = time.Minute
+	jtiMemory         = logoutTokenMaxAge + 2*logoutTokenSkew
+)
+
+// backchannelEvent is the member of the events claim that makes a JWT a
+// back-channel logout token.
+const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+
+// checkLogoutToken adds the checks of Back-Channel Logout 1.0 section 2.6
+// that go-oidc's VerifyLogout does not make: iat is required and recent
+// (which bounds how long a captured token can be replayed), and the event's
+// value is a JSON object.
+func checkLogoutToken(lt *oidc.LogoutToken, now time.Time) error {
+	if lt.IssuedAt.IsZero() {
+		return errors.New("logout token has no iat")
+	}
+	if lt.IssuedAt.After(now.Add(logoutTokenSkew)) {
+		return fmt.Errorf("logout token iat %s is in the future", lt.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	if now.Sub(lt.IssuedAt) > logoutTokenMaxAge {
+		return fmt.Errorf("logout token iat %s is older than %s", lt.IssuedAt.UTC().Format(time.RFC3339), logoutTokenMaxAge)
+	}
+	var c struct {
+		Events map[string]json.RawMessage `json:"events"`
+	}
+	if err := lt.Claims(&c); err != nil {
+		return fmt.Errorf("logout token claims: %w", err)
+	}
+	ev := bytes.TrimSpace(c.Events[backchannelEvent])
+	if len(ev) == 0 || ev[0] != '{' {
+		return fmt.Errorf("logout token: events[%q] is not a JSON object", backchannelEvent)
+	}
+	return nil
+}
+
+// firstUse records a logout token id and reports whether it was new; the
+// check and the record are one step, so two concurrent deliveries of the
+// same token cannot both pass.
+func (h *Handler) firstUse(jti string) bool {
+	h.jtiMu.Lock()
+	defer h.jtiMu.Unlock()
+	if h.seenJTI.Contains(jti) {
+		return false
+	}
+	h.seenJTI.Add(jti, struct{}{})
+	return true
+}
+
+func (h *Handler) forgetUse(jti string) {
+	h.jtiMu.Lock()
+	defer h.jtiMu.Unlock()
+	h.seenJTI.Remove(jti)
 }
 
 // bclError answers as Back-Channel Logout 1.0 section 2.8 asks.

@@ -3,12 +3,16 @@ package oidcflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgepass/edgepass/daemon/session"
 )
 
 // loggedIn signs a browser in and returns it with its session cookie value.
@@ -26,7 +30,7 @@ func (e *env) loggedIn(t *testing.T) (*http.Client, string) {
 func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
 	e := newEnv(t, nil)
 	c, _ := e.loggedIn(t)
-	s := e.store.all()[0]
+	s := e.store.All()[0]
 	resp := get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://app.example.com/bye"))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("logout status %d, want 302", resp.StatusCode)
@@ -37,7 +41,7 @@ func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
 	if e.edge.sessions[0].exp != s.ExpiresAt {
 		t.Errorf("revocation exp %v, want the session's expiry %v", e.edge.sessions[0].exp, s.ExpiresAt)
 	}
-	if len(e.store.all()) != 0 {
+	if len(e.store.All()) != 0 {
 		t.Errorf("session still stored after logout")
 	}
 	ck := sessionCookie(resp, DefaultCookieName)
@@ -65,7 +69,7 @@ func TestLogoutByPOST(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if len(e.edge.revokedSIDs()) != 1 || len(e.store.all()) != 0 {
+	if len(e.edge.revokedSIDs()) != 1 || len(e.store.All()) != 0 {
 		t.Fatalf("POST /logout did not revoke")
 	}
 	loc, _ := url.Parse(resp.Header.Get("Location"))
@@ -92,7 +96,7 @@ func TestLogoutWithoutEndSessionRedirectsToReturnURL(t *testing.T) {
 func TestLogoutIgnoresForgedCookie(t *testing.T) {
 	e := newEnv(t, nil)
 	e.loggedIn(t)
-	victim := e.store.all()[0].ID
+	victim := e.store.All()[0].ID
 	c := browser(t)
 	u, _ := url.Parse(e.srv.URL)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: DefaultCookieName, Value: "fake." + b64([]byte(`{"sid":"`+victim+`"}`)) + ".forged"}})
@@ -100,7 +104,7 @@ func TestLogoutIgnoresForgedCookie(t *testing.T) {
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if len(e.edge.revokedSIDs()) != 0 || len(e.store.all()) != 1 {
+	if len(e.edge.revokedSIDs()) != 0 || len(e.store.All()) != 1 {
 		t.Fatalf("forged cookie revoked the victim's session")
 	}
 }
@@ -116,7 +120,7 @@ func TestLogoutReportsEdgeFailure(t *testing.T) {
 	if ck := sessionCookie(resp, DefaultCookieName); ck == nil || ck.MaxAge >= 0 {
 		t.Errorf("cookie not cleared")
 	}
-	if len(e.store.all()) != 1 {
+	if len(e.store.All()) != 1 {
 		t.Errorf("session deleted although the edge still accepts it")
 	}
 }
@@ -155,18 +159,28 @@ func TestBackchannelLogoutRejectsForgedToken(t *testing.T) {
 		"expired":        p.logoutToken(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
 		"no sub or sid":  p.logoutToken(func(c map[string]any) { delete(c, "sub") }),
 		"no jti":         p.logoutToken(func(c map[string]any) { delete(c, "jti") }),
-		"alg none":       "eyJhbGciOiJub25lIn0." + b64([]byte(`{"sub":"user-1"}`)) + ".",
-		"garbage":        "not a jwt",
-		"empty":          "",
+		// A captured token replayed long after it was issued, though its exp is far away.
+		"stale iat": p.logoutToken(func(c map[string]any) {
+			c["iat"] = time.Now().Add(-time.Hour).Unix()
+			c["exp"] = time.Now().Add(24 * time.Hour).Unix()
+		}),
+		"no iat":        p.logoutToken(func(c map[string]any) { delete(c, "iat") }),
+		"future iat":    p.logoutToken(func(c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() }),
+		"null event":    p.logoutToken(func(c map[string]any) { c["events"] = map[string]any{backchannelEvent: nil} }),
+		"string event":  p.logoutToken(func(c map[string]any) { c["events"] = map[string]any{backchannelEvent: "logout"} }),
+		"events string": p.logoutToken(func(c map[string]any) { c["events"] = backchannelEvent }),
+		"alg none":      "eyJhbGciOiJub25lIn0." + b64([]byte(`{"sub":"user-1"}`)) + ".",
+		"garbage":       "not a jwt",
+		"empty":         "",
 	}
 	// An ID token of a real login, replayed as a logout token.
-	cases["id token"] = e.store.all()[0].IDToken
+	cases["id token"] = e.store.All()[0].IDToken
 	for name, tok := range cases {
 		if code := postLogoutToken(t, e, tok); code != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", name, code)
 		}
 	}
-	if len(e.edge.revokedSIDs()) != 0 || len(e.edge.users) != 0 || len(e.store.all()) != 1 {
+	if len(e.edge.revokedSIDs()) != 0 || len(e.edge.users) != 0 || len(e.store.All()) != 1 {
 		t.Fatalf("a rejected logout token revoked something")
 	}
 }
@@ -177,7 +191,7 @@ func TestBackchannelLogoutRevokesBySid(t *testing.T) {
 	e.idp.set(func(p *testIdP) { p.idClaims["sid"] = "idp-sid-2" })
 	e.loggedIn(t)
 	var keep, drop string
-	for _, s := range e.store.all() {
+	for _, s := range e.store.All() {
 		if s.IdPSessionID == "idp-sid-1" {
 			drop = s.ID
 		} else {
@@ -191,7 +205,7 @@ func TestBackchannelLogoutRevokesBySid(t *testing.T) {
 	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{drop}) {
 		t.Fatalf("revoked %v, want only %s", got, drop)
 	}
-	if l := e.store.all(); len(l) != 1 || l[0].ID != keep {
+	if l := e.store.All(); len(l) != 1 || l[0].ID != keep {
 		t.Fatalf("remaining sessions %v", l)
 	}
 	if len(e.edge.users) != 0 {
@@ -200,6 +214,38 @@ func TestBackchannelLogoutRevokesBySid(t *testing.T) {
 	// The same token again is a replay.
 	if code := postLogoutToken(t, e, tok); code != http.StatusBadRequest {
 		t.Errorf("replayed logout token: status %d, want 400", code)
+	}
+}
+
+// Attack: the same logout token delivered many times at once (a replay racing
+// the original) must be acted on once.
+func TestBackchannelLogoutReplayedConcurrentlyRevokesOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	tok := e.idp.logoutToken(func(c map[string]any) { c["sid"] = "idp-sid-1" })
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { codes <- postLogoutToken(t, e, tok) })
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		switch c {
+		case http.StatusOK:
+			ok++
+		case http.StatusBadRequest:
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d deliveries accepted, want exactly 1", ok)
+	}
+	if got := len(e.edge.revokedSIDs()); got != 1 {
+		t.Fatalf("%d revocations published, want 1", got)
 	}
 }
 
@@ -215,7 +261,7 @@ func TestBackchannelLogoutRevokesAllOfSubject(t *testing.T) {
 	if n := len(e.edge.revokedSIDs()); n != 2 {
 		t.Fatalf("%d sessions revoked, want user-1's 2", n)
 	}
-	if l := e.store.all(); len(l) != 1 || l[0].Subject != "user-2" {
+	if l := e.store.All(); len(l) != 1 || l[0].Subject != "user-2" {
 		t.Fatalf("remaining %v", l)
 	}
 	if _, ok := e.edge.users["user-1"]; !ok {
@@ -250,7 +296,7 @@ func TestBackchannelLogoutWrongMethod(t *testing.T) {
 func TestRefreshFailureRevokes(t *testing.T) {
 	e := newEnv(t, nil)
 	e.loggedIn(t)
-	s := e.store.all()[0]
+	s := e.store.All()[0]
 	e.idp.set(func(p *testIdP) { p.refreshFails = true })
 	if err := e.h.RefreshOnce(context.Background()); err != nil {
 		t.Fatal(err)
@@ -258,7 +304,7 @@ func TestRefreshFailureRevokes(t *testing.T) {
 	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{s.ID}) {
 		t.Fatalf("revoked %v, want %s", got, s.ID)
 	}
-	if len(e.store.all()) != 0 {
+	if len(e.store.All()) != 0 {
 		t.Fatal("session kept after the IdP refused its refresh token")
 	}
 	if e.metrics.revoked[KindRefresh] != 1 {
@@ -269,7 +315,7 @@ func TestRefreshFailureRevokes(t *testing.T) {
 func TestRefreshPublishesChangedGroups(t *testing.T) {
 	e := newEnv(t, nil)
 	e.loggedIn(t)
-	old := e.store.all()[0]
+	old := e.store.All()[0]
 	e.idp.set(func(p *testIdP) { p.refreshClaims = map[string]any{"groups": []any{"staff", "new-team"}} })
 	if err := e.h.RefreshOnce(context.Background()); err != nil {
 		t.Fatal(err)
@@ -277,7 +323,7 @@ func TestRefreshPublishesChangedGroups(t *testing.T) {
 	if got := e.edge.groups["user-1"]; !slices.Equal(got, []string{"staff", "new-team"}) {
 		t.Fatalf("published groups %v", got)
 	}
-	s := e.store.all()[0]
+	s := e.store.All()[0]
 	if s.RefreshToken == old.RefreshToken || s.RefreshedAt.IsZero() || !slices.Equal(s.Groups, []string{"staff", "new-team"}) {
 		t.Fatalf("session not updated: %+v", s)
 	}
@@ -315,7 +361,7 @@ func TestRefreshRevokesUserLeavingRequiredGroups(t *testing.T) {
 	if err := e.h.RefreshOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.edge.revokedSIDs()) != 1 || len(e.store.all()) != 0 {
+	if len(e.edge.revokedSIDs()) != 1 || len(e.store.All()) != 0 {
 		t.Fatal("session kept for a user no longer in a required group")
 	}
 }
@@ -345,7 +391,96 @@ func TestRefreshTransientErrorKeepsSession(t *testing.T) {
 	if err := e.h.RefreshOnce(context.Background()); err == nil {
 		t.Fatal("want an error")
 	}
-	if len(e.store.all()) != 1 || len(e.edge.revokedSIDs()) != 0 {
+	if len(e.store.All()) != 1 || len(e.edge.revokedSIDs()) != 0 {
 		t.Fatal("a non-invalid_grant failure revoked the session")
+	}
+}
+
+// replica is a second daemon replica sharing e's store, edge and IdP.
+func (e *env) replica(t *testing.T) *Handler {
+	t.Helper()
+	h, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.idp.retryAfter = 0
+	return h
+}
+
+// Two replicas refreshing at once must spend a rotating refresh token once:
+// an IdP that sees it twice refuses the second use (reuse detection), which
+// would revoke a perfectly good session.
+func TestRefreshByTwoReplicasSpendsTheTokenOnce(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RefreshInterval = time.Hour })
+	e.loggedIn(t)
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	a, b := e.h, e.replica(t)
+	a.now, b.now = later, later
+	e.idp.set(func(p *testIdP) { p.refreshHold = newBarrier(2, 500*time.Millisecond) })
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, h := range []*Handler{a, b} {
+		wg.Go(func() { errs[i] = h.RefreshOnce(context.Background()) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.idp.refreshCount; got != 1 {
+		t.Errorf("refresh token sent to the IdP %d times, want 1", got)
+	}
+	if len(e.edge.revokedSIDs()) != 0 || e.store.Len() != 1 {
+		t.Fatalf("session revoked by a refresh race: revoked %v, %d stored", e.edge.revokedSIDs(), e.store.Len())
+	}
+	// The stored refresh token is the rotated one: the next refresh works.
+	next := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	a.now = next
+	if err := a.RefreshOnce(context.Background()); err != nil || len(e.edge.revokedSIDs()) != 0 {
+		t.Fatalf("next refresh: %v, revoked %v", err, e.edge.revokedSIDs())
+	}
+}
+
+// A session signed out on another replica while this one refreshed it must
+// stay deleted.
+func TestRefreshDoesNotResurrectSignedOutSession(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	sid := e.store.All()[0].ID
+	updates := 0
+	e.store.BeforeUpdate = func(*session.Session) {
+		if updates++; updates == 2 { // the write of the refresh result
+			_ = e.store.Delete(context.Background(), sid)
+		}
+	}
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.store.Has(sid) {
+		t.Fatal("refresh wrote back a session deleted meanwhile")
+	}
+}
+
+// A change made by another replica during a refresh is kept, and so is the
+// rotated refresh token.
+func TestRefreshMergesConcurrentChange(t *testing.T) {
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	sid := e.store.All()[0].ID
+	updates := 0
+	e.store.BeforeUpdate = func(*session.Session) {
+		if updates++; updates == 2 {
+			s, _, _ := e.store.Get(context.Background(), sid)
+			s.Name = "changed elsewhere"
+			_ = e.store.Put(context.Background(), s)
+		}
+	}
+	before := e.store.All()[0].RefreshToken
+	if err := e.h.RefreshOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := e.store.All()[0]
+	if s.Name != "changed elsewhere" || s.RefreshToken == before || s.RefreshToken == "" {
+		t.Fatalf("after refresh: name %q, refresh token rotated %v", s.Name, s.RefreshToken != before)
 	}
 }

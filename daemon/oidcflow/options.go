@@ -14,16 +14,20 @@ import (
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
-// SessionStore is where sessions live so that every daemon replica sees them.
+// SessionStore is where sessions live so that every daemon replica sees
+// them; *session.Store implements it.
 type SessionStore interface {
 	// Put creates or replaces the session with s.ID.
 	Put(ctx context.Context, s *session.Session) error
-	// Get returns the session, or (nil, nil) when no session has that id.
-	Get(ctx context.Context, id string) (*session.Session, error)
+	// Get returns the session and its revision, or session.ErrNotFound.
+	Get(ctx context.Context, id string) (*session.Session, uint64, error)
+	// Update replaces the session only while it is still at revision rev;
+	// session.ErrConflict means another replica changed or deleted it since.
+	Update(ctx context.Context, s *session.Session, rev uint64) (uint64, error)
 	// Delete removes the session; deleting a missing session is not an error.
 	Delete(ctx context.Context, id string) error
-	// List returns every live session (back-channel logout and refresh scan it).
-	List(ctx context.Context) ([]session.Session, error)
+	// List returns the live sessions; subject != "" keeps only that user's.
+	List(ctx context.Context, subject string) ([]session.Session, error)
 }
 
 // Signer turns a session into the edge's session token (a compact JWS, see

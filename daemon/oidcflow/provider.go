@@ -60,7 +60,7 @@ func (i *idp) get(ctx context.Context) (*provider, error) {
 	defer cancel()
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, i.client), i.issuer)
 	if err != nil {
-		i.lastErr = fmt.Errorf("cannot reach IdP discovery at %s/.well-known/openid-configuration: %w; check --oidc.issuer",
+		i.lastErr = fmt.Errorf("IdP discovery at %s/.well-known/openid-configuration failed: %w; check --oidc.issuer (it must equal the issuer the IdP announces) and that the IdP is reachable",
 			strings.TrimSuffix(i.issuer, "/"), err)
 		return nil, i.lastErr
 	}

@@ -40,25 +40,16 @@ func (h *Handler) RefreshOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	all, err := h.opts.Store.List(ctx)
+	all, err := h.opts.Store.List(ctx, "")
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
-	now := h.now()
 	var errs []error
 	for i := range all {
-		s := &all[i]
-		if s.RefreshToken == "" || !s.ExpiresAt.After(now) {
+		if !h.refreshDue(&all[i], h.now()) {
 			continue
 		}
-		last := s.RefreshedAt
-		if last.IsZero() {
-			last = s.IssuedAt
-		}
-		if now.Sub(last) < h.opts.RefreshInterval/2 {
-			continue
-		}
-		if err := h.refreshSession(ctx, p, s); err != nil {
+		if err := h.refreshSession(ctx, p, all[i].ID); err != nil {
 			errs = append(errs, err)
 		}
 		if ctx.Err() != nil {
@@ -68,9 +59,48 @@ func (h *Handler) RefreshOnce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// refreshSession refreshes one session at the IdP.
-func (h *Handler) refreshSession(ctx context.Context, p *provider, s *session.Session) error {
-	short := s.ID[:min(8, len(s.ID))]
+// refreshDue reports whether s should be refreshed now.
+func (h *Handler) refreshDue(s *session.Session, now time.Time) bool {
+	if s.RefreshToken == "" || !s.ExpiresAt.After(now) {
+		return false
+	}
+	last := s.RefreshedAt
+	if last.IsZero() {
+		last = s.IssuedAt
+	}
+	return now.Sub(last) >= h.opts.RefreshInterval/2
+}
+
+// maxStoreAttempts bounds re-reads when another replica keeps changing a
+// session while this one stores its refresh result.
+const maxStoreAttempts = 5
+
+// refreshSession refreshes one session at the IdP. It first claims the
+// session by writing RefreshedAt at the revision it read: of two replicas
+// refreshing at once only one wins that write, so a rotating refresh token
+// is spent once (spending it twice looks like token theft to the IdP, which
+// then refuses it and the session would be revoked).
+func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) error {
+	short := sid[:min(8, len(sid))]
+	s, rev, err := h.opts.Store.Get(ctx, sid)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil // signed out meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("refresh session %s…: %w", short, err)
+	}
+	if !h.refreshDue(s, h.now()) {
+		return nil // another replica refreshed it since the list was read
+	}
+	s.RefreshedAt = h.now()
+	rev, err = h.opts.Store.Update(ctx, s, rev)
+	if errors.Is(err, session.ErrConflict) {
+		return nil // another replica claimed it, or it was signed out
+	}
+	if err != nil {
+		return fmt.Errorf("refresh session %s…: claim: %w", short, err)
+	}
+
 	cctx := h.idp.clientContext(ctx)
 	tok, err := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
 	if err != nil {
@@ -83,6 +113,7 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, s *session.Se
 		return fmt.Errorf("refresh session %s… at the IdP: %w", short, err)
 	}
 	claims := claimSet{}
+	idToken := ""
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		idt, err := p.verifier.Verify(cctx, raw)
 		if err != nil {
@@ -94,7 +125,7 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, s *session.Se
 		if err := idt.Claims(&claims); err != nil {
 			return fmt.Errorf("refresh session %s…: %w", short, err)
 		}
-		s.IDToken = raw
+		idToken = raw
 	}
 	id, err := h.identify(ctx, p, s.Subject, claims, tok)
 	if err != nil {
@@ -104,29 +135,43 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, s *session.Se
 		h.log.Info("refresh: user is no longer in a required group; revoking the session", "sub", s.Subject, "sid", short)
 		return h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
 	}
+	var groups []string
 	if id.hasGroups && !sameSet(id.Groups, s.Groups) && !h.overridden(ctx, s.Subject) {
 		if err := h.opts.Edge.SetGroups(ctx, s.Subject, id.Groups); err != nil {
 			return fmt.Errorf("refresh session %s…: publish groups: %w", short, err)
 		}
 		h.log.Info("refresh: groups changed at the IdP", "sub", s.Subject, "groups", id.Groups)
-		s.Groups = id.Groups
+		groups = id.Groups
 	}
-	if tok.RefreshToken != "" {
-		s.RefreshToken = tok.RefreshToken
+
+	// Store the result on the latest version of the session; one deleted
+	// meanwhile (signed out) stays deleted.
+	for attempt := 1; ; attempt++ {
+		if tok.RefreshToken != "" {
+			s.RefreshToken = tok.RefreshToken
+		}
+		if idToken != "" {
+			s.IDToken = idToken
+		}
+		if groups != nil {
+			s.Groups = groups
+		}
+		s.RefreshedAt = h.now()
+		_, err := h.opts.Store.Update(ctx, s, rev)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, session.ErrConflict) || attempt == maxStoreAttempts {
+			return fmt.Errorf("refresh session %s…: store: %w", short, err)
+		}
+		s, rev, err = h.opts.Store.Get(ctx, sid)
+		if errors.Is(err, session.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("refresh session %s…: store: %w", short, err)
+		}
 	}
-	s.RefreshedAt = h.now()
-	// Do not resurrect a session that was logged out while we refreshed.
-	cur, err := h.opts.Store.Get(ctx, s.ID)
-	if err != nil {
-		return fmt.Errorf("refresh session %s…: %w", short, err)
-	}
-	if cur == nil {
-		return nil
-	}
-	if err := h.opts.Store.Put(ctx, s); err != nil {
-		return fmt.Errorf("refresh session %s…: store: %w", short, err)
-	}
-	return nil
 }
 
 // overridden reports whether an administrator's groups are in force for sub.

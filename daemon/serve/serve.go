@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
@@ -78,11 +79,11 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 
 	// Bind first: a busy port fails fast, before NATS starts. Nothing is
 	// served until Serve.
-	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("serve: listen on %s: %w; check listen", cfg.Listen, err)
+	if s.publicLn, err = listen(cfg.Listen, "listen"); err != nil {
+		return nil, err
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("serve: listen on %s: %w; check admin.listen", cfg.Admin.Listen, err)
+	if s.adminLn, err = listen(cfg.Admin.Listen, "admin.listen"); err != nil {
+		return nil, err
 	}
 
 	if cfg.ExposedWithoutAuth() {
@@ -136,7 +137,6 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		return nil, err
 	}
 
-	store := storeAdapter{s.store}
 	if s.oidc, err = oidcflow.New(oidcflow.Options{
 		PublicURL:    cfg.PublicURL,
 		Issuer:       cfg.OIDC.Issuer,
@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		AllowedDomains:  cfg.Session.AllowedDomains,
 		DefaultRedirect: cfg.Session.DefaultRedirect,
 		RefreshInterval: time.Duration(cfg.Session.RefreshInterval),
-		Store:           store,
+		Store:           s.store,
 		Signer:          s.ring,
 		Tokens:          s.ring,
 		Edge:            s.pub,
@@ -165,15 +165,16 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		PublicURL: cfg.PublicURL, CookieName: cfg.Session.CookieName,
 		ClockSkew: time.Duration(cfg.Keys.ClockSkew),
 		Keys:      s.ring, State: s.watch.State(),
-		ReturnURLs: s.oidc.ReturnURLs(), AllowedDomains: cfg.Session.AllowedDomains,
-		Logger: logger,
+		AllowedDomains: cfg.Session.AllowedDomains,
+		Observe:        s.metrics.Verified,
+		Logger:         logger,
 	}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	adminHandler, err := admin.New(admin.Options{
-		Token: cfg.Admin.Token, Store: store, Edge: adminEdge{s.pub}, Keys: s.ring,
-		Edges:   edgeLister{s.beats},
-		Checks:  map[string]admin.Pinger{"nats": natsPinger{s.nats}, "idp": s.oidc},
+		Token: cfg.Admin.Token, Store: s.store, Edge: adminEdge{s.pub}, Keys: s.ring,
+		Edges:   s.beats,
+		Checks:  map[string]admin.Pinger{"nats": s.nats, "idp": s.oidc},
 		Metrics: s.metrics, Logger: logger,
 	})
 	if err != nil {
@@ -183,6 +184,23 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 	s.public = newHTTPServer(s.publicMux(), logger)
 	s.adminSrv = newHTTPServer(adminHandler, logger)
 	return s, nil
+}
+
+// listen opens a listener, explaining a busy port or a foreign address in
+// terms of the setting that named it.
+func listen(addr, setting string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("%s %s: the port is already in use (another edgepass running?); stop that process or change --%s", setting, addr, setting)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("%s %s: this machine has no such address; change --%s (e.g. 127.0.0.1:port, or :port for every interface)", setting, addr, setting)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s %s: permission denied (ports below 1024 need privileges); change --%s", setting, addr, setting)
+	}
+	return nil, fmt.Errorf("%s %s: %w; check --%s", setting, addr, err, setting)
 }
 
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
@@ -321,4 +339,13 @@ func (s *Server) countSessions(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// adminEdge marks groups set through the admin API as an administrator's
+// override, which logins and refreshes keep; the rest passes through.
+type adminEdge struct{ *edgepub.Publisher }
+
+// SetGroups implements admin.EdgePublisher.
+func (a adminEdge) SetGroups(ctx context.Context, subject string, groups []string) error {
+	return a.Publisher.SetAdminGroups(ctx, subject, groups)
 }

@@ -267,7 +267,7 @@ func TestNewFailsClearly(t *testing.T) {
 
 	cfg := testConfig(t, idp, t.TempDir())
 	cfg.Listen = first.PublicAddr() // already taken
-	if _, err := New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "check listen") {
+	if _, err := New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "--listen") {
 		t.Errorf("New with a busy port = %v, want an error naming the listen setting", err)
 	}
 	cfg = testConfig(t, idp, t.TempDir())

@@ -21,19 +21,16 @@ var (
 	// ErrNotFound means no live session has that id (never existed, deleted,
 	// expired, or the id is malformed).
 	ErrNotFound = errors.New("session not found")
-	// ErrExists means Create met an id already in use.
-	ErrExists = errors.New("session id already exists")
 	// ErrConflict means another replica changed the session since it was read.
 	ErrConflict = errors.New("session changed concurrently")
 )
 
-// NewID returns a fresh session id from crypto/rand.
-func NewID() (string, error) {
+// NewID returns a fresh session id from crypto/rand (which never fails
+// since Go 1.24: it crashes the program instead of returning weak bytes).
+func NewID() string {
 	b := make([]byte, IDBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("session id: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // ValidID reports whether id can be a session id: 22 to 128 base64url
@@ -98,22 +95,6 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*St
 		return nil, fmt.Errorf("session store: create bucket %s: %w", o.Bucket, err)
 	}
 	return &Store{kv: kv, now: o.Now}, nil
-}
-
-// Create stores a new session; the id must not exist yet.
-func (st *Store) Create(ctx context.Context, s *Session) (uint64, error) {
-	data, err := st.encode(s)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := st.kv.Create(ctx, s.ID, data)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, ErrExists
-	}
-	if err != nil {
-		return 0, fmt.Errorf("session store: create: %w", err)
-	}
-	return rev, nil
 }
 
 // Put creates or replaces the session.

@@ -14,21 +14,14 @@ import (
 
 func newSession(t *testing.T, sub string, issued time.Time) *Session {
 	t.Helper()
-	id, err := NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Session{ID: id, Subject: sub, Email: sub + "@example.com", Groups: []string{"staff"},
+	return &Session{ID: NewID(), Subject: sub, Email: sub + "@example.com", Groups: []string{"staff"},
 		IssuedAt: issued, ExpiresAt: issued.Add(time.Hour), RefreshToken: "rt-" + sub}
 }
 
 func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
-		id, err := NewID()
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := NewID()
 		if len(id) != 43 || !ValidID(id) {
 			t.Fatalf("NewID() = %q: want 43 base64url characters", id)
 		}
@@ -79,12 +72,9 @@ func TestStoreCRUD(t *testing.T) {
 	bob := newSession(t, "bob", now.Add(-2*time.Minute))
 	expired := newSession(t, "carol", now.Add(-2*time.Hour))
 	for _, s := range []*Session{alice, alice2, bob, expired} {
-		if _, err := st.Create(ctx, s); err != nil {
-			t.Fatalf("Create: %v", err)
+		if err := st.Put(ctx, s); err != nil {
+			t.Fatalf("Put: %v", err)
 		}
-	}
-	if _, err := st.Create(ctx, alice); !errors.Is(err, ErrExists) {
-		t.Errorf("Create(existing) = %v, want ErrExists", err)
 	}
 
 	got, rev, err := st.Get(ctx, alice.ID)
@@ -134,11 +124,22 @@ func TestStoreCRUD(t *testing.T) {
 	if _, _, err := st.Get(ctx, expired.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(expired) = %v, want ErrNotFound", err)
 	}
+	_, bobRev, err := st.Get(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Delete(ctx, bob.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := st.Get(ctx, bob.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(deleted) = %v, want ErrNotFound", err)
+	}
+	// A replica still holding the revision it read must not bring it back.
+	if _, err := st.Update(ctx, bob, bobRev); !errors.Is(err, ErrConflict) {
+		t.Errorf("Update(deleted) = %v, want ErrConflict", err)
+	}
+	if _, _, err := st.Get(ctx, bob.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Update resurrected a deleted session: %v", err)
 	}
 	if err := st.Delete(ctx, bob.ID); err != nil {
 		t.Errorf("Delete(missing) = %v, want nil", err)

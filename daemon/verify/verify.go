@@ -16,6 +16,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/edgepass/edgepass/daemon/config"
+	"github.com/edgepass/edgepass/daemon/returnurl"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -47,12 +48,6 @@ type EdgeState interface {
 	GroupsOverride(subjectKey string, iat int64) ([]string, bool)
 }
 
-// ReturnURLChecker validates the URL a browser returns to after login
-// (oidcflow's ReturnURLPolicy); Check returns the normalized URL.
-type ReturnURLChecker interface {
-	Check(raw string) (string, bool)
-}
-
 // Options configures the handler.
 type Options struct {
 	// PublicURL is the daemon's base URL: the expected issuer, and where
@@ -63,9 +58,8 @@ type Options struct {
 	ClockSkew time.Duration
 	Keys      KeySource // required
 	State     EdgeState // required
-	// ReturnURLs checks the rd built from X-Forwarded-*; when nil the host
-	// is checked against AllowedDomains.
-	ReturnURLs     ReturnURLChecker
+	// AllowedDomains (session.allowedDomains) are the hosts the rd built
+	// from X-Forwarded-* may name; any other host gets a login without rd.
 	AllowedDomains []string
 	// Observe, if set, receives each outcome: "ok", "unauthenticated",
 	// "revoked", "forbidden".
@@ -89,6 +83,7 @@ type Handler struct {
 	o        Options
 	verifier token.Verifier
 	loginURL string
+	returnTo *returnurl.Policy
 	cache    *lru.Cache[string, verified]
 }
 
@@ -109,8 +104,13 @@ func New(o Options) (*Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	policy, err := returnurl.New(o.AllowedDomains)
+	if err != nil {
+		return nil, fmt.Errorf("verify: session.allowedDomains: %w", err)
+	}
 	base := strings.TrimRight(o.PublicURL, "/")
 	h := &Handler{
+		returnTo: policy,
 		o:        o,
 		verifier: token.Verifier{Issuer: base, Audience: "edgepass", Skew: o.ClockSkew},
 		loginURL: base + "/login",
@@ -294,22 +294,11 @@ func (h *Handler) returnURL(r *http.Request) string {
 	if uri[0] != '/' || strings.HasPrefix(uri, "//") || strings.ContainsAny(uri, "\\\r\n\t ") {
 		return ""
 	}
-	raw := proto + "://" + host + uri
-	u, err := url.Parse(raw)
-	if err != nil || u.Host != host || u.User != nil {
+	checked, ok := h.returnTo.Check(proto + "://" + host + uri)
+	if !ok {
 		return ""
 	}
-	if h.o.ReturnURLs != nil {
-		checked, ok := h.o.ReturnURLs.Check(raw)
-		if !ok {
-			return ""
-		}
-		return checked
-	}
-	if !config.HostAllowed(u.Hostname(), h.o.AllowedDomains) {
-		return ""
-	}
-	return raw
+	return checked
 }
 
 func (h *Handler) observe(outcome string) {

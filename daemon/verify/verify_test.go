@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,19 +266,6 @@ func TestVerifyRedirectsBrowsers(t *testing.T) {
 	}
 }
 
-type denyAll struct{}
-
-func (denyAll) Check(string) (string, bool) { return "", false }
-
-func TestVerifyUsesReturnURLChecker(t *testing.T) {
-	h := newHandler(t, nil)
-	h.o.ReturnURLs = denyAll{}
-	rec := serve(h, forwarded(func(r *http.Request) { r.Header.Set("Accept", "text/html") }))
-	if rec.Header().Get("Location") != base+"/login" {
-		t.Errorf("Location = %q, want login without rd", rec.Header().Get("Location"))
-	}
-}
-
 func TestVerifyAuthorizesRoutes(t *testing.T) {
 	h := newHandler(t, nil)
 	raw := sign(t, claims())
@@ -343,6 +331,9 @@ func TestVerifyMethodAndOptions(t *testing.T) {
 	}
 	if _, err := New(Options{PublicURL: base}); err == nil {
 		t.Error("New without Keys/State = nil error")
+	}
+	if _, err := New(Options{PublicURL: base, Keys: staticKeys{}, State: edgestate.New(), AllowedDomains: []string{"https://example.com"}}); err == nil {
+		t.Error("New with a URL in AllowedDomains = nil error")
 	}
 }
 
@@ -441,5 +432,25 @@ func TestVerifyCacheHonoursExpiryAndKeyChanges(t *testing.T) {
 	keys.ks = token.NewKeySet(token.Key{ID: "k2", Public: otherPub.Public().(ed25519.PublicKey)})
 	if get() != http.StatusUnauthorized {
 		t.Error("cached token accepted after its key left the key set")
+	}
+}
+
+func TestVerifyReportsOutcomes(t *testing.T) {
+	st := edgestate.New()
+	h := newHandler(t, st)
+	var got []string
+	h.o.Observe = func(o string) { got = append(got, o) }
+	raw := sign(t, claims())
+	serve(h, forwarded(withCookie(raw)))
+	r := forwarded(withCookie(raw))
+	r.URL.RawQuery = "allowedGroups=nobody"
+	serve(h, r)
+	serve(h, forwarded(nil))
+	if err := st.Apply("revoke.session."+sid, "", []byte(fmt.Sprintf(`{"exp":%d}`, now.Add(time.Hour).Unix())), 1, now); err != nil {
+		t.Fatal(err)
+	}
+	serve(h, forwarded(withCookie(raw)))
+	if want := []string{"ok", "forbidden", "unauthenticated", "revoked"}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes %v, want %v", got, want)
 	}
 }

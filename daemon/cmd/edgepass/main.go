@@ -14,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/traefik/paerser/cli"
-
 	cmdcli "github.com/edgepass/edgepass/daemon/cli"
 	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/serve"
@@ -28,111 +26,76 @@ func main() {
 	os.Exit(run(os.Args, os.Environ(), os.Stdout, os.Stderr))
 }
 
-func run(args, environ []string, stdout, stderr io.Writer) int {
-	root := &cli.Command{
-		Name: "edgepass",
-		Description: `Single sign-on at the Traefik edge.
-	Runs the OIDC login, session store and edge sync (serve), and manages them over the admin API.`,
-	}
-	cfg := config.New()
-	serveCmd := &cli.Command{
-		Name:          "serve",
-		Description:   "Run the daemon: NATS (embedded or external), OIDC login, /verify, admin API.",
-		Configuration: cfg,
-		Resources:     []cli.ResourceLoader{layered{environ: environ}},
-		Run:           func([]string) error { return runServe(cfg, stderr) },
-	}
-	versionCmd := &cli.Command{
-		Name:        "version",
-		Description: "Print the version.",
-		Run: func([]string) error {
-			_, err := fmt.Fprintln(stdout, versionString())
-			return err
-		},
-	}
-	cmds := []*cli.Command{serveCmd, versionCmd}
-	for _, c := range append(cmds, adminCommands...) {
-		if err := root.AddCommand(c); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-	}
+const rootHelp = `edgepass: single sign-on at the Traefik edge.
 
+Usage:
+  edgepass serve [--configFile=edgepass.yml] [--<setting>=<value> ...]
+      Run the daemon (OIDC login, sessions, edge sync over NATS, /verify,
+      admin API). edgepass serve --help lists every setting.
+  edgepass <command> [flags]
+      Manage a running daemon (commands below).
+  edgepass version
+      Print the version.
+
+` + cmdcli.CommandsHelp
+
+func run(args, environ []string, stdout, stderr io.Writer) int {
 	rest := args[1:]
-	if len(rest) == 0 || isHelp(rest[0]) || rest[0] == "help" {
-		if err := cli.PrintHelp(stdout, root); err != nil {
-			fmt.Fprintln(stderr, "edgepass:", err)
-			return 1
-		}
-		if len(rest) == 0 {
-			return 2
-		}
-		return 0
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, rootHelp)
+		return 2
 	}
-	if rest[0] != "help" && cmdcli.IsCommand(rest[0]) {
-		// Admin CLI: flags --admin.url/--admin.token/--admin.tokenFile and
-		// EDGEPASS_ADMIN_* are read by daemon/cli itself.
+	switch cmd := rest[0]; {
+	case isHelp(cmd) || cmd == "help" && len(rest) == 1:
+		fmt.Fprint(stdout, rootHelp)
+		return 0
+	case cmd == "help" && rest[1] == "serve":
+		return serveCommand([]string{"--help"}, environ, stdout, stderr)
+	case cmd == "serve":
+		return serveCommand(rest[1:], environ, stdout, stderr)
+	case cmd == "version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case cmdcli.IsCommand(cmd):
+		// The admin CLI reads --admin.url/--admin.token/--admin.tokenFile
+		// and EDGEPASS_ADMIN_* itself.
 		return cmdcli.Run(context.Background(), rest, stdout, stderr)
-	}
-	for _, c := range cmds {
-		if c.Name != rest[0] {
-			continue
-		}
-		if err := runCommand(c, rest[1:], stdout); err != nil {
-			fmt.Fprintln(stderr, "edgepass "+c.Name+":", err)
-			return 1
-		}
-		return 0
 	}
 	fmt.Fprintf(stderr, "edgepass: unknown command %q; see edgepass --help\n", rest[0])
 	return 2
 }
 
-// runCommand runs one subcommand the way paerser's cli would (help, then
-// resource loaders, then Run), without reading os.Args.
-func runCommand(c *cli.Command, args []string, stdout io.Writer) error {
-	if c.Configuration != nil {
-		for _, a := range args {
-			if isHelp(a) {
-				return cli.PrintHelp(stdout, c)
+// serveCommand is `edgepass serve [flags]`.
+func serveCommand(args, environ []string, stdout, stderr io.Writer) int {
+	for _, a := range args {
+		if isHelp(a) {
+			if err := config.WriteHelp(stdout); err != nil {
+				return 1
 			}
-		}
-		for _, a := range args {
-			if !strings.HasPrefix(a, "-") {
-				return fmt.Errorf("unexpected argument %q; settings are flags like --oidc.issuer=…", a)
-			}
-		}
-		for _, r := range c.Resources {
-			done, err := r.Load(args, c)
-			if err != nil {
-				return err
-			}
-			if done {
-				break
-			}
+			return 0
 		}
 	}
-	return c.Run(args)
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			fmt.Fprintf(stderr, "edgepass serve: unexpected argument %q; settings are flags like --oidc.issuer=…\n", a)
+			return 2
+		}
+	}
+	cfg, err := config.Load(args, environ)
+	if err == nil {
+		err = runServe(cfg, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "edgepass serve:", err)
+		return 1
+	}
+	return 0
 }
 
 func isHelp(a string) bool { return a == "--help" || a == "-help" || a == "-h" }
 
-// layered loads the serve configuration: defaults, file, EDGEPASS_*, flags.
-type layered struct{ environ []string }
-
-func (l layered) Load(args []string, cmd *cli.Command) (bool, error) {
-	c, err := config.Decode(args, l.environ)
-	if err != nil {
-		return false, err
-	}
-	*cmd.Configuration.(*config.Configuration) = *c
-	return true, nil
-}
-
+// runServe runs the daemon until SIGINT or SIGTERM.
 func runServe(cfg *config.Configuration, stderr io.Writer) error {
-	if err := cfg.Complete(); err != nil {
-		return err
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level(cfg.Log.Level)}))
 	logger.Info("starting edgepass", "version", versionString())
 	if cfg.ConfigFile != "" {

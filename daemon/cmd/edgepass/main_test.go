@@ -28,14 +28,18 @@ func TestRunCommands(t *testing.T) {
 		stdout  string
 		stderr  string
 	}{
-		{"help", []string{"edgepass", "--help"}, nil, 0, "serve", ""},
-		{"no command", []string{"edgepass"}, nil, 2, "Commands:", ""},
+		{"help", []string{"edgepass", "--help"}, nil, 0, "edgepass serve --help lists every setting", ""},
+		{"help names every admin command", []string{"edgepass", "help"}, nil, 0, "groups clear <sub>", ""},
+		{"no command", []string{"edgepass"}, nil, 2, "", "Commands"},
 		{"version", []string{"edgepass", "version"}, nil, 0, "edgepass dev", ""},
 		{"serve help lists settings", []string{"edgepass", "serve", "--help"}, nil, 0, "--oidc.issuer", ""},
+		{"serve help shows env and readable defaults", []string{"edgepass", "serve", "-h"}, nil, 0, "--session.lifetime=12h\n      Session (and token) lifetime", ""},
+		{"help serve", []string{"edgepass", "help", "serve"}, nil, 0, "(EDGEPASS_OIDC_ISSUER)", ""},
+		{"admin command help", []string{"edgepass", "sessions", "--help"}, nil, 0, "sessions revoke <sid>", ""},
 		{"unknown command", []string{"edgepass", "frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
 		{"serve without settings", []string{"edgepass", "serve"}, nil, 1, "", "config: oidc.issuer: required; set --oidc.issuer or EDGEPASS_OIDC_ISSUER"},
 		{"serve with unknown flag", []string{"edgepass", "serve", "--oidc.nope=1"}, nil, 1, "", "config: flags"},
-		{"serve with stray argument", []string{"edgepass", "serve", "now"}, nil, 1, "", `unexpected argument "now"`},
+		{"serve with stray argument", []string{"edgepass", "serve", "now"}, nil, 2, "", `unexpected argument "now"`},
 		{"admin CLI is dispatched", []string{"edgepass", "edges", "--admin.url=http://127.0.0.1:1", "--admin.token=x"}, nil, 1, "", "cannot reach the admin API at http://127.0.0.1:1"},
 		{"serve with bad env", []string{"edgepass", "serve"}, []string{"EDGEPASS_SESSION_LIFETIME=forever"}, 1, "", "config: environment"},
 	}

@@ -1,4 +1,4 @@
-package oidcflow
+package returnurl
 
 import (
 	"net/url"
@@ -6,15 +6,15 @@ import (
 	"testing"
 )
 
-func testPolicy(t testing.TB) *ReturnURLPolicy {
-	p, err := NewReturnURLPolicy([]string{"app.example.com", "127.0.0.1", "*.example.org", "[::1]", "LocalHost"})
+func testPolicy(t testing.TB) *Policy {
+	p, err := New([]string{"app.example.com", "127.0.0.1", "*.example.org", "[::1]", "LocalHost"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func TestReturnURLPolicy(t *testing.T) {
+func TestCheck(t *testing.T) {
 	p := testPolicy(t)
 	cases := []struct {
 		in, want string
@@ -42,6 +42,10 @@ func TestReturnURLPolicy(t *testing.T) {
 		{"https://.example.org/", ""},
 		{"https://a..example.org/", ""},
 		{"vbscript:msgbox", ""},
+		{"https://app.example.com./", ""},     // a trailing dot is another host to a browser's cookie jar
+		{"https://example.org.evil.net/", ""}, // a prefix match is not enough
+		{"https://evilexample.org/", ""},      // a suffix without the dot is not a subdomain
+		{"javascript://app.example.com/%0aalert(1)", ""},
 		{"https://" + strings.Repeat("a", 5000) + ".example.org/", ""},
 	}
 	for _, c := range cases {
@@ -52,9 +56,9 @@ func TestReturnURLPolicy(t *testing.T) {
 	}
 }
 
-func TestNewReturnURLPolicyRejectsBadEntries(t *testing.T) {
+func TestNewRejectsBadEntries(t *testing.T) {
 	for _, d := range []string{"*", "*.com", "https://example.com", "example.com:443", "example.com/path", "*.*.example.com", "ex ample.com", "a@b.com", ""} {
-		if _, err := NewReturnURLPolicy([]string{d}); err == nil {
+		if _, err := New([]string{d}); err == nil {
 			t.Errorf("entry %q accepted", d)
 		}
 	}

@@ -1,4 +1,9 @@
-package oidcflow
+// Package returnurl decides where the daemon may send a browser after login
+// or logout (session.allowedDomains), so that ?rd= and the X-Forwarded-*
+// headers /verify rebuilds a URL from are not an open redirect. It is the
+// one implementation of the allowed-domain rule: configuration validation,
+// the OIDC flow and /verify all use it.
+package returnurl
 
 import (
 	"fmt"
@@ -8,32 +13,33 @@ import (
 	"strings"
 )
 
-// maxReturnURL bounds a return URL; a longer one is refused, not truncated.
-const maxReturnURL = 4096
+// MaxLength bounds a return URL; a longer one is refused, not truncated.
+const MaxLength = 4096
 
-// ReturnURLPolicy decides where the daemon may send a browser after login or
-// logout, so that /login?rd= is not an open redirect.
-type ReturnURLPolicy struct {
+// Policy is a list of allowed hosts. It is immutable and safe for
+// concurrent use.
+type Policy struct {
 	exact    map[string]bool
 	suffixes []string // ".example.com" for "*.example.com"
 }
 
-// NewReturnURLPolicy accepts host names, IP literals and "*.domain" entries
-// (session.allowedDomains). Entries carry no scheme, port or path.
-func NewReturnURLPolicy(allowedDomains []string) (*ReturnURLPolicy, error) {
-	p := &ReturnURLPolicy{exact: map[string]bool{}}
+// New accepts host names, IP literals and "*.domain" entries (the
+// session.allowedDomains setting). Entries carry no scheme, port or path;
+// a bad entry is an error naming it.
+func New(allowedDomains []string) (*Policy, error) {
+	p := &Policy{exact: map[string]bool{}}
 	for _, d := range allowedDomains {
 		e := strings.ToLower(strings.TrimSpace(d))
 		e = strings.TrimSuffix(strings.TrimPrefix(e, "["), "]")
 		if rest, ok := strings.CutPrefix(e, "*."); ok {
 			if !validHostName(rest) || !strings.Contains(rest, ".") {
-				return nil, fmt.Errorf("session.allowedDomains: %q is not a valid wildcard; use \"*.example.com\"", d)
+				return nil, fmt.Errorf("%q is not a valid wildcard: a wildcard needs a domain with a dot, like \"*.example.com\"", d)
 			}
 			p.suffixes = append(p.suffixes, "."+rest)
 			continue
 		}
 		if net.ParseIP(e) == nil && !validHostName(e) {
-			return nil, fmt.Errorf("session.allowedDomains: %q is not a host name, IP address or \"*.domain\" wildcard (no scheme, port or path)", d)
+			return nil, fmt.Errorf("%q is not a host name, IP address or \"*.domain\" wildcard (no scheme, port or path)", d)
 		}
 		p.exact[e] = true
 	}
@@ -61,7 +67,7 @@ func validHostName(h string) bool {
 }
 
 // HostAllowed reports whether host (lower case, no port) is on the list.
-func (p *ReturnURLPolicy) HostAllowed(host string) bool {
+func (p *Policy) HostAllowed(host string) bool {
 	if p.exact[host] {
 		return true
 	}
@@ -77,8 +83,8 @@ func (p *ReturnURLPolicy) HostAllowed(host string) bool {
 // allowed host. It refuses anything a browser could read differently from
 // net/url: user info, backslashes, control characters and spaces, non-ASCII,
 // percent-encoded or otherwise odd authorities, and every other scheme.
-func (p *ReturnURLPolicy) Check(raw string) (string, bool) {
-	if raw == "" || len(raw) > maxReturnURL {
+func (p *Policy) Check(raw string) (string, bool) {
+	if raw == "" || len(raw) > MaxLength {
 		return "", false
 	}
 	for i := 0; i < len(raw); i++ {
