@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/daemon/session"
 )
 
 // DefaultAdminURL is where `edgepass serve` listens for the admin API by default.
@@ -126,7 +128,9 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 			pos = append(pos, args[i+1:]...)
 			break
 		}
-		if len(a) > 1 && a[0] == '-' {
+		// A session id is base64url and may start with "-": a word that is
+		// no known flag but a well-formed id is a positional argument.
+		if len(a) > 1 && a[0] == '-' && (knownFlag(fs, a) || !session.ValidID(a)) {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
 			if !strings.Contains(name, "=") && valueFlags[name] && i+1 < len(args) {
@@ -146,6 +150,12 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 		}
 	})
 	return o, pos, nil
+}
+
+// knownFlag reports whether the word names a flag of fs ("-x", "--x", "--x=v").
+func knownFlag(fs *flag.FlagSet, word string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(word, "-"), "=")
+	return fs.Lookup(name) != nil
 }
 
 // client builds the API client from flags, then environment, then defaults.

@@ -374,6 +374,22 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// About one session id in 64 starts with "-" (base64url); it must be taken
+// as the id, not refused as an unknown flag.
+func TestSessionIDStartingWithDash(t *testing.T) {
+	f := newFixture(t)
+	id := "-u8sCuLNoyXSYCIRIM6qfN5ztrTUjPnvXTOx1VjFHqQ"
+	_ = f.store.Put(context.Background(), &session.Session{ID: id, Subject: "x", ExpiresAt: t0})
+	r := f.run("sessions", "revoke", id, "--json")
+	if r.code != ExitOK || !slices.Equal(f.edge.revoked, []string{id}) {
+		t.Fatalf("%+v revoked %v", r, f.edge.revoked)
+	}
+	// A mistyped flag is still an error, not a session id.
+	if r := f.run("sessions", "list", "--jsn"); r.code != ExitUsage {
+		t.Fatalf("--jsn: %+v", r)
+	}
+}
+
 func TestDashDashEndsFlags(t *testing.T) {
 	f := newFixture(t)
 	_ = f.store.Put(context.Background(), &session.Session{ID: "-odd", Subject: "x", ExpiresAt: t0})

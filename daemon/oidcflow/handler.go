@@ -23,6 +23,10 @@ import (
 	"github.com/edgepass/edgepass/daemon/returnurl"
 )
 
+// LoggedOutPath (under publicURL) is the post-logout redirect URI to register
+// at the IdP: it is the same for every logout, as providers require.
+const LoggedOutPath = "/logged-out"
+
 // Handler serves /login, /callback, /logout and /backchannel-logout and runs
 // the periodic refresh. Create it with New.
 type Handler struct {
@@ -98,6 +102,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /callback", h.callback)
 	mux.HandleFunc("GET /logout", h.logout)
 	mux.HandleFunc("POST /logout", h.logout)
+	mux.HandleFunc("GET "+LoggedOutPath, h.loggedOut)
 	mux.HandleFunc("POST /backchannel-logout", h.backchannelLogout)
 }
 

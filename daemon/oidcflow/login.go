@@ -19,15 +19,14 @@ func (h *Handler) bindingCookie() string { return h.opts.CookieName + "_login" }
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	returnTo := h.opts.DefaultRedirect
 	if rd := r.URL.Query().Get("rd"); rd != "" {
-		u, ok := h.returnURL.Check(rd)
-		if !ok {
-			h.log.Info("login refused a return URL outside the allowed domains", "rd", truncate(rd, 200))
-			h.fail(w, http.StatusBadRequest, ReasonReturnURL, "Return address not allowed",
-				"The page that sent you here asked to return to an address edgepass does not serve. "+
-					"If you operate this site, add its host to session.allowedDomains.")
-			return
+		// A return URL outside the allowed domains is an open-redirect
+		// attempt or a missing session.allowedDomains entry: sign in anyway
+		// and land on the default page.
+		if u, ok := h.returnURL.Check(rd); ok {
+			returnTo = u
+		} else {
+			h.log.Warn("login: return URL outside session.allowedDomains; using session.defaultRedirect", "rd", truncate(rd, 200))
 		}
-		returnTo = u
 	}
 	p, err := h.idp.get(r.Context())
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -94,8 +95,12 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 				v.Set("id_token_hint", sess.IDToken)
 			}
 			v.Set("client_id", h.opts.ClientID)
+			// Providers accept only registered post-logout URIs (exact match),
+			// so the IdP returns to one fixed daemon page and the return URL
+			// travels in state, checked again there.
+			v.Set("post_logout_redirect_uri", h.loggedOutURL())
 			if returnTo != "" {
-				v.Set("post_logout_redirect_uri", returnTo)
+				v.Set("state", returnTo)
 			}
 			u.RawQuery = v.Encode()
 			http.Redirect(w, r, u.String(), http.StatusFound)
@@ -106,6 +111,26 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if returnTo != "" {
 		http.Redirect(w, r, returnTo, http.StatusFound)
 		return
+	}
+	h.render(w, http.StatusOK, page{Title: "Signed out", Message: "You are signed out."})
+}
+
+// loggedOutURL is the post_logout_redirect_uri to register at the IdP.
+func (h *Handler) loggedOutURL() string {
+	return strings.TrimSuffix(h.opts.PublicURL, "/") + LoggedOutPath
+}
+
+// loggedOut handles GET /logged-out, where the IdP sends the browser after
+// RP-initiated logout: on to the return URL carried in state if allowed,
+// else a signed-out page.
+func (h *Handler) loggedOut(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if rd := r.URL.Query().Get("state"); rd != "" {
+		if u, ok := h.returnURL.Check(rd); ok {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+		h.log.Info("logged-out: return URL outside session.allowedDomains ignored", "rd", truncate(rd, 200))
 	}
 	h.render(w, http.StatusOK, page{Title: "Signed out", Message: "You are signed out."})
 }

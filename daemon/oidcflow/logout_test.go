@@ -53,8 +53,14 @@ func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
 		t.Fatalf("redirected to %q, want the IdP's end_session_endpoint", loc)
 	}
 	q := loc.Query()
-	if q.Get("id_token_hint") != s.IDToken || q.Get("post_logout_redirect_uri") != "https://app.example.com/bye" || q.Get("client_id") != "edgepass" {
+	if q.Get("id_token_hint") != s.IDToken || q.Get("post_logout_redirect_uri") != e.srv.URL+LoggedOutPath ||
+		q.Get("state") != "https://app.example.com/bye" || q.Get("client_id") != "edgepass" {
 		t.Errorf("end_session query: %v", q)
+	}
+	// The IdP sends the browser back to the registered URI with state.
+	back := get(t, c, q.Get("post_logout_redirect_uri")+"?state="+url.QueryEscape(q.Get("state")))
+	if back.StatusCode != http.StatusFound || back.Header.Get("Location") != "https://app.example.com/bye" {
+		t.Errorf("back from the IdP: %d to %q, want 302 to the return URL", back.StatusCode, back.Header.Get("Location"))
 	}
 	if e.metrics.revoked[KindLogout] != 1 {
 		t.Errorf("logout revocation not counted: %v", e.metrics.revoked)
@@ -73,8 +79,20 @@ func TestLogoutByPOST(t *testing.T) {
 		t.Fatalf("POST /logout did not revoke")
 	}
 	loc, _ := url.Parse(resp.Header.Get("Location"))
-	if got := loc.Query().Get("post_logout_redirect_uri"); got != "https://app.example.com/" {
-		t.Fatalf("post_logout_redirect_uri %q: a refused rd must fall back to the default", got)
+	if got := loc.Query().Get("state"); got != "https://app.example.com/" {
+		t.Fatalf("state %q: a refused rd must fall back to the default", got)
+	}
+}
+
+// Attack: a crafted link to /logged-out with a foreign state, to bounce a
+// user off the daemon to another site.
+func TestLoggedOutRejectsOpenRedirect(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, rd := range []string{"https://evil.com/", "//evil.com", "javascript:alert(1)"} {
+		resp := get(t, browser(t), e.srv.URL+LoggedOutPath+"?state="+url.QueryEscape(rd))
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+			t.Errorf("state %q: %d to %q; want the signed-out page", rd, resp.StatusCode, resp.Header.Get("Location"))
+		}
 	}
 }
 

@@ -76,7 +76,6 @@ type Metrics interface {
 
 // Login failure reasons reported to Metrics.LoginFailed.
 const (
-	ReasonReturnURL = "return_url"
 	ReasonDiscovery = "discovery"
 	ReasonState     = "state"
 	ReasonIdPError  = "idp_error"

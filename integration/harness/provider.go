@@ -35,11 +35,9 @@ type ProviderSpec struct {
 	ClientSecret           string
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
-	// PostLogoutRedirectHosts accepts any post-logout URI on these hosts.
-	PostLogoutRedirectHosts []string
-	BackchannelLogoutURI    string
-	LogDir                  string
-	Name                    string // default "oidcprovider"
+	BackchannelLogoutURI   string
+	LogDir                 string
+	Name                   string // default "oidcprovider"
 }
 
 // Provider is a running OIDC provider.
@@ -67,7 +65,6 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 			"CLIENT_SECRET=" + s.ClientSecret,
 			"REDIRECT_URIS=" + strings.Join(s.RedirectURIs, ","),
 			"POST_LOGOUT_REDIRECT_URIS=" + strings.Join(s.PostLogoutRedirectURIs, ","),
-			"POST_LOGOUT_REDIRECT_HOSTS=" + strings.Join(s.PostLogoutRedirectHosts, ","),
 			"BACKCHANNEL_LOGOUT_URI=" + s.BackchannelLogoutURI,
 			"DEBUG=",
 		},

@@ -163,18 +163,17 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 	}
 
 	s.Provider, err = StartProvider(ProviderSpec{
-		Node:                   o.Bins.Node,
-		Dir:                    o.Bins.Provider,
-		Port:                   ports.Provider,
-		ClientSecret:           o.ClientSecret,
-		RedirectURIs:           []string{daemonURL + "/callback"},
-		PostLogoutRedirectURIs: []string{daemonURL + "/"},
-		// The daemon passes the page the user logged out from (any Traefik
-		// port), after checking it against session.allowedDomains.
-		PostLogoutRedirectHosts: []string{"127.0.0.1"},
-		BackchannelLogoutURI:    daemonURL + "/backchannel-logout",
-		LogDir:                  s.LogDir,
-		Name:                    fileName(o.component("oidcprovider")),
+		Node:         o.Bins.Node,
+		Dir:          o.Bins.Provider,
+		Port:         ports.Provider,
+		ClientSecret: o.ClientSecret,
+		RedirectURIs: []string{daemonURL + "/callback"},
+		// Registered exactly, as real providers require: the daemon always
+		// sends its own /logged-out page and carries the return URL in state.
+		PostLogoutRedirectURIs: []string{daemonURL + "/logged-out"},
+		BackchannelLogoutURI:   daemonURL + "/backchannel-logout",
+		LogDir:                 s.LogDir,
+		Name:                   fileName(o.component("oidcprovider")),
 	})
 	if err != nil {
 		return s, err

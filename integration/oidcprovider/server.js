@@ -9,11 +9,6 @@
 //   CLIENT_SECRET              the `edgepass` client's secret (required)
 //   REDIRECT_URIS              comma-separated redirect URIs (the daemon's /callback)
 //   POST_LOGOUT_REDIRECT_URIS  comma-separated post-logout redirect URIs
-//   POST_LOGOUT_REDIRECT_HOSTS comma-separated host names; an http(s)
-//                              post-logout redirect URI on one of them (any
-//                              port) is accepted too: the daemon passes the
-//                              page the user logged out from, already checked
-//                              against its own allowed domains
 //   BACKCHANNEL_LOGOUT_URI     the daemon's /backchannel-logout ("" = none)
 //   USERS_FILE                 optional JSON file replacing the built-in users
 //
@@ -42,7 +37,6 @@ if (!clientSecret) fail('set CLIENT_SECRET to the edgepass client secret');
 const redirectUris = list(process.env.REDIRECT_URIS);
 if (redirectUris.length === 0) fail('set REDIRECT_URIS to the daemon\'s /callback URL');
 const postLogoutRedirectUris = list(process.env.POST_LOGOUT_REDIRECT_URIS);
-const postLogoutRedirectHosts = list(process.env.POST_LOGOUT_REDIRECT_HOSTS).map((h) => h.toLowerCase());
 const backchannelLogoutUri = process.env.BACKCHANNEL_LOGOUT_URI || '';
 const issuer = `http://127.0.0.1:${port}`;
 
@@ -168,17 +162,6 @@ const provider = new Provider(issuer, {
     ctx.body = page('Error', `<pre id="error">${esc(JSON.stringify(out, null, 2))}</pre>`);
   },
 });
-
-if (postLogoutRedirectHosts.length > 0) {
-  const allowed = provider.Client.prototype.postLogoutRedirectUriAllowed;
-  provider.Client.prototype.postLogoutRedirectUriAllowed = function hostAllowed(value) {
-    if (allowed.call(this, value)) return true;
-    let u;
-    try { u = new URL(value); } catch { return false; }
-    return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password
-      && postLogoutRedirectHosts.includes(u.hostname.toLowerCase());
-  };
-}
 
 provider.on('server_error', (ctx, err) => console.error('oidcprovider: server_error', err));
 provider.on('backchannel.error', (ctx, err, c, accountId, sid) => {
