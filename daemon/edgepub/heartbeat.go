@@ -11,11 +11,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats.go"
 )
-
-// HeartbeatSubjectPrefix + bucket is where edges report (contracts.md).
-const HeartbeatSubjectPrefix = "edgepass.heartbeat."
 
 // Limits on heartbeats, which any NATS user allowed to publish them can forge:
 // they bound memory, never grant anything.
@@ -30,18 +28,7 @@ const (
 )
 
 // Heartbeat is one edge replica's report, as it sends it.
-type Heartbeat struct {
-	Replica         string `json:"replica"`
-	Bucket          string `json:"bucket"`
-	Seq             uint64 `json:"seq"`
-	Synced          bool   `json:"synced"`
-	HeardAgoMs      int64  `json:"heardAgoMs"`
-	RevokedSessions int    `json:"revokedSessions"`
-	RevokedUsers    int    `json:"revokedUsers"`
-	Groups          int    `json:"groups"`
-	Rejected        uint64 `json:"rejected"`
-	At              int64  `json:"at"` // unix ms, the edge's clock
-}
+type Heartbeat = natsedge.Heartbeat
 
 // EdgeStatus is a replica's latest heartbeat as the daemon sees it.
 type EdgeStatus struct {
@@ -86,7 +73,7 @@ func SubscribeHeartbeats(nc *nats.Conn, bucket string, o HeartbeatOptions) (*Hea
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Heartbeats{bucket: bucket, now: o.Now, lastSeq: o.LastSeq, logger: o.Logger, latest: map[string]EdgeStatus{}}
-	sub, err := nc.Subscribe(HeartbeatSubjectPrefix+bucket, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(natsedge.HeartbeatSubject(bucket), func(m *nats.Msg) {
 		if err := h.Record(m.Data); err != nil {
 			h.logger.Debug("edgepub: ignoring heartbeat", "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -40,19 +41,9 @@ func (a NATSAccess) connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Heartbeat is an edge replica's heartbeat (docs/contracts.md, "Heartbeat").
+// Heartbeat is an edge replica's heartbeat, with when the harness got it.
 type Heartbeat struct {
-	Replica         string `json:"replica"`
-	Bucket          string `json:"bucket"`
-	Seq             uint64 `json:"seq"`
-	Synced          bool   `json:"synced"`
-	HeardAgoMs      int64  `json:"heardAgoMs"`
-	RevokedSessions int    `json:"revokedSessions"`
-	RevokedUsers    int    `json:"revokedUsers"`
-	Groups          int    `json:"groups"`
-	Rejected        int    `json:"rejected"`
-	At              int64  `json:"at"`
-
+	natsedge.Heartbeat
 	received time.Time
 }
 
@@ -73,7 +64,7 @@ func WatchHeartbeats(a NATSAccess) (*HeartbeatWatcher, error) {
 		return nil, err
 	}
 	w := &HeartbeatWatcher{nc: nc, latest: map[string]Heartbeat{}, notify: make(chan struct{}, 1)}
-	_, err = nc.Subscribe("edgepass.heartbeat."+a.Bucket, func(m *nats.Msg) {
+	_, err = nc.Subscribe(natsedge.HeartbeatSubject(a.Bucket), func(m *nats.Msg) {
 		var hb Heartbeat
 		w.mu.Lock()
 		defer w.mu.Unlock()

@@ -752,26 +752,30 @@ func (ss *session) onStatus(m *message, now time.Time) {
 	}
 }
 
-// heartbeat is what the edge reports on edgepass.heartbeat.<bucket>.
-type heartbeat struct {
+// Heartbeat is what each edge replica reports every HeartbeatInterval on
+// HeartbeatSubject(bucket), so the daemon can show every replica's sync state.
+type Heartbeat struct {
 	Replica         string `json:"replica"`
 	Bucket          string `json:"bucket"`
-	Seq             uint64 `json:"seq"`
+	Seq             uint64 `json:"seq"` // last applied stream sequence
 	Synced          bool   `json:"synced"`
-	HeardAgoMs      int64  `json:"heardAgoMs"`
+	HeardAgoMs      int64  `json:"heardAgoMs"` // -1: never heard from NATS
 	RevokedSessions int    `json:"revokedSessions"`
 	RevokedUsers    int    `json:"revokedUsers"`
 	Groups          int    `json:"groups"`
 	Rejected        uint64 `json:"rejected"`
-	At              int64  `json:"at"`
+	At              int64  `json:"at"` // unix ms, the edge's clock
 }
+
+// HeartbeatSubject is where edges of the bucket publish their heartbeats.
+func HeartbeatSubject(bucket string) string { return "edgepass.heartbeat." + bucket }
 
 func (ss *session) publishHeartbeat(now time.Time) {
 	w := ss.w
 	ss.lastBeat = now
 	st := w.state.Stats()
 	ws := w.Stats()
-	hb := heartbeat{
+	hb := Heartbeat{
 		Replica:         w.s.replica,
 		Bucket:          w.s.bucket,
 		Seq:             w.lastSeq,
@@ -793,6 +797,6 @@ func (ss *session) publishHeartbeat(now time.Time) {
 	if err != nil {
 		return
 	}
-	ss.buf = appendPub(ss.buf, "edgepass.heartbeat."+w.s.bucket, "", body)
+	ss.buf = appendPub(ss.buf, HeartbeatSubject(w.s.bucket), "", body)
 	w.count(func(st *Stats) { st.Heartbeats++ })
 }
