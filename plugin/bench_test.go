@@ -64,7 +64,6 @@ func BenchmarkServeHTTP(b *testing.B) {
 		}
 		m := h.(*Middleware)
 		m.clock = func() time.Time { return testNow }
-		m.until = func(t time.Time) time.Duration { return t.Sub(testNow) }
 		return m
 	}
 	w := &nopWriter{h: http.Header{}}

@@ -3,7 +3,6 @@ package edgepass
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -14,7 +13,6 @@ type entry struct {
 	claims     *token.Claims
 	keys       *token.KeySet // the set the signature was checked against
 	expires    int64         // exp + skew: unusable from this unix second on
-	expiresAt  time.Time     // the same, for the hot path's single time.Until call
 	subjectKey string
 	version    int64 // edge-state version the decision was computed at
 	// okVersion is version when the request may be served (allowed, not revoked)

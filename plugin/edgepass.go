@@ -40,9 +40,12 @@ type Middleware struct {
 	cookieName   string
 	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
 	removeCookie bool
-	// clock and until are time.Now and time.Until in production; tests move them.
+	// clock is time.Now in production; tests move it (and bump version, as
+	// the process-wide ticker does every second).
 	clock func() time.Time
-	until func(time.Time) time.Duration
+	// ticking: version is registered with the process-wide ticker (done on
+	// the first slow request, so New itself starts nothing).
+	ticking atomic.Bool
 }
 
 // New validates the configuration and precomputes everything the request path
@@ -60,7 +63,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	version := &atomic.Int64{}
+	version := &localVersion
 	if state != nil {
 		version = state.VersionCounter()
 	}
@@ -86,7 +89,6 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		special:      special,
 		removeCookie: s.removeCookie,
 		clock:        time.Now,
-		until:        time.Until,
 	}, nil
 }
 
@@ -115,7 +117,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		v, _ := m.fast.Load(line[0])
 		e, _ = v.(*entry)
 	}
-	if e == nil || e.okVersion != m.version.Load() || m.until(e.expiresAt) <= 0 {
+	if e == nil || e.okVersion != m.version.Load() {
 		m.serveSlow(rw, r)
 		return
 	}
@@ -137,6 +139,10 @@ func (m *Middleware) stripHeader(h http.Header, k string) {
 // sight of a token or of its header line, expiry, edge-state changes, refusals
 // and removeCookie. Identity headers are already stripped.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
+	if !m.ticking.Load() {
+		m.ticking.Store(true)
+		tickEverySecond(m.version)
+	}
 	if m.special && m.serveSpecial(rw, r) {
 		return
 	}
@@ -312,7 +318,6 @@ func (m *Middleware) refresh(raw string, old *entry, now int64) *entry {
 // formats the identity headers.
 func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, now int64) *entry {
 	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey}
-	e.expiresAt = time.Unix(e.expires, 0)
 	groups := c.Groups
 	// Read the version first: a change racing with this computation leaves the
 	// entry stale, and the next request recomputes it.

@@ -364,7 +364,7 @@ func TestRejectsExpiredToken(t *testing.T) {
 			t.Fatal("fresh token refused")
 		}
 	}
-	clk.t = testNow.Add(60*time.Second + 30*time.Second) // exp + skew
+	clk.set(testNow.Add(60*time.Second + 30*time.Second)) // exp + skew
 	before := rec.called
 	for i := 0; i < 2; i++ {
 		if serve(m, withCookie(httptest.NewRequest(http.MethodGet, "/", nil), raw)).Code != http.StatusUnauthorized || rec.called != before {
@@ -593,7 +593,7 @@ func TestStaleState(t *testing.T) {
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 				t.Fatal("fresh state refused")
 			}
-			clk.t = testNow.Add(61 * time.Second)
+			clk.set(testNow.Add(61 * time.Second))
 			rw := serve(m, withCookie(browserRequest("/"), raw))
 			if action == "serve" {
 				if rw.Code != http.StatusTeapot {

@@ -72,12 +72,19 @@ func (rec *recorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.WriteHeader(http.StatusTeapot)
 }
 
-// clockAt pins the middleware clock; returns a setter to move it.
-type clock struct{ t time.Time }
+// clock pins the middleware clock; set moves it and, as the process-wide
+// ticker does every second in production, bumps the middleware's version.
+type clock struct {
+	t time.Time
+	m *Middleware
+}
 
 func (c *clock) now() time.Time { return c.t }
 
-func (c *clock) until(t time.Time) time.Duration { return t.Sub(c.t) }
+func (c *clock) set(t time.Time) {
+	c.t = t
+	c.m.version.Add(1)
+}
 
 func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock) {
 	tb.Helper()
@@ -91,9 +98,8 @@ func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock)
 		tb.Fatalf("New: %v", err)
 	}
 	m := h.(*Middleware)
-	clk := &clock{t: testNow}
+	clk := &clock{t: testNow, m: m}
 	m.clock = clk.now
-	m.until = clk.until
 	return m, rec, clk
 }
 
