@@ -31,9 +31,9 @@ export EDGEPASS_TRAEFIK="${EDGEPASS_TRAEFIK:-$(scripts/build-traefik.sh)}"
 
 cd integration
 exec go run ./cmd/bench \
-  -duration="${DURATION:-8s}" \
+  -duration="${DURATION:-5s}" \
   -warmup="${WARMUP:-3s}" \
-  -rounds="${ROUNDS:-5}" \
+  -rounds="${ROUNDS:-9}" \
   -threads="${THREADS:-2}" \
   -connections="${CONNECTIONS:-32}" \
   "$@"

@@ -37,6 +37,9 @@ type Options struct {
 	MemoryRevocations int
 	// CookieGroups is the number of groups in the cookie-size token.
 	CookieGroups int
+	// Floor adds a fourth route with a trivial Yaegi plugin (YaegiFloor),
+	// to tell the edgepass plugin's own cost from any Yaegi plugin's.
+	Floor bool
 	// Profile takes CPU profiles of Traefik under no-middleware and plugin
 	// load (after the comparison, on a Traefik restarted with api.debug).
 	Profile bool
@@ -47,17 +50,17 @@ type Options struct {
 	Logf   func(format string, args ...any)
 }
 
-// DefaultOptions are sized for about five minutes on two cores. Five short
+// DefaultOptions are sized for about four minutes on two cores. Nine short
 // rounds rather than three long ones: on a small shared machine the noise is
-// other processes, and a median over more rounds resists it better.
+// other processes' bursts, and a median over more rounds resists it better.
 func DefaultOptions() Options {
 	return Options{
 		Load: Load{
 			Threads:     2,
 			Connections: 32,
-			Duration:    8 * time.Second,
+			Duration:    5 * time.Second,
 			WarmUp:      3 * time.Second,
-			Rounds:      5,
+			Rounds:      9,
 			Pause:       time.Second,
 		},
 		Revocations:       200,
@@ -74,9 +77,11 @@ func DefaultOptions() Options {
 // Results is everything one run measured; a nil section was not measured
 // and Problems says why.
 type Results struct {
-	Started    time.Time
-	Took       time.Duration
-	Machine    Machine
+	Started time.Time
+	Took    time.Duration
+	Machine Machine
+	// Plugin is PluginDigest of the measured plugin source.
+	Plugin     string
 	Options    Options `json:"-"`
 	Throughput *Throughput
 	// PluginLoaded is the plugin's throughput before and with
@@ -127,6 +132,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return res, err
 	}
 	res.Machine = DescribeMachine(ctx, bins.Traefik, o.WrkBin)
+	res.Plugin = PluginDigest(bins.Repo)
 
 	// Compile the Go benchmarks now: compiling during the load test would
 	// steal its CPU.
@@ -184,7 +190,7 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 	stackDir := filepath.Join(work, "stack")
 	_ = os.RemoveAll(stackDir)
 	logf("bench: starting echo, oidc-provider, the daemon (embedded NATS) and Traefik")
-	s, err := StartStack(bins, stackDir)
+	s, err := StartStack(bins, stackDir, o.Floor)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,15 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -21,6 +26,31 @@ type Machine struct {
 	// TraefikBin is the binary, for reading its profiles.
 	TraefikBin string
 	Wrk        string
+}
+
+// PluginDigest identifies the plugin source a run measured: the first 12
+// hex digits of SHA-256 over the non-test .go files under plugin/ (the files
+// Traefik loads), with their paths, in path order.
+func PluginDigest(repo string) string {
+	var files []string
+	_ = filepath.WalkDir(filepath.Join(repo, "plugin"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	h := sha256.New()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "unknown"
+		}
+		rel, _ := filepath.Rel(repo, f)
+		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // DescribeMachine gathers what a reader needs to compare runs.

@@ -62,7 +62,7 @@ func (r *Results) WriteReport(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	m := r.Machine
 	p("edgepass benchmark, %s (took %s)", r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Took.Round(time.Second))
-	p("machine: %d × %s, Linux %s, %s, Traefik %s, wrk %s", m.CPUs, m.CPU, m.Kernel, m.Go, m.Traefik, m.Wrk)
+	p("machine: %d × %s, Linux %s, %s, Traefik %s, wrk %s; plugin source digest %s", m.CPUs, m.CPU, m.Kernel, m.Go, m.Traefik, m.Wrk, r.Plugin)
 	if tp := r.Throughput; tp != nil {
 		l := tp.Load
 		p("load: wrk -t%d -c%d -d%s --latency per variant per round, %d rounds round-robin after a %s warm-up per variant;",
@@ -82,8 +82,33 @@ func (r *Results) WriteReport(w io.Writer) {
 			}
 			p("%-15s %9.0f %8.2f %9s %9s   %s", s.Variant, s.RequestsPerS, rel, fmtDur(s.P50), fmtDur(s.P99), strings.Join(rounds, " "))
 		}
-		p("(medians over rounds; vs none = req/s relative to no-middleware)")
-		p("per-round plugin/no-middleware: %s; plugin/forwardauth: %s", roundRatios(tp, NoMiddleware.Name), roundRatios(tp, ForwardAuth.Name))
+		p("(medians over rounds; vs none = median req/s relative to no-middleware's)")
+		p("per-round plugin/no-middleware: %s (median %.2f: the reported ratio)", roundRatios(tp, NoMiddleware.Name), tp.PluginVsNone)
+		p("per-round plugin/forwardauth:   %s (median %.2f: the reported ratio)", roundRatios(tp, ForwardAuth.Name), tp.PluginVsForwardAuth)
+		for _, w := range tp.NoiseWarnings() {
+			p("WARNING: %s", w)
+		}
+		if tp.Summaries[0].CPU != nil {
+			p("")
+			p("CPU per request, µs (median over rounds; all %d cores; other = kernel and processes not listed):", r.Machine.CPUs)
+			cols := []string{"traefik", "daemon", "echo", "wrk", "other", "idle"}
+			p("%-15s %8s %8s %8s %8s %8s %8s %8s", "variant", cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], "total")
+			for _, s := range tp.Summaries {
+				total := 0.0
+				vals := make([]any, 0, 8)
+				vals = append(vals, s.Variant)
+				for _, c := range cols {
+					vals = append(vals, s.CPU[c])
+					total += s.CPU[c]
+				}
+				vals = append(vals, total)
+				p("%-15s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f", vals...)
+			}
+			if a, b := tp.OwnCPU(NoMiddleware.Name), tp.OwnCPU(Plugin.Name); a > 0 && b > 0 {
+				c := tp.OwnCPU(ForwardAuth.Name)
+				p("requests per CPU-second of traefik+daemon+echo+wrk (immune to other processes): plugin/no-middleware %.2f, plugin/forwardauth %.2f", a/b, c/b)
+			}
+		}
 	}
 	p("")
 	if pl := r.PluginLoaded; pl != nil && r.Memory != nil {
@@ -216,7 +241,7 @@ func (r *Results) WriteFiles(dir string) error {
 // SVG draws the medians as horizontal bars with each round as a tick.
 func (t *Throughput) SVG(m Machine, when time.Time) string {
 	const (
-		width, left, right, top, barH, gap = 760, 130, 150, 58, 34, 18
+		width, left, right, top, barH, gap = 760, 130, 190, 58, 34, 18
 	)
 	max := 0.0
 	for _, s := range t.Summaries {
@@ -231,23 +256,28 @@ func (t *Throughput) SVG(m Machine, when time.Time) string {
 	}
 	scale := float64(width-left-right) / max
 	height := top + len(t.Summaries)*(barH+gap) + 40
-	colors := map[string]string{NoMiddleware.Name: "#8c8c8c", Plugin.Name: "#2b7bb9", ForwardAuth.Name: "#d9822b"}
+	colors := map[string]string{NoMiddleware.Name: "#8c8c8c", Plugin.Name: "#2b7bb9", ForwardAuth.Name: "#d9822b", YaegiFloor.Name: "#6aa84f"}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">Requests/s through one Traefik %s (median of %d rounds, higher is better)</text>`+"\n", 12, html.EscapeString(m.Traefik), t.Load.Rounds)
-	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#555">plugin/no-middleware %.2f · plugin/forwardauth %.2f · wrk -t%d -c%d -d%s · %d × %s · %s</text>`+"\n",
+	version, _, _ := strings.Cut(m.Traefik, " ")
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">Requests/s through one Traefik %s, median of %d rounds (higher is better)</text>`+"\n", 12, html.EscapeString(version), t.Load.Rounds)
+	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#555" font-size="12">plugin/no-middleware %.2f · plugin/forwardauth %.2f · wrk -t%d -c%d -d%s · %d × %s · %s</text>`+"\n",
 		12, t.PluginVsNone, t.PluginVsForwardAuth, t.Load.Threads, t.Load.Connections, t.Load.Duration, m.CPUs, html.EscapeString(m.CPU), when.UTC().Format("2006-01-02"))
 	for i, s := range t.Summaries {
 		y := top + i*(barH+gap)
 		w := int(s.RequestsPerS * scale)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-10, y+barH/2+5, html.EscapeString(s.Variant))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>`+"\n", left, y, w, barH, colors[s.Variant])
+		end := left + w
 		for _, x := range s.PerRound {
 			px := left + int(x*scale)
-			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="2"/>`+"\n", px, y-4, px, y+barH+4)
+			if px > end {
+				end = px
+			}
+			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="1.5"/>`+"\n", px, y-4, px, y+barH+4)
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%.0f req/s · p99 %s</text>`+"\n", left+w+8, y+barH/2+5, s.RequestsPerS, html.EscapeString(fmtDur(s.P99)))
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%.0f req/s · p99 %s</text>`+"\n", end+8, y+barH/2+5, s.RequestsPerS, html.EscapeString(fmtDur(s.P99)))
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555" font-size="11">ticks: each round's req/s. Source: make bench (integration/bench).</text>`+"\n", left, height-14)
 	b.WriteString("</svg>\n")

@@ -25,6 +25,8 @@ type WrkRun struct {
 	Variant string
 	Round   int // 0 = warm-up
 	WrkResult
+	// CPU is where each request's CPU time went, by process.
+	CPU CPUPerRequest
 }
 
 // VariantSummary is the median over rounds.
@@ -33,6 +35,8 @@ type VariantSummary struct {
 	RequestsPerS float64
 	P50, P99     time.Duration
 	PerRound     []float64 // req/s of each round, in round order
+	// CPU is the median over rounds of each process's µs per request.
+	CPU CPUPerRequest
 }
 
 // Throughput is the side-by-side comparison.
@@ -40,18 +44,23 @@ type Throughput struct {
 	Load      Load
 	Runs      []WrkRun
 	Summaries []VariantSummary // in Variants order
-	// PluginVsNone and PluginVsForwardAuth are ratios of median req/s.
+	// PluginVsNone and PluginVsForwardAuth are the medians of the
+	// per-round ratios of req/s: each round runs the variants back to back,
+	// so a ratio compares neighbours in time and a burst of other work on
+	// the machine spoils one round's ratio instead of one variant's median.
 	PluginVsNone        float64
 	PluginVsForwardAuth float64
+
+	variants []Variant
 }
 
 // order returns the variants in the order of round r (1-based): rotated
 // every round, so no variant always runs first or after the same neighbour.
-func order(r int) []Variant {
-	n := len(Variants)
+func order(variants []Variant, r int) []Variant {
+	n := len(variants)
 	out := make([]Variant, n)
 	for i := range out {
-		out[i] = Variants[(i+r-1)%n]
+		out[i] = variants[(i+r-1)%n]
 	}
 	return out
 }
@@ -63,6 +72,7 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 	if err := os.MkdirAll(rawDir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	var cpu CPUPerRequest // of the last run
 	run := func(v Variant, round int, d time.Duration) (WrkResult, error) {
 		load := WrkLoad{
 			URL:         s.TraefikURL + v.Path + "/bench",
@@ -71,7 +81,9 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 			Duration:    d,
 			Headers:     []string{sess.CookieHeader(), "Accept: application/json"},
 		}
+		before := sampleCPU(s.pids())
 		r, raw, err := RunWrk(ctx, load)
+		cpu = perRequest(sampleCPU(s.pids()).Sub(before), r.CPU, r.Requests)
 		_ = os.WriteFile(filepath.Join(rawDir, fmt.Sprintf("round%d-%s.txt", round, v.Name)), []byte(raw), 0o644)
 		if err != nil {
 			return r, fmt.Errorf("bench: %s round %d: %w", v.Name, round, err)
@@ -81,9 +93,9 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 		}
 		return r, nil
 	}
-	t := &Throughput{Load: l}
+	t := &Throughput{Load: l, variants: s.Variants}
 	if l.WarmUp > 0 {
-		for _, v := range Variants {
+		for _, v := range s.Variants {
 			logf("bench: warm-up %s for %s", v.Name, l.WarmUp)
 			if _, err := run(v, 0, l.WarmUp); err != nil {
 				return nil, err
@@ -92,13 +104,13 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 		}
 	}
 	for round := 1; round <= l.Rounds; round++ {
-		for _, v := range order(round) {
+		for _, v := range order(s.Variants, round) {
 			r, err := run(v, round, l.Duration)
 			if err != nil {
 				return nil, err
 			}
 			logf("bench: round %d/%d %-13s %8.0f req/s  p50 %-9s p99 %s", round, l.Rounds, v.Name, r.RequestsPerS, fmtDur(r.P50), fmtDur(r.P99))
-			t.Runs = append(t.Runs, WrkRun{Variant: v.Name, Round: round, WrkResult: r})
+			t.Runs = append(t.Runs, WrkRun{Variant: v.Name, Round: round, WrkResult: r, CPU: cpu})
 			time.Sleep(l.Pause)
 		}
 	}
@@ -109,7 +121,11 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 func (t *Throughput) summarize() {
 	t.Summaries = nil
 	by := map[string]VariantSummary{}
-	for _, v := range Variants {
+	variants := t.variants
+	if variants == nil {
+		variants = Variants
+	}
+	for _, v := range variants {
 		var rps []float64
 		var p50, p99 []time.Duration
 		var perRound []float64
@@ -122,16 +138,26 @@ func (t *Throughput) summarize() {
 			p99 = append(p99, r.P99)
 			perRound = append(perRound, r.RequestsPerS)
 		}
+		cpu := map[string][]float64{}
+		for _, r := range t.Runs {
+			if r.Variant == v.Name && r.Round != 0 {
+				for k, x := range r.CPU {
+					cpu[k] = append(cpu[k], x)
+				}
+			}
+		}
 		s := VariantSummary{Variant: v.Name, RequestsPerS: medianF(rps), P50: medianD(p50), P99: medianD(p99), PerRound: perRound}
+		if len(cpu) > 0 {
+			s.CPU = CPUPerRequest{}
+			for k, xs := range cpu {
+				s.CPU[k] = medianF(xs)
+			}
+		}
 		by[v.Name] = s
 		t.Summaries = append(t.Summaries, s)
 	}
-	if none := by[NoMiddleware.Name].RequestsPerS; none > 0 {
-		t.PluginVsNone = by[Plugin.Name].RequestsPerS / none
-	}
-	if fwd := by[ForwardAuth.Name].RequestsPerS; fwd > 0 {
-		t.PluginVsForwardAuth = by[Plugin.Name].RequestsPerS / fwd
-	}
+	t.PluginVsNone = medianRatio(by[Plugin.Name].PerRound, by[NoMiddleware.Name].PerRound)
+	t.PluginVsForwardAuth = medianRatio(by[Plugin.Name].PerRound, by[ForwardAuth.Name].PerRound)
 }
 
 // Summary returns the named variant's summary.
@@ -178,4 +204,63 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2fs", d.Seconds())
 	}
+}
+
+// OwnCPU is the median CPU per request, in µs, of the processes that serve
+// it (traefik, daemon, echo, wrk): the cost of a request whatever else the
+// machine runs.
+func (t *Throughput) OwnCPU(variant string) float64 {
+	c := t.Summary(variant).CPU
+	return c["traefik"] + c["daemon"] + c["echo"] + c["wrk"]
+}
+
+// NoiseWarnings flags a run whose numbers other processes disturbed: a
+// variant whose rounds spread widely, or much busy CPU no benchmark process
+// accounts for.
+func (t *Throughput) NoiseWarnings() []string {
+	var out []string
+	for _, s := range t.Summaries {
+		if len(s.PerRound) < 2 || s.RequestsPerS == 0 {
+			continue
+		}
+		lo, hi := s.PerRound[0], s.PerRound[0]
+		for _, x := range s.PerRound {
+			lo, hi = minF(lo, x), maxF(hi, x)
+		}
+		if spread := (hi - lo) / s.RequestsPerS; spread > 0.25 {
+			out = append(out, fmt.Sprintf("%s rounds spread %.0f%% around their median (%.0f..%.0f req/s): the machine was busy; rerun on an idle machine or with more rounds", s.Variant, spread*100, lo, hi))
+		}
+		if s.CPU != nil {
+			total := s.CPU["other"] + t.OwnCPU(s.Variant)
+			if total > 0 && s.CPU["other"]/total > 0.15 {
+				out = append(out, fmt.Sprintf("%s: %.0f%% of the busy CPU was outside the benchmark's processes (other processes or kernel work)", s.Variant, 100*s.CPU["other"]/total))
+			}
+		}
+	}
+	return out
+}
+
+func minF(a, b float64) float64 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func maxF(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// medianRatio is the median over rounds of a[i]/b[i].
+func medianRatio(a, b []float64) float64 {
+	var rs []float64
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if b[i] > 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	return medianF(rs)
 }

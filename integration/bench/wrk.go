@@ -24,6 +24,8 @@ type WrkResult struct {
 	Non2xx3xx int64
 	// SocketErrors sums connect, read, write and timeout errors.
 	SocketErrors int64
+	// CPU is wrk's own user+system time (set by RunWrk, not parsed).
+	CPU time.Duration `json:"-"`
 }
 
 // Clean reports whether every request succeeded; a throughput measured on
@@ -183,5 +185,8 @@ func RunWrk(ctx context.Context, l WrkLoad) (WrkResult, string, error) {
 		return WrkResult{}, out.String(), fmt.Errorf("wrk against %s failed: %v\n%s", l.URL, err, strings.TrimSpace(out.String()))
 	}
 	r, err := ParseWrk(out.String())
+	if cmd.ProcessState != nil {
+		r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	return r, out.String(), err
 }

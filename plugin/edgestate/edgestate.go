@@ -273,9 +273,10 @@ func (s *State) Version() uint64 {
 	return uint64(s.version.Load())
 }
 
-// VersionCounter exposes the version counter itself, read-only by convention:
-// under Yaegi a compiled Load on it is far cheaper than an interpreted call to
-// Version on every request.
+// VersionCounter exposes the version counter itself: under Yaegi a compiled
+// Load on it is far cheaper than an interpreted call to Version on every
+// request. Besides the state, only the plugin's once-a-second ticker adds to
+// it (time passing can change a decision too: a token expires).
 func (s *State) VersionCounter() *atomic.Int64 {
 	return &s.version
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -34,13 +35,19 @@ func run() int {
 	flag.IntVar(&o.Revocations, "revocations", o.Revocations, "revocations timed through Traefik (0 = skip)")
 	flag.IntVar(&o.AdminRevocations, "admin-revocations", o.AdminRevocations, "end-to-end admin API revocations, one sign-in each (0 = skip)")
 	flag.IntVar(&o.MemoryRevocations, "memory-revocations", o.MemoryRevocations, "revocations published for the edge memory test (0 = skip)")
+	flag.BoolVar(&o.Floor, "floor", o.Floor, "add a fourth route with a trivial Yaegi plugin setting the same headers (calibration)")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "CPU-profile Traefik under no-middleware and plugin load (after the comparison, with api.debug)")
 	flag.IntVar(&o.CookieGroups, "cookie-groups", o.CookieGroups, "groups in the cookie-size token (at most 50)")
 	flag.StringVar(&o.GoBenchTime, "gobenchtime", o.GoBenchTime, `-benchtime of the yaegi and natsedge Go benchmarks ("" = skip)`)
 	flag.StringVar(&o.WrkBin, "wrk", o.WrkBin, "wrk executable")
 	out := flag.String("out", "", "results directory (default <repo>/bench-results)")
 	strict := flag.Bool("strict", false, "exit 1 when a performance target is missed")
+	render := flag.String("render", "", "measure nothing: rewrite report.txt and throughput.svg beside this results.json and print the report")
 	flag.Parse()
+
+	if *render != "" {
+		return rerender(*render)
+	}
 
 	if o.Load.Rounds < 1 || o.Load.Threads < 1 || o.Load.Connections < o.Load.Threads || o.Load.Duration < time.Second {
 		fmt.Fprintln(os.Stderr, "bench: need -rounds >= 1, -threads >= 1, -connections >= -threads and -duration >= 1s")
@@ -91,5 +98,25 @@ func run() int {
 			}
 		}
 	}
+	return 0
+}
+
+// rerender rebuilds a run's report and chart from its results.json.
+func rerender(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	var res bench.Results
+	if err := json.Unmarshal(data, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s is not a results.json: %v\n", path, err)
+		return 1
+	}
+	if err := res.WriteFiles(filepath.Dir(path)); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	res.WriteReport(os.Stdout)
 	return 0
 }
