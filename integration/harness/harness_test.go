@@ -373,27 +373,8 @@ func TestProviderRefusesWrongPasswordAndMissingPKCE(t *testing.T) {
 // TestTraefikStarts runs the cached Traefik with the open route and the echo
 // backend (no plugin): the base every other test builds on.
 func TestTraefikStarts(t *testing.T) {
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	traefik, err := runScript(ctx, "traefik", repo, "EDGEPASS_TRAEFIK", "scripts/build-traefik.sh", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	echoBin := filepath.Join(dir, "echo")
-	if err := goBuild(ctx, "echo", filepath.Join(repo, "integration"), echoBin, "./echo"); err != nil {
-		t.Fatal(err)
-	}
-	ep, _ := FreePort()
-	echo, err := StartEcho(echoBin, ep, false, dir, "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Stop(5 * time.Second)
+	repo, traefik, dir := traefikForTest(t)
+	echo := echoForTest(t, repo, dir)
 	port, _ := FreePort()
 	api, _ := FreePort()
 	tr, err := StartTraefik(TraefikSpec{
@@ -426,4 +407,39 @@ func TestTraefikStarts(t *testing.T) {
 	if os.Getenv("EDGEPASS_KEEP") != "" {
 		t.Logf("work dir: %s", dir)
 	}
+}
+
+// traefikForTest finds the cached Traefik binary (building it the first
+// time) and gives the test a working directory.
+func traefikForTest(t *testing.T) (repo, bin, dir string) {
+	t.Helper()
+	repo, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	bin, err = runScript(ctx, "traefik", repo, "EDGEPASS_TRAEFIK", "scripts/build-traefik.sh", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, bin, t.TempDir()
+}
+
+// echoForTest builds and starts the echo backend under dir until the test ends.
+func echoForTest(t *testing.T, repo, dir string) *Echo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(dir, "echo")
+	if err := goBuild(ctx, "echo", filepath.Join(repo, "integration"), bin, "./echo"); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := FreePort()
+	echo, err := StartEcho(bin, port, false, dir, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Stop(5 * time.Second) })
+	return echo
 }

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"crypto/ed25519"
 	"net/http"
 	"path/filepath"
@@ -18,27 +17,8 @@ import (
 // anything else is refused. It isolates "the plugin loads and verifies in
 // Traefik" from the rest of the stack.
 func TestTraefikLoadsPluginWithInlineJWKS(t *testing.T) {
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	traefik, err := runScript(ctx, "traefik", repo, "EDGEPASS_TRAEFIK", "scripts/build-traefik.sh", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	echoBin := filepath.Join(dir, "echo")
-	if err := goBuild(ctx, "echo", filepath.Join(repo, "integration"), echoBin, "./echo"); err != nil {
-		t.Fatal(err)
-	}
-	ep, _ := FreePort()
-	echo, err := StartEcho(echoBin, ep, false, dir, "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Stop(5 * time.Second)
+	repo, traefik, dir := traefikForTest(t)
+	echo := echoForTest(t, repo, dir)
 
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	jwks, err := token.NewKeySet(token.Key{ID: "k1", Public: pub}).MarshalJWKS()
@@ -140,17 +120,7 @@ func TestTraefikLoadsPluginWithInlineJWKS(t *testing.T) {
 // plugin's routers (here: the required loginURL is missing), StartTraefik
 // gives up quickly with Traefik's own error, instead of a bare timeout.
 func TestTraefikStartFailsClearlyOnBadPluginConfig(t *testing.T) {
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	traefik, err := runScript(ctx, "traefik", repo, "EDGEPASS_TRAEFIK", "scripts/build-traefik.sh", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
+	repo, traefik, dir := traefikForTest(t)
 	port, _ := FreePort()
 	api, _ := FreePort()
 	start := time.Now()
