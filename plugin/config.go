@@ -310,6 +310,10 @@ func compile(cfg *Config) (*settings, error) {
 	default:
 		return nil, fieldErr("staleAction", "%q must be serve or refuse", cfg.StaleAction)
 	}
+	if s.refuseStale && s.maxStaleSec == 0 {
+		// Without a bound every request would count as stale and get a 503.
+		return nil, fieldErr("staleAction", "refuse needs maxStaleness (e.g. 2m): how old the NATS state may get before requests are refused")
+	}
 	if s.maxStaleSec > 0 && len(s.nats.URLs) == 0 {
 		return nil, fieldErr("maxStaleness", "needs nats.urls (staleness is about the NATS edge state)")
 	}

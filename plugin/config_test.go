@@ -130,3 +130,24 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// Attack (self-inflicted DoS): staleAction=refuse without maxStaleness made
+// every request whose NATS state was not heard within the same second a 503.
+func TestRefuseWithoutMaxStalenessIsAConfigError(t *testing.T) {
+	for _, stale := range []string{"", "0", "0s"} {
+		cfg := testConfig()
+		cfg.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+		cfg.StaleAction = "refuse"
+		cfg.MaxStaleness = stale
+		if _, err := compile(cfg); err == nil || !strings.Contains(err.Error(), "maxStaleness") {
+			t.Fatalf("maxStaleness %q: err = %v, want a maxStaleness error", stale, err)
+		}
+	}
+	cfg := testConfig()
+	cfg.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+	cfg.StaleAction = "refuse"
+	cfg.MaxStaleness = "2m"
+	if s, err := compile(cfg); err != nil || !s.refuseStale || s.maxStaleSec != 120 {
+		t.Fatalf("valid refuse config: %v", err)
+	}
+}

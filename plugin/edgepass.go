@@ -266,6 +266,9 @@ func (m *Middleware) dropCookie(h http.Header) {
 }
 
 func (m *Middleware) isPublic(path string) bool {
+	if !plainPath(path) {
+		return false
+	}
 	if m.s.publicExact[path] {
 		return true
 	}
@@ -275,6 +278,23 @@ func (m *Middleware) isPublic(path string) bool {
 		}
 	}
 	return false
+}
+
+// plainPath reports a path that every backend reads the same way: no "." or
+// ".." segment, no ";" (path parameters: Tomcat reads "/public/..;/admin" as
+// "/admin"), no backslash, no "%" (decoded twice by some backends) and no NUL.
+// Anything else is never public, so a public prefix cannot be walked out of.
+func plainPath(p string) bool {
+	if strings.ContainsAny(p, ";\\%\x00") {
+		return false
+	}
+	for i := strings.Index(p, "/."); i >= 0; i = strings.Index(p, "/.") {
+		p = p[i+2:]
+		if p == "" || p[0] == '/' || p == "." || strings.HasPrefix(p, "./") {
+			return false
+		}
+	}
+	return true
 }
 
 // keys are the verification keys: from NATS once they arrived, else inline.
@@ -343,7 +363,7 @@ func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string,
 	if user == "" {
 		user = c.Subject
 	}
-	values := []string{user, c.Email, strings.Join(groups, m.s.separator), c.Name, c.Subject}
+	values := []string{user, c.Email, joinGroups(groups, m.s.separator), c.Name, c.Subject}
 	for i, name := range m.s.identityNames {
 		if name == "" || values[i] == "" {
 			continue
@@ -352,6 +372,29 @@ func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string,
 		e.hdrValues = append(e.hdrValues, []string{sanitizeValue(values[i])})
 	}
 	return e
+}
+
+// joinGroups joins groups for the groups header, leaving out any group whose
+// name contains the separator (or is empty): the backend splits the header on
+// the separator, so a group named "staff,admins" would read as "admins".
+func joinGroups(groups []string, sep string) string {
+	clean := true
+	for _, g := range groups {
+		if g == "" || strings.Contains(g, sep) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return strings.Join(groups, sep)
+	}
+	kept := make([]string, 0, len(groups))
+	for _, g := range groups {
+		if g != "" && !strings.Contains(g, sep) {
+			kept = append(kept, g)
+		}
+	}
+	return strings.Join(kept, sep)
 }
 
 // authorize admits on any match of groups, users or email domains; with no

@@ -821,3 +821,46 @@ func TestCookieWinsOverAuthorization(t *testing.T) {
 		}
 	}
 }
+
+// Attack: walk out of a public prefix ("/static/../admin", "/static/..;/admin"
+// for Tomcat, encoded dots) so the backend serves a protected page unauthenticated.
+func TestPublicPathsRefuseTraversalOutOfPrefix(t *testing.T) {
+	m, rec, _ := newTest(t, func(c *Config) { c.PublicPaths = []string{"/healthz", "/static/*"} })
+	for _, path := range []string{
+		"/static/../admin", "/static/..", "/static/./x/../../admin", "/static/..;/admin",
+		"/static/x;/../admin", "/static/%2e%2e/admin", "/static/%252e%252e/admin", `/static/..\admin`,
+		"/healthz;x",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.URL.Path = path
+		if u, err := url.Parse(path); err == nil {
+			r.URL = u
+		}
+		before := rec.called
+		rw := serve(m, r)
+		if rec.called != before || rw.Code != http.StatusUnauthorized {
+			t.Fatalf("%q (decoded %q): served without a session (status %d)", path, r.URL.Path, rw.Code)
+		}
+	}
+	for _, path := range []string{"/static/app.js", "/static/.well-known/x", "/static/a..b/c", "/static/.hidden"} {
+		before := rec.called
+		serve(m, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.called != before+1 {
+			t.Fatalf("%q: public path refused", path)
+		}
+	}
+}
+
+// Attack: a group the user may name at the IdP ("staff,admins") is split by the
+// backend on the separator and read as membership of "admins".
+func TestGroupsHeaderRefusesSeparatorInGroupName(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	c := testClaims()
+	c.Groups = []string{"dev", "staff,admins", "", "ops"}
+	if serve(m, withCookie(browserRequest("/"), sign(t, c))).Code != http.StatusTeapot {
+		t.Fatal("request refused")
+	}
+	if got := rec.header.Get("X-Auth-Groups"); got != "dev,ops" {
+		t.Fatalf("groups header = %q, want %q", got, "dev,ops")
+	}
+}

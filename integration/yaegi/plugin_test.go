@@ -411,3 +411,30 @@ func TestYaegiColdPaths(t *testing.T) {
 		}
 	}
 }
+
+// Attack, under yaegi as Traefik runs it: walk out of a public prefix
+// ("/static/..;/admin") and smuggle a group through the separator ("x,admins").
+func TestYaegiRefusesPublicTraversalAndSeparatorGroups(t *testing.T) {
+	h, be := handler(t, func(c map[string]any) { c["publicPaths"] = "/static/*" })
+	for _, path := range []string{"/static/..;/admin", "/static/%2e%2e/admin"} {
+		rw := httptest.NewRecorder()
+		h.ServeHTTP(rw, httptest.NewRequest(http.MethodGet, path, nil))
+		if be.called != 0 || rw.Code != http.StatusUnauthorized {
+			t.Fatalf("%s: served without a session (status %d)", path, rw.Code)
+		}
+	}
+	rw := httptest.NewRecorder()
+	h.ServeHTTP(rw, httptest.NewRequest(http.MethodGet, "/static/app.js", nil))
+	if be.called != 1 {
+		t.Fatalf("public path refused (status %d)", rw.Code)
+	}
+	c := claims()
+	c.Groups = []string{"dev", "x,admins"}
+	r := browser("/")
+	r.Header.Set("Cookie", "edgepass_session="+signed(t, c))
+	rw = httptest.NewRecorder()
+	h.ServeHTTP(rw, r)
+	if be.called != 2 || be.header.Get("X-Auth-Groups") != "dev" {
+		t.Fatalf("status %d, groups header %q, want %q", rw.Code, be.header.Get("X-Auth-Groups"), "dev")
+	}
+}
