@@ -30,6 +30,9 @@ type identity struct {
 	// hasGroups is false when neither the ID token nor userinfo carried the
 	// groups claim.
 	hasGroups bool
+	// emailUnverified: a claim set said email_verified false; the address is
+	// not passed on, whatever another claim set says.
+	emailUnverified bool
 }
 
 // claimSet is decoded JSON claims.
@@ -59,6 +62,19 @@ func (c claimSet) lookup(name string) (any, bool) {
 }
 
 // str returns a string claim, or "" when absent, not a string or too long.
+// emailUnverified reports an explicit email_verified false (a JSON bool, or
+// the string some providers send): such an address may belong to someone
+// else, and edges authorize on email domains, so it is not passed on.
+func (c claimSet) emailUnverified() bool {
+	switch v := c["email_verified"].(type) {
+	case bool:
+		return !v
+	case string:
+		return strings.EqualFold(v, "false")
+	}
+	return false
+}
+
 func (c claimSet) str(name string) string {
 	v, _ := c.lookup(name)
 	s, _ := v.(string)
@@ -103,7 +119,10 @@ func (h *Handler) fill(id *identity, c claimSet) {
 	if id.Username == "" {
 		id.Username = c.str(h.opts.UsernameClaim)
 	}
-	if id.Email == "" {
+	if c.emailUnverified() {
+		id.emailUnverified, id.Email = true, ""
+	}
+	if id.Email == "" && !id.emailUnverified {
 		id.Email = c.str("email")
 	}
 	if id.Name == "" {
@@ -116,7 +135,7 @@ func (h *Handler) fill(id *identity, c claimSet) {
 
 // complete reports whether the userinfo endpoint has nothing left to add.
 func (id *identity) complete() bool {
-	return id.Username != "" && id.Email != "" && id.Name != "" && id.hasGroups
+	return id.Username != "" && (id.Email != "" || id.emailUnverified) && id.Name != "" && id.hasGroups
 }
 
 // errUserinfoSubject means userinfo answered for someone else (OIDC Core

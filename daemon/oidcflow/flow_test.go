@@ -521,3 +521,30 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// Attack: an account at the IdP claiming someone else's address without
+// proving it (email_verified false) must not carry that address to the edge,
+// where allowedEmailDomains would admit it.
+func TestUnverifiedEmailIsNotPassedOn(t *testing.T) {
+	for _, verified := range []any{false, "false"} {
+		e := newEnv(t, nil)
+		e.idp.set(func(p *testIdP) {
+			p.idClaims["email"] = "ceo@example.com"
+			p.idClaims["email_verified"] = verified
+			p.userinfo = map[string]any{"email": "ceo@example.com"}
+		})
+		resp := e.login(t, browser(t), "")
+		if sessionCookie(resp, DefaultCookieName) == nil {
+			t.Fatalf("email_verified %v: no session cookie (status %d)", verified, resp.StatusCode)
+		}
+		if s := e.store.All()[0]; s.Email != "" {
+			t.Errorf("email_verified %v: session carries unverified email %q", verified, s.Email)
+		}
+	}
+	e := newEnv(t, nil)
+	e.idp.set(func(p *testIdP) { p.idClaims["email_verified"] = true })
+	e.login(t, browser(t), "")
+	if s := e.store.All()[0]; s.Email != "alice@example.com" {
+		t.Errorf("verified email dropped: %q", s.Email)
+	}
+}
