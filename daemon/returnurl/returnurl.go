@@ -135,5 +135,11 @@ func (p *Policy) Check(raw string) (string, bool) {
 		return "", false
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
-	return u.String(), true
+	// Re-encoding can grow the URL (a '"' becomes %22): what is returned
+	// must pass Check itself, so the length limit holds for it too.
+	out := u.String()
+	if len(out) > MaxLength {
+		return "", false
+	}
+	return out, true
 }
