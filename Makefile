@@ -1,7 +1,7 @@
 # edgepass — the two commands a new user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 GO ?= go
-FUZZTIME ?= 10s
+FUZZTIME ?= 300000x
 DAEMON_BIN := daemon/bin/edgepass
 
 .PHONY: all build test test-unit test-integration fuzz lint bench demo traefik clean
@@ -24,7 +24,7 @@ test-unit:
 test-integration: traefik
 	cd integration && $(GO) vet ./... && $(GO) test -count=1 -p 1 -timeout 45m ./...
 
-## fuzz: run each fuzz target for $(FUZZTIME)
+## fuzz: run each fuzz target for $(FUZZTIME) executions (a count: see scripts/fuzz.sh)
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
