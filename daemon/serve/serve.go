@@ -289,13 +289,6 @@ func serveHTTP(srv *http.Server, ln net.Listener, setting string) error {
 	return nil
 }
 
-// Close stops everything without serving (for a Server that never ran Serve).
-func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
-	return s.close(ctx)
-}
-
 func (s *Server) close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
