@@ -88,19 +88,13 @@ func New() *State {
 	}
 }
 
-type sessionValue struct {
-	Exp *int64 `json:"exp"`
-}
-
-type userValue struct {
-	Before *int64 `json:"before"`
-	Exp    *int64 `json:"exp"`
-}
-
-type groupsValue struct {
+// factValue is any fact's JSON value (contracts.md): every kind may carry
+// exp; before, groups and at belong to one kind each and are checked there.
+type factValue struct {
+	Exp    int64     `json:"exp"`
+	Before *int64    `json:"before"`
 	Groups *[]string `json:"groups"`
 	At     *int64    `json:"at"`
-	Exp    *int64    `json:"exp"`
 }
 
 // Apply applies one KV entry: op "" (or "PUT") stores the fact, "DEL" and "PURGE"
@@ -175,60 +169,35 @@ func (s *State) apply(key, op string, value []byte) error {
 	if err := checkJSONObject(value); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
+	var v factValue
+	if err := json.Unmarshal(value, &v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+	}
+	if v.Exp < 0 {
+		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
+	}
 	switch kind {
 	case PrefixRevokeSession:
-		var v sessionValue
-		if err := json.Unmarshal(value, &v); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
-		}
-		exp := int64(0)
-		if v.Exp != nil {
-			exp = *v.Exp
-		}
-		if exp < 0 {
-			return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
-		}
 		s.mu.Lock()
-		s.sessions[id] = exp
+		s.sessions[id] = v.Exp
 		s.mu.Unlock()
 	case PrefixRevokeUser:
-		var v userValue
-		if err := json.Unmarshal(value, &v); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
-		}
 		if v.Before == nil || *v.Before <= 0 {
 			return fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
 		}
-		f := userFact{before: *v.Before}
-		if v.Exp != nil {
-			f.exp = *v.Exp
-		}
-		if f.exp < 0 {
-			return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
-		}
 		s.mu.Lock()
-		s.users[id] = f
+		s.users[id] = userFact{before: *v.Before, exp: v.Exp}
 		s.mu.Unlock()
 	case PrefixGroups:
-		var v groupsValue
-		if err := json.Unmarshal(value, &v); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
-		}
 		if v.Groups == nil {
 			return fmt.Errorf("%w: %s: missing \"groups\"", ErrMalformedValue, key)
 		}
 		if v.At == nil || *v.At <= 0 {
 			return fmt.Errorf("%w: %s: want a positive \"at\"", ErrMalformedValue, key)
 		}
-		f := groupFact{groups: *v.Groups, at: *v.At}
+		f := groupFact{groups: *v.Groups, at: *v.At, exp: v.Exp}
 		if f.groups == nil {
 			f.groups = []string{}
-		}
-		if v.Exp != nil {
-			f.exp = *v.Exp
-		}
-		if f.exp < 0 {
-			return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 		}
 		s.mu.Lock()
 		s.groups[id] = f
