@@ -34,8 +34,9 @@ type Middleware struct {
 	keep    *atomic.Value // strip.keepMemo: header keys a client may send
 	cache   *tokenCache   // raw token -> entry
 	lines   *tokenCache   // exact Cookie/Authorization header line -> entry
-	// fast is lines.m, read directly by ServeHTTP; an always-empty map when
-	// public paths, stale refusal or removeCookie need serveSlow on every request.
+	// fast is lines.m, read directly by ServeHTTP (one field, not two). It stays
+	// empty when special is set: indexLine never fills it then, so every
+	// request takes serveSlow.
 	fast         *sync.Map
 	cookieName   string
 	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
@@ -70,10 +71,6 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	st := newStripper(s)
 	lines := newTokenCache(s.cacheSize)
 	special := len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale || s.removeCookie
-	fast := &lines.m
-	if special {
-		fast = &sync.Map{}
-	}
 	return &Middleware{
 		next:         next,
 		name:         name,
@@ -84,7 +81,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		keep:         &st.keepMemo,
 		cache:        newTokenCache(s.cacheSize),
 		lines:        lines,
-		fast:         fast,
+		fast:         &lines.m,
 		cookieName:   s.cookieName,
 		special:      special,
 		removeCookie: s.removeCookie,

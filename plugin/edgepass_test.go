@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -586,9 +585,6 @@ func TestStaleState(t *testing.T) {
 			m.s.maxStaleSec = 60
 			m.s.refuseStale = action == "refuse"
 			m.special = m.s.refuseStale
-			if m.special {
-				m.fast = &sync.Map{}
-			}
 			raw := sign(t, testClaims())
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 				t.Fatal("fresh state refused")
