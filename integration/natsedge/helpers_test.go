@@ -286,3 +286,25 @@ func testCA(t testing.TB) (tls.Certificate, string) {
 	}
 	return tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, caFile
 }
+
+// deleteConsumers deletes every consumer on the edge bucket's stream (what a
+// server losing the edge's consumer looks like) and returns their names.
+func (wr *writer) deleteConsumers(t testing.TB) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := wr.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range stream.ConsumerNames(ctx).Name() {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}

@@ -140,21 +140,8 @@ func TestDeletedConsumerForcesResync(t *testing.T) {
 	w, _ := watch(t, natsedge.Config{URLs: []string{ns.url()}, IdleHeartbeat: 200 * time.Millisecond})
 	waitFor(t, "sync", 10*time.Second, func() bool { return revoked(w, "one") && w.State().Synced() })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := wr.js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for name := range stream.ConsumerNames(ctx).Name() {
-		names = append(names, name)
-	}
-	if len(names) != 1 {
-		t.Fatalf("stream has consumers %v, want the edge's one", names)
-	}
-	if err := stream.DeleteConsumer(ctx, names[0]); err != nil {
-		t.Fatal(err)
+	if names := wr.deleteConsumers(t); len(names) != 1 {
+		t.Fatalf("stream had consumers %v, want the edge's one", names)
 	}
 	// Written while the edge has no consumer.
 	wr.put(t, "revoke.session.two", revokeValue())

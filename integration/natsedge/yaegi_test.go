@@ -1,7 +1,6 @@
 package natsedge_test
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -259,21 +258,7 @@ func TestUnderYaegi(t *testing.T) {
 		defer y.close("restart")
 		waitFor(t, "replay", 20*time.Second, func() bool { return y.synced("restart") && y.revoked("restart", "r1") })
 
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stream, err := wr.js.Stream(ctx, "KV_"+bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for name := range stream.ConsumerNames(ctx).Name() {
-			names = append(names, name)
-		}
-		for _, name := range names {
-			if err := stream.DeleteConsumer(ctx, name); err != nil {
-				t.Fatal(err)
-			}
-		}
+		wr.deleteConsumers(t)
 		wr.put(t, "revoke.session.r2", revokeValue())
 		waitFor(t, "resync under yaegi", 20*time.Second, func() bool { return y.revoked("restart", "r2") })
 		if y.count("restart", "resyncs") < 1 {
