@@ -2,13 +2,9 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -328,7 +324,7 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 
 func (s *Stack) waitTraefik() error {
 	return s.Traefik.WaitReady(fmt.Sprintf("127.0.0.1:%d with routers %s", s.webPort, routerNames(s.Variants)), 60*time.Second, func(ctx context.Context) error {
-		return routersEnabled(ctx, s.APIURL, s.Variants)
+		return harness.RoutersEnabled(ctx, s.APIURL, variantRouters(s.Variants))
 	})
 }
 
@@ -350,56 +346,15 @@ func (s *Stack) RestartTraefikDebug() error {
 }
 
 func routerNames(variants []Variant) string {
+	return strings.Join(variantRouters(variants), ", ")
+}
+
+func variantRouters(variants []Variant) []string {
 	var names []string
 	for _, v := range variants {
 		names = append(names, v.Router)
 	}
-	return strings.Join(names, ", ")
-}
-
-// routersEnabled asks Traefik's API whether the three routers are enabled;
-// a router disabled because the plugin failed to load reports Traefik's
-// own error.
-func routersEnabled(ctx context.Context, api string, variants []Variant) error {
-	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/api/http/routers", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /api/http/routers: %s", resp.Status)
-	}
-	var routers []struct {
-		Name   string   `json:"name"`
-		Status string   `json:"status"`
-		Error  []string `json:"error"`
-	}
-	if err := json.Unmarshal(data, &routers); err != nil {
-		return fmt.Errorf("GET /api/http/routers: %v", err)
-	}
-	var problems []string
-	for _, v := range variants {
-		found := false
-		for _, r := range routers {
-			if r.Name != v.Router {
-				continue
-			}
-			found = true
-			if r.Status != "enabled" {
-				problems = append(problems, fmt.Sprintf("%s is %s: %s", r.Name, r.Status, strings.Join(r.Error, "; ")))
-			}
-		}
-		if !found {
-			problems = append(problems, v.Router+" not loaded yet")
-		}
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return fmt.Errorf("routers: %s", strings.Join(problems, ", "))
-	}
-	return nil
+	return names
 }
 
 // pids are the processes whose CPU the throughput runs account.

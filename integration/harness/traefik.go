@@ -315,7 +315,7 @@ func (t *Traefik) start() error {
 		if err := httpOK(ctx, api+"/ping", nil); err != nil {
 			return err
 		}
-		err := routersEnabled(ctx, api, s.Routes.routers())
+		err := RoutersEnabled(ctx, api, s.Routes.routers())
 		var broken *routersBroken
 		switch {
 		case !errors.As(err, &broken):
@@ -349,10 +349,10 @@ type routerStatus struct {
 	Error  []string `json:"error"`
 }
 
-// routersEnabled asks Traefik's API whether every expected router is
+// RoutersEnabled asks Traefik's API whether every expected router is
 // enabled; a disabled router (the plugin failed to load, a bad middleware
 // config) is reported with Traefik's own error.
-func routersEnabled(ctx context.Context, api string, expected []string) error {
+func RoutersEnabled(ctx context.Context, api string, expected []string) error {
 	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/api/http/routers", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
