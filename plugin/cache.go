@@ -15,11 +15,11 @@ type entry struct {
 	expires    int64         // exp + skew: unusable from this unix second on
 	subjectKey string
 	version    int64 // edge-state version the decision was computed at
-	// okVersion is version when the request may be served (allowed, not revoked)
-	// and -1 otherwise, so the hot path checks both with one comparison.
-	okVersion int64
-	revoked   bool
-	allowed   bool
+	revoked    bool
+	allowed    bool
+	// keep is set on the copies in the line index only: the strip memo when
+	// the line was indexed (see ServeHTTP).
+	keep map[string]bool
 	// hdrNames[i] is set to hdrValues[i]; slices have len == cap so a backend
 	// appending to them cannot write into the shared array.
 	hdrNames  []string

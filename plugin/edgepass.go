@@ -29,11 +29,11 @@ type Middleware struct {
 	name    string
 	s       *settings
 	state   *edgestate.State // nil without NATS
-	version *atomic.Int64    // state's version counter; a constant 0 without NATS
+	version *atomic.Int64    // state's version counter; localVersion without NATS
 	strip   *stripper
 	keep    *atomic.Value // strip.keepMemo: header keys a client may send
 	cache   *tokenCache   // raw token -> entry
-	lines   *tokenCache   // exact Cookie/Authorization header line -> entry
+	lines   *lineIndex    // exact Cookie/Authorization header line -> servable entry
 	// fast is lines.m, read directly by ServeHTTP (one field, not two). It stays
 	// empty when special is set: indexLine never fills it then, so every
 	// request takes serveSlow.
@@ -41,12 +41,9 @@ type Middleware struct {
 	cookieName   string
 	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
 	removeCookie bool
-	// clock is time.Now in production; tests move it (and bump version, as
-	// the process-wide ticker does every second).
+	// clock is time.Now in production; tests move it (and empty the line
+	// index, as the process-wide ticker does every second).
 	clock func() time.Time
-	// ticking: version is registered with the process-wide ticker (done on
-	// the first slow request, so New itself starts nothing).
-	ticking atomic.Bool
 }
 
 // New validates the configuration and precomputes everything the request path
@@ -64,82 +61,100 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	version := &localVersion
-	if state != nil {
-		version = state.VersionCounter()
-	}
 	st := newStripper(s)
-	lines := newTokenCache(s.cacheSize)
-	special := len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale || s.removeCookie
-	return &Middleware{
+	m := &Middleware{
 		next:         next,
 		name:         name,
 		s:            s,
-		state:        state,
-		version:      version,
 		strip:        st,
 		keep:         &st.keepMemo,
 		cache:        newTokenCache(s.cacheSize),
-		lines:        lines,
-		fast:         &lines.m,
 		cookieName:   s.cookieName,
-		special:      special,
+		special:      len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale || s.removeCookie,
 		removeCookie: s.removeCookie,
 		clock:        time.Now,
-	}, nil
+	}
+	m.attach(state)
+	return m, nil
+}
+
+// attach makes m read state (nil: no NATS): its version counter for cached
+// tokens and its line-index group, emptied on every change of that state.
+func (m *Middleware) attach(state *edgestate.State) {
+	m.state = state
+	m.version = &localVersion
+	if state != nil {
+		m.version = state.VersionCounter()
+	}
+	m.lines = newLineIndex(groupFor(state), m.s.cacheSize)
+	m.fast = &m.lines.m
 }
 
 // ServeHTTP strips client identity headers, authenticates and authorizes the
 // request, sets verified identity headers and calls the next handler.
 //
-// Under Yaegi every interpreted call allocates a frame holding every value of the
-// function body (each local and each sub-expression, executed or not), and every
-// call into compiled code goes through reflection. So ServeHTTP is only the
-// common case — a cached, fresh, allowed session cookie — with no interpreted
-// calls on it; everything else goes to serveSlow.
+// Under Yaegi every interpreted call allocates a frame holding every value of
+// the function body (each local and each sub-expression, executed or not), and
+// every call into compiled code goes through reflection. So ServeHTTP is only
+// the common case — a session whose header line is in the line index, from a
+// client sending only header names seen before — in three compiled calls
+// (index lookup, header check, next); everything else goes to serveSlow.
+//
+// The header check is http.Header.WriteSubset to a writer that refuses every
+// write, excluding the names a client may send (the strip memo as of when the
+// line was indexed): it returns nil only when no other name is present, so an
+// identity header in any spelling, or any name not decided yet, makes restrip
+// strip the request first. Names WriteSubset skips (invalid names, names with
+// no value) are ones Traefik never forwards either.
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h := r.Header
-	keep := m.keep.Load().(map[string]bool)
-	for k := range h {
-		if !keep[k] {
-			m.stripHeader(h, k)
-		}
-	}
-	var e *entry
 	line := h["Cookie"]
 	if line == nil {
 		line = h["Authorization"]
 	}
 	if len(line) == 1 {
 		v, _ := m.fast.Load(line[0])
-		e, _ = v.(*entry)
+		if e, ok := v.(*entry); ok {
+			if h.WriteSubset(refuseWrites, e.keep) != nil {
+				m.restrip(h, line[0], e)
+			}
+			for i, name := range e.hdrNames {
+				h[name] = e.hdrValues[i]
+			}
+			m.next.ServeHTTP(rw, r)
+			return
+		}
 	}
-	if e == nil || e.okVersion != m.version.Load() {
-		m.serveSlow(rw, r)
-		return
-	}
-	for i, name := range e.hdrNames {
-		h[name] = e.hdrValues[i]
-	}
-	m.next.ServeHTTP(rw, r)
+	m.serveSlow(rw, r)
 }
 
-// stripHeader deletes header k unless a client may send it; it runs only for
-// identity headers (spoofing attempts) and names not seen before.
-func (m *Middleware) stripHeader(h http.Header, k string) {
-	if !m.strip.keep(k) {
-		delete(h, k)
+// restrip strips a request on an indexed line that brought header names
+// outside the line's keep set: names to strip, or harmless ones the memo may
+// not hold yet. If the memo learned names since the line was indexed, the
+// line is indexed again with them, so the client's next request is fast.
+func (m *Middleware) restrip(h http.Header, line string, e *entry) {
+	if keep := m.stripHeaders(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
+		m.indexLine(line, e, keep, m.clock().Unix())
 	}
+}
+
+// stripHeaders deletes every header a client may not send and returns the keep
+// memo as it is afterwards (holding every name it kept, unless the memo is full).
+func (m *Middleware) stripHeaders(h http.Header) map[string]bool {
+	keep := m.keep.Load().(map[string]bool)
+	for k := range h {
+		if !keep[k] && !m.strip.keep(k) {
+			delete(h, k)
+		}
+	}
+	return m.keep.Load().(map[string]bool)
 }
 
 // serveSlow is every case but the common one: public paths, stale state, first
-// sight of a token or of its header line, expiry, edge-state changes, refusals
-// and removeCookie. Identity headers are already stripped.
+// sight of a token or of its header line, a header name not seen before or one
+// to strip, expiry, edge-state changes, refusals and removeCookie.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
-	if !m.ticking.Load() {
-		m.ticking.Store(true)
-		tickEverySecond(m.version)
-	}
+	keep := m.stripHeaders(r.Header)
 	if m.special && m.serveSpecial(rw, r) {
 		return
 	}
@@ -162,7 +177,7 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 		e = m.resolve(raw, e, now)
 	}
 	if line != "" && !m.special {
-		m.indexLine(line, e, now)
+		m.indexLine(line, e, keep, now)
 	}
 	if e == nil || e.revoked {
 		m.unauthenticated(rw, r)
@@ -186,20 +201,22 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 const maxLineKey = 2 * token.MaxTokenSize
 
 // indexLine makes the exact Cookie (or Authorization) header line a key for the
-// entry of the token it carries, so the next request with the same line costs
-// ServeHTTP a single lookup. The line determines the token, so the index can
-// never point at another token's entry.
-func (m *Middleware) indexLine(line string, e *entry, now int64) {
+// decision of the token it carries, so the next request with the same line
+// costs ServeHTTP a single lookup. The line determines the token, so the index
+// can never point at another token's entry. Only servable decisions go in, each
+// a copy of the token's entry carrying keep, the header names its requests may
+// bring without taking the slow path.
+func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
 		return
 	}
-	if e == nil {
+	if e == nil || e.revoked || !e.allowed {
 		m.lines.remove(line)
 		return
 	}
-	if m.lines.get(line) != e {
-		m.lines.put(strings.Clone(line), e, now)
-	}
+	le := *e
+	le.keep = keep
+	m.lines.put(strings.Clone(line), &le, now)
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" value; only used
@@ -349,10 +366,6 @@ func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string,
 		}
 	}
 	e.allowed = m.authorize(c, groups)
-	e.okVersion = -1
-	if e.allowed {
-		e.okVersion = e.version
-	}
 	user := c.PreferredUsername
 	if user == "" {
 		user = c.Email

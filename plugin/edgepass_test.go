@@ -318,6 +318,60 @@ func TestStripsSpoofedIdentityHeaders(t *testing.T) {
 	}
 }
 
+// Attack: the same identity-header spellings, sent with a cookie line that is
+// already in the line index, so that ServeHTTP's fast path is what sees them.
+func TestFastPathStripsSpoofedHeadersOnIndexedLine(t *testing.T) {
+	spoofed := []string{
+		"X-Auth-User", "X_auth_user", "X-Auth_user", "X_AUTH_USER", "X-Auth-Name", "X-Auth-Subject",
+		"X-Auth-Request-Email", "X_authentik_groups", "X-Edgepass-Role", "X-Custom-Identity", "X-Tenant-Id",
+	}
+	c := testClaims()
+	c.Name = "" // X-Auth-Name is not set for this token: a spoofed one must be deleted, not kept
+	raw := sign(t, c)
+	m, rec, _ := newTest(t, func(c *Config) { c.StripHeaders = []string{"X-Custom-Identity", "X-Tenant-*"} })
+	for _, h := range spoofed {
+		for i := 0; i < 2; i++ { // index the line, then hit it
+			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+				t.Fatal("valid token refused")
+			}
+		}
+		if m.lines.len() != 1 {
+			t.Fatal("the line is not indexed: the fast path is not under test")
+		}
+		r := withCookie(browserRequest("/"), raw)
+		r.Header[h] = []string{"admin"}
+		if serve(m, r).Code != http.StatusTeapot {
+			t.Fatalf("%s: status refused", h)
+		}
+		for k, v := range rec.header {
+			if len(v) > 0 && v[0] == "admin" {
+				t.Fatalf("spoofed %q reached the backend as %q", h, k)
+			}
+		}
+		if rec.header.Get("X-Auth-User") != "alice" {
+			t.Fatalf("%s: verified header missing: %v", h, rec.header)
+		}
+	}
+}
+
+// A harmless header name the memo has not seen sends one request down the slow
+// path; the line is indexed again with the name, so the next one is fast.
+func TestNewHarmlessHeaderIsLearnedForTheLine(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	raw := sign(t, testClaims())
+	serve(m, withCookie(browserRequest("/"), raw))
+	r := withCookie(browserRequest("/"), raw)
+	r.Header["X-Trace-Id"] = []string{"abc"}
+	serve(m, r)
+	if rec.header.Get("X-Trace-Id") != "abc" {
+		t.Fatal("harmless header stripped")
+	}
+	v, _ := m.fast.Load(r.Header["Cookie"][0])
+	if e, ok := v.(*entry); !ok || !e.keep["X-Trace-Id"] {
+		t.Fatal("the indexed line does not carry the learned header name")
+	}
+}
+
 func TestStripMemoIsBounded(t *testing.T) {
 	m, _, _ := newTest(t, nil)
 	for i := 0; i < 3*maxStripMemo; i++ {
@@ -473,8 +527,7 @@ func TestCacheIsBounded(t *testing.T) {
 
 func withState(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock, *edgestate.State) {
 	m, rec, clk := newTest(tb, edit)
-	m.state = edgestate.New()
-	m.version = m.state.VersionCounter()
+	m.attach(edgestate.New())
 	m.state.Touch(testNow)
 	return m, rec, clk, m.state
 }

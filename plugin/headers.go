@@ -1,6 +1,7 @@
 package edgepass
 
 import (
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,17 @@ var commonHeaders = []string{
 	"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Te", "Upgrade",
 	"Upgrade-Insecure-Requests", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host",
 	"X-Forwarded-Port", "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-Ip", "X-Requested-With",
+}
+
+// refuseWrites is a writer every write to fails (a closed pipe): ServeHTTP
+// passes it to http.Header.WriteSubset, which then returns nil only when it had
+// nothing to write.
+var refuseWrites = closedPipe()
+
+func closedPipe() *io.PipeWriter {
+	_, w := io.Pipe()
+	w.Close()
+	return w
 }
 
 // stripper decides, per exact header key as it appears in r.Header, whether the
@@ -60,11 +72,16 @@ func (st *stripper) decide(key string) bool {
 }
 
 // keep reports whether a client may send key, remembering the decision while
-// the memos are small.
+// the memos are small. A name already known to be stripped costs one lookup
+// (learn's larger frame is allocated only for names not seen before).
 func (st *stripper) keep(key string) bool {
 	if st.stripMemo.Load().(map[string]bool)[key] {
 		return false
 	}
+	return st.learn(key)
+}
+
+func (st *stripper) learn(key string) bool {
 	strip := st.decide(key)
 	memo := &st.keepMemo
 	if strip {

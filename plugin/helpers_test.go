@@ -73,7 +73,7 @@ func (rec *recorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // clock pins the middleware clock; set moves it and, as the process-wide
-// ticker does every second in production, bumps the middleware's version.
+// ticker does every second in production, empties the line index.
 type clock struct {
 	t time.Time
 	m *Middleware
@@ -83,7 +83,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func (c *clock) set(t time.Time) {
 	c.t = t
-	c.m.version.Add(1)
+	c.m.lines.group.empty(t.Unix())
 }
 
 func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock) {

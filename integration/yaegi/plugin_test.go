@@ -325,6 +325,8 @@ func edgepassSelfCheck() string {
 		return "marshal: " + err.Error()
 	}
 	st := edgestate.New()
+	changes := 0
+	st.OnChange(func() { changes++ })
 	v0 := st.Version()
 	if err := st.Apply("keys", "", jwks, 1, now); err != nil {
 		return "apply keys: " + err.Error()
@@ -350,6 +352,9 @@ func edgepassSelfCheck() string {
 	}
 	if st.Version() == v0 || uint64(st.VersionCounter().Load()) != st.Version() || st.LastSeq() != 4 || st.Stats().Rejected != 1 {
 		return "version/seq/stats wrong"
+	}
+	if changes != 3 {
+		return "OnChange did not run once per applied fact"
 	}
 	return ""
 }
@@ -436,5 +441,48 @@ func TestYaegiRefusesPublicTraversalAndSeparatorGroups(t *testing.T) {
 	h.ServeHTTP(rw, r)
 	if be.called != 2 || be.header.Get("X-Auth-Groups") != "dev" {
 		t.Fatalf("status %d, groups header %q, want %q", rw.Code, be.header.Get("X-Auth-Groups"), "dev")
+	}
+}
+
+// The line index under yaegi: emptied when full (sync.Map.Clear reached
+// through an interface) and by the once-a-second ticker, after which an
+// expired token is refused although its line was on the fast path.
+func TestYaegiLineIndexEmptiesWhenFullAndOnExpiry(t *testing.T) {
+	h, be := handler(t, func(c map[string]any) {
+		c["cacheSize"] = "3"
+		c["clockSkew"] = "0s"
+	})
+	get := func(raw string) int {
+		r := browser("/app")
+		r.Header.Set("Cookie", "edgepass_session="+raw)
+		r.Header.Set("Accept", "application/json")
+		rw := httptest.NewRecorder()
+		h.ServeHTTP(rw, r)
+		return rw.Code
+	}
+	for i := 0; i < 10; i++ {
+		c := claims()
+		c.SessionID = "session-" + strconv.Itoa(i) + "-0000000000000"
+		raw := signed(t, c)
+		for round := 0; round < 2; round++ {
+			if code := get(raw); code != http.StatusTeapot || be.header.Get("X-Auth-User") != "alice" {
+				t.Fatalf("token %d round %d: status %d", i, round, code)
+			}
+		}
+	}
+	c := claims()
+	c.Expiry = time.Now().Unix() + 1
+	raw := signed(t, c)
+	for round := 0; round < 2; round++ {
+		if code := get(raw); code != http.StatusTeapot {
+			t.Fatalf("short-lived token round %d: status %d", round, code)
+		}
+	}
+	deadline := time.Unix(c.Expiry, 0).Add(3 * time.Second)
+	for get(raw) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("an expired token was still served well past exp + one tick")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -72,6 +72,8 @@ type State struct {
 	keys     *token.KeySet
 
 	version   atomic.Int64
+	changeMu  sync.Mutex
+	onChange  func()
 	lastSeq   atomic.Int64
 	lastHeard atomic.Int64 // unix nanoseconds, 0 = never
 	synced    atomic.Int32
@@ -112,8 +114,29 @@ func (s *State) Apply(key, op string, value []byte, seq uint64, now time.Time) e
 		return err
 	}
 	s.applied.Add(1)
-	s.version.Add(1)
+	s.changed()
 	return nil
+}
+
+// changed moves the version, then runs the OnChange function.
+func (s *State) changed() {
+	s.version.Add(1)
+	s.changeMu.Lock()
+	f := s.onChange
+	s.changeMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// OnChange sets f to run after every change that can alter a decision, once
+// the version has moved, in the goroutine that made the change (the NATS
+// watcher's): a cache whose readers cannot afford to compare versions drops
+// its decisions there instead. One function per State; a later call replaces it.
+func (s *State) OnChange(f func()) {
+	s.changeMu.Lock()
+	s.onChange = f
+	s.changeMu.Unlock()
 }
 
 func (s *State) apply(key, op string, value []byte) error {
@@ -243,9 +266,8 @@ func (s *State) Version() uint64 {
 }
 
 // VersionCounter exposes the version counter itself: under Yaegi a compiled
-// Load on it is far cheaper than an interpreted call to Version on every
-// request. Besides the state, only the plugin's once-a-second ticker adds to
-// it (time passing can change a decision too: a token expires).
+// Load on it is far cheaper than an interpreted call to Version. Only the
+// state adds to it.
 func (s *State) VersionCounter() *atomic.Int64 {
 	return &s.version
 }
@@ -356,7 +378,7 @@ func (s *State) Prune(now time.Time) int {
 	}
 	s.mu.Unlock()
 	if dropped > 0 {
-		s.version.Add(1)
+		s.changed()
 	}
 	return dropped
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -330,4 +331,36 @@ func FuzzApply(f *testing.F) {
 		s.GroupsOverride("abc", 1)
 		s.Prune(now)
 	})
+}
+
+// OnChange runs after every applied change, with the version already moved,
+// and not for refused entries.
+func TestOnChangeFollowsEveryChange(t *testing.T) {
+	s := New()
+	calls := 0
+	var seen []uint64
+	s.OnChange(func() {
+		calls++
+		seen = append(seen, s.Version())
+	})
+	now := time.Unix(1_700_000_000, 0)
+	exp := strconv.FormatInt(now.Unix()+60, 10)
+	if err := s.Apply("revoke.session.a", "", []byte(`{"exp":`+exp+`}`), 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply("revoke.session.a", "DEL", nil, 2, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply("nonsense", "", []byte(`{}`), 3, now); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	if calls != 2 || seen[0] != 1 || seen[1] != 2 {
+		t.Fatalf("OnChange ran %d times at versions %v, want 2 at [1 2]", calls, seen)
+	}
+	if err := s.Apply("revoke.session.b", "", []byte(`{"exp":`+strconv.FormatInt(now.Unix()-3600, 10)+`}`), 4, now); err != nil {
+		t.Fatal(err)
+	}
+	if s.Prune(now) != 1 || calls != 4 {
+		t.Fatalf("Prune: OnChange ran %d times in all, want 4", calls)
+	}
 }

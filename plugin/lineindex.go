@@ -1,0 +1,213 @@
+package edgepass
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
+)
+
+// The request path is one lookup in a lineIndex: the exact Cookie (or
+// Authorization) header line to a decision that may be served as is. Under
+// Yaegi every call into compiled code is a reflection round trip, so ServeHTTP
+// checks nothing else about the decision: no version counter, no clock. Instead
+// the index is emptied whenever a decision in it could have changed:
+//   - the edge state changed (revocation, groups, keys): edgestate.OnChange
+//     empties every index reading that state, in the NATS watcher's goroutine,
+//     before the watcher reads its next message;
+//   - time passed (a token expires): one process-wide goroutine empties every
+//     index once per TickInterval.
+// The next request of each client then takes the slow path once and puts its
+// line back.
+
+// TickInterval bounds how long past its expiry (exp + clockSkew) a token can
+// still be served from the line index.
+const TickInterval = time.Second
+
+// idleIndex is how long an index can go without an insert before its group
+// forgets it (emptied and marked, so its next insert joins again): Traefik
+// makes new middlewares on every configuration change and drops the old ones.
+const idleIndex = 30 * time.Second
+
+// lineIndex is one middleware's map from header line to servable entry. Inserts
+// and emptying are serialized by mu, and an insert checks the entry's version
+// under it, so a decision computed before a change never lands after the
+// change emptied the index.
+type lineIndex struct {
+	m     sync.Map // line -> *entry: allowed, not revoked, keep set
+	group *indexGroup
+	max   int
+
+	mu     sync.Mutex
+	n      int
+	joined bool  // in group.members
+	used   int64 // unix second of the last insert
+}
+
+// indexGroup is every lineIndex whose decisions depend on one version counter
+// (an edge state's, or localVersion without NATS).
+type indexGroup struct {
+	version *atomic.Int64
+	mu      sync.Mutex
+	members map[*lineIndex]bool
+}
+
+var (
+	// localVersion is the version of middlewares without NATS: nothing changes it.
+	localVersion atomic.Int64
+
+	groupsMu sync.Mutex
+	groups   = map[*atomic.Int64]*indexGroup{}
+	ticking  bool
+)
+
+// groupFor returns the process-wide group for an edge state (nil: no NATS),
+// hooking the state's changes to it on first use. Bounded: one per distinct
+// NATS setting, plus one.
+func groupFor(state *edgestate.State) *indexGroup {
+	version := &localVersion
+	if state != nil {
+		version = state.VersionCounter()
+	}
+	groupsMu.Lock()
+	defer groupsMu.Unlock()
+	g := groups[version]
+	if g == nil {
+		g = &indexGroup{version: version, members: map[*lineIndex]bool{}}
+		groups[version] = g
+		if state != nil {
+			state.OnChange(func() { g.empty(time.Now().Unix()) })
+		}
+	}
+	return g
+}
+
+func newLineIndex(g *indexGroup, max int) *lineIndex {
+	return &lineIndex{group: g, max: max}
+}
+
+// put stores e for line unless the edge state moved since e was computed. The
+// first put joins the group and starts the process-wide ticker.
+func (x *lineIndex) put(line string, e *entry, now int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e.version != x.group.version.Load() {
+		return
+	}
+	if !x.joined {
+		x.group.join(x)
+		x.joined = true
+	}
+	x.used = now
+	if x.n >= x.max {
+		clearMap(&x.m)
+		x.n = 0
+	}
+	if _, loaded := x.m.Swap(line, e); !loaded {
+		x.n++
+	}
+}
+
+func (x *lineIndex) remove(line string) {
+	x.mu.Lock()
+	if _, loaded := x.m.LoadAndDelete(line); loaded {
+		x.n--
+	}
+	x.mu.Unlock()
+}
+
+func (x *lineIndex) len() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.n
+}
+
+// empty drops every line; an index idle since before idleIndex also leaves
+// the group (its next put joins again).
+func (x *lineIndex) empty(now int64) {
+	x.mu.Lock()
+	clearMap(&x.m)
+	x.n = 0
+	if x.joined && now-x.used > int64(idleIndex/time.Second) {
+		x.joined = false
+		x.group.leave(x)
+	}
+	x.mu.Unlock()
+}
+
+// clearMap empties m with sync.Map.Clear where the Go that built Traefik has it
+// (1.23+; Traefik v3.6 is built with 1.25), else with Range and Delete. The
+// interface keeps this module at go 1.21, whose loop-variable semantics are
+// the ones Yaegi implements.
+func clearMap(m *sync.Map) {
+	if c, ok := any(m).(interface{ Clear() }); ok {
+		c.Clear()
+		return
+	}
+	m.Range(func(k, _ any) bool {
+		m.Delete(k)
+		return true
+	})
+}
+
+// join and leave are called with x.mu held (lock order: index, then group).
+func (g *indexGroup) join(x *lineIndex) {
+	g.mu.Lock()
+	g.members[x] = true
+	g.mu.Unlock()
+	startTicker()
+}
+
+func (g *indexGroup) leave(x *lineIndex) {
+	g.mu.Lock()
+	delete(g.members, x)
+	g.mu.Unlock()
+}
+
+// empty empties every member. Members are copied first: each is locked on
+// its own, never while holding g.mu.
+func (g *indexGroup) empty(now int64) {
+	g.mu.Lock()
+	members := make([]*lineIndex, 0, len(g.members))
+	for x := range g.members {
+		members = append(members, x)
+	}
+	g.mu.Unlock()
+	for _, x := range members {
+		x.empty(now)
+	}
+}
+
+func (g *indexGroup) size() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.members)
+}
+
+// startTicker starts the process-wide goroutine that empties every group once
+// per TickInterval (so no token outlives exp + clockSkew + TickInterval).
+func startTicker() {
+	groupsMu.Lock()
+	defer groupsMu.Unlock()
+	if !ticking {
+		ticking = true
+		go tick()
+	}
+}
+
+func tick() {
+	t := time.NewTicker(TickInterval)
+	defer t.Stop()
+	for now := range t.C {
+		groupsMu.Lock()
+		all := make([]*indexGroup, 0, len(groups))
+		for _, g := range groups {
+			all = append(all, g)
+		}
+		groupsMu.Unlock()
+		for _, g := range all {
+			g.empty(now.Unix())
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package edgepass
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// A cached token must stop working once it expires, with the real clock and
+// nothing but the process-wide ticker to notice: ServeHTTP itself never reads
+// the clock.
+func TestCachedTokenExpiresWithRealClock(t *testing.T) {
+	cfg := testConfig()
+	cfg.ClockSkew = "0s"
+	rec := &recorder{}
+	h, err := New(context.Background(), rec, cfg, "expiry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testClaims()
+	now := time.Now()
+	c.IssuedAt = now.Unix() - 10
+	c.Expiry = now.Unix() + 1
+	raw := sign(t, c)
+	get := func() int {
+		r := withCookie(browserRequest("https://app.example.com/"), raw)
+		r.Header.Set("Accept", "application/json")
+		return serve(h.(*Middleware), r).Code
+	}
+	if code := get(); code != http.StatusTeapot {
+		t.Fatalf("fresh token: status %d, want the backend's 418", code)
+	}
+	if code := get(); code != http.StatusTeapot {
+		t.Fatalf("cached token: status %d, want 418", code)
+	}
+	deadline := time.Unix(c.Expiry, 0).Add(3 * TickInterval)
+	for time.Now().Before(deadline) {
+		if get() == http.StatusUnauthorized {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("an expired token was still served from the cache well past exp + one tick")
+}
+
+// The ticker alone empties an index nobody sends requests to.
+func TestTickerEmptiesLineIndex(t *testing.T) {
+	m, _, _ := newTest(t, nil)
+	m.clock = time.Now
+	c := testClaims()
+	c.IssuedAt, c.Expiry = time.Now().Unix()-10, time.Now().Unix()+3600
+	if code := serve(m, withCookie(browserRequest("https://app.example.com/"), sign(t, c))).Code; code != http.StatusTeapot {
+		t.Fatalf("status %d", code)
+	}
+	if m.lines.len() != 1 {
+		t.Fatalf("line index holds %d lines, want 1", m.lines.len())
+	}
+	deadline := time.Now().Add(3 * TickInterval)
+	for m.lines.len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("line index still holds %d lines after %s: the ticker does not empty it", m.lines.len(), 3*TickInterval)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Any change of the edge state empties the index at once, in the goroutine
+// that applied it: the next request re-checks its decision.
+func TestStateChangeEmptiesLineIndex(t *testing.T) {
+	m, _, _, st := withState(t, nil)
+	raw := sign(t, testClaims())
+	serve(m, withCookie(browserRequest("/"), raw))
+	if m.lines.len() != 1 {
+		t.Fatalf("line index holds %d lines, want 1", m.lines.len())
+	}
+	apply(t, st, "revoke.session.someone-else", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
+	if m.lines.len() != 0 {
+		t.Fatal("an edge-state change left decisions in the line index")
+	}
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || m.lines.len() != 1 {
+		t.Fatal("the line was not indexed again after the change")
+	}
+}
+
+// A decision computed before a change must not land in the index after the
+// change emptied it (a slow request racing a revocation).
+func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
+	m, _, _, st := withState(t, nil)
+	e := &entry{version: m.version.Load(), allowed: true}
+	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
+	m.lines.put("edgepass_session=x", e, testNow.Unix())
+	if m.lines.len() != 0 {
+		t.Fatal("a decision older than the edge state went into the line index")
+	}
+	e.version = m.version.Load()
+	m.lines.put("edgepass_session=x", e, testNow.Unix())
+	if m.lines.len() != 1 {
+		t.Fatal("a current decision was refused")
+	}
+}
+
+// Traefik drops middlewares on every configuration change: an index that
+// stopped receiving inserts leaves its group (bounded), and joins again,
+// still emptied on changes, when it is used again.
+func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
+	m, _, _, st := withState(t, nil)
+	g := m.lines.group
+	e := &entry{version: m.version.Load(), allowed: true}
+	m.lines.put("a", e, testNow.Unix())
+	if g.size() != 1 {
+		t.Fatalf("group has %d members, want 1", g.size())
+	}
+	g.empty(testNow.Unix() + 1)
+	if g.size() != 1 {
+		t.Fatal("a busy index left its group")
+	}
+	g.empty(testNow.Add(idleIndex).Unix() + 1)
+	if g.size() != 0 || m.lines.len() != 0 {
+		t.Fatalf("idle index: group has %d members, index %d lines", g.size(), m.lines.len())
+	}
+	m.lines.put("a", e, testNow.Add(idleIndex).Unix()+2)
+	if g.size() != 1 || m.lines.len() != 1 {
+		t.Fatal("a used index did not join again")
+	}
+	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
+	if m.lines.len() != 0 {
+		t.Fatal("a rejoined index is not emptied on changes")
+	}
+}
+
+func TestLineIndexIsBounded(t *testing.T) {
+	m, _, _ := newTest(t, func(c *Config) { c.CacheSize = 16 })
+	e := &entry{version: m.version.Load(), allowed: true}
+	for i := 0; i < 100; i++ {
+		m.lines.put("line-"+strconv.Itoa(i), e, testNow.Unix())
+		if n := m.lines.len(); n > 16 {
+			t.Fatalf("line index grew to %d, limit 16", n)
+		}
+	}
+}
