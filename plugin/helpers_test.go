@@ -73,7 +73,8 @@ func (rec *recorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // clock pins the middleware clock; set moves it and, as the process-wide
-// ticker does every second in production, empties the line index.
+// ticker does every second in production, drops expired decisions from the
+// line index.
 type clock struct {
 	t time.Time
 	m *Middleware
@@ -83,7 +84,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func (c *clock) set(t time.Time) {
 	c.t = t
-	c.m.lines.group.empty(t.Unix())
+	c.m.lines.group.expire(t.Unix())
 }
 
 func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock) {

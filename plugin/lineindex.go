@@ -11,15 +11,14 @@ import (
 // The request path is one lookup in a lineIndex: the exact Cookie (or
 // Authorization) header line to a decision that may be served as is. Under
 // Yaegi every call into compiled code is a reflection round trip, so ServeHTTP
-// checks nothing else about the decision: no version counter, no clock. Instead
-// the index is emptied whenever a decision in it could have changed:
+// checks nothing else about the decision: no version counter, no clock.
+// Instead decisions leave the index when they could have changed:
 //   - the edge state changed (revocation, groups, keys): edgestate.OnChange
 //     empties every index reading that state, in the NATS watcher's goroutine,
 //     before the watcher reads its next message;
-//   - time passed (a token expires): one process-wide goroutine empties every
-//     index once per TickInterval.
-// The next request of each client then takes the slow path once and puts its
-// line back.
+//   - a token expired: one process-wide goroutine drops expired decisions
+//     from every index once per TickInterval.
+// The next request on such a line takes the slow path once and puts it back.
 
 // TickInterval bounds how long past its expiry (exp + clockSkew) a token can
 // still be served from the line index.
@@ -77,7 +76,7 @@ func groupFor(state *edgestate.State) *indexGroup {
 		g = &indexGroup{version: version, members: map[*lineIndex]bool{}}
 		groups[version] = g
 		if state != nil {
-			state.OnChange(func() { g.empty(time.Now().Unix()) })
+			state.OnChange(g.empty)
 		}
 	}
 	return g
@@ -123,17 +122,34 @@ func (x *lineIndex) len() int {
 	return x.n
 }
 
-// empty drops every line; an index idle since before idleIndex also leaves
-// the group (its next put joins again).
-func (x *lineIndex) empty(now int64) {
+// empty drops every line (the edge state changed).
+func (x *lineIndex) empty() {
 	x.mu.Lock()
 	clearMap(&x.m)
 	x.n = 0
+	x.mu.Unlock()
+}
+
+// expire drops the decisions of tokens expired at now. An index without an
+// insert since before idleIndex is emptied and leaves the group (its next put
+// joins again): Traefik drops middlewares on every configuration change.
+func (x *lineIndex) expire(now int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	if x.joined && now-x.used > int64(idleIndex/time.Second) {
+		clearMap(&x.m)
+		x.n = 0
 		x.joined = false
 		x.group.leave(x)
+		return
 	}
-	x.mu.Unlock()
+	x.m.Range(func(k, v any) bool {
+		if v.(*entry).expires <= now {
+			x.m.Delete(k)
+			x.n--
+		}
+		return true
+	})
 }
 
 // clearMap empties m with sync.Map.Clear where the Go that built Traefik has it
@@ -165,17 +181,29 @@ func (g *indexGroup) leave(x *lineIndex) {
 	g.mu.Unlock()
 }
 
-// empty empties every member. Members are copied first: each is locked on
-// its own, never while holding g.mu.
-func (g *indexGroup) empty(now int64) {
+// snapshot copies the member set: each member is then locked on its own,
+// never while holding g.mu.
+func (g *indexGroup) snapshot() []*lineIndex {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	members := make([]*lineIndex, 0, len(g.members))
 	for x := range g.members {
 		members = append(members, x)
 	}
-	g.mu.Unlock()
-	for _, x := range members {
-		x.empty(now)
+	return members
+}
+
+// empty empties every member (the edge state changed).
+func (g *indexGroup) empty() {
+	for _, x := range g.snapshot() {
+		x.empty()
+	}
+}
+
+// expire drops expired decisions from every member (the ticker).
+func (g *indexGroup) expire(now int64) {
+	for _, x := range g.snapshot() {
+		x.expire(now)
 	}
 }
 
@@ -185,8 +213,8 @@ func (g *indexGroup) size() int {
 	return len(g.members)
 }
 
-// startTicker starts the process-wide goroutine that empties every group once
-// per TickInterval (so no token outlives exp + clockSkew + TickInterval).
+// startTicker starts the process-wide goroutine that drops expired decisions
+// once per TickInterval (so no token outlives exp + clockSkew + TickInterval).
 func startTicker() {
 	groupsMu.Lock()
 	defer groupsMu.Unlock()
@@ -207,7 +235,7 @@ func tick() {
 		}
 		groupsMu.Unlock()
 		for _, g := range all {
-			g.empty(now.Unix())
+			g.expire(now.Unix())
 		}
 	}
 }

@@ -45,24 +45,33 @@ func TestCachedTokenExpiresWithRealClock(t *testing.T) {
 	t.Fatal("an expired token was still served from the cache well past exp + one tick")
 }
 
-// The ticker alone empties an index nobody sends requests to.
-func TestTickerEmptiesLineIndex(t *testing.T) {
-	m, _, _ := newTest(t, nil)
+// The ticker alone drops an expired decision from an index nobody sends
+// requests to, and leaves live ones where they are.
+func TestTickerDropsExpiredDecisionsOnly(t *testing.T) {
+	m, _, _ := newTest(t, func(c *Config) { c.ClockSkew = "0s" })
 	m.clock = time.Now
-	c := testClaims()
-	c.IssuedAt, c.Expiry = time.Now().Unix()-10, time.Now().Unix()+3600
-	if code := serve(m, withCookie(browserRequest("https://app.example.com/"), sign(t, c))).Code; code != http.StatusTeapot {
-		t.Fatalf("status %d", code)
+	now := time.Now().Unix()
+	short, long := testClaims(), testClaims()
+	short.IssuedAt, short.Expiry = now-10, now+1
+	long.IssuedAt, long.Expiry, long.SessionID = now-10, now+3600, "bG9uZy1saXZlZC1zZXNzaW9u"
+	shortLine := "edgepass_session=" + sign(t, short)
+	for _, raw := range []string{sign(t, short), sign(t, long)} {
+		if code := serve(m, withCookie(browserRequest("https://app.example.com/"), raw)).Code; code != http.StatusTeapot {
+			t.Fatalf("status %d", code)
+		}
 	}
-	if m.lines.len() != 1 {
-		t.Fatalf("line index holds %d lines, want 1", m.lines.len())
+	if m.lines.len() != 2 {
+		t.Fatalf("line index holds %d lines, want 2", m.lines.len())
 	}
-	deadline := time.Now().Add(3 * TickInterval)
-	for m.lines.len() != 0 {
+	deadline := time.Unix(short.Expiry, 0).Add(3 * TickInterval)
+	for m.lines.len() != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("line index still holds %d lines after %s: the ticker does not empty it", m.lines.len(), 3*TickInterval)
+			t.Fatalf("line index holds %d lines %s past the short token's expiry, want 1", m.lines.len(), 3*TickInterval)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if v, _ := m.fast.Load("theme=dark; " + shortLine + "; other=1"); v != nil {
+		t.Fatal("the ticker dropped the live decision and kept the expired one")
 	}
 }
 
@@ -107,16 +116,16 @@ func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 	m, _, _, st := withState(t, nil)
 	g := m.lines.group
-	e := &entry{version: m.version.Load(), allowed: true}
+	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
 	m.lines.put("a", e, testNow.Unix())
 	if g.size() != 1 {
 		t.Fatalf("group has %d members, want 1", g.size())
 	}
-	g.empty(testNow.Unix() + 1)
+	g.expire(testNow.Unix() + 1)
 	if g.size() != 1 {
 		t.Fatal("a busy index left its group")
 	}
-	g.empty(testNow.Add(idleIndex).Unix() + 1)
+	g.expire(testNow.Add(idleIndex).Unix() + 1)
 	if g.size() != 0 || m.lines.len() != 0 {
 		t.Fatalf("idle index: group has %d members, index %d lines", g.size(), m.lines.len())
 	}

@@ -445,9 +445,10 @@ func TestYaegiRefusesPublicTraversalAndSeparatorGroups(t *testing.T) {
 }
 
 // The line index under yaegi: emptied when full (sync.Map.Clear reached
-// through an interface) and by the once-a-second ticker, after which an
+// through an interface), and the once-a-second ticker drops an expired
+// decision (sync.Map.Range with an interpreted callback), after which an
 // expired token is refused although its line was on the fast path.
-func TestYaegiLineIndexEmptiesWhenFullAndOnExpiry(t *testing.T) {
+func TestYaegiLineIndexEmptiesWhenFullAndDropsExpired(t *testing.T) {
 	h, be := handler(t, func(c map[string]any) {
 		c["cacheSize"] = "3"
 		c["clockSkew"] = "0s"
