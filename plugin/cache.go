@@ -17,7 +17,7 @@ type entry struct {
 	version    int64 // edge-state version the decision was computed at
 	revoked    bool
 	allowed    bool
-	// keep is set on the copies in the line index only: the strip memo when
+	// keep is set on the copies in the line index only: the keep memo when
 	// the line was indexed (see ServeHTTP).
 	keep map[string]bool
 	// hdrNames[i] is set to hdrValues[i]; slices have len == cap so a backend

@@ -86,7 +86,7 @@ func (m *Middleware) attach(state *edgestate.State) {
 	if state != nil {
 		m.version = state.VersionCounter()
 	}
-	m.lines = newLineIndex(groupFor(state), m.s.cacheSize)
+	m.lines = newLineIndex(groupFor(state), m.s.cacheSize, func() int64 { return m.clock().Unix() })
 	m.fast = &m.lines.m
 }
 
@@ -101,7 +101,7 @@ func (m *Middleware) attach(state *edgestate.State) {
 // (index lookup, header check, next); everything else goes to serveSlow.
 //
 // The header check is http.Header.WriteSubset to a writer that refuses every
-// write, excluding the names a client may send (the strip memo as of when the
+// write, excluding the names a client may send (the keep memo as of when the
 // line was indexed): it returns nil only when no other name is present, so an
 // identity header in any spelling, or any name not decided yet, makes restrip
 // strip the request first. Names WriteSubset skips (invalid names, names with
@@ -203,7 +203,10 @@ const maxLineKey = 2 * token.MaxTokenSize
 // indexLine makes the exact Cookie (or Authorization) header line a key for the
 // decision of the token it carries, so the next request with the same line
 // costs ServeHTTP a single lookup. The line determines the token, so the index
-// can never point at another token's entry. Only servable decisions go in, each
+// can never point at another token's entry: a Cookie line names it in its
+// first edgepass cookie, an Authorization line (indexed only without a Cookie
+// header) after "Bearer ", and a token never contains "=" or ";", so no
+// string is a valid line of both kinds for different tokens. Only servable decisions go in, each
 // a copy of the token's entry carrying keep, the header names its requests may
 // bring without taking the slow path.
 func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now int64) {
@@ -324,13 +327,19 @@ func (m *Middleware) keys() *token.KeySet {
 // verify checks a token seen for the first time and caches the result when valid.
 // Invalid tokens are not cached, so a flood of forged tokens costs CPU (one
 // signature check each) but never memory.
+//
+// The version is read before the keys: a rotation racing with the check then
+// leaves the entry at an old version, which the line index refuses and the
+// next request recomputes (the other order could stamp a check against removed
+// keys with the new version).
 func (m *Middleware) verify(raw string, now int64) *entry {
+	version := m.version.Load()
 	ks := m.keys()
 	c, err := m.s.verifier.Verify(raw, ks, time.Unix(now, 0))
 	if err != nil || c.SessionID == "" {
 		return nil
 	}
-	e := m.build(c, ks, token.SubjectKey(c.Subject), now)
+	e := m.build(c, ks, token.SubjectKey(c.Subject), version, now)
 	m.cache.put(strings.Clone(raw), e, now)
 	return e
 }
@@ -338,24 +347,24 @@ func (m *Middleware) verify(raw string, now int64) *entry {
 // refresh recomputes a cached entry after the edge state changed; if the keys
 // changed (rotation, removal) the token is verified again.
 func (m *Middleware) refresh(raw string, old *entry, now int64) *entry {
+	version := m.version.Load()
 	ks := m.keys()
 	if ks != old.keys {
 		m.cache.remove(raw)
 		return m.verify(raw, now)
 	}
-	e := m.build(old.claims, ks, old.subjectKey, now)
+	e := m.build(old.claims, ks, old.subjectKey, version, now)
 	m.cache.put(strings.Clone(raw), e, now)
 	return e
 }
 
 // build applies the edge state and the authorization rules to verified claims and
-// formats the identity headers.
-func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, now int64) *entry {
-	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey}
+// formats the identity headers. version is the edge-state version read before
+// anything the decision depends on (keys included): a change racing with the
+// computation leaves the entry stale, and the next request recomputes it.
+func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *entry {
+	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version}
 	groups := c.Groups
-	// Read the version first: a change racing with this computation leaves the
-	// entry stale, and the next request recomputes it.
-	e.version = m.version.Load()
 	if m.state != nil {
 		if m.state.Revoked(c.SessionID, subjectKey, c.IssuedAt, time.Unix(now, 0)) {
 			e.revoked = true

@@ -11,7 +11,7 @@ import (
 // random header names cannot grow it.
 const maxStripMemo = 1024
 
-// commonHeaders seed the strip memo so ordinary requests never take the slow path.
+// commonHeaders seed the keep memo so ordinary requests never take the slow path.
 var commonHeaders = []string{
 	"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
 	"Content-Length", "Content-Type", "Cookie", "Dnt", "Host", "If-Modified-Since", "If-None-Match",
@@ -34,8 +34,9 @@ func closedPipe() *io.PipeWriter {
 
 // stripper decides, per exact header key as it appears in r.Header, whether the
 // client header must go. Keys known to be harmless are memoized in an immutable
-// map swapped atomically: one Load per request, then single-value map reads.
-// Identity headers are never in it, so a spoofing attempt takes the slow path.
+// map swapped atomically (keepMemo): each line-index entry carries the one that
+// was current when its line was indexed, for ServeHTTP's header check. Identity
+// headers are never in it, so a spoofing attempt is always stripped (restrip).
 type stripper struct {
 	exact     map[string]bool
 	prefix    []string

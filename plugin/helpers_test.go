@@ -84,7 +84,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func (c *clock) set(t time.Time) {
 	c.t = t
-	c.m.lines.group.expire(t.Unix())
+	c.m.lines.group.expire()
 }
 
 func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock) {

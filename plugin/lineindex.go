@@ -27,7 +27,7 @@ const TickInterval = time.Second
 // idleIndex is how long an index can go without an insert before its group
 // forgets it (emptied and marked, so its next insert joins again): Traefik
 // makes new middlewares on every configuration change and drops the old ones.
-const idleIndex = 30 * time.Second
+const idleIndex = 2 * time.Minute
 
 // lineIndex is one middleware's map from header line to servable entry. Inserts
 // and emptying are serialized by mu, and an insert checks the entry's version
@@ -37,6 +37,7 @@ type lineIndex struct {
 	m     sync.Map // line -> *entry: allowed, not revoked, keep set
 	group *indexGroup
 	max   int
+	now   func() int64 // the middleware's clock, in unix seconds
 
 	mu     sync.Mutex
 	n      int
@@ -82,23 +83,26 @@ func groupFor(state *edgestate.State) *indexGroup {
 	return g
 }
 
-func newLineIndex(g *indexGroup, max int) *lineIndex {
-	return &lineIndex{group: g, max: max}
+func newLineIndex(g *indexGroup, max int, now func() int64) *lineIndex {
+	return &lineIndex{group: g, max: max, now: now}
 }
 
-// put stores e for line unless the edge state moved since e was computed. The
-// first put joins the group and starts the process-wide ticker.
+// put stores e for line unless the edge state moved since e was computed or
+// e has expired. The first put joins the group and starts the process-wide
+// ticker. Joining comes before the version check, both under x.mu: a change
+// either finds x in the group (and empties it after this put) or moved the
+// version before the check (and e is refused).
 func (x *lineIndex) put(line string, e *entry, now int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if e.version != x.group.version.Load() {
-		return
-	}
 	if !x.joined {
 		x.group.join(x)
 		x.joined = true
 	}
 	x.used = now
+	if e.version != x.group.version.Load() || e.expires <= now {
+		return
+	}
 	if x.n >= x.max {
 		clearMap(&x.m)
 		x.n = 0
@@ -130,10 +134,13 @@ func (x *lineIndex) empty() {
 	x.mu.Unlock()
 }
 
-// expire drops the decisions of tokens expired at now. An index without an
-// insert since before idleIndex is emptied and leaves the group (its next put
-// joins again): Traefik drops middlewares on every configuration change.
-func (x *lineIndex) expire(now int64) {
+// expire drops the decisions of tokens expired by the middleware's clock. An
+// index without an insert since before idleIndex is emptied and leaves the
+// group (its next put joins again): Traefik drops middlewares on every
+// configuration change. Inserts are the only sign of use the index sees (the
+// fast path writes nothing), so a busy index is emptied once per idleIndex too.
+func (x *lineIndex) expire() {
+	now := x.now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.joined && now-x.used > int64(idleIndex/time.Second) {
@@ -201,9 +208,9 @@ func (g *indexGroup) empty() {
 }
 
 // expire drops expired decisions from every member (the ticker).
-func (g *indexGroup) expire(now int64) {
+func (g *indexGroup) expire() {
 	for _, x := range g.snapshot() {
-		x.expire(now)
+		x.expire()
 	}
 }
 
@@ -227,7 +234,7 @@ func startTicker() {
 func tick() {
 	t := time.NewTicker(TickInterval)
 	defer t.Stop()
-	for now := range t.C {
+	for range t.C {
 		groupsMu.Lock()
 		all := make([]*indexGroup, 0, len(groups))
 		for _, g := range groups {
@@ -235,7 +242,7 @@ func tick() {
 		}
 		groupsMu.Unlock()
 		for _, g := range all {
-			g.expire(now.Unix())
+			g.expire()
 		}
 	}
 }

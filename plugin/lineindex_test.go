@@ -94,14 +94,18 @@ func TestStateChangeEmptiesLineIndex(t *testing.T) {
 }
 
 // A decision computed before a change must not land in the index after the
-// change emptied it (a slow request racing a revocation).
+// change emptied it (a slow request racing a revocation), and an index that
+// refused one has still joined its group, so the next change empties it.
 func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 	m, _, _, st := withState(t, nil)
-	e := &entry{version: m.version.Load(), allowed: true}
+	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
 	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
 	if m.lines.len() != 0 {
 		t.Fatal("a decision older than the edge state went into the line index")
+	}
+	if m.lines.group.size() != 1 {
+		t.Fatal("an index that refused a put is not in its group")
 	}
 	e.version = m.version.Load()
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
@@ -110,30 +114,42 @@ func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 	}
 }
 
+// A request that read an entry before the ticker dropped it must not put it
+// back once it has expired.
+func TestLineIndexRefusesExpiredDecision(t *testing.T) {
+	m, _, _ := newTest(t, nil)
+	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix()}
+	m.lines.put("edgepass_session=x", e, testNow.Unix())
+	if m.lines.len() != 0 {
+		t.Fatal("an expired decision went into the line index")
+	}
+}
+
 // Traefik drops middlewares on every configuration change: an index that
 // stopped receiving inserts leaves its group (bounded), and joins again,
 // still emptied on changes, when it is used again.
 func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
-	m, _, _, st := withState(t, nil)
+	m, _, clk, st := withState(t, nil)
 	g := m.lines.group
 	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
 	m.lines.put("a", e, testNow.Unix())
 	if g.size() != 1 {
 		t.Fatalf("group has %d members, want 1", g.size())
 	}
-	g.expire(testNow.Unix() + 1)
-	if g.size() != 1 {
-		t.Fatal("a busy index left its group")
+	clk.set(testNow.Add(time.Second)) // a tick
+	if g.size() != 1 || m.lines.len() != 1 {
+		t.Fatal("a busy index left its group or lost a live decision")
 	}
-	g.expire(testNow.Add(idleIndex).Unix() + 1)
+	later := testNow.Add(idleIndex + time.Second)
+	clk.set(later)
 	if g.size() != 0 || m.lines.len() != 0 {
 		t.Fatalf("idle index: group has %d members, index %d lines", g.size(), m.lines.len())
 	}
-	m.lines.put("a", e, testNow.Add(idleIndex).Unix()+2)
+	m.lines.put("a", e, later.Unix())
 	if g.size() != 1 || m.lines.len() != 1 {
 		t.Fatal("a used index did not join again")
 	}
-	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
+	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(later.Unix()+60, 10)+`}`)
 	if m.lines.len() != 0 {
 		t.Fatal("a rejoined index is not emptied on changes")
 	}
@@ -141,7 +157,7 @@ func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 
 func TestLineIndexIsBounded(t *testing.T) {
 	m, _, _ := newTest(t, func(c *Config) { c.CacheSize = 16 })
-	e := &entry{version: m.version.Load(), allowed: true}
+	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
 	for i := 0; i < 100; i++ {
 		m.lines.put("line-"+strconv.Itoa(i), e, testNow.Unix())
 		if n := m.lines.len(); n > 16 {
