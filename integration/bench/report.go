@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +134,7 @@ func (r *Results) WriteReport(w io.Writer) {
 			}
 			ms = append(ms, strconv.FormatFloat(v, 'f', -1, 64)+" "+unit)
 		}
-		p("natsedge %s (compiled watcher + in-process NATS, no Traefik): %s", b.Name, strings.Join(sortedStrings(ms), ", "))
+		p("natsedge %s (compiled watcher + in-process NATS, no Traefik): %s", b.Name, strings.Join(slices.Sorted(slices.Values(ms)), ", "))
 	}
 	if mm := r.Memory; mm != nil {
 		p("edge memory with %d revocations (published in %s, applied by the plugin after %s, seen by its 5 s heartbeat):",
@@ -149,7 +150,7 @@ func (r *Results) WriteReport(w io.Writer) {
 		p("token cost in the plugin under yaegi: first-seen %s/op (%s), cached %s/op (%s): first-seen costs %.0f× cached",
 			fmtNs(tc.FirstSeen.Metrics["ns/op"]), tc.FirstSeen.Name, fmtNs(tc.Cached.Metrics["ns/op"]), tc.Cached.Name, tc.Ratio)
 		for _, b := range tc.All {
-			p("  %-50s %12s/op %8.0f B/op %6.0f allocs/op", b.Name, fmtNs(b.Metrics["ns/op"]), b.Metrics["B/op"], b.Metrics["allocs/op"])
+			p("  %-56s %12s/op %8.0f B/op %6.0f allocs/op", b.Name, fmtNs(b.Metrics["ns/op"]), b.Metrics["B/op"], b.Metrics["allocs/op"])
 		}
 	}
 	if c := r.Cookie; c != nil {
@@ -202,16 +203,6 @@ func roundRatios(tp *Throughput, other string) string {
 }
 
 func fmtNs(ns float64) string { return fmtDur(time.Duration(ns)) }
-
-func sortedStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
 
 // WriteFiles writes results.json, report.txt and throughput.svg to dir.
 func (r *Results) WriteFiles(dir string) error {

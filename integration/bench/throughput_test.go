@@ -88,3 +88,22 @@ func TestNoiseWarnings(t *testing.T) {
 		t.Errorf("busy run: %d warnings, want a spread and a CPU one: %v", len(w), w)
 	}
 }
+
+func TestFmtDurKeepsThreeSignificantDigits(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{846 * time.Nanosecond, "0.85µs"},
+		{3857 * time.Nanosecond, "3.86µs"},
+		{38400 * time.Nanosecond, "38.4µs"},
+		{847 * time.Microsecond, "847µs"},
+		{3740 * time.Microsecond, "3.74ms"},
+		{14600 * time.Microsecond, "14.6ms"},
+		{2 * time.Second, "2.00s"},
+	} {
+		if got := fmtDur(c.d); got != c.want {
+			t.Errorf("fmtDur(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
