@@ -653,7 +653,7 @@ func TestStaleState(t *testing.T) {
 			if rw.Code != http.StatusServiceUnavailable || strings.TrimSpace(rw.Body.String()) != `{"error":"edge state unavailable"}` || rec.called != 1 {
 				t.Fatalf("refuse: status %d body %s", rw.Code, rw.Body.String())
 			}
-			st.Touch(clk.t)
+			st.Touch(clk.now())
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 				t.Fatal("still refused after NATS was heard again")
 			}

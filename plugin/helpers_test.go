@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,14 +77,14 @@ func (rec *recorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // ticker does every second in production, drops expired decisions from the
 // line index.
 type clock struct {
-	t time.Time
+	t atomic.Int64 // unix nanoseconds: the ticker goroutine reads it too
 	m *Middleware
 }
 
-func (c *clock) now() time.Time { return c.t }
+func (c *clock) now() time.Time { return time.Unix(0, c.t.Load()) }
 
 func (c *clock) set(t time.Time) {
-	c.t = t
+	c.t.Store(t.UnixNano())
 	c.m.lines.group.expire()
 }
 
@@ -99,7 +100,8 @@ func newTest(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock)
 		tb.Fatalf("New: %v", err)
 	}
 	m := h.(*Middleware)
-	clk := &clock{t: testNow, m: m}
+	clk := &clock{m: m}
+	clk.t.Store(testNow.UnixNano())
 	m.clock = clk.now
 	return m, rec, clk
 }

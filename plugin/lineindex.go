@@ -29,6 +29,11 @@ const TickInterval = time.Second
 // makes new middlewares on every configuration change and drops the old ones.
 const idleIndex = 2 * time.Minute
 
+// maxIndexBytes bounds the header lines one index holds, whatever cacheSize
+// says: lines run to 8 KiB, and a signed-in client can vary its other cookies
+// to make as many distinct lines as it likes.
+const maxIndexBytes = 16 << 20
+
 // lineIndex is one middleware's map from header line to servable entry. Inserts
 // and emptying are serialized by mu, and an insert checks the entry's version
 // under it, so a decision computed before a change never lands after the
@@ -41,6 +46,7 @@ type lineIndex struct {
 
 	mu     sync.Mutex
 	n      int
+	bytes  int   // sum of the lengths of the lines held
 	joined bool  // in group.members
 	used   int64 // unix second of the last insert
 }
@@ -103,19 +109,27 @@ func (x *lineIndex) put(line string, e *entry, now int64) {
 	if e.version != x.group.version.Load() || e.expires <= now {
 		return
 	}
-	if x.n >= x.max {
-		clearMap(&x.m)
-		x.n = 0
+	if x.n >= x.max || x.bytes+len(line) > maxIndexBytes {
+		x.clear()
 	}
 	if _, loaded := x.m.Swap(line, e); !loaded {
 		x.n++
+		x.bytes += len(line)
 	}
+}
+
+// clear empties the index; x.mu held.
+func (x *lineIndex) clear() {
+	clearMap(&x.m)
+	x.n = 0
+	x.bytes = 0
 }
 
 func (x *lineIndex) remove(line string) {
 	x.mu.Lock()
 	if _, loaded := x.m.LoadAndDelete(line); loaded {
 		x.n--
+		x.bytes -= len(line)
 	}
 	x.mu.Unlock()
 }
@@ -129,8 +143,7 @@ func (x *lineIndex) len() int {
 // empty drops every line (the edge state changed).
 func (x *lineIndex) empty() {
 	x.mu.Lock()
-	clearMap(&x.m)
-	x.n = 0
+	x.clear()
 	x.mu.Unlock()
 }
 
@@ -144,8 +157,7 @@ func (x *lineIndex) expire() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.joined && now-x.used > int64(idleIndex/time.Second) {
-		clearMap(&x.m)
-		x.n = 0
+		x.clear()
 		x.joined = false
 		x.group.leave(x)
 		return
@@ -154,6 +166,7 @@ func (x *lineIndex) expire() {
 		if v.(*entry).expires <= now {
 			x.m.Delete(k)
 			x.n--
+			x.bytes -= len(k.(string))
 		}
 		return true
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -163,5 +164,46 @@ func TestLineIndexIsBounded(t *testing.T) {
 		if n := m.lines.len(); n > 16 {
 			t.Fatalf("line index grew to %d, limit 16", n)
 		}
+	}
+}
+
+// Attack: a signed-in client varies its other cookies to fill the index with
+// distinct lines of the largest size the index accepts.
+func TestLineIndexIsBoundedInBytes(t *testing.T) {
+	m, _, clk := newTest(t, func(c *Config) { c.CacheSize = 1_000_000 })
+	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
+	pad := strings.Repeat("x", maxLineKey-16)
+	for i := 0; i < 2*maxIndexBytes/maxLineKey; i++ {
+		m.lines.put(strconv.Itoa(i)+pad, e, testNow.Unix())
+		m.lines.mu.Lock()
+		b := m.lines.bytes
+		m.lines.mu.Unlock()
+		if b > maxIndexBytes {
+			t.Fatalf("line index holds %d bytes, limit %d", b, maxIndexBytes)
+		}
+	}
+	checkBytes := func(when string) {
+		t.Helper()
+		held := 0
+		m.lines.mu.Lock()
+		m.lines.m.Range(func(k, _ any) bool {
+			held += len(k.(string))
+			return true
+		})
+		counted := m.lines.bytes
+		m.lines.mu.Unlock()
+		if held != counted {
+			t.Fatalf("%s: index holds %d bytes of lines but counts %d", when, held, counted)
+		}
+	}
+	checkBytes("after puts")
+	m.lines.remove(strconv.Itoa(2*maxIndexBytes/maxLineKey-1) + pad)
+	checkBytes("after remove")
+	old := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 1}
+	m.lines.put("short-lived", old, testNow.Unix())
+	clk.set(testNow.Add(2 * time.Second))
+	checkBytes("after expiry")
+	if v, _ := m.lines.m.Load("short-lived"); v != nil || m.lines.len() == 0 {
+		t.Fatal("expiry kept the expired line or dropped live ones")
 	}
 }
