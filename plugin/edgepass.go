@@ -232,7 +232,9 @@ func bearerToken(v string) string {
 	return ""
 }
 
-// serveSpecial handles public paths and stale-state refusal; true = answered.
+// serveSpecial handles public paths and stale-state refusal (staleAction
+// refuse: also before the edge has caught up with the bucket once, so a
+// starting Traefik never decides on a partial replay); true = answered.
 func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool {
 	if m.isPublic(r.URL.Path) {
 		if m.removeCookie {
@@ -241,7 +243,7 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 		m.next.ServeHTTP(rw, r)
 		return true
 	}
-	if m.s.refuseStale && m.state != nil && m.clock().Unix()-m.state.LastHeardUnix() > m.s.maxStaleSec {
+	if m.s.refuseStale && m.state != nil && (!m.state.SyncedOnce() || m.clock().Unix()-m.state.LastHeardUnix() > m.s.maxStaleSec) {
 		writeJSON(rw, http.StatusServiceUnavailable, bodyStale)
 		return true
 	}

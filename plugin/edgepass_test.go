@@ -639,6 +639,14 @@ func TestStaleState(t *testing.T) {
 			m.s.refuseStale = action == "refuse"
 			m.special = m.s.refuseStale
 			raw := sign(t, testClaims())
+			// Attack window: a starting edge replaying the bucket has not seen
+			// every revocation yet; strict mode waits for the first catch-up.
+			code := serve(m, withCookie(browserRequest("/"), raw)).Code
+			if want := map[string]int{"serve": http.StatusTeapot, "refuse": http.StatusServiceUnavailable}[action]; code != want {
+				t.Fatalf("before the first sync: status %d, want %d", code, want)
+			}
+			st.SetSynced(true)
+			st.SetSynced(false) // a reconnect later: staleness alone decides again
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 				t.Fatal("fresh state refused")
 			}

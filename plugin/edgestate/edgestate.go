@@ -71,14 +71,15 @@ type State struct {
 	groups   map[string]groupFact
 	keys     *token.KeySet
 
-	version   atomic.Int64
-	changeMu  sync.Mutex
-	onChange  func()
-	lastSeq   atomic.Int64
-	lastHeard atomic.Int64 // unix nanoseconds, 0 = never
-	synced    atomic.Int32
-	applied   atomic.Int64
-	rejected  atomic.Int64
+	version    atomic.Int64
+	changeMu   sync.Mutex
+	onChange   func()
+	lastSeq    atomic.Int64
+	lastHeard  atomic.Int64 // unix nanoseconds, 0 = never
+	synced     atomic.Int32
+	syncedOnce atomic.Bool
+	applied    atomic.Int64
+	rejected   atomic.Int64
 }
 
 // New returns an empty state.
@@ -343,9 +344,16 @@ func (s *State) LastHeardUnix() int64 {
 func (s *State) SetSynced(v bool) {
 	if v {
 		s.synced.Store(1)
+		s.syncedOnce.Store(true)
 	} else {
 		s.synced.Store(0)
 	}
+}
+
+// SyncedOnce reports whether the watcher has ever caught up with the bucket:
+// before that the state is a partial replay (a revocation may not be in it yet).
+func (s *State) SyncedOnce() bool {
+	return s.syncedOnce.Load()
 }
 
 // Synced reports whether the watcher has caught up with the bucket.

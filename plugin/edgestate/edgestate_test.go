@@ -364,3 +364,17 @@ func TestOnChangeFollowsEveryChange(t *testing.T) {
 		t.Fatalf("Prune: OnChange ran %d times in all, want 4", calls)
 	}
 }
+
+// SyncedOnce stays true across later reconnects: it marks the end of the
+// first replay, which strict edges wait for.
+func TestSyncedOnceSurvivesReconnects(t *testing.T) {
+	s := New()
+	if s.SyncedOnce() || s.Synced() {
+		t.Fatal("a new state reports a sync")
+	}
+	s.SetSynced(true)
+	s.SetSynced(false)
+	if !s.SyncedOnce() || s.Synced() {
+		t.Fatalf("after a sync and a reconnect: SyncedOnce %v, Synced %v", s.SyncedOnce(), s.Synced())
+	}
+}
