@@ -41,8 +41,9 @@ type Middleware struct {
 	cookieName   string
 	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
 	removeCookie bool
-	// clock is time.Now in production; tests move it (and empty the line
-	// index, as the process-wide ticker does every second).
+	// clock is time.Now in production; tests move it (and drop expired
+	// decisions from the line index, as the process-wide ticker does every
+	// second).
 	clock func() time.Time
 }
 
@@ -232,9 +233,10 @@ func bearerToken(v string) string {
 	return ""
 }
 
-// serveSpecial handles public paths and stale-state refusal (staleAction
-// refuse: also before the edge has caught up with the bucket once, so a
-// starting Traefik never decides on a partial replay); true = answered.
+// serveSpecial handles public paths and stale-state refusal; true = answered.
+// Staleness counts from when the state was last complete (CurrentAsOfUnix),
+// so a strict route never decides on a partial replay: at start, or after an
+// outage longer than maxStaleness while the missed facts are replayed.
 func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool {
 	if m.isPublic(r.URL.Path) {
 		if m.removeCookie {
@@ -243,7 +245,7 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 		m.next.ServeHTTP(rw, r)
 		return true
 	}
-	if m.s.refuseStale && m.state != nil && (!m.state.SyncedOnce() || m.clock().Unix()-m.state.LastHeardUnix() > m.s.maxStaleSec) {
+	if m.s.refuseStale && m.state != nil && m.clock().Unix()-m.state.CurrentAsOfUnix() > m.s.maxStaleSec {
 		writeJSON(rw, http.StatusServiceUnavailable, bodyStale)
 		return true
 	}

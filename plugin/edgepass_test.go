@@ -646,7 +646,6 @@ func TestStaleState(t *testing.T) {
 				t.Fatalf("before the first sync: status %d, want %d", code, want)
 			}
 			st.SetSynced(true)
-			st.SetSynced(false) // a reconnect later: staleness alone decides again
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 				t.Fatal("fresh state refused")
 			}
@@ -661,9 +660,16 @@ func TestStaleState(t *testing.T) {
 			if rw.Code != http.StatusServiceUnavailable || strings.TrimSpace(rw.Body.String()) != `{"error":"edge state unavailable"}` || rec.called != 1 {
 				t.Fatalf("refuse: status %d body %s", rw.Code, rw.Body.String())
 			}
+			// Attack window: after an outage, the replay of the facts missed
+			// meanwhile makes NATS "heard" long before it has caught up.
+			st.SetSynced(false)
 			st.Touch(clk.now())
+			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusServiceUnavailable {
+				t.Fatal("served while replaying the facts missed during an outage")
+			}
+			st.SetSynced(true)
 			if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
-				t.Fatal("still refused after NATS was heard again")
+				t.Fatal("still refused after the edge caught up again")
 			}
 		})
 	}

@@ -109,8 +109,8 @@ func (x *lineIndex) put(line string, e *entry, now int64) {
 	if e.version != x.group.version.Load() || e.expires <= now {
 		return
 	}
-	if x.n >= x.max || x.bytes+len(line) > maxIndexBytes {
-		x.clear()
+	if _, held := x.m.Load(line); !held && (x.n >= x.max || x.bytes+len(line) > maxIndexBytes) {
+		x.clear() // replacing a line held already needs no room
 	}
 	if _, loaded := x.m.Swap(line, e); !loaded {
 		x.n++

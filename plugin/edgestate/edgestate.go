@@ -71,15 +71,16 @@ type State struct {
 	groups   map[string]groupFact
 	keys     *token.KeySet
 
-	version    atomic.Int64
-	changeMu   sync.Mutex
-	onChange   func()
-	lastSeq    atomic.Int64
-	lastHeard  atomic.Int64 // unix nanoseconds, 0 = never
-	synced     atomic.Int32
-	syncedOnce atomic.Bool
-	applied    atomic.Int64
-	rejected   atomic.Int64
+	version   atomic.Int64
+	changeMu  sync.Mutex
+	onChange  func()
+	lastSeq   atomic.Int64
+	lastHeard atomic.Int64 // unix nanoseconds, 0 = never
+	synced    atomic.Int32
+	// syncLostHeard is lastHeard when sync was last lost (0: never synced).
+	syncLostHeard atomic.Int64
+	applied       atomic.Int64
+	rejected      atomic.Int64
 }
 
 // New returns an empty state.
@@ -341,19 +342,29 @@ func (s *State) LastHeardUnix() int64 {
 }
 
 // SetSynced records whether the watcher has replayed the bucket up to date.
+// Losing sync (a reconnect, a resync) freezes CurrentAsOfUnix at the last time
+// NATS was heard from while synced.
 func (s *State) SetSynced(v bool) {
 	if v {
 		s.synced.Store(1)
-		s.syncedOnce.Store(true)
-	} else {
-		s.synced.Store(0)
+		return
+	}
+	if s.synced.Swap(0) == 1 {
+		s.syncLostHeard.Store(s.lastHeard.Load())
 	}
 }
 
-// SyncedOnce reports whether the watcher has ever caught up with the bucket:
-// before that the state is a partial replay (a revocation may not be in it yet).
-func (s *State) SyncedOnce() bool {
-	return s.syncedOnce.Load()
+// CurrentAsOfUnix is when the state was last known complete, in unix seconds:
+// while synced, the last time NATS was heard from; while replaying (at start,
+// after a reconnect or a resync), the last time it was heard from while synced
+// (0 before the first sync). Replayed messages make LastHeard recent long
+// before the revocations missed meanwhile are applied; this does not move
+// until the replay has caught up.
+func (s *State) CurrentAsOfUnix() int64 {
+	if s.synced.Load() == 1 {
+		return s.lastHeard.Load() / int64(time.Second)
+	}
+	return s.syncLostHeard.Load() / int64(time.Second)
 }
 
 // Synced reports whether the watcher has caught up with the bucket.

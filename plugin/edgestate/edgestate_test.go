@@ -365,16 +365,29 @@ func TestOnChangeFollowsEveryChange(t *testing.T) {
 	}
 }
 
-// SyncedOnce stays true across later reconnects: it marks the end of the
-// first replay, which strict edges wait for.
-func TestSyncedOnceSurvivesReconnects(t *testing.T) {
+// A state being replayed is current only as of when it last was in sync:
+// before the first sync never, after a reconnect as of the disconnect, however
+// recent the replayed messages are.
+func TestCurrentAsOfFreezesWhileReplaying(t *testing.T) {
 	s := New()
-	if s.SyncedOnce() || s.Synced() {
-		t.Fatal("a new state reports a sync")
+	t0 := time.Unix(1_700_000_000, 0)
+	s.Touch(t0)
+	if got := s.CurrentAsOfUnix(); got != 0 {
+		t.Fatalf("before the first sync: current as of %d, want 0", got)
 	}
 	s.SetSynced(true)
-	s.SetSynced(false)
-	if !s.SyncedOnce() || s.Synced() {
-		t.Fatalf("after a sync and a reconnect: SyncedOnce %v, Synced %v", s.SyncedOnce(), s.Synced())
+	s.Touch(t0.Add(10 * time.Second))
+	if got := s.CurrentAsOfUnix(); got != t0.Unix()+10 {
+		t.Fatalf("synced: current as of %d, want %d", got, t0.Unix()+10)
+	}
+	s.SetSynced(false)                 // disconnect
+	s.Touch(t0.Add(100 * time.Second)) // replayed messages after the reconnect
+	s.SetSynced(false)                 // a resync while still replaying must not move it
+	if got := s.CurrentAsOfUnix(); got != t0.Unix()+10 {
+		t.Fatalf("replaying: current as of %d, want the disconnect's %d", got, t0.Unix()+10)
+	}
+	s.SetSynced(true)
+	if got := s.CurrentAsOfUnix(); got != t0.Unix()+100 {
+		t.Fatalf("caught up: current as of %d, want %d", got, t0.Unix()+100)
 	}
 }
