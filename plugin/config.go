@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -89,6 +90,9 @@ const (
 	maxCacheSize       = 1000000
 	defaultStaleAction = "serve"
 	defaultBucket      = "edgepass_edge"
+	// minMaxStaleness is twice the idle heartbeat: the longest a healthy, idle
+	// edge goes without hearing from NATS, with room for one late heartbeat.
+	minMaxStaleness = 2 * natsedge.DefaultIdleHeartbeat
 )
 
 // CreateConfig returns the default configuration Traefik decodes the user's onto.
@@ -299,8 +303,8 @@ func compile(cfg *Config) (*settings, error) {
 	if err != nil {
 		return nil, fieldErr("maxStaleness", "%v", err)
 	}
-	if stale > 0 && stale < time.Second {
-		return nil, fieldErr("maxStaleness", "%s is below 1s", stale)
+	if stale > 0 && stale < minMaxStaleness {
+		return nil, fieldErr("maxStaleness", "%s is below %s: an idle NATS is heard from every %s, so a shorter bound would flag a healthy edge as stale", stale, minMaxStaleness, natsedge.DefaultIdleHeartbeat)
 	}
 	s.maxStaleSec = int64(stale / time.Second)
 	switch strings.ToLower(strings.TrimSpace(cfg.StaleAction)) {

@@ -45,6 +45,10 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"bad staleAction", func(c *Config) { c.StaleAction = "panic" }, "staleAction"},
 		{"bad maxStaleness", func(c *Config) { c.MaxStaleness = "a while" }, "maxStaleness"},
 		{"maxStaleness without nats", func(c *Config) { c.MaxStaleness = "1m" }, "maxStaleness"},
+		{"maxStaleness below the idle heartbeat", func(c *Config) {
+			c.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+			c.MaxStaleness = "5s"
+		}, "maxStaleness"},
 		{"public path without slash", func(c *Config) { c.PublicPaths = []string{"health"} }, "publicPaths"},
 		{"bad header name", func(c *Config) { c.UserHeader = "X User" }, "userHeader"},
 		{"identity in Authorization", func(c *Config) { c.EmailHeader = "authorization" }, "emailHeader"},

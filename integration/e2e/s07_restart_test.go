@@ -199,3 +199,43 @@ func TestNewReplicaRefusesRevokedTokenFromReplay(t *testing.T) {
 		t.Fatalf("new replica answered %d (%v) for a valid token, want 200 (keys from the replay)", code, err)
 	}
 }
+
+// Scenario 7d: a strict route (staleAction: refuse) answers 503 once an edge
+// has not heard from NATS for maxStaleness, while the default route keeps
+// serving on the last known state. When NATS is back, the strict route never
+// serves a token revoked during the outage: replaying the missed facts does
+// not count as fresh until the edge has caught up.
+func TestStrictRouteRefusesWhileStaleAndNeverServesDuringReplay(t *testing.T) {
+	s := external(t)
+	path := harness.PathStrict + "/stale"
+	revoked := signIn(t, s, harness.AliceUser, harness.AlicePassword)
+	keep := signIn(t, s, harness.BobUser, harness.BobPassword)
+	mustStatus(t, s.Traefiks, path, bearer(revoked.token), http.StatusOK, "strict route, NATS up")
+
+	s.EdgeProxy.Cut()
+	defer s.EdgeProxy.Restore() // whatever happens, later tests need NATS
+	cli(t, s.Daemon, "sessions", "revoke", revoked.claims.SessionID)
+	took := waitStatus(t, s, s.Traefiks, path, bearer(keep.token), http.StatusServiceUnavailable,
+		harness.StrictMaxStaleness+15*time.Second, "strict route past maxStaleness")
+	t.Logf("strict route refused %s after the cut (maxStaleness %s)", formatDurations(took), harness.StrictMaxStaleness)
+	mustStatus(t, s.Traefiks, harness.PathApp+"/stale", bearer(keep.token), http.StatusOK, "default route past maxStaleness")
+
+	s.EdgeProxy.Restore()
+	restored := time.Now()
+	for _, tr := range s.Traefiks {
+		for {
+			code, err := status(tr.URL+path, bearer(revoked.token))
+			if err == nil && code == http.StatusOK {
+				t.Fatalf("%s served a token revoked during the outage %s after NATS came back, before catching up", tr.Spec.Name, time.Since(restored).Round(time.Millisecond))
+			}
+			if err == nil && code == http.StatusUnauthorized {
+				break
+			}
+			if time.Since(restored) > 30*time.Second {
+				t.Fatalf("%s: strict route still answers %d (%v) for the revoked token 30s after NATS came back", tr.Spec.Name, code, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	mustStatus(t, s.Traefiks, path, bearer(keep.token), http.StatusOK, "strict route after catching up")
+}

@@ -27,7 +27,11 @@ const (
 	PathPublic = "/public" // the plugin with publicPaths: /public/*
 	PathOpen   = "/open"   // no middleware
 	PathFwd    = "/fwd"    // ForwardAuth to the daemon's /verify
+	PathStrict = "/strict" // the plugin with staleAction: refuse (only with NATS)
 )
+
+// StrictMaxStaleness is the strict route's maxStaleness (the least allowed).
+const StrictMaxStaleness = 10 * time.Second
 
 // Identity headers the harness configures on the plugin.
 const (
@@ -69,7 +73,11 @@ func (r RoutesSpec) routers() []string {
 	if r.NoPlugin {
 		return []string{"open@file"}
 	}
-	return []string{"app@file", "admins@file", "public@file", "open@file", "forwardauth@file", "root@file"}
+	routers := []string{"app@file", "admins@file", "public@file", "open@file", "forwardauth@file", "root@file"}
+	if len(r.Plugin.NATSURLs) > 0 {
+		routers = append(routers, "strict@file")
+	}
+	return routers
 }
 
 // DynamicConfigYAML renders the file-provider configuration: the routes and
@@ -154,10 +162,21 @@ http:
       entryPoints: [web]
       middlewares: [edgepass]
       service: echo
-  middlewares:
 `, "`"+PathApp+"`", "`"+PathAdmins+"`", "`"+PathPublic+"`", "`"+PathOpen+"`", "`"+PathFwd+"`", "`/`")
+	if len(p.NATSURLs) > 0 {
+		fmt.Fprintf(&b, `    strict:
+      rule: "PathPrefix(%s)"
+      entryPoints: [web]
+      middlewares: [edgepass-strict]
+      service: echo
+`, "`"+PathStrict+"`")
+	}
+	b.WriteString("  middlewares:\n")
 	plugin("edgepass", "")
 	plugin("edgepass-admins", "          allowedGroups: [admins]\n")
+	if len(p.NATSURLs) > 0 {
+		plugin("edgepass-strict", fmt.Sprintf("          maxStaleness: %s\n          staleAction: refuse\n", StrictMaxStaleness))
+	}
 	fmt.Fprintf(&b, `    forwardauth:
       forwardAuth:
         address: %q
