@@ -26,21 +26,16 @@ import (
 // Middleware is one configured edgepass middleware instance.
 type Middleware struct {
 	next    http.Handler
-	name    string
 	s       *settings
 	state   *edgestate.State // nil without NATS
-	version *atomic.Int64    // state's version counter; localVersion without NATS
+	version *atomic.Int64    // the line index group's: state's version counter, or localVersion
 	strip   *stripper
-	keep    *atomic.Value // strip.keepMemo: header keys a client may send
-	cache   *tokenCache   // raw token -> entry
-	lines   *lineIndex    // exact Cookie/Authorization header line -> servable entry
+	cache   *tokenCache // raw token -> entry
+	lines   *lineIndex  // exact Cookie/Authorization header line -> servable entry
 	// fast is lines.m, read directly by ServeHTTP (one field, not two). It stays
-	// empty when special is set: indexLine never fills it then, so every
+	// empty when s.special is set: indexLine never fills it then, so every
 	// request takes serveSlow.
-	fast         *sync.Map
-	cookieName   string
-	special      bool // public paths, stale refusal or removeCookie configured: always serveSlow
-	removeCookie bool
+	fast *sync.Map
 	// clock is time.Now in production; tests move it (and drop expired
 	// decisions from the line index, as the process-wide ticker does every
 	// second).
@@ -62,18 +57,12 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	st := newStripper(s)
 	m := &Middleware{
-		next:         next,
-		name:         name,
-		s:            s,
-		strip:        st,
-		keep:         &st.keepMemo,
-		cache:        newTokenCache(s.cacheSize),
-		cookieName:   s.cookieName,
-		special:      len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale || s.removeCookie,
-		removeCookie: s.removeCookie,
-		clock:        time.Now,
+		next:  next,
+		s:     s,
+		strip: newStripper(s),
+		cache: newTokenCache(s.cacheSize),
+		clock: time.Now,
 	}
 	m.attach(state)
 	return m, nil
@@ -82,12 +71,10 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // attach makes m read state (nil: no NATS): its version counter for cached
 // tokens and its line-index group, emptied on every change of that state.
 func (m *Middleware) attach(state *edgestate.State) {
+	g := groupFor(state)
 	m.state = state
-	m.version = &localVersion
-	if state != nil {
-		m.version = state.VersionCounter()
-	}
-	m.lines = newLineIndex(groupFor(state), m.s.cacheSize, func() int64 { return m.clock().Unix() })
+	m.version = g.version
+	m.lines = newLineIndex(g, m.s.cacheSize, func() int64 { return m.clock().Unix() })
 	m.fast = &m.lines.m
 }
 
@@ -134,34 +121,22 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // not hold yet. If the memo learned names since the line was indexed, the
 // line is indexed again with them, so the client's next request is fast.
 func (m *Middleware) restrip(h http.Header, line string, e *entry) {
-	if keep := m.stripHeaders(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
+	if keep := m.strip.clean(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
 		m.indexLine(line, e, keep, m.clock().Unix())
 	}
-}
-
-// stripHeaders deletes every header a client may not send and returns the keep
-// memo as it is afterwards (holding every name it kept, unless the memo is full).
-func (m *Middleware) stripHeaders(h http.Header) map[string]bool {
-	keep := m.keep.Load().(map[string]bool)
-	for k := range h {
-		if !keep[k] && !m.strip.keep(k) {
-			delete(h, k)
-		}
-	}
-	return m.keep.Load().(map[string]bool)
 }
 
 // serveSlow is every case but the common one: public paths, stale state, first
 // sight of a token or of its header line, a header name not seen before or one
 // to strip, expiry, edge-state changes, refusals and removeCookie.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
-	keep := m.stripHeaders(r.Header)
-	if m.special && m.serveSpecial(rw, r) {
+	keep := m.strip.clean(r.Header)
+	if m.s.special && m.serveSpecial(rw, r) {
 		return
 	}
 	h := r.Header
 	raw, line := "", ""
-	if c, err := r.Cookie(m.cookieName); err == nil {
+	if c, err := r.Cookie(m.s.cookieName); err == nil {
 		raw = c.Value
 		if lines := h["Cookie"]; len(lines) == 1 {
 			line = lines[0]
@@ -177,7 +152,7 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	if e == nil || now >= e.expires || m.version.Load() != e.version {
 		e = m.resolve(raw, e, now)
 	}
-	if line != "" && !m.special {
+	if line != "" && !m.s.special {
 		m.indexLine(line, e, keep, now)
 	}
 	if e == nil || e.revoked {
@@ -191,7 +166,7 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	for i, name := range e.hdrNames {
 		h[name] = e.hdrValues[i]
 	}
-	if m.removeCookie {
+	if m.s.removeCookie {
 		m.dropCookie(h)
 	}
 	m.next.ServeHTTP(rw, r)
@@ -239,7 +214,7 @@ func bearerToken(v string) string {
 // outage longer than maxStaleness while the missed facts are replayed.
 func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool {
 	if m.isPublic(r.URL.Path) {
-		if m.removeCookie {
+		if m.s.removeCookie {
 			m.dropCookie(r.Header)
 		}
 		m.next.ServeHTTP(rw, r)

@@ -637,7 +637,7 @@ func TestStaleState(t *testing.T) {
 			m, rec, clk, st := withState(t, nil)
 			m.s.maxStaleSec = 60
 			m.s.refuseStale = action == "refuse"
-			m.special = m.s.refuseStale
+			m.s.special = m.s.refuseStale
 			raw := sign(t, testClaims())
 			// Attack window: a starting edge replaying the bucket has not seen
 			// every revocation yet; strict mode waits for the first catch-up.

@@ -2,6 +2,7 @@ package edgepass
 
 import (
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,18 @@ func (st *stripper) decide(key string) bool {
 		}
 	}
 	return false
+}
+
+// clean deletes every header of h a client may not send and returns the keep
+// memo as it is afterwards (holding every name it kept, unless the memo is full).
+func (st *stripper) clean(h http.Header) map[string]bool {
+	keep := st.keepMemo.Load().(map[string]bool)
+	for k := range h {
+		if !keep[k] && !st.keep(k) {
+			delete(h, k)
+		}
+	}
+	return st.keepMemo.Load().(map[string]bool)
 }
 
 // keep reports whether a client may send key, remembering the decision while
