@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 	if yaegiBench != nil {
 		logf("bench: yaegi benchmarks (first-seen vs cached token), -benchtime %s", o.GoBenchTime)
-		results, raw, err := yaegiBench.Run(ctx, "BenchmarkYaegi(ServeHTTP|Baseline|FastPathSteps)$", o.GoBenchTime, 5*time.Minute)
+		results, raw, err := yaegiBench.Run(ctx, "BenchmarkYaegi(ServeHTTP|FastPathSteps)$", o.GoBenchTime, 5*time.Minute)
 		_ = os.WriteFile(filepath.Join(o.OutDir, "yaegi-bench.txt"), []byte(raw), 0o644)
 		if err != nil {
 			res.problem(fmt.Errorf("first-seen vs cached token cost: %w", err))

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/edgepass/edgepass/internal/servebench"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 )
@@ -119,21 +120,13 @@ func BenchmarkYaegiFastPathSteps(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r := benchRequest("token")
+			r := servebench.Request("token")
 			keep := map[string]bool{}
 			for k := range r.Header {
 				keep[k] = true
 			}
-			h := v.Interface().(func(http.Handler, string, map[string]bool) http.Handler)(nopNext{}, r.Header["Cookie"][0], keep)
-			w := &nopWriter{h: http.Header{}}
-			h.ServeHTTP(w, r)
-			b.ReportAllocs()
-			ct := startCPU(b)
-			for i := 0; i < b.N; i++ {
-				resetHeaders(r, false)
-				h.ServeHTTP(w, r)
-			}
-			ct.report(b)
+			h := v.Interface().(func(http.Handler, string, map[string]bool) http.Handler)(servebench.NopNext{}, r.Header["Cookie"][0], keep)
+			servebench.Loop(b, h, r, false)
 		})
 	}
 }
