@@ -155,8 +155,12 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
-// appendPub appends "PUB subject [reply] len\r\npayload\r\n".
-func appendPub(buf []byte, subject, reply string, payload []byte) []byte {
+// appendPub appends "PUB subject [reply] len\r\npayload\r\n", or with a header
+// block "HPUB subject [reply] hdrlen totallen\r\nheaders payload\r\n".
+func appendPub(buf []byte, subject, reply string, hdr, payload []byte) []byte {
+	if hdr != nil {
+		buf = append(buf, 'H')
+	}
 	buf = append(buf, "PUB "...)
 	buf = append(buf, subject...)
 	buf = append(buf, ' ')
@@ -164,24 +168,10 @@ func appendPub(buf []byte, subject, reply string, payload []byte) []byte {
 		buf = append(buf, reply...)
 		buf = append(buf, ' ')
 	}
-	buf = strconv.AppendInt(buf, int64(len(payload)), 10)
-	buf = append(buf, "\r\n"...)
-	buf = append(buf, payload...)
-	buf = append(buf, "\r\n"...)
-	return buf
-}
-
-// appendHPub appends an HPUB with a header block.
-func appendHPub(buf []byte, subject, reply string, hdr, payload []byte) []byte {
-	buf = append(buf, "HPUB "...)
-	buf = append(buf, subject...)
-	buf = append(buf, ' ')
-	if reply != "" {
-		buf = append(buf, reply...)
+	if hdr != nil {
+		buf = strconv.AppendInt(buf, int64(len(hdr)), 10)
 		buf = append(buf, ' ')
 	}
-	buf = strconv.AppendInt(buf, int64(len(hdr)), 10)
-	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, int64(len(hdr)+len(payload)), 10)
 	buf = append(buf, "\r\n"...)
 	buf = append(buf, hdr...)

@@ -228,37 +228,30 @@ func clip(s string, n int) string {
 func (p *parser) readMsg(args []byte, hasHeaders bool) (*message, error) {
 	f := strings.Fields(string(args))
 	m := &message{}
-	var hdrLen, total int
-	var err error
+	// MSG subject sid [reply] total; HMSG subject sid [reply] hdrlen total.
+	verb, sizes := "MSG", 1
 	if hasHeaders {
-		switch len(f) {
-		case 4:
-			m.subject = f[0]
-		case 5:
-			m.subject, m.reply = f[0], f[2]
-		default:
-			return nil, protoErrorf("HMSG with %d arguments", len(f))
-		}
+		verb, sizes = "HMSG", 2
+	}
+	switch len(f) {
+	case 2 + sizes:
+		m.subject = f[0]
+	case 3 + sizes:
+		m.subject, m.reply = f[0], f[2]
+	default:
+		return nil, protoErrorf("%s with %d arguments", verb, len(f))
+	}
+	total, err := parseSize(f[len(f)-1])
+	if err != nil {
+		return nil, err
+	}
+	var hdrLen int
+	if hasHeaders {
 		if hdrLen, err = parseSize(f[len(f)-2]); err != nil {
-			return nil, err
-		}
-		if total, err = parseSize(f[len(f)-1]); err != nil {
 			return nil, err
 		}
 		if hdrLen > total {
 			return nil, protoErrorf("HMSG header size %d larger than total %d", hdrLen, total)
-		}
-	} else {
-		switch len(f) {
-		case 3:
-			m.subject = f[0]
-		case 4:
-			m.subject, m.reply = f[0], f[2]
-		default:
-			return nil, protoErrorf("MSG with %d arguments", len(f))
-		}
-		if total, err = parseSize(f[len(f)-1]); err != nil {
-			return nil, err
 		}
 	}
 	if len(m.subject) > maxSubjectLen || len(m.reply) > maxSubjectLen {

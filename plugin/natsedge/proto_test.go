@@ -280,14 +280,14 @@ func TestParseAck(t *testing.T) {
 }
 
 func TestAppendPubAndHPub(t *testing.T) {
-	if got := string(appendPub(nil, "a.b", "r", []byte("xy"))); got != "PUB a.b r 2\r\nxy\r\n" {
+	if got := string(appendPub(nil, "a.b", "r", nil, []byte("xy"))); got != "PUB a.b r 2\r\nxy\r\n" {
 		t.Fatalf("PUB = %q", got)
 	}
-	if got := string(appendPub(nil, "a", "", nil)); got != "PUB a 0\r\n\r\n" {
+	if got := string(appendPub(nil, "a", "", nil, nil)); got != "PUB a 0\r\n\r\n" {
 		t.Fatalf("PUB = %q", got)
 	}
 	hdr := []byte("NATS/1.0\r\nK: v\r\n\r\n")
-	got := appendHPub(nil, "a", "", hdr, []byte("p"))
+	got := appendPub(nil, "a", "", hdr, []byte("p"))
 	want := "HPUB a 18 19\r\nNATS/1.0\r\nK: v\r\n\r\np\r\n"
 	if string(got) != want {
 		t.Fatalf("HPUB = %q, want %q", got, want)

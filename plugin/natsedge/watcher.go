@@ -553,7 +553,7 @@ func (ss *session) createConsumer(now time.Time) {
 	body, _ := json.Marshal(createRequest{Stream: "KV_" + w.s.bucket, Config: cc})
 	ss.reqN++
 	ss.reqSubject = ss.inbox + ".r." + strconv.FormatUint(ss.reqN, 10)
-	ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.CREATE.KV_"+w.s.bucket, ss.reqSubject, body)
+	ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.CREATE.KV_"+w.s.bucket, ss.reqSubject, nil, body)
 	ss.phase = phaseCreating
 	ss.reqDeadline = now.Add(requestTimeout)
 	ss.expectDseq = 1
@@ -581,7 +581,7 @@ func (ss *session) dropConsumer() {
 	}
 	if ss.consumer != "" {
 		ss.reqN++
-		ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.DELETE.KV_"+w.s.bucket+"."+ss.consumer, ss.inbox+".r."+strconv.FormatUint(ss.reqN, 10), nil)
+		ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.DELETE.KV_"+w.s.bucket+"."+ss.consumer, ss.inbox+".r."+strconv.FormatUint(ss.reqN, 10), nil, nil)
 		ss.consumer = ""
 	}
 }
@@ -726,7 +726,7 @@ func (ss *session) onStatus(m *message, now time.Time) {
 	w.state.Touch(now)
 	if strings.HasPrefix(m.description, "FlowControl") {
 		if m.reply != "" {
-			ss.buf = appendPub(ss.buf, m.reply, "", nil)
+			ss.buf = appendPub(ss.buf, m.reply, "", nil, nil)
 			w.count(func(st *Stats) { st.FlowControls++ })
 		}
 		return
@@ -734,7 +734,7 @@ func (ss *session) onStatus(m *message, now time.Time) {
 	// Idle heartbeat. A stalled consumer names the flow-control reply it
 	// is waiting for.
 	if fc := m.header("Nats-Consumer-Stalled"); fc != "" && len(fc) <= maxSubjectLen && !strings.ContainsAny(fc, " \t\r\n") {
-		ss.buf = appendPub(ss.buf, fc, "", nil)
+		ss.buf = appendPub(ss.buf, fc, "", nil, nil)
 		w.count(func(st *Stats) { st.FlowControls++ })
 	}
 	if last := m.header("Nats-Last-Consumer"); last != "" {
@@ -797,6 +797,6 @@ func (ss *session) publishHeartbeat(now time.Time) {
 	if err != nil {
 		return
 	}
-	ss.buf = appendPub(ss.buf, HeartbeatSubject(w.s.bucket), "", body)
+	ss.buf = appendPub(ss.buf, HeartbeatSubject(w.s.bucket), "", nil, body)
 	w.count(func(st *Stats) { st.Heartbeats++ })
 }
