@@ -156,16 +156,27 @@ func noStore(w http.ResponseWriter) {
 	w.Header().Set("Pragma", "no-cache")
 }
 
-// render writes an HTML page with headers that forbid framing, scripts and
-// leaking the URL (it may hold a code) through Referer.
-func (h *Handler) render(w http.ResponseWriter, status int, p page) {
+// PageHeaders sets the headers of every HTML page the daemon serves: not
+// cached, never framed, no scripts, no Referer (the URL may hold a code).
+// forms lets the page post forms to its own origin (the status page's sign-out).
+func PageHeaders(w http.ResponseWriter, forms bool) {
 	noStore(w)
+	csp := "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+	if forms {
+		csp += "; form-action 'self'"
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	hd.Set("Content-Security-Policy", csp)
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "no-referrer")
+}
+
+// render writes an HTML page with headers that forbid framing, scripts and
+// leaking the URL (it may hold a code) through Referer.
+func (h *Handler) render(w http.ResponseWriter, status int, p page) {
+	PageHeaders(w, false)
 	w.WriteHeader(status)
 	if err := pageTemplate.Execute(w, p); err != nil {
 		h.log.Debug("write page", "err", err)

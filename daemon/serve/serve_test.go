@@ -159,8 +159,14 @@ func TestServeWiring(t *testing.T) {
 	if code != 200 || hdr.Get("X-Auth-User") != "alice" || hdr.Get("X-Auth-Groups") != "staff" {
 		t.Fatalf("/verify = %d %v", code, hdr)
 	}
-	if code, _, body := do(t, "GET", d.url("/"), map[string]string{"Cookie": verifyReq["Cookie"]}); code != 200 || !strings.Contains(body, "alice") {
+	code, hdr, statusBody := do(t, "GET", d.url("/"), map[string]string{"Cookie": verifyReq["Cookie"]})
+	if code != 200 || !strings.Contains(statusBody, "alice") {
 		t.Errorf("status page = %d, does not name the user", code)
+	}
+	// Attack: frame the status page (clickjack its sign-out button) or cache it.
+	if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "form-action 'self'") ||
+		hdr.Get("X-Frame-Options") != "DENY" || hdr.Get("Cache-Control") != "no-store" {
+		t.Errorf("status page headers: %v", hdr)
 	}
 
 	// The admin API sees the session.

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"html/template"
 	"net/http"
 	"strings"
@@ -43,12 +44,6 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Email, d.Name, d.Groups = c.Email, c.Name, strings.Join(c.Groups, ", ")
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	oidcflow.PageHeaders(w, true)
 	_ = statusTemplate.Execute(w, d)
 }
