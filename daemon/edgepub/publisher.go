@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/session"
@@ -65,22 +66,12 @@ func OpenPublisher(ctx context.Context, js jetstream.JetStream, o Options) (*Pub
 	if o.Lifetime <= 0 {
 		return nil, errors.New("edgepub: lifetime must be positive (session.lifetime)")
 	}
-	if o.Replicas < 1 {
-		o.Replicas = 1
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      o.Bucket,
-		Description: "edgepass edge state: revocations, group overrides, public keys",
-		History:     1,
-		TTL:         o.Lifetime + TTLMargin,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	})
+	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass edge state: revocations, group overrides, public keys", o.Lifetime+TTLMargin, o.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("edgepub: create bucket %s: %w", o.Bucket, err)
+		return nil, fmt.Errorf("edgepub: %w", err)
 	}
 	return &Publisher{kv: kv, o: o}, nil
 }

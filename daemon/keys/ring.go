@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/plugin/token"
@@ -116,24 +117,15 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error)
 	if o.Lifetime <= 0 {
 		return nil, errors.New("keys: lifetime must be positive (session.lifetime)")
 	}
-	if o.Replicas < 1 {
-		o.Replicas = 1
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      o.Bucket,
-		Description: "edgepass signing keys (private to the daemon)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	})
+	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass signing keys (private to the daemon)", 0, o.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("keys: create bucket %s: %w", o.Bucket, err)
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	r := &Ring{o: o, kv: kv, done: make(chan struct{})}
 

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -77,22 +78,12 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*St
 	if o.Lifetime <= 0 {
 		return nil, errors.New("session store: lifetime must be positive (session.lifetime)")
 	}
-	if o.Replicas < 1 {
-		o.Replicas = 1
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      o.Bucket,
-		Description: "edgepass sessions (private to the daemon)",
-		History:     1,
-		TTL:         o.Lifetime,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	})
+	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass sessions (private to the daemon)", o.Lifetime, o.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("session store: create bucket %s: %w", o.Bucket, err)
+		return nil, fmt.Errorf("session store: %w", err)
 	}
 	return &Store{kv: kv, now: o.Now}, nil
 }
