@@ -142,10 +142,10 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 			line = lines[0]
 		}
 	} else if a := h["Authorization"]; len(a) == 1 && h["Cookie"] == nil {
-		raw = bearerToken(a[0])
+		raw = token.Bearer(a[0])
 		line = a[0]
 	} else if len(a) > 0 {
-		raw = bearerToken(a[0])
+		raw = token.Bearer(a[0])
 	}
 	now := m.clock().Unix()
 	e := m.cache.get(raw)
@@ -196,16 +196,6 @@ func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now 
 	le := *e
 	le.keep = keep
 	m.lines.put(strings.Clone(line), &le, now)
-}
-
-// bearerToken returns the token of an "Authorization: Bearer" value; only used
-// without a session cookie (a cookie wins: the Authorization header may carry
-// the backend's own credentials).
-func bearerToken(v string) string {
-	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		return strings.TrimSpace(v[7:])
-	}
-	return ""
 }
 
 // serveSpecial handles public paths and stale-state refusal; true = answered.
@@ -354,14 +344,7 @@ func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string,
 		}
 	}
 	e.allowed = m.authorize(c, groups)
-	user := c.PreferredUsername
-	if user == "" {
-		user = c.Email
-	}
-	if user == "" {
-		user = c.Subject
-	}
-	values := []string{user, c.Email, joinGroups(groups, m.s.separator), c.Name, c.Subject}
+	values := []string{c.User(), c.Email, joinGroups(groups, m.s.separator), c.Name, c.Subject}
 	for i, name := range m.s.identityNames {
 		if name == "" || values[i] == "" {
 			continue

@@ -351,3 +351,25 @@ func SubjectKey(sub string) string {
 	sum := sha256.Sum256([]byte(sub))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+// User is the name an identity header shows for the token's user: the
+// preferred username, else the email, else the subject. The plugin, the
+// daemon's /verify and its status page all name a user this way.
+func (c *Claims) User() string {
+	switch {
+	case c.PreferredUsername != "":
+		return c.PreferredUsername
+	case c.Email != "":
+		return c.Email
+	}
+	return c.Subject
+}
+
+// Bearer returns the token of an "Authorization: Bearer <token>" value (the
+// scheme compared case-insensitively), or "" when v is not one.
+func Bearer(v string) string {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}

@@ -402,3 +402,35 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestClaimsUser(t *testing.T) {
+	for _, tt := range []struct {
+		c    Claims
+		want string
+	}{
+		{Claims{PreferredUsername: "alice", Email: "a@x", Subject: "s"}, "alice"},
+		{Claims{Email: "a@x", Subject: "s"}, "a@x"},
+		{Claims{Subject: "s"}, "s"},
+	} {
+		if got := tt.c.User(); got != tt.want {
+			t.Errorf("User() of %+v = %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}
+
+func TestBearer(t *testing.T) {
+	for v, want := range map[string]string{
+		"Bearer abc":   "abc",
+		"bearer  abc ": "abc",
+		"BEARER abc":   "abc",
+		"Basic abc":    "",
+		"Bearer":       "",
+		"Bearer ":      "",
+		"Bearerabc":    "",
+		"":             "",
+	} {
+		if got := Bearer(v); got != want {
+			t.Errorf("Bearer(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
