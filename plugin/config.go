@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -197,8 +198,10 @@ func compile(cfg *Config) (*settings, error) {
 	if err != nil {
 		return nil, fieldErr("clockSkew", "%v", err)
 	}
-	if skew > time.Hour {
-		return nil, fieldErr("clockSkew", "%s is more than 1h; use a few seconds", skew)
+	if skew > edgestate.PruneGrace {
+		// Edges forget a revocation PruneGrace after its exp: a longer skew
+		// would accept a revoked token again in between.
+		return nil, fieldErr("clockSkew", "%s is more than %s (how long edges keep a revocation past its exp); use a few seconds", skew, edgestate.PruneGrace)
 	}
 	s.verifier.Skew = skew
 	s.skewSec = int64(skew / time.Second)

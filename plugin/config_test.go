@@ -39,6 +39,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"bad clockSkew", func(c *Config) { c.ClockSkew = "soon" }, "clockSkew"},
 		{"negative clockSkew", func(c *Config) { c.ClockSkew = "-5s" }, "clockSkew"},
 		{"huge clockSkew", func(c *Config) { c.ClockSkew = "48h" }, "clockSkew"},
+		// Attack: with a skew past the revocation grace, a revoked token is
+		// accepted again once the edge pruned its revocation.
+		{"clockSkew past the revocation grace", func(c *Config) { c.ClockSkew = "6m" }, "clockSkew"},
 		{"bad cookie name", func(c *Config) { c.CookieName = "a b" }, "cookieName"},
 		{"negative cacheSize", func(c *Config) { c.CacheSize = -1 }, "cacheSize"},
 		{"huge cacheSize", func(c *Config) { c.CacheSize = 1 << 30 }, "cacheSize"},

@@ -110,13 +110,15 @@ func (s *State) Apply(key, op string, value []byte, seq uint64, now time.Time) e
 	if seq > 0 && int64(seq) > s.lastSeq.Load() {
 		s.lastSeq.Store(int64(seq))
 	}
-	err := s.apply(key, op, value)
+	changed, err := s.apply(key, op, value)
 	if err != nil {
 		s.rejected.Add(1)
 		return err
 	}
 	s.applied.Add(1)
-	s.changed()
+	if changed {
+		s.changed()
+	}
 	return nil
 }
 
@@ -141,12 +143,15 @@ func (s *State) OnChange(f func()) {
 	s.changeMu.Unlock()
 }
 
-func (s *State) apply(key, op string, value []byte) error {
+// apply stores or removes one fact; changed is false only for a keys entry
+// equal to the set already held (the daemon republishes its JWKS
+// periodically: that must not make every edge re-verify every token).
+func (s *State) apply(key, op string, value []byte) (changed bool, err error) {
 	if len(key) > MaxKeyLength {
-		return fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
+		return false, fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
 	}
 	if len(value) > MaxValueSize {
-		return fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
+		return false, fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
 	}
 	del := false
 	switch op {
@@ -154,7 +159,7 @@ func (s *State) apply(key, op string, value []byte) error {
 	case "DEL", "PURGE":
 		del = true
 	default:
-		return fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
+		return false, fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
 	}
 
 	if key == KeyKeys {
@@ -162,21 +167,24 @@ func (s *State) apply(key, op string, value []byte) error {
 			s.mu.Lock()
 			s.keys = nil
 			s.mu.Unlock()
-			return nil
+			return true, nil
 		}
 		ks, err := token.ParseJWKS(value)
 		if err != nil {
-			return fmt.Errorf("%w: keys: %v", ErrMalformedValue, err)
+			return false, fmt.Errorf("%w: keys: %v", ErrMalformedValue, err)
 		}
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ks.Equal(s.keys) {
+			return false, nil
+		}
 		s.keys = ks
-		s.mu.Unlock()
-		return nil
+		return true, nil
 	}
 
 	kind, id := splitKey(key)
 	if kind == "" {
-		return fmt.Errorf("%w: %q", ErrUnknownKey, key)
+		return false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
 	}
 	if del {
 		s.mu.Lock()
@@ -189,17 +197,17 @@ func (s *State) apply(key, op string, value []byte) error {
 			delete(s.groups, id)
 		}
 		s.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	if err := checkJSONObject(value); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+		return false, fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
 	var v factValue
 	if err := json.Unmarshal(value, &v); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+		return false, fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
 	if v.Exp < 0 {
-		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
+		return false, fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 	}
 	switch kind {
 	case PrefixRevokeSession:
@@ -208,17 +216,17 @@ func (s *State) apply(key, op string, value []byte) error {
 		s.mu.Unlock()
 	case PrefixRevokeUser:
 		if v.Before == nil || *v.Before <= 0 {
-			return fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
+			return false, fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
 		}
 		s.mu.Lock()
 		s.users[id] = userFact{before: *v.Before, exp: v.Exp}
 		s.mu.Unlock()
 	case PrefixGroups:
 		if v.Groups == nil {
-			return fmt.Errorf("%w: %s: missing \"groups\"", ErrMalformedValue, key)
+			return false, fmt.Errorf("%w: %s: missing \"groups\"", ErrMalformedValue, key)
 		}
 		if v.At == nil || *v.At <= 0 {
-			return fmt.Errorf("%w: %s: want a positive \"at\"", ErrMalformedValue, key)
+			return false, fmt.Errorf("%w: %s: want a positive \"at\"", ErrMalformedValue, key)
 		}
 		f := groupFact{groups: *v.Groups, at: *v.At, exp: v.Exp}
 		if f.groups == nil {
@@ -228,7 +236,7 @@ func (s *State) apply(key, op string, value []byte) error {
 		s.groups[id] = f
 		s.mu.Unlock()
 	}
-	return nil
+	return true, nil
 }
 
 // splitKey returns the prefix and the id of a fact key, or "" for an unknown key.

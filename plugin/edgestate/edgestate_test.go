@@ -391,3 +391,21 @@ func TestCurrentAsOfFreezesWhileReplaying(t *testing.T) {
 		t.Fatalf("caught up: current as of %d, want %d", got, t0.Unix()+100)
 	}
 }
+
+// The daemon republishes an unchanged JWKS at every start and periodically:
+// that is no change, so edges keep their verified tokens and fast paths.
+func TestRepublishedKeysAreNoChange(t *testing.T) {
+	s := New()
+	calls := 0
+	s.OnChange(func() { calls++ })
+	mustApply(t, s, "keys", "", jwks(t, "k1"))
+	held := s.Keys()
+	mustApply(t, s, "keys", "", jwks(t, "k1"))
+	if calls != 1 || s.Keys() != held {
+		t.Fatalf("an unchanged JWKS ran OnChange %d times in all (want 1) or replaced the set", calls)
+	}
+	mustApply(t, s, "keys", "", jwks(t, "k2"))
+	if calls != 2 || s.Keys() == held {
+		t.Fatal("a new JWKS was not a change")
+	}
+}

@@ -55,6 +55,21 @@ func (ks *KeySet) Len() int {
 	return len(ks.order)
 }
 
+// Equal reports whether ks and o hold the same key ids with the same public
+// keys (order aside): a republished, unchanged JWKS is not a change.
+func (ks *KeySet) Equal(o *KeySet) bool {
+	if ks == nil || ks.Len() != o.Len() {
+		return ks.Len() == 0 && o.Len() == 0
+	}
+	for _, kid := range ks.order {
+		pub, ok := o.Lookup(kid)
+		if !ok || !pub.Equal(ks.byID[kid]) {
+			return false
+		}
+	}
+	return true
+}
+
 // Keys returns a copy of the keys in insertion order (what MarshalJWKS writes).
 func (ks *KeySet) Keys() []Key {
 	if ks == nil {

@@ -112,3 +112,30 @@ func TestKeySetIsImmutable(t *testing.T) {
 		t.Fatal("nil KeySet knows keys")
 	}
 }
+
+func TestKeySetEqual(t *testing.T) {
+	pub := func(b byte) ed25519.PublicKey {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = b
+		return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	}
+	a := NewKeySet(Key{ID: "a", Public: pub(1)}, Key{ID: "b", Public: pub(2)})
+	for _, tt := range []struct {
+		name string
+		o    *KeySet
+		want bool
+	}{
+		{"same keys in another order", NewKeySet(Key{ID: "b", Public: pub(2)}, Key{ID: "a", Public: pub(1)}), true},
+		{"a key replaced under its kid", NewKeySet(Key{ID: "a", Public: pub(1)}, Key{ID: "b", Public: pub(3)}), false},
+		{"a key fewer", NewKeySet(Key{ID: "a", Public: pub(1)}), false},
+		{"nil", nil, false},
+	} {
+		if got := a.Equal(tt.o); got != tt.want {
+			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	var none *KeySet
+	if !none.Equal(NewKeySet()) || none.Equal(a) {
+		t.Error("a nil set equals exactly the empty sets")
+	}
+}
