@@ -342,7 +342,7 @@ func TestSetGroups(t *testing.T) {
 // Attack: malformed, oversized or sneaky bodies must be refused as bad input.
 func TestSetGroupsRejectsBadBodies(t *testing.T) {
 	f := newFixture(t)
-	many := `{"groups":["g0"` + strings.Repeat(`,"g"`, 300) + `]}`
+	many := `{"groups":["g0"` + distinctGroups(edgepub.MaxGroups) + `]}`
 	manyLong := ""
 	for i := range 200 {
 		manyLong += fmt.Sprintf(`,"%03d%s"`, i, strings.Repeat("b", 250))
@@ -381,6 +381,32 @@ func TestSetGroupsRejectsBadBodies(t *testing.T) {
 	}
 	if len(f.edge.calls) != 0 {
 		t.Fatalf("bad input published groups: %+v", f.edge.calls)
+	}
+}
+
+// distinctGroups returns n JSON array elements ,"g1",…,"gn".
+func distinctGroups(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, `,"g%d"`, i)
+	}
+	return b.String()
+}
+
+// The admin API accepts as many groups as the edge publisher does
+// (edgepub.MaxGroups), and no more.
+func TestSetGroupsAcceptsUpToMaxGroups(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "PUT", "/api/v1/users/alice/groups", `{"groups":["g0"`+distinctGroups(edgepub.MaxGroups-1)+`]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("%d groups: status %d (%s)", edgepub.MaxGroups, r.status, r.body)
+	}
+	if len(f.edge.calls) != 1 || len(f.edge.calls[0].groups) != edgepub.MaxGroups {
+		t.Fatalf("published %+v, want one list of %d groups", f.edge.calls, edgepub.MaxGroups)
+	}
+	r = f.api(t, "PUT", "/api/v1/users/alice/groups", `{"groups":["g0"`+distinctGroups(edgepub.MaxGroups)+`]}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "too many groups") {
+		t.Fatalf("%d groups: status %d (%s), want 400 too many groups", edgepub.MaxGroups+1, r.status, r.body)
 	}
 }
 

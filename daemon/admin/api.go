@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -18,11 +19,6 @@ const (
 	maxBody       = 64 << 10
 	maxIDLen      = 256
 	maxSubjectLen = 1024
-	maxGroups     = 256
-	maxGroupLen   = 256
-	// maxGroupBytes bounds a whole group list, so the edge fact carrying it
-	// stays well inside the edge's 64 KiB value limit.
-	maxGroupBytes = 32 << 10
 )
 
 // SessionList is the answer of GET /api/v1/sessions.
@@ -197,19 +193,19 @@ func (h *Handler) setGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	groups := *req.Groups
-	if len(groups) > maxGroups {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("too many groups: %d, at most %d", len(groups), maxGroups))
+	if len(groups) > edgepub.MaxGroups {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("too many groups: %d, at most %d", len(groups), edgepub.MaxGroups))
 		return
 	}
 	seen := map[string]bool{}
 	total := 0
 	for i, g := range groups {
-		if total += len(g); total > maxGroupBytes {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups too large: at most %d bytes of names in total", maxGroupBytes))
+		if total += len(g); total > edgepub.MaxGroupBytes {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups too large: at most %d bytes of names in total", edgepub.MaxGroupBytes))
 			return
 		}
-		if !validText(g, maxGroupLen) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups[%d]: want a non-empty name of at most %d bytes without control characters", i, maxGroupLen))
+		if !validText(g, edgepub.MaxGroupName) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("groups[%d]: want a non-empty name of at most %d bytes without control characters", i, edgepub.MaxGroupName))
 			return
 		}
 		if seen[g] {

@@ -27,8 +27,18 @@ const (
 	KindKeys          = "keys"
 )
 
-// MaxGroups bounds a group override (the edge refuses values over 64 KiB).
-const MaxGroups = 1000
+// Limits on a user's group list, shared by everything that produces one (IdP
+// claims at login and refresh, the admin API), so a list accepted there is
+// never refused when published: the edge refuses values over 64 KiB.
+const (
+	// MaxGroups is the most groups a user has; SetGroups refuses more.
+	MaxGroups = 1000
+	// MaxGroupName is the longest group name kept.
+	MaxGroupName = 256
+	// MaxGroupBytes bounds the names of a whole list, so the fact carrying
+	// it stays well inside the edge's value limit.
+	MaxGroupBytes = 32 << 10
+)
 
 // Options configures the publisher.
 type Options struct {

@@ -7,17 +7,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/token"
 	"golang.org/x/oauth2"
 )
 
-// Limits on what an IdP may put in a session; beyond them values are dropped.
-const (
-	maxClaimLen  = 512
-	maxGroups    = 1024
-	maxGroupName = 256
-)
+// maxClaimLen bounds a string claim; longer values are dropped. Group lists
+// are cut to edgepub's limits, so publishing them at refresh cannot fail.
+const maxClaimLen = 512
 
 // identity is the user as the IdP describes them.
 type identity struct {
@@ -85,7 +83,8 @@ func (c claimSet) str(name string) string {
 }
 
 // groups returns a groups claim: an array of strings, or one string.
-// Non-strings, empty and oversized names and duplicates are dropped.
+// Non-strings, empty and oversized names and duplicates are dropped; the
+// list is cut at edgepub.MaxGroups names or edgepub.MaxGroupBytes bytes.
 func (c claimSet) groups(name string) ([]string, bool) {
 	v, ok := c.lookup(name)
 	if !ok || v == nil {
@@ -100,15 +99,17 @@ func (c claimSet) groups(name string) ([]string, bool) {
 	default:
 		return nil, false
 	}
-	out := make([]string, 0, len(raw))
+	out := make([]string, 0, min(len(raw), edgepub.MaxGroups))
+	total := 0
 	for _, g := range raw {
 		s, ok := g.(string)
-		if !ok || s == "" || len(s) > maxGroupName || slices.Contains(out, s) {
+		if !ok || s == "" || len(s) > edgepub.MaxGroupName || slices.Contains(out, s) {
 			continue
 		}
-		if len(out) == maxGroups {
+		if len(out) == edgepub.MaxGroups || total+len(s) > edgepub.MaxGroupBytes {
 			break
 		}
+		total += len(s)
 		out = append(out, s)
 	}
 	return out, true

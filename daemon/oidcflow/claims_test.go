@@ -1,0 +1,64 @@
+package oidcflow
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/internal/natstest"
+)
+
+// manyGroups returns n distinct group names of about size bytes each.
+func manyGroups(prefix string, n, size int) []any {
+	out := make([]any, n)
+	for i := range out {
+		name := fmt.Sprintf("%s-%04d-", prefix, i)
+		out[i] = name + strings.Repeat("x", max(0, size-len(name)))
+	}
+	return out
+}
+
+// A user in more groups than an edge fact can carry still signs in and is
+// refreshed: the IdP's list is cut to edgepub's limits (count and bytes)
+// before it is stored or published, so the real publisher never refuses it.
+func TestGroupsOverTheLimitAreCappedAtLoginAndRefresh(t *testing.T) {
+	cases := map[string]struct {
+		size int // bytes per group name
+		n    int // groups the IdP reports
+		want int // groups kept
+	}{
+		"more groups than MaxGroups":    {size: 12, n: edgepub.MaxGroups + 24, want: edgepub.MaxGroups},
+		"more bytes than MaxGroupBytes": {size: 200, n: 400, want: edgepub.MaxGroupBytes / 200},
+	}
+	srv := natstest.Start(t)
+	pub, err := edgepub.OpenPublisher(natstest.Context(t), srv.JS, edgepub.Options{Bucket: "edge", Lifetime: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) { o.Edge = pub })
+			e.idp.set(func(p *testIdP) { p.idClaims["groups"] = manyGroups("login", c.n, c.size) })
+			e.loggedIn(t)
+			s := e.store.All()[0]
+			if len(s.Groups) != c.want {
+				t.Fatalf("login stored %d groups, want %d", len(s.Groups), c.want)
+			}
+			// Changed groups at refresh are published to the real edge bucket.
+			e.idp.set(func(p *testIdP) { p.refreshClaims = map[string]any{"groups": manyGroups("refresh", c.n, c.size)} })
+			if err := e.h.RefreshOnce(context.Background()); err != nil {
+				t.Fatalf("refresh of a user with %d groups: %v", c.n, err)
+			}
+			s = e.store.All()[0]
+			if len(s.Groups) != c.want || !strings.HasPrefix(s.Groups[0], "refresh-") {
+				t.Fatalf("refresh stored %d groups (first %q), want %d refreshed ones", len(s.Groups), s.Groups[0], c.want)
+			}
+			if got := e.edge.revokedSIDs(); len(got) != 0 {
+				t.Fatalf("session revoked: %v", got)
+			}
+		})
+	}
+}
