@@ -122,7 +122,9 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // line is indexed again with them, so the client's next request is fast.
 func (m *Middleware) restrip(h http.Header, line string, e *entry) {
 	if keep := m.strip.clean(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
-		m.indexLine(line, e, keep, m.clock().Unix())
+		le := *e // already a line entry: only keep changes
+		le.keep = keep
+		m.lines.put(strings.Clone(line), &le, m.clock().Unix())
 	}
 }
 
@@ -182,9 +184,10 @@ const maxLineKey = 2 * token.MaxTokenSize
 // can never point at another token's entry: a Cookie line names it in its
 // first edgepass cookie, an Authorization line (indexed only without a Cookie
 // header) after "Bearer ", and a token never contains "=" or ";", so no
-// string is a valid line of both kinds for different tokens. Only servable decisions go in, each
-// a copy of the token's entry carrying keep, the header names its requests may
-// bring without taking the slow path.
+// string is a valid line of both kinds for different tokens. Only servable
+// decisions go in, each a copy of the token's entry carrying keep, the header
+// names its requests may bring without taking the slow path, and with
+// removeCookie the line without the session cookie as one more header.
 func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
 		return
@@ -195,6 +198,15 @@ func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now 
 	}
 	le := *e
 	le.keep = keep
+	if m.s.removeCookie {
+		// The line without the session cookie is one more header to set.
+		var v []string
+		if rest := withoutCookie(line, m.s.cookieName); rest != "" {
+			v = []string{rest}
+		}
+		le.hdrNames = append(append(make([]string, 0, len(e.hdrNames)+1), e.hdrNames...), "Cookie")
+		le.hdrValues = append(append(make([][]string, 0, len(e.hdrValues)+1), e.hdrValues...), v)
+	}
 	m.lines.put(strings.Clone(line), &le, now)
 }
 

@@ -751,6 +751,43 @@ func TestRemoveCookie(t *testing.T) {
 	}
 }
 
+// removeCookie on the fast path: the indexed line carries the Cookie line the
+// backend gets, without the session cookie (and no Cookie at all when it was
+// the only one).
+func TestRemoveCookieOnIndexedLine(t *testing.T) {
+	raw := sign(t, testClaims())
+	m, rec, _ := newTest(t, func(c *Config) { c.RemoveCookie = true })
+	for _, tt := range []struct{ line, want string }{
+		{"a=1; edgepass_session=" + raw + "; b=2", "a=1; b=2"},
+		{"edgepass_session=" + raw, ""},
+	} {
+		for i := 0; i < 3; i++ { // slow path, then the line index
+			r := browserRequest("/")
+			r.Header.Set("Cookie", tt.line)
+			if code := serve(m, r).Code; code != http.StatusTeapot {
+				t.Fatalf("status %d", code)
+			}
+			if got := strings.Join(rec.header["Cookie"], "|"); got != tt.want || strings.Contains(got, raw) {
+				t.Fatalf("request %d: backend sees Cookie %q, want %q", i, got, tt.want)
+			}
+		}
+		v, _ := m.fast.Load(tt.line)
+		if v == nil {
+			t.Fatal("with removeCookie the line is not indexed: the fast path is not under test")
+		}
+		// A new harmless header re-indexes the line; the Cookie line is still
+		// set once.
+		r := browserRequest("/")
+		r.Header.Set("Cookie", tt.line)
+		r.Header.Set("X-Trace-Id", "1")
+		serve(m, r)
+		v, _ = m.fast.Load(tt.line)
+		if n := strings.Count(strings.Join(v.(*entry).hdrNames, ","), "Cookie"); n != 1 || !v.(*entry).keep["X-Trace-Id"] {
+			t.Fatalf("re-indexed line sets Cookie %d times (want 1), keep has X-Trace-Id: %v", n, v.(*entry).keep["X-Trace-Id"])
+		}
+	}
+}
+
 func TestHeaderValuesAreSanitized(t *testing.T) {
 	m, rec, _ := newTest(t, nil)
 	c := testClaims()
