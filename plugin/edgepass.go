@@ -130,7 +130,7 @@ func (m *Middleware) restrip(h http.Header, line string, e *entry) {
 
 // serveSlow is every case but the common one: public paths, stale state, first
 // sight of a token or of its header line, a header name not seen before or one
-// to strip, expiry, edge-state changes, refusals and removeCookie.
+// to strip, expiry, edge-state changes and refusals.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	keep := m.strip.clean(r.Header)
 	if m.s.special && m.serveSpecial(rw, r) {
