@@ -90,7 +90,7 @@ const (
 	defaultCacheSize   = 10000
 	maxCacheSize       = 1000000
 	defaultStaleAction = "serve"
-	defaultBucket      = "edgepass_edge"
+	defaultBucket      = natsedge.DefaultBucket
 	// minMaxStaleness is twice the idle heartbeat: the longest a healthy, idle
 	// edge goes without hearing from NATS, with room for one late heartbeat.
 	minMaxStaleness = 2 * natsedge.DefaultIdleHeartbeat

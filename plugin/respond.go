@@ -19,8 +19,8 @@ const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 // with 401, per contracts.md.
 func (m *Middleware) unauthenticated(rw http.ResponseWriter, r *http.Request) {
 	h := rw.Header()
-	h.Set("Cache-Control", "no-store")
 	if isNavigation(r) {
+		h.Set("Cache-Control", "no-store")
 		h.Set("Location", m.loginRedirect(r))
 		rw.WriteHeader(http.StatusFound)
 		return

@@ -168,14 +168,8 @@ func (p *parser) next() (frame, error) {
 			verb = strings.ToUpper(verb)
 		}
 		switch verb {
-		case "MSG":
-			m, err := p.readMsg(rest, false)
-			if err != nil {
-				return frame{}, err
-			}
-			return frame{kind: opMsg, msg: m}, nil
-		case "HMSG":
-			m, err := p.readMsg(rest, true)
+		case "MSG", "HMSG":
+			m, err := p.readMsg(rest, verb == "HMSG")
 			if err != nil {
 				return frame{}, err
 			}

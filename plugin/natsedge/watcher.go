@@ -537,7 +537,7 @@ func (ss *session) createConsumer(now time.Time) {
 		DeliverSubject:    deliver,
 		DeliverPolicy:     "last_per_subject",
 		AckPolicy:         "none",
-		FilterSubject:     "$KV." + w.s.bucket + ".>",
+		FilterSubject:     w.s.kvPrefix + ">",
 		FlowControl:       true,
 		IdleHeartbeat:     int64(w.s.idleHB),
 		MemStorage:        true,
@@ -550,17 +550,17 @@ func (ss *session) createConsumer(now time.Time) {
 		cc.DeliverPolicy = "by_start_sequence"
 		cc.OptStartSeq = w.lastSeq + 1
 	}
-	body, _ := json.Marshal(createRequest{Stream: "KV_" + w.s.bucket, Config: cc})
+	body, _ := json.Marshal(createRequest{Stream: w.s.stream, Config: cc})
 	ss.reqN++
 	ss.reqSubject = ss.inbox + ".r." + strconv.FormatUint(ss.reqN, 10)
-	ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.CREATE.KV_"+w.s.bucket, ss.reqSubject, nil, body)
+	ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.CREATE."+w.s.stream, ss.reqSubject, nil, body)
 	ss.phase = phaseCreating
 	ss.reqDeadline = now.Add(requestTimeout)
 	ss.expectDseq = 1
 	ss.consumer = ""
 }
 
-// createFailed schedules another attempt with backoff.
+// createFailed schedules another attempt with backoff, logging err unless nil.
 func (ss *session) createFailed(now time.Time, err error) {
 	w := ss.w
 	ss.dropConsumer()
@@ -568,7 +568,9 @@ func (ss *session) createFailed(now time.Time, err error) {
 	ss.phase = phaseWait
 	ss.nextCreate = now.Add(w.backoff(ss.createFails, createBackoffCap))
 	ss.reqSubject = ""
-	w.logErr("cannot watch bucket "+w.s.bucket+": ", err)
+	if err != nil {
+		w.logErr("cannot watch bucket "+w.s.bucket+": ", err)
+	}
 }
 
 // dropConsumer unsubscribes the current deliver subject and deletes the
@@ -581,7 +583,7 @@ func (ss *session) dropConsumer() {
 	}
 	if ss.consumer != "" {
 		ss.reqN++
-		ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.DELETE.KV_"+w.s.bucket+"."+ss.consumer, ss.inbox+".r."+strconv.FormatUint(ss.reqN, 10), nil, nil)
+		ss.buf = appendPub(ss.buf, "$JS.API.CONSUMER.DELETE."+w.s.stream+"."+ss.consumer, ss.inbox+".r."+strconv.FormatUint(ss.reqN, 10), nil, nil)
 		ss.consumer = ""
 	}
 }
@@ -627,10 +629,7 @@ func (ss *session) onReply(m *message, now time.Time) {
 				w.logf("bucket %s does not exist yet (no stream KV_%s); waiting for the edgepass daemon to create it", w.s.bucket, w.s.bucket)
 				w.missingSince = now
 			}
-			ss.dropConsumer()
-			ss.createFails++
-			ss.phase = phaseWait
-			ss.nextCreate = now.Add(w.backoff(ss.createFails, createBackoffCap))
+			ss.createFailed(now, nil) // logged once above, not on every retry
 			return
 		}
 		ss.createFailed(now, fmt.Errorf("server refused the consumer: %s (code %d, err_code %d)", clip(r.Error.Description, 200), r.Error.Code, r.Error.ErrCode))
