@@ -1,10 +1,12 @@
 package serve
 
 import (
-	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"html/template"
 	"net/http"
 	"strings"
+
+	"github.com/edgepass/edgepass/daemon/oidcflow"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 type statusData struct {
@@ -37,13 +39,16 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	d := statusData{KeyID: s.ring.KeyID(), Synced: s.watch.State().Synced()}
 	if c, ok := s.verify.Identify(r); ok {
-		d.SignedIn = true
-		d.User = c.PreferredUsername
-		if d.User == "" {
-			d.User = c.Subject
-		}
-		d.Email, d.Name, d.Groups = c.Email, c.Name, strings.Join(c.Groups, ", ")
+		d.signedIn(c)
 	}
 	oidcflow.PageHeaders(w, true)
 	_ = statusTemplate.Execute(w, d)
+}
+
+// signedIn fills in the user of a verified token, named as /verify's
+// X-Auth-User and the plugin's user header name them.
+func (d *statusData) signedIn(c *token.Claims) {
+	d.SignedIn = true
+	d.User = c.User()
+	d.Email, d.Name, d.Groups = c.Email, c.Name, strings.Join(c.Groups, ", ")
 }

@@ -153,14 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.observe("ok")
-	user := c.PreferredUsername
-	if user == "" {
-		user = c.Email
-	}
-	if user == "" {
-		user = c.Subject
-	}
-	hdr.Set(HeaderUser, clean(user))
+	hdr.Set(HeaderUser, clean(c.User()))
 	hdr.Set(HeaderEmail, clean(c.Email))
 	hdr.Set(HeaderName, clean(c.Name))
 	groups := make([]string, 0, len(c.Groups))

@@ -454,3 +454,19 @@ func TestVerifyReportsOutcomes(t *testing.T) {
 		t.Fatalf("outcomes %v, want %v", got, want)
 	}
 }
+
+// X-Auth-User names the user as the plugin does: preferred_username, else
+// email, else sub.
+func TestVerifyUserHeaderFallback(t *testing.T) {
+	h := newHandler(t, nil)
+	noName := claims()
+	noName.PreferredUsername = ""
+	subOnly := claims()
+	subOnly.PreferredUsername, subOnly.Email = "", ""
+	for want, c := range map[string]*token.Claims{"alice": claims(), "alice@example.com": noName, "sub-1": subOnly} {
+		rec := serve(h, forwarded(withCookie(sign(t, c))))
+		if got := rec.Header().Get(HeaderUser); rec.Code != 200 || got != want {
+			t.Errorf("status %d, %s = %q, want %q", rec.Code, HeaderUser, got, want)
+		}
+	}
+}
