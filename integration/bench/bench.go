@@ -45,9 +45,7 @@ type Options struct {
 	Profile bool
 	// GoBenchTime is -benchtime for the Go benchmarks ("" skips them).
 	GoBenchTime string
-	// WrkBin is the wrk executable.
-	WrkBin string
-	Logf   func(format string, args ...any)
+	Logf        func(format string, args ...any)
 }
 
 // DefaultOptions are sized for about four minutes on two cores. Nine short
@@ -62,6 +60,7 @@ func DefaultOptions() Options {
 			WarmUp:      3 * time.Second,
 			Rounds:      9,
 			Pause:       time.Second,
+			Wrk:         "wrk",
 		},
 		Revocations:       200,
 		AdminRevocations:  10,
@@ -70,7 +69,6 @@ func DefaultOptions() Options {
 		CookieGroups:      50,
 		Profile:           true,
 		GoBenchTime:       "2s",
-		WrkBin:            "wrk",
 	}
 }
 
@@ -131,7 +129,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Machine = DescribeMachine(ctx, bins.Traefik, o.WrkBin)
+	res.Machine = DescribeMachine(ctx, bins.Traefik, o.Load.Wrk)
 	res.Plugin = PluginDigest(bins.Repo)
 
 	// Compile the Go benchmarks now: compiling during the load test would
@@ -267,8 +265,7 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 	}
 	if o.MemoryRevocations > 0 {
 		pluginRun := func(label string) (*WrkResult, error) {
-			r, raw, err := RunWrk(ctx, WrkLoad{URL: s.TraefikURL + Plugin.Path + "/bench", Threads: o.Load.Threads, Connections: o.Load.Connections,
-				Duration: o.Load.Duration, Headers: []string{sess.CookieHeader(), "Accept: application/json"}})
+			r, raw, err := RunWrk(ctx, variantLoad(s, sess, Plugin, o.Load, o.Load.Duration))
 			_ = os.WriteFile(filepath.Join(o.OutDir, "wrk", "plugin-"+label+".txt"), []byte(raw), 0o644)
 			if err == nil {
 				err = r.Clean()

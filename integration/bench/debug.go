@@ -60,7 +60,6 @@ func ProfileUnderLoad(ctx context.Context, s *Stack, sess *Session, v Variant, l
 		return WrkResult{}, fmt.Errorf("bench: profile: Traefik runs without api.debug")
 	}
 	// Long enough for a few thousand samples, whatever the round length.
-	l.Duration = 10 * time.Second
 	secs := 8
 	type wrkOut struct {
 		r   WrkResult
@@ -68,8 +67,7 @@ func ProfileUnderLoad(ctx context.Context, s *Stack, sess *Session, v Variant, l
 	}
 	done := make(chan wrkOut, 1)
 	go func() {
-		r, _, err := RunWrk(ctx, WrkLoad{URL: s.TraefikURL + v.Path + "/bench", Threads: l.Threads, Connections: l.Connections,
-			Duration: l.Duration, Headers: []string{sess.CookieHeader(), "Accept: application/json"}})
+		r, _, err := RunWrk(ctx, variantLoad(s, sess, v, l, 10*time.Second))
 		if err == nil {
 			err = r.Clean()
 		}

@@ -18,6 +18,21 @@ type Load struct {
 	Rounds      int
 	// Pause between runs lets closed connections drain.
 	Pause time.Duration
+	// Wrk is the wrk executable ("" = wrk from PATH).
+	Wrk string `json:"-"`
+}
+
+// variantLoad is the wrk load every measurement drives a variant with: l's
+// threads, connections and wrk, the session's cookie, for d.
+func variantLoad(s *Stack, sess *Session, v Variant, l Load, d time.Duration) WrkLoad {
+	return WrkLoad{
+		Bin:         l.Wrk,
+		URL:         s.TraefikURL + v.Path + "/bench",
+		Threads:     l.Threads,
+		Connections: l.Connections,
+		Duration:    d,
+		Headers:     []string{sess.CookieHeader(), "Accept: application/json"},
+	}
 }
 
 // WrkRun is one wrk run of one variant.
@@ -74,15 +89,8 @@ func MeasureThroughput(ctx context.Context, s *Stack, sess *Session, l Load, raw
 	}
 	var cpu CPUPerRequest // of the last run
 	run := func(v Variant, round int, d time.Duration) (WrkResult, error) {
-		load := WrkLoad{
-			URL:         s.TraefikURL + v.Path + "/bench",
-			Threads:     l.Threads,
-			Connections: l.Connections,
-			Duration:    d,
-			Headers:     []string{sess.CookieHeader(), "Accept: application/json"},
-		}
 		before := sampleCPU(s.pids())
-		r, raw, err := RunWrk(ctx, load)
+		r, raw, err := RunWrk(ctx, variantLoad(s, sess, v, l, d))
 		cpu = perRequest(sampleCPU(s.pids()).Sub(before), r.CPU, r.Requests)
 		_ = os.WriteFile(filepath.Join(rawDir, fmt.Sprintf("round%d-%s.txt", round, v.Name)), []byte(raw), 0o644)
 		if err != nil {

@@ -39,7 +39,7 @@ func run() int {
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "CPU-profile Traefik under no-middleware and plugin load (after the comparison, with api.debug)")
 	flag.IntVar(&o.CookieGroups, "cookie-groups", o.CookieGroups, "groups in the cookie-size token (at most 50)")
 	flag.StringVar(&o.GoBenchTime, "gobenchtime", o.GoBenchTime, `-benchtime of the yaegi and natsedge Go benchmarks ("" = skip)`)
-	flag.StringVar(&o.WrkBin, "wrk", o.WrkBin, "wrk executable")
+	flag.StringVar(&o.Load.Wrk, "wrk", o.Load.Wrk, "wrk executable")
 	out := flag.String("out", "", "results directory (default <repo>/bench-results)")
 	strict := flag.Bool("strict", false, "exit 1 when a performance target is missed")
 	render := flag.String("render", "", "measure nothing: rewrite report.txt and throughput.svg beside this results.json and print the report")
@@ -53,7 +53,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: need -rounds >= 1, -threads >= 1, -connections >= -threads and -duration >= 1s")
 		return 2
 	}
-	if _, err := exec.LookPath(o.WrkBin); err != nil {
+	if _, err := exec.LookPath(o.Load.Wrk); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: wrk not found (%v); install it (apt-get install -y wrk) or run make bench\n", err)
 		return 1
 	}
