@@ -98,29 +98,35 @@ type settings struct {
 	logf      func(format string, args ...any)
 }
 
-// canonicalKey identifies a Config for process-wide sharing.
-func canonicalKey(cfg Config) string {
+// normalize applies the defaults and splits comma-separated URL entries,
+// so equal settings written differently share one watcher.
+func normalize(cfg Config) Config {
 	var urls []string
 	for _, u := range cfg.URLs {
 		for _, part := range strings.Split(u, ",") {
-			part = strings.TrimSpace(part)
-			if part != "" {
+			if part = strings.TrimSpace(part); part != "" {
 				urls = append(urls, part)
 			}
 		}
 	}
-	bucket := cfg.Bucket
-	if bucket == "" {
-		bucket = DefaultBucket
+	cfg.URLs = urls
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
 	}
-	hb := cfg.IdleHeartbeat
-	if hb <= 0 {
-		hb = DefaultIdleHeartbeat
+	if cfg.IdleHeartbeat <= 0 {
+		cfg.IdleHeartbeat = DefaultIdleHeartbeat
 	}
+	cfg.NKeySeed = strings.TrimSpace(cfg.NKeySeed)
+	return cfg
+}
+
+// canonicalKey identifies a Config for process-wide sharing.
+func canonicalKey(cfg Config) string {
+	cfg = normalize(cfg)
 	fields := []string{
-		strings.Join(urls, ","), bucket, cfg.Token, cfg.User, cfg.Password,
-		strings.TrimSpace(cfg.NKeySeed), cfg.CAFile, cfg.TLSServerName, cfg.ReplicaID,
-		strconv.FormatBool(cfg.InsecureSkipVerify), hb.String(),
+		strings.Join(cfg.URLs, ","), cfg.Bucket, cfg.Token, cfg.User, cfg.Password,
+		cfg.NKeySeed, cfg.CAFile, cfg.TLSServerName, cfg.ReplicaID,
+		strconv.FormatBool(cfg.InsecureSkipVerify), cfg.IdleHeartbeat.String(),
 	}
 	var b strings.Builder
 	for i := 0; i < len(fields); i++ {
@@ -207,18 +213,14 @@ func redactURLError(err error) string {
 // validate checks cfg and derives settings. It touches no network; it reads
 // the CA file.
 func validate(cfg Config) (*settings, error) {
+	cfg = normalize(cfg)
 	s := &settings{cfg: cfg}
-	for _, entry := range cfg.URLs {
-		for _, part := range strings.Split(entry, ",") {
-			if strings.TrimSpace(part) == "" {
-				continue
-			}
-			u, err := parseServerURL(part)
-			if err != nil {
-				return nil, err
-			}
-			s.servers = append(s.servers, u)
+	for _, part := range cfg.URLs {
+		u, err := parseServerURL(part)
+		if err != nil {
+			return nil, err
 		}
+		s.servers = append(s.servers, u)
 	}
 	if len(s.servers) == 0 {
 		return nil, errors.New("natsedge: no NATS URL configured; set nats.urls")
@@ -227,9 +229,6 @@ func validate(cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("natsedge: %d NATS URLs configured, at most %d are supported", len(s.servers), maxURLs)
 	}
 	s.bucket = cfg.Bucket
-	if s.bucket == "" {
-		s.bucket = DefaultBucket
-	}
 	if !validBucket(s.bucket) {
 		return nil, fmt.Errorf("natsedge: bucket name %q is invalid; use letters, digits, '-' and '_'", s.bucket)
 	}
@@ -249,9 +248,6 @@ func validate(cfg Config) (*settings, error) {
 		return nil, errors.New("natsedge: set only one of nats.user or nats.nkeySeed")
 	}
 	s.idleHB = cfg.IdleHeartbeat
-	if s.idleHB <= 0 {
-		s.idleHB = DefaultIdleHeartbeat
-	}
 	if s.idleHB < 100*time.Millisecond {
 		return nil, errors.New("natsedge: idle heartbeat must be at least 100ms")
 	}
