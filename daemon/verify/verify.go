@@ -229,10 +229,8 @@ func (h *Handler) candidates(r *http.Request) []string {
 			out = append(out, ck.Value)
 		}
 	}
-	if auth := r.Header.Get("Authorization"); len(out) < maxCandidates && len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-		if tok := strings.TrimSpace(auth[7:]); tok != "" {
-			out = append(out, tok)
-		}
+	if tok := token.Bearer(r.Header.Get("Authorization")); len(out) < maxCandidates && tok != "" {
+		out = append(out, tok)
 	}
 	return out
 }
