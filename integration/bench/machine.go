@@ -6,14 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/integration/harness"
 )
 
 // Machine describes where the numbers were measured.
@@ -29,24 +29,19 @@ type Machine struct {
 }
 
 // PluginDigest identifies the plugin source a run measured: the first 12
-// hex digits of SHA-256 over the non-test .go files under plugin/ (the files
-// Traefik loads), with their paths, in path order.
+// hex digits of SHA-256 over harness.PluginSources (the files Traefik
+// loads), with their paths, in path order.
 func PluginDigest(repo string) string {
-	var files []string
-	_ = filepath.WalkDir(filepath.Join(repo, "plugin"), func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
-			files = append(files, path)
-		}
-		return nil
-	})
-	sort.Strings(files)
+	files, err := harness.PluginSources(repo)
+	if err != nil {
+		return "unknown"
+	}
 	h := sha256.New()
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, rel := range files {
+		data, err := os.ReadFile(filepath.Join(repo, rel))
 		if err != nil {
 			return "unknown"
 		}
-		rel, _ := filepath.Rel(repo, f)
 		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(data))
 		h.Write(data)
 	}

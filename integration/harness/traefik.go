@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -258,49 +257,6 @@ type Traefik struct {
 	*Proc
 	Spec TraefikSpec
 	URL  string
-}
-
-// CopyPlugin copies the plugin (go.mod, .traefik.yml, plugin/ without tests)
-// to <dir>/plugins-local/src/github.com/edgepass/edgepass, where Traefik's
-// localPlugins finds it.
-func CopyPlugin(repo, dir string) error {
-	dst := filepath.Join(dir, "plugins-local", "src", filepath.FromSlash(PluginModule))
-	if err := os.RemoveAll(dst); err != nil {
-		return err
-	}
-	for _, f := range []string{"go.mod", ".traefik.yml"} {
-		if err := copyFile(filepath.Join(repo, f), filepath.Join(dst, f)); err != nil {
-			return fmt.Errorf("harness: copy plugin: %w", err)
-		}
-	}
-	src := filepath.Join(repo, "plugin")
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(repo, path)
-		if d.IsDir() {
-			if d.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		return copyFile(path, filepath.Join(dst, rel))
-	})
-}
-
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, data, 0o644)
 }
 
 // static is the spec's static configuration, reading dynamic configuration

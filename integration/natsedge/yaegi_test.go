@@ -3,9 +3,7 @@ package natsedge_test
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,8 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
+
+	"github.com/edgepass/edgepass/integration/harness"
 )
 
 // edgeProgram drives the interpreted natsedge package. Its functions take
@@ -114,59 +114,18 @@ func loadUnderYaegi(t testing.TB) *yaegiEdge {
 	}
 }
 
-// copyPluginTree lays the module out as Traefik does: go.mod and the plugin
-// tree (no tests) under $GOPATH/src/github.com/edgepass/edgepass.
+// copyPluginTree lays the module out as Traefik does, in a GOPATH of its own.
 func copyPluginTree(t testing.TB) string {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	goPath := t.TempDir()
-	dst := filepath.Join(goPath, "src", "github.com", "edgepass", "edgepass")
-	copyFile(t, filepath.Join(root, "go.mod"), filepath.Join(dst, "go.mod"))
-	err = filepath.Walk(filepath.Join(root, "plugin"), func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if info.IsDir() {
-			if info.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
-			copyFile(t, p, filepath.Join(dst, rel))
-		}
-		return nil
-	})
-	if err != nil {
+	if err := harness.CopyPluginTo(root, goPath); err != nil {
 		t.Fatal(err)
 	}
 	return goPath
-}
-
-func copyFile(t testing.TB, src, dst string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestUnderYaegi runs the client the way Traefik does, interpreted, through

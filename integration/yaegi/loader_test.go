@@ -8,7 +8,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path"
@@ -22,6 +21,8 @@ import (
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 	"gopkg.in/yaml.v3"
+
+	"github.com/edgepass/edgepass/integration/harness"
 )
 
 // manifest is the part of .traefik.yml Traefik uses to load a middleware.
@@ -53,10 +54,6 @@ var testPriv = func() ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(seed)
 }()
 
-func repoRoot() (string, error) {
-	return filepath.Abs(filepath.Join("..", ".."))
-}
-
 // plugin loads the plugin once per test binary (interpreting it takes a while).
 func plugin(tb testing.TB) *loaded {
 	tb.Helper()
@@ -68,7 +65,7 @@ func plugin(tb testing.TB) *loaded {
 }
 
 func load() (*loaded, error) {
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -87,16 +84,8 @@ func load() (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The module as Traefik downloads it: go.mod, .traefik.yml and the plugin tree,
-	// under $GOPATH/src/<module>. Tests are not part of the plugin.
-	module := "github.com/edgepass/edgepass"
-	dst := filepath.Join(goPath, "src", filepath.FromSlash(module))
-	for _, f := range []string{"go.mod", ".traefik.yml"} {
-		if err := copyFile(filepath.Join(root, f), filepath.Join(dst, f)); err != nil {
-			return nil, err
-		}
-	}
-	if err := copyTree(filepath.Join(root, "plugin"), filepath.Join(dst, "plugin")); err != nil {
+	// The module as Traefik downloads it, under $GOPATH/src/<module>.
+	if err := harness.CopyPluginTo(root, goPath); err != nil {
 		return nil, err
 	}
 
@@ -120,45 +109,6 @@ func load() (*loaded, error) {
 		return nil, fmt.Errorf("eval CreateConfig: %w", err)
 	}
 	return &loaded{interp: i, manifest: m, fnNew: fnNew, fnCreateConfig: fnCreate}, nil
-}
-
-func copyFile(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func copyTree(src, dst string) error {
-	return filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if info.IsDir() {
-			if info.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-			return nil
-		}
-		return copyFile(p, filepath.Join(dst, rel))
-	})
 }
 
 // newHandler builds a middleware from a config map the way Traefik does
