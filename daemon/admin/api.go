@@ -126,16 +126,12 @@ func (h *Handler) deleteSession(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	if err := h.opts.Edge.RevokeSession(r.Context(), s.ID, s.ExpiresAt); err != nil {
-		h.internalError(w, "publish the session revocation", err)
+	revoker := session.Revoker{Edge: h.opts.Edge, Store: h.opts.Store, Metrics: h.opts.Metrics}
+	if err := revoker.Revoke(r.Context(), s.ID, s.ExpiresAt, KindAdminSession); err != nil {
+		h.internalError(w, "revoke the session", err)
 		return
 	}
-	if err := h.opts.Store.Delete(r.Context(), s.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
-		h.internalError(w, "delete the session", err)
-		return
-	}
-	h.opts.Metrics.Revoked(KindAdminSession)
-	h.log.Info("admin revoked a session", "sid", s.ID[:min(8, len(s.ID))], "sub", s.Subject)
+	h.log.Info("admin revoked a session", "sid", session.Short(s.ID), "sub", s.Subject)
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: "session", ID: s.ID, Subject: s.Subject, Sessions: 1})
 }
 

@@ -140,6 +140,24 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 	}
 }
 
+// A session revoked without a known expiry stays revoked for a whole lifetime.
+func TestRevokeSessionWithoutExpiryLastsALifetime(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	p := openPub(t, srv.JS, nil)
+	if err := p.RevokeSession(ctx, sid, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	e, err := kv.Get(ctx, "revoke.session."+sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`{"exp":%d}`, t0.Add(12*time.Hour).Unix()); string(e.Value()) != want {
+		t.Errorf("fact %s, want %s", e.Value(), want)
+	}
+}
+
 func TestPublisherRefusesBadInput(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)

@@ -19,18 +19,10 @@ import (
 // maxFormBody bounds POST bodies of /logout and /backchannel-logout.
 const maxFormBody = 64 << 10
 
-// revokeSession ends one session everywhere: the edge refuses its tokens,
-// then the stored session (and its refresh token) is deleted. exp is when
-// its tokens expire anyway.
+// revokeSession ends one session everywhere (see session.Revoker); exp is
+// when its tokens expire anyway, zero for a whole lifetime.
 func (h *Handler) revokeSession(ctx context.Context, sid string, exp time.Time, kind string) error {
-	if err := h.opts.Edge.RevokeSession(ctx, sid, exp); err != nil {
-		return fmt.Errorf("publish revocation of session %s…: %w", sid[:min(8, len(sid))], err)
-	}
-	if err := h.opts.Store.Delete(ctx, sid); err != nil && !errors.Is(err, session.ErrNotFound) {
-		return fmt.Errorf("delete session %s…: %w", sid[:min(8, len(sid))], err)
-	}
-	h.opts.Metrics.Revoked(kind)
-	return nil
+	return session.Revoker{Edge: h.opts.Edge, Store: h.opts.Store, Metrics: h.opts.Metrics}.Revoke(ctx, sid, exp, kind)
 }
 
 // logout handles GET|POST /logout?rd=: revoke, clear the cookie, then
@@ -53,7 +45,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			h.log.Info("logout: cookie is not a valid session token; clearing it", "err", err)
 		} else {
-			exp := h.now().Add(h.opts.Lifetime)
+			var exp time.Time // unknown: the edge revokes for a whole lifetime
 			if sess, _, err = h.opts.Store.Get(ctx, sid); err == nil {
 				exp = sess.ExpiresAt
 			} else if !errors.Is(err, session.ErrNotFound) {

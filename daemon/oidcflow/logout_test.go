@@ -67,6 +67,23 @@ func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
 	}
 }
 
+// A valid cookie whose session is no longer stored is still revoked, with no
+// expiry: the edge publisher then revokes it for a whole lifetime.
+func TestLogoutOfUnstoredSessionRevokesForALifetime(t *testing.T) {
+	e := newEnv(t, nil)
+	c, _ := e.loggedIn(t)
+	s := e.store.All()[0]
+	if err := e.store.Delete(context.Background(), s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp := get(t, c, e.srv.URL+"/logout"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("logout status %d, want 302", resp.StatusCode)
+	}
+	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{s.ID}) || !e.edge.sessions[0].exp.IsZero() {
+		t.Fatalf("revocations %+v, want %s with a zero exp", e.edge.sessions, s.ID)
+	}
+}
+
 func TestLogoutByPOST(t *testing.T) {
 	e := newEnv(t, nil)
 	c, _ := e.loggedIn(t)
