@@ -183,7 +183,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.opts.Metrics.LoginSucceeded()
-	h.log.Info("login", "sub", s.Subject, "user", s.Username, "sid", s.ID[:8])
+	h.log.Info("login", "sub", s.Subject, "user", s.Username, "sid", session.Short(s.ID))
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.opts.CookieName,
 		Value:    signed,

@@ -55,7 +55,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 				h.log.Error("logout: cannot revoke the session", "err", err)
 				revokeFailed = true
 			} else {
-				h.log.Info("logout", "sid", sid[:min(8, len(sid))])
+				h.log.Info("logout", "sid", session.Short(sid))
 			}
 		}
 	}

@@ -81,7 +81,7 @@ const maxStoreAttempts = 5
 // is spent once (spending it twice looks like token theft to the IdP, which
 // then refuses it and the session would be revoked).
 func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) error {
-	short := sid[:min(8, len(sid))]
+	short := session.Short(sid)
 	s, rev, err := h.opts.Store.Get(ctx, sid)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil // signed out meanwhile

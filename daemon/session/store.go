@@ -131,7 +131,7 @@ func (st *Store) Get(ctx context.Context, id string) (*Session, uint64, error) {
 	}
 	s, err := decode(e.Value())
 	if err != nil {
-		return nil, 0, fmt.Errorf("session store: get %s…: %w", id[:8], err)
+		return nil, 0, fmt.Errorf("session store: get %s…: %w", Short(id), err)
 	}
 	if !s.ExpiresAt.After(st.now()) {
 		return nil, 0, ErrNotFound
