@@ -14,11 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/session"
 )
-
-// DefaultAdminURL is where `edgepass serve` listens for the admin API by default.
-const DefaultAdminURL = "http://127.0.0.1:8001"
 
 // Exit codes of Run.
 const (
@@ -40,7 +38,7 @@ const CommandsHelp = `Commands (talk to a running daemon's admin API):
   edges                          show each edge replica's sync state
 
 Flags of these commands (anywhere on the line):
-  --admin.url=<url>         admin API (env EDGEPASS_ADMIN_URL, default ` + DefaultAdminURL + `)
+  --admin.url=<url>         admin API (env EDGEPASS_ADMIN_URL, default ` + config.DefaultAdminURL + `)
   --admin.tokenFile=<path>  file holding the admin token (env EDGEPASS_ADMIN_TOKENFILE)
   --admin.token=<token>     the admin token itself (env EDGEPASS_ADMIN_TOKEN;
                             visible in ps, prefer the file or the variable)
@@ -165,11 +163,11 @@ func (r *runner) client(o *options) (*client, error) {
 		raw, _ = r.env("EDGEPASS_ADMIN_URL")
 	}
 	if raw == "" {
-		raw = DefaultAdminURL
+		raw = config.DefaultAdminURL
 	}
 	base, err := url.Parse(strings.TrimSuffix(raw, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, &usageError{fmt.Sprintf("--admin.url %q is not an http(s) URL like %s", raw, DefaultAdminURL)}
+		return nil, &usageError{fmt.Sprintf("--admin.url %q is not an http(s) URL like %s", raw, config.DefaultAdminURL)}
 	}
 	if o.token != "" && o.tokenFile != "" {
 		return nil, &usageError{"use either --admin.token or --admin.tokenFile, not both"}
@@ -182,13 +180,9 @@ func (r *runner) client(o *options) (*client, error) {
 		}
 	}
 	if tokenFile != "" {
-		b, err := os.ReadFile(tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read admin token file: %w; check --admin.tokenFile", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, fmt.Errorf("admin token file %s is empty; check --admin.tokenFile", tokenFile)
+		var err error
+		if token, err = config.ReadSecretFile(tokenFile); err != nil {
+			return nil, fmt.Errorf("admin token: %w; check --admin.tokenFile", err)
 		}
 	}
 	if token == "" {

@@ -292,6 +292,15 @@ func TestTokenSources(t *testing.T) {
 		!strings.Contains(r.stderr, "check --admin.tokenFile") {
 		t.Fatalf("missing file: %+v", r)
 	}
+	// An empty token file is refused as serve refuses it (config.ReadSecretFile).
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(nil, "edges", url, "--admin.tokenFile="+empty); r.code != ExitError ||
+		!strings.Contains(r.stderr, "is empty") || !strings.Contains(r.stderr, "check --admin.tokenFile") {
+		t.Fatalf("empty file: %+v", r)
+	}
 }
 
 func TestUnreachableAdminAPI(t *testing.T) {

@@ -86,7 +86,10 @@ type Embedded struct {
 	EdgePasswordFile string `description:"File holding the edge password." json:"edgePasswordFile"`
 }
 
-// Admin configures the admin API. URL is only read by the CLI commands.
+// Admin configures the admin API. URL is not used by serve: the CLI reads
+// --admin.url / EDGEPASS_ADMIN_URL itself (default DefaultAdminURL), and the
+// field is here so that serve still loads with that variable set or
+// admin.url in a shared configuration file (paerser refuses unknown keys).
 type Admin struct {
 	Listen    string `description:"Address of the admin API listener." json:"listen"`
 	Token     string `description:"Bearer token required by the admin API (prefer tokenFile)." json:"-"`
