@@ -148,17 +148,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error)
 	}); err != nil {
 		return nil, err
 	}
-	if pendingIndex(&r.current().stored) >= 0 {
-		// Publish before signing with it (on a fresh install there are no
-		// tokens yet; after an interrupted rotation there are).
-		if err := r.publish(ctx); err != nil {
-			return nil, err
-		}
-		if err := r.activatePending(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if err := r.publish(ctx); err != nil {
+	// A pending key (a fresh install, or an interrupted rotation) is
+	// published before it signs.
+	if _, err := r.publishThenActivate(ctx); err != nil {
 		return nil, err
 	}
 
@@ -339,17 +331,28 @@ func (r *Ring) Rotate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := r.publish(ctx); err != nil {
-		return "", err
-	}
-	if err := r.activatePending(ctx); err != nil {
-		return "", err
-	}
-	if err := r.publish(ctx); err != nil {
+	if _, err := r.publishThenActivate(ctx); err != nil {
 		return "", err
 	}
 	r.o.Logger.Info("keys: rotated signing key", "kid", kid)
 	return kid, nil
+}
+
+// publishThenActivate publishes the JWKS and, when a key is pending, makes
+// it the signing key and publishes again: a key reaches the edge bucket
+// before any token is signed with it, and the edges end up with the ring as
+// it now is. It reports whether a pending key was activated.
+func (r *Ring) publishThenActivate(ctx context.Context) (bool, error) {
+	if err := r.publish(ctx); err != nil {
+		return false, err
+	}
+	if pendingIndex(&r.current().stored) < 0 {
+		return false, nil
+	}
+	if err := r.activatePending(ctx); err != nil {
+		return false, err
+	}
+	return true, r.publish(ctx)
 }
 
 // activatePending turns the pending key into the signing key and retires the
@@ -456,14 +459,16 @@ func (r *Ring) Tick(ctx context.Context) error {
 			return err
 		}
 	}
+	published := cur.rev // the ring the edges hold, as far as this tick knows
 	if pendingIndex(&r.current().stored) >= 0 {
-		if err := r.publish(ctx); err != nil {
+		activated, err := r.publishThenActivate(ctx)
+		if err != nil {
 			return err
 		}
-		if err := r.activatePending(ctx); err != nil {
-			return err
+		if activated {
+			r.o.Logger.Info("keys: rotated signing key on schedule", "kid", r.KeyID())
 		}
-		r.o.Logger.Info("keys: rotated signing key on schedule", "kid", r.KeyID())
+		published = r.current().rev
 	}
 	pruned := false
 	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
@@ -472,7 +477,7 @@ func (r *Ring) Tick(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if pruned || r.current().rev != cur.rev {
+	if pruned || r.current().rev != published {
 		return r.publish(ctx)
 	}
 	return nil
