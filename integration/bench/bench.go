@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // Options configure a run. Defaults live in DefaultOptions.
@@ -206,7 +207,7 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 		return fail(err)
 	}
 	defer edge.Close()
-	if _, err := edge.WaitHeartbeat(30*time.Second, "synced", func(hb Heartbeat) bool { return hb.Synced }); err != nil {
+	if _, err := edge.WaitHeartbeat(30*time.Second, "synced", func(hb natsedge.Heartbeat) bool { return hb.Synced }); err != nil {
 		return fail(err)
 	}
 	sess, err := Login(s)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -28,17 +29,7 @@ type Edge struct {
 	JS jetstream.JetStream
 	KV jetstream.KeyValue
 
-	heartbeats chan Heartbeat
-	sub        *nats.Subscription
-}
-
-// Heartbeat is an edge replica's report (docs/contracts.md, "Heartbeat").
-type Heartbeat struct {
-	Replica         string `json:"replica"`
-	Seq             uint64 `json:"seq"`
-	Synced          bool   `json:"synced"`
-	RevokedSessions int    `json:"revokedSessions"`
-	Rejected        uint64 `json:"rejected"`
+	heartbeats *harness.HeartbeatWatcher
 }
 
 // ConnectEdge connects to NATS, opens the edge bucket the daemon created and
@@ -48,36 +39,18 @@ func ConnectEdge(ctx context.Context, url string) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: nats: connect to the daemon's embedded NATS at %s: %w", url, err)
 	}
-	e := &Edge{NC: nc, heartbeats: make(chan Heartbeat, 64)}
+	e := &Edge{NC: nc}
 	if e.JS, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048)); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("bench: nats: jetstream: %w", err)
 	}
-	if e.KV, err = e.JS.KeyValue(ctx, EdgeBucket); err != nil {
+	if e.KV, err = e.JS.KeyValue(ctx, natsedge.DefaultBucket); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("bench: nats: open the edge bucket %s (the daemon creates it at start): %w", EdgeBucket, err)
+		return nil, fmt.Errorf("bench: nats: open the edge bucket %s (the daemon creates it at start): %w", natsedge.DefaultBucket, err)
 	}
-	e.sub, err = nc.Subscribe("edgepass.heartbeat."+EdgeBucket, func(m *nats.Msg) {
-		var hb Heartbeat
-		if json.Unmarshal(m.Data, &hb) != nil || hb.Replica != ReplicaID {
-			return
-		}
-		// Keep the newest: when nobody has been waiting, drop the oldest.
-		for {
-			select {
-			case e.heartbeats <- hb:
-				return
-			default:
-			}
-			select {
-			case <-e.heartbeats:
-			default:
-			}
-		}
-	})
-	if err != nil {
+	if e.heartbeats, err = harness.WatchHeartbeats(harness.NATSAccess{URL: url}); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("bench: nats: subscribe to heartbeats: %w", err)
+		return nil, fmt.Errorf("bench: nats: %w", err)
 	}
 	return e, nil
 }
@@ -88,43 +61,37 @@ func natsConnect(url string) (*nats.Conn, error) {
 
 // Close disconnects.
 func (e *Edge) Close() {
-	if e != nil && e.NC != nil {
+	if e == nil {
+		return
+	}
+	if e.heartbeats != nil {
+		e.heartbeats.Close()
+	}
+	if e.NC != nil {
 		e.NC.Close()
 	}
 }
 
 // WaitHeartbeat waits for a heartbeat of the benchmark's Traefik that
 // satisfies ok. Edges report every 5 s.
-func (e *Edge) WaitHeartbeat(timeout time.Duration, what string, ok func(Heartbeat) bool) (Heartbeat, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	var last Heartbeat
-	seen := false
-	for {
-		select {
-		case hb := <-e.heartbeats:
-			last, seen = hb, true
-			if ok(hb) {
-				return hb, nil
-			}
-		case <-deadline.C:
-			if !seen {
-				return last, fmt.Errorf("bench: traefik's plugin sent no heartbeat on edgepass.heartbeat.%s within %s (waiting for %s); is its NATS watcher running?", EdgeBucket, timeout, what)
-			}
-			return last, fmt.Errorf("bench: traefik's plugin did not report %s within %s; last heartbeat %+v", what, timeout, last)
-		}
+func (e *Edge) WaitHeartbeat(timeout time.Duration, what string, ok func(natsedge.Heartbeat) bool) (natsedge.Heartbeat, error) {
+	hb, err := e.heartbeats.WaitFor(ReplicaID, time.Time{}, timeout, func(hb harness.Heartbeat) bool { return ok(hb.Heartbeat) })
+	if err != nil {
+		return hb.Heartbeat, fmt.Errorf("bench: traefik's plugin did not report %s on %s: %w; is its NATS watcher running?", what, natsedge.HeartbeatSubject(natsedge.DefaultBucket), err)
 	}
+	return hb.Heartbeat, nil
 }
 
 // lastSeq is the edge stream's last sequence.
 func (e *Edge) lastSeq(ctx context.Context) (uint64, error) {
-	st, err := e.JS.Stream(ctx, "KV_"+EdgeBucket)
+	stream := "KV_" + natsedge.DefaultBucket
+	st, err := e.JS.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("bench: nats: stream KV_%s: %w", EdgeBucket, err)
+		return 0, fmt.Errorf("bench: nats: stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("bench: nats: stream KV_%s info: %w", EdgeBucket, err)
+		return 0, fmt.Errorf("bench: nats: stream %s info: %w", stream, err)
 	}
 	return info.State.LastSeq, nil
 }
@@ -343,7 +310,7 @@ func MeasureEdgeMemory(ctx context.Context, s *Stack, e *Edge, n int) (EdgeMemor
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, n)
 	for i := 0; i < n; i++ {
-		subj := "$KV." + EdgeBucket + "." + edgestate.PrefixRevokeSession + randomSID()
+		subj := "$KV." + natsedge.DefaultBucket + "." + edgestate.PrefixRevokeSession + randomSID()
 		f, err := e.JS.PublishAsync(subj, value)
 		if err != nil {
 			return m, fmt.Errorf("bench: edge memory: publish revocation %d of %d: %w", i+1, n, err)
@@ -374,7 +341,7 @@ func MeasureEdgeMemory(ctx context.Context, s *Stack, e *Edge, n int) (EdgeMemor
 	if err != nil {
 		return m, err
 	}
-	if _, err := e.WaitHeartbeat(3*time.Minute, fmt.Sprintf("stream sequence %d applied", last), func(hb Heartbeat) bool {
+	if _, err := e.WaitHeartbeat(3*time.Minute, fmt.Sprintf("stream sequence %d applied", last), func(hb natsedge.Heartbeat) bool {
 		return hb.Seq >= last
 	}); err != nil {
 		return m, err

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -44,24 +45,24 @@ func TestEdgeWaitHeartbeatSeesTheNewestAfterManyUnread(t *testing.T) {
 
 	// 200 heartbeats nobody reads, then the one the caller waits for.
 	for i := 1; i <= 200; i++ {
-		data, _ := json.Marshal(Heartbeat{Replica: ReplicaID, Seq: uint64(i)})
-		if err := e.NC.Publish("edgepass.heartbeat."+EdgeBucket, data); err != nil {
+		data, _ := json.Marshal(natsedge.Heartbeat{Replica: ReplicaID, Seq: uint64(i)})
+		if err := e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket), data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	other, _ := json.Marshal(Heartbeat{Replica: "another-replica", Seq: 1000})
-	_ = e.NC.Publish("edgepass.heartbeat."+EdgeBucket, other)
+	other, _ := json.Marshal(natsedge.Heartbeat{Replica: "another-replica", Seq: 1000})
+	_ = e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket), other)
 	if err := e.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	hb, err := e.WaitHeartbeat(5*time.Second, "seq 200", func(hb Heartbeat) bool { return hb.Seq >= 200 })
+	hb, err := e.WaitHeartbeat(5*time.Second, "seq 200", func(hb natsedge.Heartbeat) bool { return hb.Seq >= 200 })
 	if err != nil {
 		t.Fatalf("the newest heartbeat was lost behind unread ones: %v", err)
 	}
 	if hb.Replica != ReplicaID {
 		t.Errorf("heartbeat of %q accepted; only %q is the benchmark's Traefik", hb.Replica, ReplicaID)
 	}
-	if _, err := e.WaitHeartbeat(300*time.Millisecond, "seq 1000", func(hb Heartbeat) bool { return hb.Seq >= 1000 }); err == nil {
+	if _, err := e.WaitHeartbeat(300*time.Millisecond, "seq 1000", func(hb natsedge.Heartbeat) bool { return hb.Seq >= 1000 }); err == nil {
 		t.Error("WaitHeartbeat accepted another replica's heartbeat")
 	}
 }
@@ -77,6 +78,6 @@ func createBucket(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: EdgeBucket, History: 1})
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsedge.DefaultBucket, History: 1})
 	return err
 }

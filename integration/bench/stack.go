@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // Variant is one way of serving the same backend through the same Traefik.
@@ -110,9 +111,6 @@ const (
 	HeaderGroups = "X-Auth-Groups"
 )
 
-// EdgeBucket is the daemon's default edge KV bucket.
-const EdgeBucket = "edgepass_edge"
-
 // ReplicaID is the benchmark Traefik's NATS heartbeat id.
 const ReplicaID = "bench-traefik"
 
@@ -158,7 +156,7 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
       loadBalancer:
         servers:
           - url: %q
-`, loginURL, issuer, HeaderUser, HeaderEmail, HeaderGroups, natsURL, EdgeBucket, ReplicaID,
+`, loginURL, issuer, HeaderUser, HeaderEmail, HeaderGroups, natsURL, natsedge.DefaultBucket, ReplicaID,
 			verifyURL, HeaderUser, HeaderEmail, HeaderGroups, echoURL)
 }
 

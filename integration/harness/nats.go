@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // EdgePublish and EdgeSubscribe are the only subjects an edge (a Traefik
@@ -23,7 +25,7 @@ func EdgePublish(bucket string) []string {
 		"$JS.API.CONSUMER.CREATE." + stream + ".>",
 		"$JS.API.CONSUMER.DELETE." + stream + ".>",
 		"$JS.FC." + stream + ".>",
-		"edgepass.heartbeat." + bucket,
+		natsedge.HeartbeatSubject(bucket),
 	}
 }
 
@@ -37,7 +39,6 @@ type NATSSpec struct {
 	Dir            string // store and config directory (kept across restarts)
 	Port           int
 	MonitorPort    int
-	Bucket         string
 	DaemonUser     string
 	DaemonPassword string
 	EdgeUser       string
@@ -66,9 +67,6 @@ func StartNATS(s NATSSpec) (*NATSServer, error) {
 	if s.Name == "" {
 		s.Name = "nats"
 	}
-	if s.Bucket == "" {
-		s.Bucket = "edgepass_edge"
-	}
 	if err := os.MkdirAll(filepath.Join(s.Dir, "jetstream"), 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %s: %w", s.Name, err)
 	}
@@ -92,7 +90,7 @@ authorization {
 }
 `, s.Name, hostPort(s.Port), hostPort(s.MonitorPort), filepath.Join(s.Dir, "jetstream"),
 		s.DaemonUser, s.DaemonPassword, s.EdgeUser, s.EdgePassword,
-		quoteList(EdgePublish(s.Bucket)), quoteList(EdgeSubscribe()))
+		quoteList(EdgePublish(natsedge.DefaultBucket)), quoteList(EdgeSubscribe()))
 	confPath := filepath.Join(s.Dir, "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("harness: %s: write config: %w", s.Name, err)

@@ -15,18 +15,18 @@ import (
 )
 
 // NATSAccess is how a test reaches the stack's NATS with the daemon's rights
-// (to watch edge heartbeats and inspect the edge bucket when a check fails).
+// (to watch edge heartbeats and inspect the edge bucket, natsedge.DefaultBucket,
+// when a check fails).
 type NATSAccess struct {
 	URL, User, Password string
-	Bucket              string
 }
 
 // NATSAccess returns the daemon-side NATS access of the stack.
 func (s *Stack) NATSAccess() NATSAccess {
 	if s.NATS != nil {
-		return NATSAccess{URL: s.NATS.URL, User: s.NATS.Spec.DaemonUser, Password: s.NATS.Spec.DaemonPassword, Bucket: "edgepass_edge"}
+		return NATSAccess{URL: s.NATS.URL, User: s.NATS.Spec.DaemonUser, Password: s.NATS.Spec.DaemonPassword}
 	}
-	return NATSAccess{URL: "nats://" + hostPort(s.Opts.Ports.NATS), Bucket: "edgepass_edge"}
+	return NATSAccess{URL: "nats://" + hostPort(s.Opts.Ports.NATS)}
 }
 
 func (a NATSAccess) connect(name string) (*nats.Conn, error) {
@@ -57,14 +57,14 @@ type HeartbeatWatcher struct {
 	notify chan struct{}
 }
 
-// WatchHeartbeats subscribes to edgepass.heartbeat.<bucket>.
+// WatchHeartbeats subscribes to the edge bucket's heartbeat subject.
 func WatchHeartbeats(a NATSAccess) (*HeartbeatWatcher, error) {
 	nc, err := a.connect("edgepass-e2e-heartbeats")
 	if err != nil {
 		return nil, err
 	}
 	w := &HeartbeatWatcher{nc: nc, latest: map[string]Heartbeat{}, notify: make(chan struct{}, 1)}
-	_, err = nc.Subscribe(natsedge.HeartbeatSubject(a.Bucket), func(m *nats.Msg) {
+	_, err = nc.Subscribe(natsedge.HeartbeatSubject(natsedge.DefaultBucket), func(m *nats.Msg) {
 		var hb Heartbeat
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -146,9 +146,9 @@ func EdgeKeys(ctx context.Context, a NATSAccess) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, a.Bucket)
+	kv, err := js.KeyValue(ctx, natsedge.DefaultBucket)
 	if err != nil {
-		return nil, fmt.Errorf("harness: open edge bucket %s: %w", a.Bucket, err)
+		return nil, fmt.Errorf("harness: open edge bucket %s: %w", natsedge.DefaultBucket, err)
 	}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -42,16 +43,9 @@ const (
 // receive on its inbox. Running the client with only these proves it needs
 // nothing more.
 func edgePermissions() *server.Permissions {
-	stream := "KV_" + bucket
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			"$JS.API.CONSUMER.CREATE." + stream,
-			"$JS.API.CONSUMER.CREATE." + stream + ".>",
-			"$JS.API.CONSUMER.DELETE." + stream + ".>",
-			"$JS.FC." + stream + ".>",
-			"edgepass.heartbeat." + bucket,
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Publish:   &server.SubjectPermission{Allow: harness.EdgePublish(bucket)},
+		Subscribe: &server.SubjectPermission{Allow: harness.EdgeSubscribe()},
 	}
 }
 
