@@ -26,7 +26,8 @@ type SessionStore interface {
 	Get(ctx context.Context, id string) (*session.Session, uint64, error)
 	// Delete removes the session; deleting a missing session is not an error.
 	Delete(ctx context.Context, id string) error
-	// List returns the live sessions; subject != "" keeps only that user's.
+	// List returns the live sessions, oldest first (issuedAt, then id);
+	// subject != "" keeps only that user's.
 	List(ctx context.Context, subject string) ([]session.Session, error)
 }
 
@@ -55,6 +56,7 @@ type KeyRotator interface {
 // EdgeLister reports the latest heartbeat of every edge replica;
 // *edgepub.Heartbeats implements it.
 type EdgeLister interface {
+	// List returns the replicas sorted by replica id.
 	List() []EdgeStatus
 }
 

@@ -88,7 +88,12 @@ func edge(replica string, synced bool, seq uint64) EdgeStatus {
 	return EdgeStatus{Heartbeat: edgepub.Heartbeat{Replica: replica, Synced: synced, Seq: seq}}
 }
 
-func (f fakeEdges) List() []EdgeStatus { return f }
+// List sorts by replica id, as EdgeLister promises (and edgepub.Heartbeats does).
+func (f fakeEdges) List() []EdgeStatus {
+	out := slices.Clone([]EdgeStatus(f))
+	slices.SortFunc(out, func(a, b EdgeStatus) int { return strings.Compare(a.Replica, b.Replica) })
+	return out
+}
 
 type pinger func(context.Context) error
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
@@ -86,12 +85,6 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
 	for _, s := range all {
 		out = append(out, s.Public())
 	}
-	slices.SortFunc(out, func(a, b session.Session) int {
-		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	writeJSON(w, http.StatusOK, SessionList{Sessions: out})
 }
 
@@ -244,11 +237,10 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) edges(w http.ResponseWriter, r *http.Request) {
-	edges := slices.Clone(h.opts.Edges.List())
+	edges := h.opts.Edges.List()
 	if edges == nil {
 		edges = []EdgeStatus{}
 	}
-	slices.SortFunc(edges, func(a, b EdgeStatus) int { return strings.Compare(a.Replica, b.Replica) })
 	writeJSON(w, http.StatusOK, EdgeList{Edges: edges})
 }
 

@@ -151,8 +151,9 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// List returns the live sessions, oldest first; subject != "" keeps only that
-// user's sessions.
+// List returns the live sessions, oldest first (issuedAt, then id: the
+// order the admin API answers in); subject != "" keeps only that user's
+// sessions.
 func (st *Store) List(ctx context.Context, subject string) ([]Session, error) {
 	w, err := st.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {

@@ -95,7 +95,8 @@ func (st *Store) Delete(_ context.Context, id string) error {
 	return nil
 }
 
-// List returns the sessions ordered by id; subject != "" keeps that user's.
+// List returns the sessions oldest first (issuedAt, then id) like
+// session.Store.List; subject != "" keeps that user's.
 func (st *Store) List(_ context.Context, subject string) ([]session.Session, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -119,7 +120,12 @@ func (st *Store) list(subject string) []session.Session {
 			out = append(out, e.s)
 		}
 	}
-	slices.SortFunc(out, func(a, b session.Session) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b session.Session) int {
+		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return out
 }
 
