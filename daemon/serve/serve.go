@@ -163,8 +163,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 	}
 	if s.verify, err = verify.New(verify.Options{
 		PublicURL: cfg.PublicURL, CookieName: cfg.Session.CookieName,
-		ClockSkew: time.Duration(cfg.Keys.ClockSkew),
-		Keys:      s.ring, State: s.watch.State(),
+		Keys: s.ring, State: s.watch.State(),
 		AllowedDomains: cfg.Session.AllowedDomains,
 		Observe:        s.metrics.Verified,
 		Logger:         logger,

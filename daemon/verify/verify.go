@@ -37,9 +37,12 @@ const DefaultCacheSize = 10000
 // check): a request stuffed with cookies cannot make the daemon do more.
 const maxCandidates = 4
 
-// KeySource gives the public keys of the daemon's key ring.
+// KeySource is the daemon's key ring (*keys.Ring): /verify accepts exactly
+// the tokens it issued.
 type KeySource interface {
 	PublicKeys() *token.KeySet
+	// Verifier checks the issuer, audience and clock skew of its tokens.
+	Verifier() *token.Verifier
 }
 
 // EdgeState is the part of edgestate.State /verify consults.
@@ -50,14 +53,11 @@ type EdgeState interface {
 
 // Options configures the handler.
 type Options struct {
-	// PublicURL is the daemon's base URL: the expected issuer, and where
-	// /login lives.
+	// PublicURL is the daemon's base URL, where /login lives.
 	PublicURL  string
 	CookieName string
-	// ClockSkew is the tolerance for exp, nbf and iat.
-	ClockSkew time.Duration
-	Keys      KeySource // required
-	State     EdgeState // required
+	Keys       KeySource // required
+	State      EdgeState // required
 	// AllowedDomains (session.allowedDomains) are the hosts the rd built
 	// from X-Forwarded-* may name; any other host gets a login without rd.
 	AllowedDomains []string
@@ -81,7 +81,7 @@ type verified struct {
 // Handler answers ForwardAuth requests.
 type Handler struct {
 	o        Options
-	verifier token.Verifier
+	verifier *token.Verifier
 	loginURL string
 	returnTo *returnurl.Policy
 	cache    *lru.Cache[string, verified]
@@ -112,7 +112,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		returnTo: policy,
 		o:        o,
-		verifier: token.Verifier{Issuer: base, Audience: "edgepass", Skew: o.ClockSkew},
+		verifier: o.Keys.Verifier(),
 		loginURL: base + "/login",
 	}
 	if o.CacheSize == 0 {
@@ -201,7 +201,7 @@ func (h *Handler) authenticate(r *http.Request, now time.Time) (*token.Claims, s
 func (h *Handler) check(raw string, keys *token.KeySet, now time.Time) (*token.Claims, error) {
 	if h.cache != nil {
 		if e, ok := h.cache.Get(raw); ok && e.keys == keys {
-			if now.Unix() <= e.claims.Expiry+int64(h.o.ClockSkew/time.Second) {
+			if now.Unix() <= e.claims.Expiry+int64(h.verifier.Skew/time.Second) {
 				c := e.claims
 				return &c, nil
 			}

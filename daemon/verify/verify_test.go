@@ -32,9 +32,16 @@ func mustKey() (ed25519.PublicKey, ed25519.PrivateKey) {
 	return p, k
 }
 
-type staticKeys struct{ ks *token.KeySet }
+// staticKeys is a key ring with fixed keys, issuer base and a clock skew.
+type staticKeys struct {
+	ks   *token.KeySet
+	skew time.Duration
+}
 
 func (s staticKeys) PublicKeys() *token.KeySet { return s.ks }
+func (s staticKeys) Verifier() *token.Verifier {
+	return &token.Verifier{Issuer: base, Audience: "edgepass", Skew: s.skew}
+}
 
 func claims() *token.Claims {
 	return &token.Claims{Issuer: base, Audience: token.Audience{"edgepass"}, Subject: "sub-1", SessionID: sid,
@@ -56,8 +63,8 @@ func newHandler(t *testing.T, st *edgestate.State) *Handler {
 	if st == nil {
 		st = edgestate.New()
 	}
-	h, err := New(Options{PublicURL: base, CookieName: "edgepass_session", ClockSkew: 30 * time.Second,
-		Keys: staticKeys{token.NewKeySet(token.Key{ID: "k1", Public: pub})}, State: st,
+	h, err := New(Options{PublicURL: base, CookieName: "edgepass_session",
+		Keys: staticKeys{ks: token.NewKeySet(token.Key{ID: "k1", Public: pub}), skew: 30 * time.Second}, State: st,
 		AllowedDomains: []string{"*.example.com"}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +364,7 @@ func FuzzReturnURL(f *testing.F) {
 }
 
 func FuzzVerifyNeverAdmitsForgedTokens(f *testing.F) {
-	h, _ := New(Options{PublicURL: base, Keys: staticKeys{token.NewKeySet(token.Key{ID: "k1", Public: pub})}, State: edgestate.New(),
+	h, _ := New(Options{PublicURL: base, Keys: staticKeys{ks: token.NewKeySet(token.Key{ID: "k1", Public: pub})}, State: edgestate.New(),
 		Now: func() time.Time { return now }})
 	_, other := mustKey()
 	forged, _ := token.Sign(claims(), "k1", other)
@@ -377,7 +384,7 @@ func FuzzVerifyNeverAdmitsForgedTokens(f *testing.F) {
 // (one signature verification, one edge state lookup).
 func BenchmarkVerify(b *testing.B) {
 	st := edgestate.New()
-	h, _ := New(Options{PublicURL: base, Keys: staticKeys{token.NewKeySet(token.Key{ID: "k1", Public: pub})}, State: st,
+	h, _ := New(Options{PublicURL: base, Keys: staticKeys{ks: token.NewKeySet(token.Key{ID: "k1", Public: pub})}, State: st,
 		Now: func() time.Time { return now }})
 	raw, _ := token.Sign(claims(), "k1", pk)
 	r := httptest.NewRequest(http.MethodGet, "/verify", nil)
@@ -392,7 +399,7 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-type swapKeys struct{ ks *token.KeySet }
+type swapKeys struct{ staticKeys }
 
 func (s *swapKeys) PublicKeys() *token.KeySet { return s.ks }
 
@@ -400,8 +407,8 @@ func TestVerifyCacheHonoursExpiryAndKeyChanges(t *testing.T) {
 	// Attack: replaying a token the cache once accepted, after it expired
 	// or after its key was withdrawn.
 	clock := now
-	keys := &swapKeys{token.NewKeySet(token.Key{ID: "k1", Public: pub})}
-	h, err := New(Options{PublicURL: base, ClockSkew: 30 * time.Second, Keys: keys, State: edgestate.New(),
+	keys := &swapKeys{staticKeys{ks: token.NewKeySet(token.Key{ID: "k1", Public: pub}), skew: 30 * time.Second}}
+	h, err := New(Options{PublicURL: base, Keys: keys, State: edgestate.New(),
 		Now: func() time.Time { return clock }})
 	if err != nil {
 		t.Fatal(err)
