@@ -21,6 +21,8 @@ test-unit:
 	GOWORK=off $(GO) test -count=1 ./plugin/...
 	cd daemon && $(GO) vet ./... && $(GO) test -count=1 -p 1 ./...
 
+# Traefik is built first, visibly: go test would hide a first build's five
+# minutes of progress. The harness installs the OIDC provider's npm packages.
 test-integration: traefik
 	cd integration && $(GO) vet ./... && $(GO) test -count=1 -p 1 -timeout 45m ./...
 
@@ -36,14 +38,15 @@ lint:
 	@scripts/check-plugin-stdlib.sh
 
 ## bench: side-by-side throughput (no middleware / plugin / ForwardAuth) and the Go benchmarks
-bench: traefik
+bench:
 	scripts/bench.sh
 
 ## demo: Traefik + plugin, daemon + embedded NATS, a local OIDC provider and a demo app
-demo: traefik
+demo:
 	cd integration && $(GO) run ./cmd/demo
 
-## traefik: build Traefik v3.6.12 from the Go module proxy once (cached in ~/.cache/edgepass)
+## traefik: build Traefik v3.6.12 from the Go module proxy once (cached in ~/.cache/edgepass);
+## bench and demo build it themselves when needed (harness.Build), showing its progress
 traefik:
 	@scripts/build-traefik.sh >/dev/null
 

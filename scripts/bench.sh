@@ -26,14 +26,15 @@ if ! command -v wrk >/dev/null 2>&1; then
   command -v wrk >/dev/null 2>&1 || { echo "bench: could not install wrk; install it and rerun" >&2; exit 1; }
 fi
 
-# Traefik is cached by scripts/build-traefik.sh (make bench builds it first).
-export EDGEPASS_TRAEFIK="${EDGEPASS_TRAEFIK:-$(scripts/build-traefik.sh)}"
+# Traefik, the daemon and the OIDC provider are built or found by cmd/bench
+# (harness.Build). Each variable below passes its flag only when set; the
+# defaults are bench.DefaultOptions.
+args=()
+[ -n "${DURATION:-}" ] && args+=("-duration=$DURATION")
+[ -n "${WARMUP:-}" ] && args+=("-warmup=$WARMUP")
+[ -n "${ROUNDS:-}" ] && args+=("-rounds=$ROUNDS")
+[ -n "${THREADS:-}" ] && args+=("-threads=$THREADS")
+[ -n "${CONNECTIONS:-}" ] && args+=("-connections=$CONNECTIONS")
 
 cd integration
-exec go run ./cmd/bench \
-  -duration="${DURATION:-5s}" \
-  -warmup="${WARMUP:-3s}" \
-  -rounds="${ROUNDS:-9}" \
-  -threads="${THREADS:-2}" \
-  -connections="${CONNECTIONS:-32}" \
-  "$@"
+exec go run ./cmd/bench ${args[@]+"${args[@]}"} "$@"

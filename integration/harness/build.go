@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,8 @@ func goBuild(ctx context.Context, name, dir, out, pkg string) error {
 }
 
 // runScript runs one of the repository's install scripts, which print the
-// path of what they built on their last stdout line; env overrides it.
+// path of what they built on their last stdout line (env overrides it) and
+// their progress on stderr, passed to logf line by line as it comes.
 func runScript(ctx context.Context, name, repo, env, script string, logf func(string, ...any)) (string, error) {
 	if env != "" {
 		if p := os.Getenv(env); p != "" {
@@ -103,8 +105,11 @@ func runScript(ctx context.Context, name, repo, env, script string, logf func(st
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, script))
 	cmd.Dir = repo
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	progress := &lineWriter{logf: logf}
+	cmd.Stdout, cmd.Stderr = &stdout, io.MultiWriter(&stderr, progress)
+	err := cmd.Run()
+	progress.flush()
+	if err != nil {
 		return "", fmt.Errorf("harness: %s: %s failed: %v\n%s", name, script, err, indent(lastLines(stderr.String(), 30)))
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -120,4 +125,29 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// lineWriter passes what is written to logf, one call per line.
+type lineWriter struct {
+	logf func(string, ...any)
+	buf  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.logf("%s", w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.logf("%s", w.buf)
+		w.buf = nil
+	}
 }
