@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,7 +122,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	if o.Embedded {
 		var daemonPassword string
 		if o.EdgePassword != "" {
-			daemonPassword = randomPassword()
+			daemonPassword = rand.Text()
 			common = append(common, nats.UserInfo(DaemonUser, daemonPassword))
 		}
 		s, lock, err := startEmbedded(o, daemonPassword)
@@ -193,14 +192,6 @@ func EdgePermissions(bucket string) *server.Permissions {
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
-}
-
-func randomPassword() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // startEmbedded locks the data directory and starts the server on it.

@@ -2,6 +2,7 @@ package oidcflow
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net/http"
@@ -220,7 +221,7 @@ func TestCallbackRejectsForgedState(t *testing.T) {
 	cb := e.startLogin(t, c, "")
 	u, _ := url.Parse(cb)
 	q := u.Query()
-	q.Set("state", randomString(32))
+	q.Set("state", rand.Text())
 	u.RawQuery = q.Encode()
 	resp := get(t, c, u.String())
 	if resp.StatusCode != http.StatusBadRequest || sessionCookie(resp, DefaultCookieName) != nil || len(e.store.All()) != 0 {
@@ -546,5 +547,25 @@ func TestUnverifiedEmailIsNotPassedOn(t *testing.T) {
 	e.login(t, browser(t), "")
 	if s := e.store.All()[0]; s.Email != "alice@example.com" {
 		t.Errorf("verified email dropped: %q", s.Email)
+	}
+}
+
+// Attack: guessing the state or nonce of someone else's login. Each login
+// gets fresh values from crypto/rand (rand.Text: 26 characters, 130 bits).
+func TestLoginStateAndNonceAreFreshAndUnguessable(t *testing.T) {
+	e := newEnv(t, nil)
+	seen := map[string]bool{}
+	for range 3 {
+		e.startLogin(t, browser(t), "")
+		e.idp.mu.Lock()
+		q := e.idp.authorizeQuery
+		e.idp.mu.Unlock()
+		for _, k := range []string{"state", "nonce"} {
+			v := q.Get(k)
+			if len(v) < 26 || seen[v] {
+				t.Fatalf("%s %q: want a fresh value of at least 26 characters", k, v)
+			}
+			seen[v] = true
+		}
 	}
 }

@@ -7,8 +7,6 @@ package oidcflow
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -111,13 +109,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 func (h *Handler) Ping(ctx context.Context) error {
 	_, err := h.idp.get(ctx)
 	return err
-}
-
-// randomString returns n random bytes, base64url without padding.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails since Go 1.24
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func validCookieName(name string) bool {

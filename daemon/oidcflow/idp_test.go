@@ -155,7 +155,7 @@ func (p *testIdP) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad authorize request", http.StatusBadRequest)
 		return
 	}
-	code := randomString(16)
+	code := rand.Text()
 	p.codes[code] = grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirectURI: q.Get("redirect_uri"), sub: p.sub}
 	u, _ := url.Parse(q.Get("redirect_uri"))
 	v := url.Values{"code": {code}, "state": {q.Get("state")}}
@@ -252,7 +252,7 @@ func (b *barrier) wait() {
 
 // issueTokens answers a token request; p.mu is held.
 func (p *testIdP) issueTokens(w http.ResponseWriter, sub string, claims map[string]any) {
-	at, rt := randomString(16), randomString(16)
+	at, rt := rand.Text(), rand.Text()
 	p.access[at] = sub
 	p.refresh[rt] = sub
 	now := time.Now()
@@ -297,7 +297,7 @@ func (p *testIdP) logoutToken(mod func(c map[string]any)) string {
 	now := time.Now()
 	c := map[string]any{
 		"iss": p.issuer(), "aud": p.client, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
-		"jti":    randomString(12),
+		"jti":    rand.Text(),
 		"sub":    p.sub,
 		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
 	}

@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -36,12 +37,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	binding := ""
-	if c, err := r.Cookie(h.bindingCookie()); err == nil && len(c.Value) == 43 {
+	if c, err := r.Cookie(h.bindingCookie()); err == nil && len(c.Value) == 43 { // a session.NewID
 		binding = c.Value // reuse: several tabs may be logging in at once
 	} else {
-		binding = randomString(32)
+		binding = session.NewID()
 	}
-	state, nonce, verifier := randomString(32), randomString(32), oauth2.GenerateVerifier()
+	state, nonce, verifier := rand.Text(), rand.Text(), oauth2.GenerateVerifier()
 	h.pending.Add(state, pendingLogin{nonce: nonce, verifier: verifier, binding: binding, returnTo: returnTo})
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.bindingCookie(),

@@ -91,7 +91,7 @@ func (p *IdP) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad authorize request", http.StatusBadRequest)
 		return
 	}
-	code := random()
+	code := rand.Text()
 	p.mu.Lock()
 	p.codes[code] = grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri")}
 	p.mu.Unlock()
@@ -133,10 +133,10 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{
-		"access_token":  random(),
+		"access_token":  rand.Text(),
 		"token_type":    "Bearer",
 		"expires_in":    300,
-		"refresh_token": random(),
+		"refresh_token": rand.Text(),
 		"id_token":      p.idToken(nonce),
 	})
 }
@@ -179,12 +179,6 @@ func (p *IdP) userinfo(w http.ResponseWriter, _ *http.Request) {
 	u := p.user
 	p.mu.Unlock()
 	writeJSON(w, map[string]any{"sub": u.Subject, "email": u.Email, "name": u.Name, "preferred_username": u.Username, "groups": u.Groups})
-}
-
-func random() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Login walks a browser through the daemon's login at daemonURL (no
