@@ -47,8 +47,6 @@ type Options struct {
 	URLs                                           []string
 	Token, User, Password, CredentialsFile, CAFile string
 
-	// Name is the client connection name shown by the server.
-	Name string
 	// ConnectTimeout bounds the first connection (default 10s).
 	ConnectTimeout time.Duration
 	// Logger receives the embedded server's and the connection's events.
@@ -84,21 +82,21 @@ type Conn struct {
 	closed chan struct{}
 }
 
+// clientName is the daemon's connection name, as the NATS server shows it.
+const clientName = "edgepass-daemon"
+
 // Open starts the embedded server or connects to the external one, and
 // checks that JetStream answers.
 func Open(ctx context.Context, o Options) (*Conn, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Name == "" {
-		o.Name = "edgepass-daemon"
-	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
 	c := &Conn{closed: make(chan struct{})}
 	common := []nats.Option{
-		nats.Name(o.Name),
+		nats.Name(clientName),
 		// A private inbox prefix: an edge allowed to subscribe to _INBOX.>
 		// must not see replies to the daemon (sessions, keys).
 		nats.CustomInboxPrefix(DaemonInboxPrefix),

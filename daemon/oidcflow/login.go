@@ -48,7 +48,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		Name:     h.bindingCookie(),
 		Value:    binding,
 		Path:     h.callbackPath,
-		MaxAge:   int(h.opts.PendingTTL / time.Second),
+		MaxAge:   int(PendingTTL / time.Second),
 		Secure:   h.opts.CookieSecure,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -136,12 +135,9 @@ type Options struct {
 	// Metrics and Logger are optional.
 	Metrics Metrics
 	Logger  *slog.Logger
-	// HTTPClient talks to the IdP; default: 10 s timeout.
-	HTTPClient *http.Client
 	// PendingLogins bounds logins between /login and /callback (default
-	// 10000); PendingTTL is how long one may take (default 10 min).
+	// 10000); each may take PendingTTL.
 	PendingLogins int
-	PendingTTL    time.Duration
 }
 
 // Defaults for Options fields left empty.
@@ -151,8 +147,13 @@ const (
 	DefaultGroupsClaim   = "groups"
 	DefaultUsernameClaim = "preferred_username"
 	DefaultPendingLogins = 10000
-	DefaultPendingTTL    = 10 * time.Minute
 )
+
+// PendingTTL is how long a login may take between /login and /callback.
+const PendingTTL = 10 * time.Minute
+
+// idpTimeout bounds each request to the IdP.
+const idpTimeout = 10 * time.Second
 
 // withDefaults fills empty fields and checks required ones, naming the
 // configuration key to fix.
@@ -188,7 +189,7 @@ func (o Options) withDefaults() (Options, error) {
 			errs = append(errs, fmt.Errorf("session.defaultRedirect %q must be an absolute http(s) URL", o.DefaultRedirect))
 		}
 	}
-	if o.Lifetime < 0 || o.RefreshInterval < 0 || o.PendingTTL < 0 || o.PendingLogins < 0 {
+	if o.Lifetime < 0 || o.RefreshInterval < 0 || o.PendingLogins < 0 {
 		errs = append(errs, errors.New("durations and sizes must not be negative"))
 	}
 	if len(errs) > 0 {
@@ -219,14 +220,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Metrics == nil {
 		o.Metrics = noMetrics{}
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
 	if o.PendingLogins == 0 {
 		o.PendingLogins = DefaultPendingLogins
-	}
-	if o.PendingTTL == 0 {
-		o.PendingTTL = DefaultPendingTTL
 	}
 	return o, nil
 }

@@ -29,9 +29,9 @@ const (
 	HeaderName   = "X-Auth-Name"
 )
 
-// DefaultCacheSize is how many verified tokens are remembered, so a token
-// costs one signature check, not one per request.
-const DefaultCacheSize = 10000
+// cacheSize is how many verified tokens are remembered, so a token costs
+// one signature check, not one per request.
+const cacheSize = 10000
 
 // maxCandidates bounds the tokens tried per request (each costs a signature
 // check): a request stuffed with cookies cannot make the daemon do more.
@@ -64,11 +64,8 @@ type Options struct {
 	// Observe, if set, receives each outcome: "ok", "unauthenticated",
 	// "revoked", "forbidden".
 	Observe func(outcome string)
-	// CacheSize bounds the verified-token cache (default DefaultCacheSize;
-	// negative disables it).
-	CacheSize int
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // verified is a cache entry: the claims of a token that passed Verify
@@ -115,16 +112,11 @@ func New(o Options) (*Handler, error) {
 		verifier: o.Keys.Verifier(),
 		loginURL: base + "/login",
 	}
-	if o.CacheSize == 0 {
-		o.CacheSize = DefaultCacheSize
+	c, err := lru.New[string, verified](cacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("verify: cache: %w", err)
 	}
-	if o.CacheSize > 0 {
-		c, err := lru.New[string, verified](o.CacheSize)
-		if err != nil {
-			return nil, fmt.Errorf("verify: cache: %w", err)
-		}
-		h.cache = c
-	}
+	h.cache = c
 	return h, nil
 }
 
@@ -199,22 +191,18 @@ func (h *Handler) authenticate(r *http.Request, now time.Time) (*token.Claims, s
 // against the same keys and not expired yet. It returns a copy the caller may
 // change.
 func (h *Handler) check(raw string, keys *token.KeySet, now time.Time) (*token.Claims, error) {
-	if h.cache != nil {
-		if e, ok := h.cache.Get(raw); ok && e.keys == keys {
-			if now.Unix() <= e.claims.Expiry+int64(h.verifier.Skew/time.Second) {
-				c := e.claims
-				return &c, nil
-			}
-			h.cache.Remove(raw)
+	if e, ok := h.cache.Get(raw); ok && e.keys == keys {
+		if now.Unix() <= e.claims.Expiry+int64(h.verifier.Skew/time.Second) {
+			c := e.claims
+			return &c, nil
 		}
+		h.cache.Remove(raw)
 	}
 	c, err := h.verifier.Verify(raw, keys, now)
 	if err != nil {
 		return nil, err
 	}
-	if h.cache != nil {
-		h.cache.Add(raw, verified{claims: *c, keys: keys})
-	}
+	h.cache.Add(raw, verified{claims: *c, keys: keys})
 	return c, nil
 }
 
