@@ -162,12 +162,8 @@ func (h *Handler) identify(ctx context.Context, p *provider, subject string, idC
 		}
 		h.fill(id, uc)
 	}
-	if id.Username == "" {
-		id.Username = id.Email
-	}
-	if id.Username == "" {
-		id.Username = id.Subject
-	}
+	// Named as the edges name a user (username, else email, else sub).
+	id.Username = (&token.Claims{PreferredUsername: id.Username, Email: id.Email, Subject: id.Subject}).User()
 	return id, nil
 }
 

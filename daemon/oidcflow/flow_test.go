@@ -569,3 +569,25 @@ func TestLoginStateAndNonceAreFreshAndUnguessable(t *testing.T) {
 		}
 	}
 }
+
+// A user without preferred_username is named by their email, else their sub,
+// as the edges name them; an unverified email never names anyone.
+func TestUsernameFallsBackToEmailThenSubject(t *testing.T) {
+	cases := map[string]struct {
+		claims map[string]any
+		want   string
+	}{
+		"username":         {map[string]any{"preferred_username": "alice", "email": "alice@example.com"}, "alice"},
+		"email":            {map[string]any{"email": "alice@example.com"}, "alice@example.com"},
+		"subject":          {map[string]any{}, "user-1"},
+		"unverified email": {map[string]any{"email": "ceo@example.com", "email_verified": false}, "user-1"},
+	}
+	for name, c := range cases {
+		e := newEnv(t, nil)
+		e.idp.set(func(p *testIdP) { p.idClaims = c.claims })
+		e.login(t, browser(t), "")
+		if all := e.store.All(); len(all) != 1 || all[0].Username != c.want {
+			t.Errorf("%s: sessions %+v, want username %q", name, all, c.want)
+		}
+	}
+}
