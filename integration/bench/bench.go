@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return res, fmt.Errorf("bench: %w", err)
 	}
 
-	if cs, err := MeasureCookieSize(o.CookieGroups, CookieName); err != nil {
+	if cs, err := MeasureCookieSize(o.CookieGroups, harness.SessionCookie); err != nil {
 		res.problem(err)
 	} else {
 		res.Cookie = &cs

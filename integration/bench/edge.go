@@ -152,7 +152,7 @@ func newPoller(s *Stack, sess *Session) *poller {
 	return &poller{
 		c:      &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}},
 		url:    s.TraefikURL + Plugin.Path + "/revocation-probe",
-		cookie: strings.TrimPrefix(sess.CookieHeader(), "Cookie: "),
+		cookie: sess.Cookie(),
 	}
 }
 

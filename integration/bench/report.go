@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/integration/harness"
 )
 
 // Targets are the performance goals of the issue "Benchmarks: prove the
@@ -161,7 +163,7 @@ func (r *Results) WriteReport(w io.Writer) {
 		if c.TokenBytes == 0 {
 			p("cookie with %d groups: token.Sign refused it as too large; %d of the groups fit", c.Groups, c.MaxGroupsThatFit)
 		} else {
-			p("cookie with %d realistic groups (daemon claim set): token %d bytes, %s=<token> %d bytes: %s", c.Groups, c.TokenBytes, CookieName, c.CookieBytes, verdict)
+			p("cookie with %d realistic groups (daemon claim set): token %d bytes, %s=<token> %d bytes: %s", c.Groups, c.TokenBytes, harness.SessionCookie, c.CookieBytes, verdict)
 		}
 	}
 	p("")

@@ -1,20 +1,14 @@
 package bench
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
 )
-
-// CookieName is the daemon's and the plugin's default session cookie.
-const CookieName = "edgepass_session"
 
 // Session is a real session obtained by signing in at the OIDC provider.
 type Session struct {
@@ -27,58 +21,34 @@ type Session struct {
 	Took      time.Duration
 }
 
-// CookieHeader is the request header wrk and the probes send.
-func (s *Session) CookieHeader() string { return "Cookie: " + CookieName + "=" + s.Token }
+// Cookie is the session's cookie as a Cookie header's value.
+func (s *Session) Cookie() string { return harness.SessionCookie + "=" + s.Token }
+
+// CookieHeader is the request header wrk sends.
+func (s *Session) CookieHeader() string { return "Cookie: " + s.Cookie() }
 
 // Login signs in as alice the way a browser does: it opens the plugin's
 // route, follows the redirect to the daemon and the provider, fills in the
 // provider's forms and lands back on the route with the session cookie.
 func Login(s *Stack) (*Session, error) {
 	start := time.Now()
-	b := harness.NewBrowser(s.Provider.Issuer)
-	target := s.TraefikURL + Plugin.Path + "/after-login"
-	page, shown, err := b.SignIn(target, harness.AliceUser, harness.AlicePassword)
+	_, raw, err := harness.SignInAt(s.Provider.Issuer, s.TraefikURL+Plugin.Path+"/after-login", harness.AliceUser, harness.AlicePassword)
 	if err != nil {
 		return nil, fmt.Errorf("bench: login through the oidc provider: %w", err)
 	}
-	if !shown {
-		return nil, fmt.Errorf("bench: login: the provider's sign-in form never appeared; navigation:\n%s", page.Trace())
-	}
-	if page.Status != http.StatusOK || page.URL.String() != target {
-		return nil, fmt.Errorf("bench: login did not land on %s with 200 (got %d at %s); navigation:\n%s", target, page.Status, page.URL, page.Trace())
-	}
-	raw := b.Cookie(s.TraefikURL, CookieName)
-	if raw == "" {
-		return nil, fmt.Errorf("bench: login: no %s cookie for %s after the callback; navigation:\n%s", CookieName, s.TraefikURL, page.Trace())
-	}
 	sess := &Session{Token: raw, User: harness.AliceUser, Took: time.Since(start)}
-	if sess.SessionID, sess.Subject, err = tokenIDs(raw); err != nil {
-		return nil, fmt.Errorf("bench: login: the daemon's cookie is not a session token: %w", err)
-	}
-	return sess, nil
-}
-
-// tokenIDs reads sid and sub from a compact JWS payload without verifying it.
-func tokenIDs(raw string) (sid, sub string, err error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", "", errors.New("not a compact JWS")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", "", fmt.Errorf("payload: %w", err)
-	}
 	var c struct {
 		Sid string `json:"sid"`
 		Sub string `json:"sub"`
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", "", fmt.Errorf("payload: %w", err)
+	if err := harness.DecodeJWT(raw, nil, &c); err != nil {
+		return nil, fmt.Errorf("bench: login: the daemon's cookie is not a session token: %w", err)
 	}
 	if c.Sid == "" || c.Sub == "" {
-		return "", "", errors.New("payload has no sid or sub")
+		return nil, errors.New("bench: login: the daemon's session token has no sid or sub")
 	}
-	return c.Sid, c.Sub, nil
+	sess.SessionID, sess.Subject = c.Sid, c.Sub
+	return sess, nil
 }
 
 // probe sends one API-style request (no Accept: text/html, so refusals are
@@ -109,7 +79,7 @@ func probe(c *http.Client, url, cookie string) (int, []byte, error) {
 // compare nothing.
 func CheckRoutes(s *Stack, sess *Session) error {
 	c := &http.Client{Timeout: 10 * time.Second}
-	cookie := strings.TrimPrefix(sess.CookieHeader(), "Cookie: ")
+	cookie := sess.Cookie()
 	var identity map[string]string
 	for _, v := range s.Variants {
 		url := s.TraefikURL + v.Path + "/check"
@@ -166,7 +136,7 @@ func CheckRoutes(s *Stack, sess *Session) error {
 // token.
 func WaitServing(s *Stack, sess *Session, timeout time.Duration) error {
 	c := &http.Client{Timeout: 5 * time.Second}
-	cookie := strings.TrimPrefix(sess.CookieHeader(), "Cookie: ")
+	cookie := sess.Cookie()
 	deadline := time.Now().Add(timeout)
 	for {
 		status, body, err := probe(c, s.TraefikURL+Plugin.Path+"/ready", cookie)

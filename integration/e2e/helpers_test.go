@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,39 +34,18 @@ type tokenClaims struct {
 
 func decodeToken(t *testing.T, raw string) tokenClaims {
 	t.Helper()
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		t.Fatalf("session token is not a compact JWS: %.60q", raw)
-	}
-	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		t.Fatalf("token header: %v", err)
-	}
 	var h struct {
 		Alg, Kid, Typ string
 	}
-	if err := json.Unmarshal(hdr, &h); err != nil {
-		t.Fatalf("token header: %v", err)
+	var c tokenClaims
+	if err := harness.DecodeJWT(raw, &h, &c); err != nil {
+		t.Fatalf("session token: %v", err)
 	}
 	if h.Alg != "EdDSA" {
 		t.Fatalf("token alg %q, want EdDSA", h.Alg)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
-	var c tokenClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
 	c.Kid = h.Kid
 	return c
-}
-
-// subjectKey is token.SubjectKey: base64url(sha256(sub)).
-func subjectKey(sub string) string {
-	sum := sha256.Sum256([]byte(sub))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // login is a signed-in user: the browser (with its cookie jar) and the
@@ -86,20 +62,9 @@ type login struct {
 func signIn(t *testing.T, s *harness.Stack, user, password string) *login {
 	t.Helper()
 	start := fmt.Sprintf("%s%s/signed-in-as-%s?n=%s", s.Traefiks[0].URL, harness.PathApp, user, harness.RandomSecret(4))
-	b := harness.NewBrowser(s.Provider.Issuer)
-	page, shown, err := b.SignIn(start, user, password)
+	b, tok, err := harness.SignInAt(s.Provider.Issuer, start, user, password)
 	if err != nil {
 		t.Fatalf("sign in as %s: %v", user, err)
-	}
-	if !shown {
-		t.Fatalf("sign in as %s: the provider never asked for credentials:\n%s", user, page.Trace())
-	}
-	if page.URL.String() != start || page.Status != http.StatusOK {
-		t.Fatalf("sign in as %s did not land back on %s with 200:\n%s\nbody: %.300s", user, start, page.Trace(), page.Body)
-	}
-	tok := b.Cookie(s.Traefiks[0].URL, "edgepass_session")
-	if tok == "" {
-		t.Fatalf("sign in as %s: no edgepass_session cookie in the jar:\n%s", user, page.Trace())
 	}
 	return &login{browser: b, token: tok, claims: decodeToken(t, tok)}
 }
