@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -286,13 +284,6 @@ func (m EdgeMemory) RSSDelta() int64 { return m.RSSAfter - m.RSSBefore }
 // HeapDelta is the live heap growth.
 func (m EdgeMemory) HeapDelta() int64 { return m.HeapAfter - m.HeapBefore }
 
-// randomSID is a daemon-shaped session id: 32 random bytes, base64url.
-func randomSID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // MeasureEdgeMemory publishes n revoke.session facts to the edge bucket and
 // reads Traefik's RSS and live heap before and after its plugin applied them
 // (by its heartbeat's sequence). Traefik must run with api.debug.
@@ -310,7 +301,7 @@ func MeasureEdgeMemory(ctx context.Context, s *Stack, e *Edge, n int) (EdgeMemor
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, n)
 	for i := 0; i < n; i++ {
-		subj := "$KV." + natsedge.DefaultBucket + "." + edgestate.PrefixRevokeSession + randomSID()
+		subj := "$KV." + natsedge.DefaultBucket + "." + edgestate.PrefixRevokeSession + harness.RandomSecret(32)
 		f, err := e.JS.PublishAsync(subj, value)
 		if err != nil {
 			return m, fmt.Errorf("bench: edge memory: publish revocation %d of %d: %w", i+1, n, err)
@@ -388,7 +379,7 @@ func stateHeap(n int) (int64, error) {
 	now := time.Now()
 	value := []byte(`{"exp":` + strconv.FormatInt(now.Add(time.Hour).Unix(), 10) + `}`)
 	for i := 0; i < n; i++ {
-		_ = st.Apply(edgestate.PrefixRevokeSession+randomSID(), "", value, uint64(i+1), now)
+		_ = st.Apply(edgestate.PrefixRevokeSession+harness.RandomSecret(32), "", value, uint64(i+1), now)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

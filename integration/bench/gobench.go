@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/integration/harness"
 )
 
 // GoBenchResult is one line of `go test -bench` output: the benchmark's
@@ -95,22 +97,14 @@ func (g *GoBench) Run(ctx context.Context, pattern, benchtime string, timeout ti
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if err != nil {
-		return nil, out.String(), fmt.Errorf("bench: go benchmarks %s -bench %q: %v\n%s", g.Pkg, pattern, err, lastLines(out.String(), 30))
+		return nil, out.String(), fmt.Errorf("bench: go benchmarks %s -bench %q: %v\n%s", g.Pkg, pattern, err, harness.LastLines(out.String(), 30))
 	}
 	res, perr := ParseGoBench(out.String())
 	if perr != nil {
 		return nil, out.String(), perr
 	}
 	if len(res) == 0 {
-		return nil, out.String(), fmt.Errorf("bench: go benchmarks %s: no benchmark matched %q:\n%s", g.Pkg, pattern, lastLines(out.String(), 10))
+		return nil, out.String(), fmt.Errorf("bench: go benchmarks %s: no benchmark matched %q:\n%s", g.Pkg, pattern, harness.LastLines(out.String(), 10))
 	}
 	return res, out.String(), nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -95,11 +95,11 @@ func CheckRoutes(s *Stack, sess *Session) error {
 			return fmt.Errorf("bench: route %s (%s): %w", v.Name, url, err)
 		}
 		got := map[string]string{}
-		for _, h := range []string{HeaderUser, HeaderEmail, HeaderGroups} {
+		for _, h := range []string{harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups} {
 			got[h] = echoed.Get(h)
 		}
 		if v.Floor {
-			if got[HeaderUser] != "alice" || got[HeaderGroups] == "" {
+			if got[harness.HeaderUser] != "alice" || got[harness.HeaderGroups] == "" {
 				return fmt.Errorf("bench: the floor plugin did not set its constant identity headers: %v", got)
 			}
 			continue
@@ -112,7 +112,7 @@ func CheckRoutes(s *Stack, sess *Session) error {
 			}
 			continue
 		}
-		if got[HeaderUser] == "" || got[HeaderEmail] == "" || got[HeaderGroups] == "" {
+		if got[harness.HeaderUser] == "" || got[harness.HeaderEmail] == "" || got[harness.HeaderGroups] == "" {
 			return fmt.Errorf("bench: route %s did not hand the backend all identity headers: %v", v.Name, got)
 		}
 		if identity == nil {

@@ -104,13 +104,6 @@ func writeFloorPlugin(dir string) error {
 	return nil
 }
 
-// Identity headers both authenticating variants hand to the backend.
-const (
-	HeaderUser   = "X-Auth-User"
-	HeaderEmail  = "X-Auth-Email"
-	HeaderGroups = "X-Auth-Groups"
-)
-
 // ReplicaID is the benchmark Traefik's NATS heartbeat id.
 const ReplicaID = "bench-traefik"
 
@@ -156,8 +149,8 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
       loadBalancer:
         servers:
           - url: %q
-`, loginURL, issuer, HeaderUser, HeaderEmail, HeaderGroups, natsURL, natsedge.DefaultBucket, ReplicaID,
-			verifyURL, HeaderUser, HeaderEmail, HeaderGroups, echoURL)
+`, loginURL, issuer, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups, natsURL, natsedge.DefaultBucket, ReplicaID,
+			verifyURL, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups, echoURL)
 }
 
 // staticConfig is Traefik's static configuration for the benchmark: the

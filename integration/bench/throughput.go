@@ -237,7 +237,7 @@ func (t *Throughput) NoiseWarnings() []string {
 		}
 		lo, hi := s.PerRound[0], s.PerRound[0]
 		for _, x := range s.PerRound {
-			lo, hi = minF(lo, x), maxF(hi, x)
+			lo, hi = min(lo, x), max(hi, x)
 		}
 		if spread := (hi - lo) / s.RequestsPerS; spread > 0.25 {
 			out = append(out, fmt.Sprintf("%s rounds spread %.0f%% around their median (%.0f..%.0f req/s): the machine was busy; rerun on an idle machine or with more rounds", s.Variant, spread*100, lo, hi))
@@ -250,20 +250,6 @@ func (t *Throughput) NoiseWarnings() []string {
 		}
 	}
 	return out
-}
-
-func minF(a, b float64) float64 {
-	if a < b {
-		return a
-	}
-	return b
-}
-
-func maxF(a, b float64) float64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // medianRatio is the median over rounds of a[i]/b[i].

@@ -110,16 +110,17 @@ func runScript(ctx context.Context, name, repo, env, script string, logf func(st
 	err := cmd.Run()
 	progress.flush()
 	if err != nil {
-		return "", fmt.Errorf("harness: %s: %s failed: %v\n%s", name, script, err, indent(lastLines(stderr.String(), 30)))
+		return "", fmt.Errorf("harness: %s: %s failed: %v\n%s", name, script, err, indent(LastLines(stderr.String(), 30)))
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		logf("harness: %s: %s took %s", name, script, d.Round(time.Second))
 	}
-	out := strings.TrimSpace(lastLines(stdout.String(), 1))
+	out := strings.TrimSpace(LastLines(stdout.String(), 1))
 	return out, nil
 }
 
-func lastLines(s string, n int) string {
+// LastLines returns the last n lines of s.
+func LastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -52,6 +52,7 @@ type Daemon struct {
 // LoginURL is the daemon's login start URL (the plugin's loginURL).
 func (d *Daemon) LoginURL() string { return d.PublicURL + "/login" }
 
+// yamlList is a YAML flow sequence of quoted strings.
 func yamlList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/natsedge"
@@ -54,14 +52,6 @@ type NATSServer struct {
 	URL  string
 }
 
-func quoteList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = strconv.Quote(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
 // StartNATS writes the server config and starts nats-server.
 func StartNATS(s NATSSpec) (*NATSServer, error) {
 	if s.Name == "" {
@@ -90,7 +80,7 @@ authorization {
 }
 `, s.Name, hostPort(s.Port), hostPort(s.MonitorPort), filepath.Join(s.Dir, "jetstream"),
 		s.DaemonUser, s.DaemonPassword, s.EdgeUser, s.EdgePassword,
-		quoteList(EdgePublish(natsedge.DefaultBucket)), quoteList(EdgeSubscribe()))
+		yamlList(EdgePublish(natsedge.DefaultBucket)), yamlList(EdgeSubscribe()))
 	confPath := filepath.Join(s.Dir, "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("harness: %s: write config: %w", s.Name, err)

@@ -148,12 +148,7 @@ func TailFile(path string, n int) string {
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)
 	}
-	data = bytes.TrimRight(data, "\n")
-	lines := strings.Split(string(data), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return LastLines(string(data), n)
 }
 
 // LogContains reports whether the component's log has a line containing s.
