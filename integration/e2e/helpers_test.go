@@ -78,49 +78,43 @@ func bearer(token string) http.Header {
 // saw.
 func get(t *testing.T, rawURL string, header http.Header) (int, []byte, *harness.Echoed) {
 	t.Helper()
-	req, err := http.NewRequest("GET", rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := (&http.Client{
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}).Do(req)
+	code, body, err := fetch(rawURL, header, 10*time.Second)
 	if err != nil {
 		t.Fatalf("GET %s: %v", rawURL, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		t.Fatalf("GET %s: read body: %v", rawURL, err)
-	}
 	e, _ := harness.DecodeEchoed(body)
-	return resp.StatusCode, body, e
+	return code, body, e
 }
 
 // status is get's status only (no t.Fatal on network errors: used in polls).
 func status(rawURL string, header http.Header) (int, error) {
+	code, _, err := fetch(rawURL, header, 5*time.Second)
+	return code, err
+}
+
+// fetch is get and status: an API-style GET that does not follow redirects.
+func fetch(rawURL string, header http.Header, timeout time.Duration) (int, []byte, error) {
 	req, err := http.NewRequest("GET", rawURL, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	resp, err := (&http.Client{
-		Timeout:       5 * time.Second,
+		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}).Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, body, nil
 }
 
 // mustStatus checks the status of an API GET on every replica.
