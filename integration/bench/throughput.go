@@ -134,17 +134,15 @@ func (t *Throughput) summarize() {
 		variants = Variants
 	}
 	for _, v := range variants {
-		var rps []float64
-		var p50, p99 []time.Duration
 		var perRound []float64
+		var p50, p99 []time.Duration
 		for _, r := range t.Runs {
 			if r.Variant != v.Name || r.Round == 0 {
 				continue
 			}
-			rps = append(rps, r.RequestsPerS)
+			perRound = append(perRound, r.RequestsPerS)
 			p50 = append(p50, r.P50)
 			p99 = append(p99, r.P99)
-			perRound = append(perRound, r.RequestsPerS)
 		}
 		cpu := map[string][]float64{}
 		for _, r := range t.Runs {
@@ -154,7 +152,7 @@ func (t *Throughput) summarize() {
 				}
 			}
 		}
-		s := VariantSummary{Variant: v.Name, RequestsPerS: medianF(rps), P50: medianD(p50), P99: medianD(p99), PerRound: perRound}
+		s := VariantSummary{Variant: v.Name, RequestsPerS: medianF(perRound), P50: medianD(p50), P99: medianD(p99), PerRound: perRound}
 		if len(cpu) > 0 {
 			s.CPU = CPUPerRequest{}
 			for k, xs := range cpu {

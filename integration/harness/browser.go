@@ -190,14 +190,13 @@ func (b *Browser) follow(req *http.Request, hops []Hop) (*Page, error) {
 			return page, nil
 		}
 		method := "GET"
-		var rbody io.Reader
 		if resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect {
 			if req.Method != "GET" && req.Method != "HEAD" {
 				return page, fmt.Errorf("browser: %d redirect of a %s is not replayed by this client", resp.StatusCode, req.Method)
 			}
 			method = req.Method
 		}
-		req, err = NavRequest(method, next.String(), rbody)
+		req, err = NavRequest(method, next.String(), nil)
 		if err != nil {
 			return page, err
 		}

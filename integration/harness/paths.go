@@ -34,20 +34,6 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// CacheDir is where slow-to-build binaries (Traefik, nats-server) are kept
-// between runs; the same place scripts/build-traefik.sh uses.
-func CacheDir() (string, error) {
-	if dir := os.Getenv("EDGEPASS_CACHE"); dir != "" {
-		return dir, os.MkdirAll(dir, 0o755)
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("harness: find the cache directory: %w; set EDGEPASS_CACHE", err)
-	}
-	dir := filepath.Join(home, ".cache", "edgepass")
-	return dir, os.MkdirAll(dir, 0o755)
-}
-
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil

@@ -91,9 +91,6 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
-// Done is closed when the process ends.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
 // Stop sends SIGTERM to the component's process group and SIGKILL after
 // timeout.
 func (p *Proc) Stop(timeout time.Duration) error {
@@ -157,9 +154,6 @@ func (p *Proc) LogContains(s string) bool {
 	return err == nil && bytes.Contains(data, []byte(s))
 }
 
-// ErrNotReady is wrapped by readiness failures.
-var ErrNotReady = errors.New("not ready")
-
 // ErrGiveUp, wrapped by a readiness check's error, stops waiting at once: the
 // component answered, and the answer will not improve (a router Traefik
 // disabled because the plugin failed to load).
@@ -172,8 +166,8 @@ func (p *Proc) WaitReady(what string, timeout time.Duration, check func(ctx cont
 	var last error
 	for {
 		if ok, werr := p.Exited(); ok {
-			return fmt.Errorf("harness: %s exited before becoming ready on %s (%s); last log lines (%s):\n%s%w",
-				p.Spec.Name, what, describeExit(werr), p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+			return fmt.Errorf("harness: %s exited before becoming ready on %s (%s); last log lines (%s):\n%s",
+				p.Spec.Name, what, describeExit(werr), p.Spec.LogPath, indent(p.Tail(30)))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		last = check(ctx)
@@ -182,23 +176,16 @@ func (p *Proc) WaitReady(what string, timeout time.Duration, check func(ctx cont
 			return nil
 		}
 		if errors.Is(last, ErrGiveUp) {
-			return fmt.Errorf("harness: %s on %s is up but broken: %v; last log lines (%s):\n%s%w",
-				p.Spec.Name, what, last, p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+			return fmt.Errorf("harness: %s on %s is up but broken: %v; last log lines (%s):\n%s",
+				p.Spec.Name, what, last, p.Spec.LogPath, indent(p.Tail(30)))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("harness: %s did not become ready on %s within %s: %v; last log lines (%s):\n%s%w",
-				p.Spec.Name, what, timeout, last, p.Spec.LogPath, indent(p.Tail(30)), errSuffix(ErrNotReady))
+			return fmt.Errorf("harness: %s did not become ready on %s within %s: %v; last log lines (%s):\n%s",
+				p.Spec.Name, what, timeout, last, p.Spec.LogPath, indent(p.Tail(30)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-// errSuffix wraps ErrNotReady without printing it twice.
-type silentErr struct{ err error }
-
-func (s silentErr) Error() string { return "" }
-func (s silentErr) Unwrap() error { return s.err }
-func errSuffix(err error) error   { return silentErr{err} }
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")

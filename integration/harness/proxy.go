@@ -97,13 +97,6 @@ func (p *TCPProxy) Restore() {
 	p.mu.Unlock()
 }
 
-// Connections is the number of live client connections.
-func (p *TCPProxy) Connections() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns) / 2
-}
-
 // Close stops the proxy.
 func (p *TCPProxy) Close() {
 	p.ln.Close()

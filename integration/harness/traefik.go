@@ -53,7 +53,6 @@ type PluginOptions struct {
 	NATSURLs     []string
 	NATSUser     string
 	NATSPassword string
-	NATSToken    string
 	ReplicaID    string
 	// JWKS, when set, is configured inline (the fallback until keys arrive
 	// over NATS).
@@ -121,9 +120,6 @@ http:
 			fmt.Fprintf(&b, "          nats:\n            urls: %s\n", yamlList(p.NATSURLs))
 			if p.NATSUser != "" {
 				fmt.Fprintf(&b, "            user: %q\n            password: %q\n", p.NATSUser, p.NATSPassword)
-			}
-			if p.NATSToken != "" {
-				fmt.Fprintf(&b, "            token: %q\n", p.NATSToken)
 			}
 			if p.ReplicaID != "" {
 				fmt.Fprintf(&b, "            replicaID: %q\n", p.ReplicaID)
@@ -336,14 +332,6 @@ func (t *Traefik) start() error {
 	}
 	t.Proc = p
 	return nil
-}
-
-// Restart starts the replica again with the same configuration.
-func (t *Traefik) Restart() error {
-	if ok, _ := t.Proc.Exited(); !ok {
-		return fmt.Errorf("harness: %s: restart while still running; stop it first", t.Spec.Name)
-	}
-	return t.start()
 }
 
 type routerStatus struct {
