@@ -296,7 +296,7 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 
 // checkAlive fails when a component died during the measurements.
 func checkAlive(s *Stack, fail func(error) error) error {
-	for _, p := range []*harness.Proc{s.Traefik, s.Daemon.Proc} {
+	for _, p := range []*harness.Proc{s.Traefik.Proc, s.Daemon.Proc} {
 		if ok, werr := p.Exited(); ok {
 			return fail(fmt.Errorf("bench: %s exited during the benchmark: %v", p.Spec.Name, werr))
 		}

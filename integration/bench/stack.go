@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -153,17 +152,6 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
 			verifyURL, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups, echoURL)
 }
 
-// staticConfig is Traefik's static configuration for the benchmark: the
-// plugin, and the calibration plugin with floor.
-func staticConfig(webPort, apiPort int, dynamicPath string, debug, floor bool) string {
-	o := harness.StaticOptions{Port: webPort, APIPort: apiPort, DynamicPath: dynamicPath, Debug: debug,
-		Plugins: map[string]string{"edgepass": harness.PluginModule}}
-	if floor {
-		o.Plugins["floor"] = FloorModule
-	}
-	return harness.StaticConfigYAML(o)
-}
-
 // Stack is the benchmark's installation on 127.0.0.1: echo, the OIDC
 // provider, the daemon with its embedded NATS, and one Traefik.
 type Stack struct {
@@ -172,7 +160,7 @@ type Stack struct {
 	Echo     *harness.Echo
 	Provider *harness.Provider
 	Daemon   *harness.Daemon
-	Traefik  *harness.Proc
+	Traefik  *harness.Traefik
 	// TraefikURL is the web entrypoint; APIURL Traefik's API (ping, routers).
 	TraefikURL string
 	APIURL     string
@@ -181,10 +169,6 @@ type Stack struct {
 	Debug bool
 	// Variants are the routes compared, in table order.
 	Variants []Variant
-
-	webPort, apiPort int
-	staticPath       string
-	dynamicPath      string
 }
 
 // StartStack starts the components in dependency order; on error it stops
@@ -247,68 +231,39 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 	}
 	s.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 
-	tdir := filepath.Join(dir, "traefik")
-	if err := os.MkdirAll(tdir, 0o755); err != nil {
-		return s, fmt.Errorf("bench: traefik: %w", err)
+	spec := harness.TraefikSpec{
+		Bin:     bins.Traefik,
+		Repo:    bins.Repo,
+		Dir:     filepath.Join(dir, "traefik"),
+		Name:    "traefik",
+		Port:    webPort,
+		APIPort: apiPort,
+		LogDir:  s.LogDir,
+		Dynamic: DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", s.Daemon.LoginURL(), s.Daemon.PublicURL, s.NATSURL, floor),
+		Routers: variantRouters(s.Variants),
 	}
-	if err := harness.CopyPlugin(bins.Repo, tdir); err != nil {
-		return s, fmt.Errorf("bench: traefik: copy the plugin: %w", err)
-	}
-	dyn := filepath.Join(tdir, "dynamic.yml")
 	if floor {
-		if err := writeFloorPlugin(tdir); err != nil {
+		if err := writeFloorPlugin(spec.Dir); err != nil {
 			return s, fmt.Errorf("bench: traefik: write the floor plugin: %w", err)
 		}
+		spec.Plugins = map[string]string{"floor": FloorModule}
 	}
-	cfg := DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", s.Daemon.LoginURL(), s.Daemon.PublicURL, s.NATSURL, floor)
-	if err := os.WriteFile(dyn, []byte(cfg), 0o644); err != nil {
-		return s, fmt.Errorf("bench: traefik: write dynamic config: %w", err)
-	}
-	static := filepath.Join(tdir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(staticConfig(webPort, apiPort, dyn, false, floor)), 0o644); err != nil {
-		return s, fmt.Errorf("bench: traefik: write static config: %w", err)
-	}
-	s.webPort, s.apiPort, s.staticPath, s.dynamicPath = webPort, apiPort, static, dyn
-	s.TraefikURL = "http://127.0.0.1:" + strconv.Itoa(webPort)
-	s.APIURL = "http://127.0.0.1:" + strconv.Itoa(apiPort)
-	s.Traefik, err = harness.StartProc(harness.ProcSpec{
-		Name:    "traefik",
-		Path:    bins.Traefik,
-		Args:    []string{"--configFile=" + static},
-		Dir:     tdir,
-		LogPath: filepath.Join(s.LogDir, "traefik.log"),
-	})
-	if err != nil {
+	if s.Traefik, err = harness.StartTraefik(spec); err != nil {
 		return s, err
 	}
-	return s, s.waitTraefik()
-}
-
-func (s *Stack) waitTraefik() error {
-	return s.Traefik.WaitReady(fmt.Sprintf("127.0.0.1:%d with routers %s", s.webPort, routerNames(s.Variants)), 60*time.Second, func(ctx context.Context) error {
-		return harness.RoutersEnabled(ctx, s.APIURL, variantRouters(s.Variants))
-	})
+	s.TraefikURL, s.APIURL = s.Traefik.URL, s.Traefik.APIURL
+	return s, nil
 }
 
 // RestartTraefikDebug restarts Traefik, same ports and routes, with its
 // debug endpoints on, for profiles and heap readings.
 func (s *Stack) RestartTraefikDebug() error {
-	if err := s.Traefik.Stop(10 * time.Second); err != nil {
-		return fmt.Errorf("bench: stop traefik for the debug restart: %w", err)
+	s.Traefik.Spec.Debug = true
+	if err := s.Traefik.Restart(); err != nil {
+		return fmt.Errorf("bench: restart traefik with api.debug: %w", err)
 	}
-	if err := os.WriteFile(s.staticPath, []byte(staticConfig(s.webPort, s.apiPort, s.dynamicPath, true, len(s.Variants) > len(Variants))), 0o644); err != nil {
-		return fmt.Errorf("bench: traefik: write static config: %w", err)
-	}
-	p, err := s.Traefik.Restart()
-	if err != nil {
-		return err
-	}
-	s.Traefik, s.Debug = p, true
-	return s.waitTraefik()
-}
-
-func routerNames(variants []Variant) string {
-	return strings.Join(variantRouters(variants), ", ")
+	s.Debug = true
+	return nil
 }
 
 func variantRouters(variants []Variant) []string {
@@ -346,7 +301,7 @@ func (s *Stack) Close() {
 // Diagnostics returns the last log lines of every component.
 func (s *Stack) Diagnostics(lines int) string {
 	var b strings.Builder
-	for _, p := range []*harness.Proc{s.procOf(s.Echo), s.procOf(s.Provider), s.procOf(s.Daemon), s.Traefik} {
+	for _, p := range []*harness.Proc{s.procOf(s.Echo), s.procOf(s.Provider), s.procOf(s.Daemon), s.procOf(s.Traefik)} {
 		if p == nil {
 			continue
 		}
@@ -370,6 +325,10 @@ func (s *Stack) procOf(c any) *harness.Proc {
 			return t.Proc
 		}
 	case *harness.Daemon:
+		if t != nil {
+			return t.Proc
+		}
+	case *harness.Traefik:
 		if t != nil {
 			return t.Proc
 		}

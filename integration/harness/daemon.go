@@ -146,32 +146,20 @@ func StartDaemon(s DaemonSpec) (*Daemon, error) {
 
 func (d *Daemon) start() error {
 	s := d.Spec
-	for _, p := range []int{s.Port, s.AdminPort, s.EmbeddedNATSPort} {
-		if p != 0 {
-			if err := CheckPortFree(s.Name, p); err != nil {
-				return err
-			}
-		}
-	}
-	p, err := StartProc(ProcSpec{
+	auth := http.Header{"Authorization": {"Bearer " + s.AdminToken}}
+	p, err := startReady(ProcSpec{
 		Name:    s.Name,
 		Path:    s.Bin,
 		Args:    []string{"serve", "--configFile=" + d.ConfigPath},
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
-	})
-	if err != nil {
-		return err
-	}
-	auth := http.Header{"Authorization": {"Bearer " + s.AdminToken}}
-	err = p.WaitReady(fmt.Sprintf("%s and admin %s", hostPort(s.Port), hostPort(s.AdminPort)), 30*time.Second, func(ctx context.Context) error {
+	}, []int{s.Port, s.AdminPort, s.EmbeddedNATSPort}, fmt.Sprintf("%s and admin %s", hostPort(s.Port), hostPort(s.AdminPort)), 30*time.Second, func(ctx context.Context) error {
 		if err := httpOK(ctx, d.PublicURL+"/healthz", nil); err != nil {
 			return err
 		}
 		return httpOK(ctx, d.AdminURL+"/readyz", auth)
 	})
 	if err != nil {
-		_ = p.Kill()
 		return err
 	}
 	d.Proc = p

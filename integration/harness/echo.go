@@ -22,22 +22,16 @@ func StartEcho(bin string, port int, html bool, logDir, name string) (*Echo, err
 	if name == "" {
 		name = "echo"
 	}
-	if err := CheckPortFree(name, port); err != nil {
-		return nil, err
-	}
 	args := []string{"-listen", hostPort(port)}
 	if html {
 		args = append(args, "-html")
 	}
-	p, err := StartProc(ProcSpec{Name: name, Path: bin, Args: args, LogPath: filepath.Join(logDir, name+".log")})
-	if err != nil {
-		return nil, err
-	}
 	u := baseURL(port)
-	if err := p.WaitReady(hostPort(port), 10*time.Second, func(ctx context.Context) error {
-		return httpOK(ctx, u+"/ready", nil)
-	}); err != nil {
-		_ = p.Kill()
+	p, err := startReady(ProcSpec{Name: name, Path: bin, Args: args, LogPath: filepath.Join(logDir, name+".log")},
+		[]int{port}, hostPort(port), 10*time.Second, func(ctx context.Context) error {
+			return httpOK(ctx, u+"/ready", nil)
+		})
+	if err != nil {
 		return nil, err
 	}
 	return &Echo{Proc: p, URL: u}, nil

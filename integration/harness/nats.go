@@ -94,24 +94,17 @@ authorization {
 
 func (n *NATSServer) start() error {
 	s := n.Spec
-	if err := CheckPortFree(s.Name, s.Port); err != nil {
-		return err
-	}
-	p, err := StartProc(ProcSpec{
+	health := baseURL(s.MonitorPort) + "/healthz?js-enabled-only=true"
+	p, err := startReady(ProcSpec{
 		Name:    s.Name,
 		Path:    s.Bin,
 		Args:    []string{"-c", filepath.Join(s.Dir, "nats.conf")},
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
+	}, []int{s.Port}, hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
+		return httpOK(ctx, health, nil)
 	})
 	if err != nil {
-		return err
-	}
-	health := baseURL(s.MonitorPort) + "/healthz?js-enabled-only=true"
-	if err := p.WaitReady(hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
-		return httpOK(ctx, health, nil)
-	}); err != nil {
-		_ = p.Kill()
 		return err
 	}
 	n.Proc = p

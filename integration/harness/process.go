@@ -71,6 +71,28 @@ func StartProc(spec ProcSpec) (*Proc, error) {
 	return p, nil
 }
 
+// startReady checks that ports (zeros skipped) are free, starts the
+// component and waits until check passes (see WaitReady); a component that
+// does not become ready is killed.
+func startReady(spec ProcSpec, ports []int, what string, timeout time.Duration, check func(ctx context.Context) error) (*Proc, error) {
+	for _, port := range ports {
+		if port != 0 {
+			if err := CheckPortFree(spec.Name, port); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p, err := StartProc(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitReady(what, timeout, check); err != nil {
+		_ = p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
 func describeExit(err error) string {
 	if err == nil {
 		return "status 0"
@@ -125,15 +147,6 @@ func (p *Proc) Kill() error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("harness: %s (pid %d) survived SIGKILL", p.Spec.Name, p.cmd.Process.Pid)
 	}
-}
-
-// Restart starts the same command again (after Stop or Kill), appending to
-// the same log.
-func (p *Proc) Restart() (*Proc, error) {
-	if ok, _ := p.Exited(); !ok {
-		return nil, fmt.Errorf("harness: %s: restart while still running; stop it first", p.Spec.Name)
-	}
-	return StartProc(p.Spec)
 }
 
 // Tail returns the last n lines of the component's log.

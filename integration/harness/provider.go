@@ -52,10 +52,8 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 	if s.Name == "" {
 		s.Name = "oidcprovider"
 	}
-	if err := CheckPortFree(s.Name, s.Port); err != nil {
-		return nil, err
-	}
-	p, err := StartProc(ProcSpec{
+	issuer := baseURL(s.Port)
+	p, err := startReady(ProcSpec{
 		Name: s.Name,
 		Path: s.Node,
 		Args: []string{"server.js"},
@@ -69,16 +67,10 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 			"DEBUG=",
 		},
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	issuer := baseURL(s.Port)
-	err = p.WaitReady(hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
+	}, []int{s.Port}, hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
 		return httpOK(ctx, issuer+"/.well-known/openid-configuration", nil)
 	})
 	if err != nil {
-		_ = p.Kill()
 		return nil, err
 	}
 	return &Provider{Proc: p, Issuer: issuer}, nil

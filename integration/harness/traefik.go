@@ -246,6 +246,15 @@ type TraefikSpec struct {
 	APIPort int
 	Routes  RoutesSpec
 	LogDir  string
+	// Dynamic, when set, is the dynamic configuration instead of the one
+	// Routes renders, and Routers are the routers it must enable.
+	Dynamic string
+	Routers []string
+	// Plugins are more local plugins (name: module) the caller put under
+	// Dir/plugins-local.
+	Plugins map[string]string
+	// Debug: see StaticOptions.Debug.
+	Debug bool
 }
 
 // Traefik is a running Traefik replica.
@@ -253,16 +262,26 @@ type Traefik struct {
 	*Proc
 	Spec TraefikSpec
 	URL  string
+	// APIURL is Traefik's API entrypoint (ping, routers, debug).
+	APIURL string
 }
 
 // static is the spec's static configuration, reading dynamic configuration
 // from dyn.
 func (s TraefikSpec) static(dyn string) StaticOptions {
-	o := StaticOptions{Port: s.Port, APIPort: s.APIPort, DynamicPath: dyn}
+	o := StaticOptions{Port: s.Port, APIPort: s.APIPort, DynamicPath: dyn, Debug: s.Debug, Plugins: map[string]string{}}
 	if !s.Routes.NoPlugin {
-		o.Plugins = map[string]string{"edgepass": PluginModule}
+		o.Plugins["edgepass"] = PluginModule
 	}
+	maps.Copy(o.Plugins, s.Plugins)
 	return o
+}
+
+func (s TraefikSpec) dynamic() (config string, routers []string) {
+	if s.Dynamic != "" {
+		return s.Dynamic, s.Routers
+	}
+	return DynamicConfigYAML(s.Routes), s.Routes.routers()
 }
 
 // StartTraefik prepares the working directory (plugin, static and dynamic
@@ -276,45 +295,48 @@ func StartTraefik(s TraefikSpec) (*Traefik, error) {
 			return nil, fmt.Errorf("harness: %s: %w", s.Name, err)
 		}
 	}
-	dyn := filepath.Join(s.Dir, "dynamic.yml")
-	if err := os.WriteFile(dyn, []byte(DynamicConfigYAML(s.Routes)), 0o644); err != nil {
-		return nil, fmt.Errorf("harness: %s: write dynamic config: %w", s.Name, err)
-	}
-	static := filepath.Join(s.Dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(StaticConfigYAML(s.static(dyn))), 0o644); err != nil {
-		return nil, fmt.Errorf("harness: %s: write static config: %w", s.Name, err)
-	}
-	t := &Traefik{Spec: s, URL: baseURL(s.Port)}
+	t := &Traefik{Spec: s, URL: baseURL(s.Port), APIURL: baseURL(s.APIPort)}
 	if err := t.start(); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
+// Restart stops the replica and starts it again from its Spec, which the
+// caller may have changed (Debug, say).
+func (t *Traefik) Restart() error {
+	if err := t.Stop(10 * time.Second); err != nil {
+		return fmt.Errorf("harness: %s: stop for the restart: %w", t.Spec.Name, err)
+	}
+	return t.start()
+}
+
+// start writes the configuration and starts Traefik, waiting for /ping and
+// every router; a router Traefik keeps disabled for 5 s (the plugin failed
+// to load) ends the wait at once.
 func (t *Traefik) start() error {
 	s := t.Spec
-	for _, p := range []int{s.Port, s.APIPort} {
-		if err := CheckPortFree(s.Name, p); err != nil {
-			return err
-		}
+	config, routers := s.dynamic()
+	dyn := filepath.Join(s.Dir, "dynamic.yml")
+	if err := os.WriteFile(dyn, []byte(config), 0o644); err != nil {
+		return fmt.Errorf("harness: %s: write dynamic config: %w", s.Name, err)
 	}
-	p, err := StartProc(ProcSpec{
+	static := filepath.Join(s.Dir, "traefik.yml")
+	if err := os.WriteFile(static, []byte(StaticConfigYAML(s.static(dyn))), 0o644); err != nil {
+		return fmt.Errorf("harness: %s: write static config: %w", s.Name, err)
+	}
+	var brokenSince time.Time
+	p, err := startReady(ProcSpec{
 		Name:    s.Name,
 		Path:    s.Bin,
-		Args:    []string{"--configFile=" + filepath.Join(s.Dir, "traefik.yml")},
+		Args:    []string{"--configFile=" + static},
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
-	})
-	if err != nil {
-		return err
-	}
-	api := baseURL(s.APIPort)
-	var brokenSince time.Time
-	err = p.WaitReady(hostPort(s.Port), 60*time.Second, func(ctx context.Context) error {
-		if err := httpOK(ctx, api+"/ping", nil); err != nil {
+	}, []int{s.Port, s.APIPort}, fmt.Sprintf("%s with routers %s", hostPort(s.Port), strings.Join(routers, ", ")), 60*time.Second, func(ctx context.Context) error {
+		if err := httpOK(ctx, t.APIURL+"/ping", nil); err != nil {
 			return err
 		}
-		err := RoutersEnabled(ctx, api, s.Routes.routers())
+		err := RoutersEnabled(ctx, t.APIURL, routers)
 		var broken *routersBroken
 		switch {
 		case !errors.As(err, &broken):
@@ -327,7 +349,6 @@ func (t *Traefik) start() error {
 		return err
 	})
 	if err != nil {
-		_ = p.Kill()
 		return err
 	}
 	t.Proc = p
