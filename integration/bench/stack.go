@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/natsedge"
@@ -153,7 +151,8 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
 }
 
 // Stack is the benchmark's installation on 127.0.0.1: echo, the OIDC
-// provider, the daemon with its embedded NATS, and one Traefik.
+// provider, the daemon with its embedded NATS (a harness stack without
+// replicas), and one Traefik serving the variants.
 type Stack struct {
 	Dir      string
 	LogDir   string
@@ -169,6 +168,8 @@ type Stack struct {
 	Debug bool
 	// Variants are the routes compared, in table order.
 	Variants []Variant
+
+	base *harness.Stack
 }
 
 // StartStack starts the components in dependency order; on error it stops
@@ -179,58 +180,28 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 	if floor {
 		s.Variants = append(s.Variants, YaegiFloor)
 	}
-	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			s.Close()
 			s = nil
 		}
 	}()
-	var ports [7]int
-	for i := range ports {
-		if ports[i], err = harness.FreePort(); err != nil {
-			return s, err
-		}
-	}
-	echoPort, providerPort, daemonPort, adminPort, natsPort, webPort, apiPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
-	daemonURL := "http://127.0.0.1:" + strconv.Itoa(daemonPort)
-	clientSecret := harness.RandomSecret(24)
-
-	if s.Echo, err = harness.StartEcho(bins.Echo, echoPort, false, s.LogDir, "echo"); err != nil {
+	// Debug logging would tax the /verify path.
+	if s.base, err = harness.StartStack(harness.StackOptions{Dir: dir, Bins: bins, DaemonLogLevel: "info"}); err != nil {
 		return s, err
 	}
-	s.Provider, err = harness.StartProvider(harness.ProviderSpec{
-		Node:                   bins.Node,
-		Dir:                    bins.Provider,
-		Port:                   providerPort,
-		ClientSecret:           clientSecret,
-		RedirectURIs:           []string{daemonURL + "/callback"},
-		PostLogoutRedirectURIs: []string{daemonURL + "/"},
-		BackchannelLogoutURI:   daemonURL + "/backchannel-logout",
-		LogDir:                 s.LogDir,
-	})
+	s.Echo, s.Provider, s.Daemon = s.base.Echo, s.base.Provider, s.base.Daemon
+	edge := s.base.EdgePluginOptions(ReplicaID)
+	s.NATSURL = edge.NATSURLs[0]
+
+	webPort, err := harness.FreePort()
 	if err != nil {
 		return s, err
 	}
-	s.Daemon, err = harness.StartDaemon(harness.DaemonSpec{
-		Bin:              bins.Daemon,
-		Dir:              filepath.Join(dir, "daemon"),
-		Port:             daemonPort,
-		AdminPort:        adminPort,
-		ProviderIssuer:   s.Provider.Issuer,
-		ClientSecret:     clientSecret,
-		AdminToken:       harness.RandomSecret(24),
-		EmbeddedNATSPort: natsPort,
-		LogLevel:         "info", // debug logging would tax the /verify path
-		LogDir:           s.LogDir,
-	})
+	apiPort, err := harness.FreePort()
 	if err != nil {
 		return s, err
 	}
-	s.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
-
 	spec := harness.TraefikSpec{
 		Bin:     bins.Traefik,
 		Repo:    bins.Repo,
@@ -239,7 +210,7 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 		Port:    webPort,
 		APIPort: apiPort,
 		LogDir:  s.LogDir,
-		Dynamic: DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", s.Daemon.LoginURL(), s.Daemon.PublicURL, s.NATSURL, floor),
+		Dynamic: DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", edge.LoginURL, edge.Issuer, s.NATSURL, floor),
 		Routers: variantRouters(s.Variants),
 	}
 	if floor {
@@ -251,6 +222,8 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 	if s.Traefik, err = harness.StartTraefik(spec); err != nil {
 		return s, err
 	}
+	// The base stack stops it and includes it in its diagnostics.
+	s.base.Traefiks = append(s.base.Traefiks, s.Traefik)
 	s.TraefikURL, s.APIURL = s.Traefik.URL, s.Traefik.APIURL
 	return s, nil
 }
@@ -281,57 +254,10 @@ func (s *Stack) pids() map[string]int {
 
 // Close stops every component, Traefik first.
 func (s *Stack) Close() {
-	if s == nil {
-		return
-	}
-	if s.Traefik != nil {
-		_ = s.Traefik.Stop(5 * time.Second)
-	}
-	if s.Daemon != nil {
-		_ = s.Daemon.Stop(5 * time.Second)
-	}
-	if s.Provider != nil {
-		_ = s.Provider.Stop(5 * time.Second)
-	}
-	if s.Echo != nil {
-		_ = s.Echo.Stop(5 * time.Second)
+	if s != nil {
+		s.base.Close()
 	}
 }
 
 // Diagnostics returns the last log lines of every component.
-func (s *Stack) Diagnostics(lines int) string {
-	var b strings.Builder
-	for _, p := range []*harness.Proc{s.procOf(s.Echo), s.procOf(s.Provider), s.procOf(s.Daemon), s.procOf(s.Traefik)} {
-		if p == nil {
-			continue
-		}
-		state := "running"
-		if ok, err := p.Exited(); ok {
-			state = fmt.Sprintf("exited: %v", err)
-		}
-		fmt.Fprintf(&b, "--- %s (%s), %s:\n%s\n", p.Spec.Name, state, p.Spec.LogPath, p.Tail(lines))
-	}
-	return b.String()
-}
-
-func (s *Stack) procOf(c any) *harness.Proc {
-	switch t := c.(type) {
-	case *harness.Echo:
-		if t != nil {
-			return t.Proc
-		}
-	case *harness.Provider:
-		if t != nil {
-			return t.Proc
-		}
-	case *harness.Daemon:
-		if t != nil {
-			return t.Proc
-		}
-	case *harness.Traefik:
-		if t != nil {
-			return t.Proc
-		}
-	}
-	return nil
-}
+func (s *Stack) Diagnostics(lines int) string { return s.base.Diagnostics(lines) }

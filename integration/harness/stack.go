@@ -23,10 +23,12 @@ type Ports struct {
 
 // StackOptions describe a whole edgepass installation on 127.0.0.1.
 type StackOptions struct {
-	Name     string // prefixes component names in errors ("stack1/daemon")
-	Dir      string // working directory; logs go to Dir/logs
-	Bins     *Binaries
-	Replicas int // Traefik replicas (default 2)
+	Name string // prefixes component names in errors ("stack1/daemon")
+	Dir  string // working directory; logs go to Dir/logs
+	Bins *Binaries
+	// Replicas is the number of Traefik replicas (0: none, the caller
+	// starts its own, as the benchmark does).
+	Replicas int
 	// ExternalNATS runs a separate nats-server (with the daemon and edge
 	// users) instead of the daemon's embedded NATS; the edges reach it
 	// through a TCPProxy so a test can cut them off.
@@ -35,7 +37,9 @@ type StackOptions struct {
 	Ports        Ports
 	ClientSecret string // default random
 	AdminToken   string // default random
-	Logf         func(format string, args ...any)
+	// DaemonLogLevel is the daemon's log level (default debug).
+	DaemonLogLevel string
+	Logf           func(format string, args ...any)
 }
 
 // Stack is a running installation.
@@ -74,9 +78,6 @@ func fileName(component string) string { return strings.ReplaceAll(component, "/
 // daemon and the Traefik replicas, in that order. On error everything already
 // started is stopped and the error names the component that failed.
 func StartStack(o StackOptions) (s *Stack, err error) {
-	if o.Replicas == 0 {
-		o.Replicas = 2
-	}
 	if o.ClientSecret == "" {
 		o.ClientSecret = RandomSecret(24)
 	}
@@ -119,6 +120,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 		ProviderIssuer: baseURL(ports.Provider),
 		ClientSecret:   o.ClientSecret,
 		AdminToken:     o.AdminToken,
+		LogLevel:       o.DaemonLogLevel,
 		LogDir:         s.LogDir,
 		Name:           fileName(o.component("daemon")),
 	}
