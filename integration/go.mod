@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/edgepass/edgepass/daemon v0.0.0
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -25,3 +26,5 @@ require (
 )
 
 replace github.com/edgepass/edgepass => ../
+
+replace github.com/edgepass/edgepass/daemon => ../daemon

@@ -15,8 +15,9 @@ type entry struct {
 	expires    int64         // exp + skew: unusable from this unix second on
 	subjectKey string
 	version    int64 // edge-state version the decision was computed at
-	revoked    bool
-	allowed    bool
+	// reason is why the request is refused (a policy reason code), "" when
+	// admitted: only admitted entries enter the line index.
+	reason string
 	// keep is set on the copies in the line index only: the keep memo when
 	// the line was indexed (see ServeHTTP).
 	keep map[string]bool

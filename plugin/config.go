@@ -2,7 +2,6 @@ package edgepass
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -25,6 +25,11 @@ type Config struct {
 	Audience string
 	// JWKS is an inline JWKS used until keys arrive over NATS; required without NATS.
 	JWKS string
+	// TrustAnchors are the daemon's trust-anchor public keys (`edgepass keys
+	// anchor`): keys and group facts from NATS are accepted only when signed
+	// by one, so NATS write access alone cannot introduce a key. Required
+	// with nats.urls.
+	TrustAnchors []string
 	// CookieName is the session cookie the daemon sets.
 	CookieName string
 	// ClockSkew is the tolerance for exp, nbf and iat ("30s"; a bare number is seconds).
@@ -49,8 +54,18 @@ type Config struct {
 	// StripHeaders are extra client headers to delete (a trailing "*" is a prefix),
 	// on top of the identity headers always deleted.
 	StripHeaders []string
-	// RemoveCookie hides the session cookie from the backend.
+	// RemoveCookie hides the session cookie (and an Authorization header
+	// carrying an edgepass token) from the backend, so a backend never holds
+	// a credential that works on another route. Default true.
 	RemoveCookie bool
+	// RequireSync refuses requests (503, saying why) until the edge has
+	// completed its first sync with NATS, so a replica that starts without
+	// reaching NATS never decides without the revocations. Default true with
+	// nats.urls.
+	RequireSync bool
+	// LogLevel "debug" logs each refusal's reason code (rate-limited);
+	// "info" (default) logs only problems.
+	LogLevel string
 	// CacheSize bounds the verified-token cache of this middleware.
 	CacheSize int
 	// MaxStaleness is how old the NATS state may get before StaleAction applies ("" = never).
@@ -59,6 +74,10 @@ type Config struct {
 	StaleAction string
 	// NATS is the edge-sync connection; without URLs there is no edge sync.
 	NATS NATSConfig
+	// UnknownSettings collects the settings this version does not know:
+	// Traefik's decoder drops them silently, so New refuses them instead (a
+	// misspelled allowedGroups would otherwise admit everyone).
+	UnknownSettings map[string]interface{} `mapstructure:",remain"`
 }
 
 // NATSConfig says how to reach the edge KV bucket; one connection per distinct
@@ -68,25 +87,39 @@ type NATSConfig struct {
 	URLs []string
 	// Bucket is the edge KV bucket.
 	Bucket string
-	// Token, User/Password and NKeySeed authenticate to NATS.
-	Token    string
-	User     string
-	Password string
-	NKeySeed string
+	// User with PasswordFile (or Password), TokenFile (or Token),
+	// NKeySeedFile (or NKeySeed), CredsFile (user JWT + NKey seed) or
+	// CertFile/KeyFile (TLS client certificate) authenticate to NATS. The
+	// inline forms are visible to whoever reads Traefik's API: prefer files.
+	Token        string
+	TokenFile    string
+	User         string
+	Password     string
+	PasswordFile string
+	NKeySeed     string
+	NKeySeedFile string
+	CredsFile    string
+	CertFile     string
+	KeyFile      string
+	// EdgeName names this edge's inbox, consumers and heartbeat subject; it
+	// must match the edge's NATS permissions (default: User, else "edge").
+	EdgeName string
 	// CAFile, TLSServerName and InsecureSkipVerify configure TLS.
 	CAFile             string
 	TLSServerName      string
 	InsecureSkipVerify bool
 	// ReplicaID names this Traefik replica in heartbeats (default: hostname).
 	ReplicaID string
+	// UnknownSettings collects misspelled nats.* settings (see Config).
+	UnknownSettings map[string]interface{} `mapstructure:",remain"`
 }
 
-// Defaults, in one place.
+// Defaults, in one place (the ones /verify shares live in package policy).
 const (
-	defaultAudience    = "edgepass"
-	defaultCookieName  = "edgepass_session"
+	defaultAudience    = policy.DefaultAudience
+	defaultCookieName  = policy.DefaultCookieName
 	defaultClockSkew   = "30s"
-	defaultSeparator   = ","
+	defaultSeparator   = policy.DefaultSeparator
 	defaultCacheSize   = 10000
 	maxCacheSize       = 1000000
 	defaultStaleAction = "serve"
@@ -105,23 +138,11 @@ func CreateConfig() *Config {
 		GroupsSeparator: defaultSeparator,
 		CacheSize:       defaultCacheSize,
 		StaleAction:     defaultStaleAction,
+		RemoveCookie:    true,
+		RequireSync:     true,
+		LogLevel:        "info",
 		NATS:            NATSConfig{Bucket: defaultBucket},
 	}
-}
-
-// alwaysStripped are identity headers used by common forward-auth setups; a client
-// must never be able to send them to a backend.
-var alwaysStripped = []string{
-	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username",
-	"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-Remote-User",
-	"X-Auth-Request-*", "X-Authentik-*", "X-Edgepass-*",
-}
-
-// reservedHeaders cannot be identity headers: stripping them would break the request.
-var reservedHeaders = map[string]bool{
-	"authorization": true, "cookie": true, "host": true, "content-length": true, "content-type": true,
-	"transfer-encoding": true, "connection": true, "upgrade": true, "te": true, "trailer": true,
-	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true, "x-real-ip": true,
 }
 
 // settings is a validated Config with everything the request path needs precomputed.
@@ -131,22 +152,20 @@ type settings struct {
 	verifier    token.Verifier
 	skewSec     int64
 	inlineKeys  *token.KeySet
+	anchors     []string // trust anchors (validated), for the NATS edge state
 	cookieName  string
+	// hostCookie is "__Host-" + cookieName: the daemon sets the session
+	// cookie under that name when it is host-only and Secure.
+	hostCookie string
 
-	allowAll      bool
-	allowGroups   map[string]bool
-	allowUsers    map[string]bool
-	allowEmails   map[string]bool // lower-cased entries, for email matches
-	allowDomains  map[string]bool // lower-cased
-	publicExact   map[string]bool
-	publicPrefix  []string
-	identityNames []string // canonical header names, in field order user, email, groups, name, subject
-	separator     string
-
-	stripExact  map[string]bool // normalized names
-	stripPrefix []string        // normalized prefixes
+	// pol is the route's access decision, shared with /verify.
+	pol          *policy.Policy
+	publicExact  map[string]bool
+	publicPrefix []string
 
 	removeCookie bool
+	requireSync  bool
+	logRefusals  bool
 	cacheSize    int
 	maxStaleSec  int64 // 0 = off
 	refuseStale  bool
@@ -164,6 +183,9 @@ func fieldErr(field, format string, args ...any) error {
 func compile(cfg *Config) (*settings, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("edgepass: no configuration")
+	}
+	if err := unknownSettings(cfg); err != nil {
+		return nil, err
 	}
 	s := &settings{}
 
@@ -213,6 +235,7 @@ func compile(cfg *Config) (*settings, error) {
 	if !validToken(s.cookieName) {
 		return nil, fieldErr("cookieName", "%q is not a valid cookie name", s.cookieName)
 	}
+	s.hostCookie = policy.HostCookieName(s.cookieName)
 
 	s.nats = cfg.NATS
 	s.nats.URLs = splitList(cfg.NATS.URLs)
@@ -226,20 +249,16 @@ func compile(cfg *Config) (*settings, error) {
 	} else if len(s.nats.URLs) == 0 {
 		return nil, fieldErr("jwks", "required when nats.urls is empty; paste the daemon's /.well-known/jwks.json")
 	}
-
-	s.allowGroups = toSet(splitList(cfg.AllowedGroups), false)
-	users := splitList(cfg.AllowedUsers)
-	s.allowUsers = toSet(users, false)
-	s.allowEmails = toSet(users, true)
-	domains := splitList(cfg.AllowedEmailDomains)
-	for i, d := range domains {
-		domains[i] = strings.TrimPrefix(d, "@")
-		if domains[i] == "" || strings.ContainsAny(domains[i], "@/ ") {
-			return nil, fieldErr("allowedEmailDomains", "%q is not a domain", d)
+	s.anchors = splitList(cfg.TrustAnchors)
+	if len(s.anchors) > 0 {
+		if _, err := token.ParseAnchors(s.anchors); err != nil {
+			return nil, fieldErr("trustAnchors", "%v", err)
 		}
+	} else if len(s.nats.URLs) > 0 {
+		// Without an anchor no keys fact could be trusted: whoever can write
+		// the edge bucket could otherwise introduce a verification key.
+		return nil, fieldErr("trustAnchors", "required with nats.urls: the daemon's trust anchor, printed by `edgepass keys anchor` and in the daemon's log at start")
 	}
-	s.allowDomains = toSet(domains, true)
-	s.allowAll = len(s.allowGroups) == 0 && len(s.allowUsers) == 0 && len(s.allowDomains) == 0
 
 	s.publicExact = map[string]bool{}
 	for _, p := range splitList(cfg.PublicPaths) {
@@ -253,50 +272,26 @@ func compile(cfg *Config) (*settings, error) {
 		}
 	}
 
-	s.stripExact = map[string]bool{}
-	seen := map[string]string{}
-	fields := []struct{ name, value string }{
-		{"userHeader", cfg.UserHeader}, {"emailHeader", cfg.EmailHeader}, {"groupsHeader", cfg.GroupsHeader},
-		{"nameHeader", cfg.NameHeader}, {"subjectHeader", cfg.SubjectHeader},
+	pol, err := policy.Compile(policy.Rules{
+		AllowedGroups: cfg.AllowedGroups, AllowedUsers: cfg.AllowedUsers, AllowedEmailDomains: cfg.AllowedEmailDomains,
+		UserHeader: cfg.UserHeader, EmailHeader: cfg.EmailHeader, GroupsHeader: cfg.GroupsHeader,
+		NameHeader: cfg.NameHeader, SubjectHeader: cfg.SubjectHeader,
+		GroupsSeparator: cfg.GroupsSeparator, StripHeaders: cfg.StripHeaders,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edgepass: %w", err)
 	}
-	for _, f := range fields {
-		v := strings.TrimSpace(f.value)
-		if v == "" {
-			s.identityNames = append(s.identityNames, "")
-			continue
-		}
-		if !validToken(v) {
-			return nil, fieldErr(f.name, "%q is not a valid header name", v)
-		}
-		n := normalizeHeader(v)
-		if reservedHeaders[n] {
-			return nil, fieldErr(f.name, "%q cannot carry identity (it would be stripped from every request)", v)
-		}
-		if other, dup := seen[n]; dup {
-			return nil, fieldErr(f.name, "%q is already used by %s", v, other)
-		}
-		seen[n] = f.name
-		s.identityNames = append(s.identityNames, http.CanonicalHeaderKey(v))
-		s.stripExact[n] = true
-	}
-	s.separator = cfg.GroupsSeparator
-	if s.separator == "" {
-		s.separator = defaultSeparator
-	}
-	for _, h := range alwaysStripped {
-		s.addStrip(h)
-	}
-	for _, h := range splitList(cfg.StripHeaders) {
-		if !validToken(strings.TrimSuffix(h, "*")) {
-			return nil, fieldErr("stripHeaders", "%q is not a header name (a trailing * makes it a prefix)", h)
-		}
-		if reservedHeaders[normalizeHeader(strings.TrimSuffix(h, "*"))] && !strings.HasSuffix(h, "*") {
-			return nil, fieldErr("stripHeaders", "%q is needed to authenticate and route the request", h)
-		}
-		s.addStrip(h)
-	}
+	s.pol = pol
 
 	s.removeCookie = cfg.RemoveCookie
+	s.requireSync = cfg.RequireSync && len(s.nats.URLs) > 0
+	switch strings.ToLower(strings.TrimSpace(cfg.LogLevel)) {
+	case "", "info":
+	case "debug":
+		s.logRefusals = true
+	default:
+		return nil, fieldErr("logLevel", "%q must be info or debug", cfg.LogLevel)
+	}
 	s.cacheSize = cfg.CacheSize
 	if s.cacheSize == 0 {
 		s.cacheSize = defaultCacheSize
@@ -331,14 +326,6 @@ func compile(cfg *Config) (*settings, error) {
 	return s, nil
 }
 
-func (s *settings) addStrip(h string) {
-	if strings.HasSuffix(h, "*") {
-		s.stripPrefix = append(s.stripPrefix, normalizeHeader(strings.TrimSuffix(h, "*")))
-		return
-	}
-	s.stripExact[normalizeHeader(h)] = true
-}
-
 // parseDuration reads "30s"-style durations; a bare number means seconds because
 // weakly typed decoding turns `clockSkew: 30` into "30".
 func parseDuration(v, def string) (time.Duration, error) {
@@ -366,39 +353,6 @@ func parseDuration(v, def string) (time.Duration, error) {
 }
 
 // splitList trims entries, splits any that still hold commas and drops empties.
-func splitList(in []string) []string {
-	var out []string
-	for _, e := range in {
-		for _, p := range strings.Split(e, ",") {
-			p = strings.TrimSpace(p)
-			if p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
+func splitList(in []string) []string { return policy.SplitList(in) }
 
-func toSet(in []string, lower bool) map[string]bool {
-	m := make(map[string]bool, len(in))
-	for _, v := range in {
-		if lower {
-			v = strings.ToLower(v)
-		}
-		m[v] = true
-	}
-	return m
-}
-
-// normalizeHeader folds a header name the way CGI/PHP/WSGI backends do: case
-// and "_" versus "-" do not matter.
-func normalizeHeader(h string) string {
-	return strings.ToLower(strings.ReplaceAll(h, "_", "-"))
-}
-
-// tokenChars are the RFC 7230 tchar characters (header and cookie names).
-const tokenChars = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-func validToken(s string) bool {
-	return s != "" && strings.Trim(s, tokenChars) == ""
-}
+func validToken(s string) bool { return policy.ValidToken(s) }

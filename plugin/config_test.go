@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 func TestCreateConfigDefaults(t *testing.T) {
@@ -14,6 +16,9 @@ func TestCreateConfigDefaults(t *testing.T) {
 	want := &Config{
 		Audience: "edgepass", CookieName: "edgepass_session", ClockSkew: "30s", GroupsSeparator: ",",
 		CacheSize: 10000, StaleAction: "serve", NATS: NATSConfig{Bucket: "edgepass_edge"},
+		// Fail closed by default: backends never get the session credential,
+		// and an edge that never synced refuses instead of guessing.
+		RemoveCookie: true, RequireSync: true, LogLevel: "info",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("CreateConfig = %+v\nwant %+v", c, want)
@@ -50,8 +55,16 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"maxStaleness without nats", func(c *Config) { c.MaxStaleness = "1m" }, "maxStaleness"},
 		{"maxStaleness below the idle heartbeat", func(c *Config) {
 			c.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+			c.TrustAnchors = []string{testAnchorText}
 			c.MaxStaleness = "5s"
 		}, "maxStaleness"},
+		// Attack: an edge on NATS without a trust anchor would take any keys
+		// fact a writer of the edge bucket puts there.
+		{"nats without trustAnchors", func(c *Config) { c.NATS.URLs = []string{"nats://127.0.0.1:4222"} }, "trustAnchors: required with nats.urls"},
+		{"bad trustAnchors", func(c *Config) {
+			c.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+			c.TrustAnchors = []string{"not-a-key"}
+		}, "trustAnchors"},
 		{"public path without slash", func(c *Config) { c.PublicPaths = []string{"health"} }, "publicPaths"},
 		{"bad header name", func(c *Config) { c.UserHeader = "X User" }, "userHeader"},
 		{"identity in Authorization", func(c *Config) { c.EmailHeader = "authorization" }, "emailHeader"},
@@ -60,7 +73,11 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"bad strip header", func(c *Config) { c.StripHeaders = []string{"X:Y"} }, "stripHeaders"},
 		{"strip Host", func(c *Config) { c.StripHeaders = []string{"host"} }, "stripHeaders"},
 		{"bad email domain", func(c *Config) { c.AllowedEmailDomains = []string{"a@b.com"} }, "allowedEmailDomains"},
-		{"bad nats url", func(c *Config) { c.JWKS = ""; c.NATS.URLs = []string{"http://nats.example.com"} }, "nats"},
+		{"bad nats url", func(c *Config) {
+			c.JWKS = ""
+			c.TrustAnchors = []string{testAnchorText}
+			c.NATS.URLs = []string{"http://nats.example.com"}
+		}, "nats"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,23 +118,24 @@ func TestNewNormalizesConfig(t *testing.T) {
 	if s.verifier.Skew != 45*time.Second {
 		t.Errorf("skew = %v", s.verifier.Skew)
 	}
-	if !s.allowGroups["admins"] || !s.allowGroups["dev"] || len(s.allowGroups) != 2 {
-		t.Errorf("groups = %v", s.allowGroups)
+	admin := &token.Claims{Subject: "s", Email: "x@other.org"}
+	if !s.pol.Admits(admin, []string{"admins"}) || !s.pol.Admits(admin, []string{"dev"}) || s.pol.Admits(admin, []string{"ops"}) {
+		t.Error("groups not admitted as configured")
 	}
-	if !s.allowDomains["example.com"] {
-		t.Errorf("domains = %v", s.allowDomains)
+	if !s.pol.Admits(&token.Claims{Subject: "s", Email: "bob@EXAMPLE.com"}, nil) {
+		t.Error("email domain not admitted")
 	}
 	if !s.publicExact["/health"] || len(s.publicPrefix) != 1 || s.publicPrefix[0] != "/static/" {
 		t.Errorf("public = %v %v", s.publicExact, s.publicPrefix)
 	}
-	if s.separator != "," || s.cacheSize != defaultCacheSize {
-		t.Errorf("separator %q cacheSize %d", s.separator, s.cacheSize)
+	if s.cacheSize != defaultCacheSize {
+		t.Errorf("cacheSize %d", s.cacheSize)
 	}
 	if s.loginPrefix != "https://auth.example.com/login?tenant=a&rd=" {
 		t.Errorf("loginPrefix = %q", s.loginPrefix)
 	}
-	if s.identityNames[0] != "X-Auth-User" {
-		t.Errorf("identity names = %v", s.identityNames)
+	if s.pol.IdentityNames[0] != "X-Auth-User" {
+		t.Errorf("identity names = %v", s.pol.IdentityNames)
 	}
 }
 
@@ -144,6 +162,7 @@ func TestRefuseWithoutMaxStalenessIsAConfigError(t *testing.T) {
 	for _, stale := range []string{"", "0", "0s"} {
 		cfg := testConfig()
 		cfg.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+		cfg.TrustAnchors = []string{testAnchorText}
 		cfg.StaleAction = "refuse"
 		cfg.MaxStaleness = stale
 		if _, err := compile(cfg); err == nil || !strings.Contains(err.Error(), "maxStaleness") {
@@ -152,6 +171,7 @@ func TestRefuseWithoutMaxStalenessIsAConfigError(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.NATS.URLs = []string{"nats://127.0.0.1:4222"}
+	cfg.TrustAnchors = []string{testAnchorText}
 	cfg.StaleAction = "refuse"
 	cfg.MaxStaleness = "2m"
 	if s, err := compile(cfg); err != nil || !s.refuseStale || s.maxStaleSec != 120 {

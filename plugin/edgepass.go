@@ -20,12 +20,14 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // Middleware is one configured edgepass middleware instance.
 type Middleware struct {
 	next    http.Handler
+	name    string // Traefik's name for this middleware, in logs
 	s       *settings
 	state   *edgestate.State // nil without NATS
 	version *atomic.Int64    // the line index group's: state's version counter, or localVersion
@@ -40,6 +42,10 @@ type Middleware struct {
 	// decisions from the line index, as the process-wide ticker does every
 	// second).
 	clock func() time.Time
+	// logMu, logSecond and logCount rate-limit refusal logging.
+	logMu     sync.Mutex
+	logSecond int64
+	logCount  int
 }
 
 // New validates the configuration and precomputes everything the request path
@@ -53,12 +59,13 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	state, err := edgeState(s.nats)
+	state, err := edgeState(s.nats, s.anchors)
 	if err != nil {
 		return nil, err
 	}
 	m := &Middleware{
 		next:  next,
+		name:  name,
 		s:     s,
 		strip: newStripper(s),
 		cache: newTokenCache(s.cacheSize),
@@ -137,32 +144,42 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := r.Header
-	raw, line := "", ""
-	if c, err := r.Cookie(m.s.cookieName); err == nil {
+	if m.state != nil {
+		if reason := m.unavailable(); reason != "" {
+			m.refuse(rw, r, reason)
+			return
+		}
+	}
+	raw, line, bearer := "", "", false
+	c, err := r.Cookie(m.s.hostCookie)
+	if err != nil {
+		c, err = r.Cookie(m.s.cookieName)
+	}
+	if err == nil {
 		raw = c.Value
 		if lines := h["Cookie"]; len(lines) == 1 {
 			line = lines[0]
 		}
 	} else if a := h["Authorization"]; len(a) == 1 && h["Cookie"] == nil {
-		raw = token.Bearer(a[0])
+		raw, bearer = token.Bearer(a[0]), true
 		line = a[0]
 	} else if len(a) > 0 {
-		raw = token.Bearer(a[0])
+		raw, bearer = token.Bearer(a[0]), true
 	}
 	now := m.clock().Unix()
 	e := m.cache.get(raw)
+	reason := ""
 	if e == nil || now >= e.expires || m.version.Load() != e.version {
-		e = m.resolve(raw, e, now)
+		e, reason = m.resolve(raw, e, now)
 	}
 	if line != "" && !m.s.special {
-		m.indexLine(line, e, keep, now)
+		m.indexLine(line, bearer, e, keep, now)
 	}
-	if e == nil || e.revoked {
-		m.unauthenticated(rw, r)
-		return
+	if e != nil {
+		reason = e.reason
 	}
-	if !e.allowed {
-		writeJSON(rw, http.StatusForbidden, bodyForbidden)
+	if reason != "" {
+		m.refuse(rw, r, reason)
 		return
 	}
 	for i, name := range e.hdrNames {
@@ -170,8 +187,26 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	}
 	if m.s.removeCookie {
 		m.dropCookie(h)
+		if bearer && raw != "" {
+			// The bearer token was the credential: a backend never gets it.
+			delete(h, "Authorization")
+		}
 	}
 	m.next.ServeHTTP(rw, r)
+}
+
+// unavailable is why this edge cannot decide at all ("" when it can): it
+// never completed a sync with NATS (requireSync), or it has no key to verify
+// with. A 503 that says so, rather than a 401 that sends the browser to a
+// login that can only loop.
+func (m *Middleware) unavailable() string {
+	if m.s.requireSync && m.state.CurrentAsOfUnix() == 0 {
+		return policy.NotSynced
+	}
+	if m.keys() == nil {
+		return policy.NoKeys
+	}
+	return ""
 }
 
 // maxLineKey bounds the header lines used as cache keys (a line is the whole
@@ -188,23 +223,28 @@ const maxLineKey = 2 * token.MaxTokenSize
 // decisions go in, each a copy of the token's entry carrying keep, the header
 // names its requests may bring without taking the slow path, and with
 // removeCookie the line without the session cookie as one more header.
-func (m *Middleware) indexLine(line string, e *entry, keep map[string]bool, now int64) {
+func (m *Middleware) indexLine(line string, bearer bool, e *entry, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
 		return
 	}
-	if e == nil || e.revoked || !e.allowed {
+	if e == nil || e.reason != "" {
 		m.lines.remove(line)
 		return
 	}
 	le := *e
 	le.keep = keep
 	if m.s.removeCookie {
-		// The line without the session cookie is one more header to set.
+		// One more header to set: the Cookie line without the session
+		// cookie, or no Authorization at all when the line is the bearer
+		// token (a nil value is sent as no header).
+		name := "Cookie"
 		var v []string
-		if rest := withoutCookie(line, m.s.cookieName); rest != "" {
+		if bearer {
+			name = "Authorization"
+		} else if rest := withoutCookie(line, m.s.cookieName, m.s.hostCookie); rest != "" {
 			v = []string{rest}
 		}
-		le.hdrNames = append(append(make([]string, 0, len(e.hdrNames)+1), e.hdrNames...), "Cookie")
+		le.hdrNames = append(append(make([]string, 0, len(e.hdrNames)+1), e.hdrNames...), name)
 		le.hdrValues = append(append(make([][]string, 0, len(e.hdrValues)+1), e.hdrValues...), v)
 	}
 	m.lines.put(strings.Clone(line), &le, now)
@@ -223,7 +263,7 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 		return true
 	}
 	if m.s.refuseStale && m.state != nil && m.clock().Unix()-m.state.CurrentAsOfUnix() > m.s.maxStaleSec {
-		writeJSON(rw, http.StatusServiceUnavailable, bodyStale)
+		m.refuse(rw, r, policy.Stale)
 		return true
 	}
 	return false
@@ -231,18 +271,21 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 
 // resolve is the slow path of the token lookup: first sight (verify), expiry
 // (drop), or an edge-state change since the entry was computed (recompute).
-func (m *Middleware) resolve(raw string, e *entry, now int64) *entry {
-	if raw == "" || len(raw) > token.MaxTokenSize {
-		return nil
+func (m *Middleware) resolve(raw string, e *entry, now int64) (*entry, string) {
+	if raw == "" {
+		return nil, policy.NoToken
+	}
+	if len(raw) > token.MaxTokenSize {
+		return nil, policy.BadToken
 	}
 	if e == nil {
 		return m.verify(raw, now)
 	}
 	if now >= e.expires {
 		m.cache.remove(raw)
-		return nil
+		return nil, policy.Expired
 	}
-	return m.refresh(raw, e, now)
+	return m.recompute(raw, e, now)
 }
 
 func (m *Middleware) dropCookie(h http.Header) {
@@ -252,7 +295,7 @@ func (m *Middleware) dropCookie(h http.Header) {
 	}
 	kept := make([]string, 0, len(lines))
 	for _, line := range lines {
-		if v := withoutCookie(line, m.s.cookieName); v != "" {
+		if v := withoutCookie(line, m.s.cookieName, m.s.hostCookie); v != "" {
 			kept = append(kept, v)
 		}
 	}
@@ -313,21 +356,25 @@ func (m *Middleware) keys() *token.KeySet {
 // leaves the entry at an old version, which the line index refuses and the
 // next request recomputes (the other order could stamp a check against removed
 // keys with the new version).
-func (m *Middleware) verify(raw string, now int64) *entry {
+func (m *Middleware) verify(raw string, now int64) (*entry, string) {
 	version := m.version.Load()
 	ks := m.keys()
 	c, err := m.s.verifier.Verify(raw, ks, time.Unix(now, 0))
-	if err != nil || c.SessionID == "" {
-		return nil
+	if err != nil {
+		return nil, policy.TokenReason(err)
+	}
+	if c.SessionID == "" {
+		return nil, policy.BadToken
 	}
 	e := m.build(c, ks, token.SubjectKey(c.Subject), version, now)
 	m.cache.put(strings.Clone(raw), e, now)
-	return e
+	return e, ""
 }
 
-// refresh recomputes a cached entry after the edge state changed; if the keys
-// changed (rotation, removal) the token is verified again.
-func (m *Middleware) refresh(raw string, old *entry, now int64) *entry {
+// recompute makes a cached entry's decision again after the edge state
+// changed; if the keys changed (rotation, revocation) the token is verified
+// again.
+func (m *Middleware) recompute(raw string, old *entry, now int64) (*entry, string) {
 	version := m.version.Load()
 	ks := m.keys()
 	if ks != old.keys {
@@ -336,83 +383,25 @@ func (m *Middleware) refresh(raw string, old *entry, now int64) *entry {
 	}
 	e := m.build(old.claims, ks, old.subjectKey, version, now)
 	m.cache.put(strings.Clone(raw), e, now)
-	return e
+	return e, ""
 }
 
-// build applies the edge state and the authorization rules to verified claims and
-// formats the identity headers. version is the edge-state version read before
-// anything the decision depends on (keys included): a change racing with the
-// computation leaves the entry stale, and the next request recomputes it.
+// build applies the edge state and the route's rules to verified claims —
+// policy.Decide, the decision /verify makes too — and formats the identity
+// headers. version is the edge-state version read before anything the
+// decision depends on (keys included): a change racing with the computation
+// leaves the entry stale, and the next request recomputes it.
 func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *entry {
 	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version}
-	groups := c.Groups
+	var st policy.State
 	if m.state != nil {
-		if m.state.Revoked(c.SessionID, subjectKey, c.IssuedAt, time.Unix(now, 0)) {
-			e.revoked = true
-			return e
-		}
-		if g, ok := m.state.GroupsOverride(subjectKey, c.IssuedAt); ok {
-			groups = g
-		}
+		st = m.state
 	}
-	e.allowed = m.authorize(c, groups)
-	values := []string{c.User(), c.Email, joinGroups(groups, m.s.separator), c.Name, c.Subject}
-	for i, name := range m.s.identityNames {
-		if name == "" || values[i] == "" {
-			continue
-		}
+	d := m.s.pol.Decide(c, subjectKey, st, time.Unix(now, 0))
+	e.reason = d.Reason
+	for i, name := range d.Names {
 		e.hdrNames = append(e.hdrNames, name)
-		e.hdrValues = append(e.hdrValues, []string{sanitizeValue(values[i])})
+		e.hdrValues = append(e.hdrValues, []string{d.Values[i]})
 	}
 	return e
-}
-
-// joinGroups joins groups for the groups header, leaving out any group whose
-// name contains the separator (or is empty): the backend splits the header on
-// the separator, so a group named "staff,admins" would read as "admins".
-func joinGroups(groups []string, sep string) string {
-	clean := true
-	for _, g := range groups {
-		if g == "" || strings.Contains(g, sep) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return strings.Join(groups, sep)
-	}
-	kept := make([]string, 0, len(groups))
-	for _, g := range groups {
-		if g != "" && !strings.Contains(g, sep) {
-			kept = append(kept, g)
-		}
-	}
-	return strings.Join(kept, sep)
-}
-
-// authorize admits on any match of groups, users or email domains; with no
-// rules, every signed-in user.
-func (m *Middleware) authorize(c *token.Claims, groups []string) bool {
-	s := m.s
-	if s.allowAll {
-		return true
-	}
-	for _, g := range groups {
-		if s.allowGroups[g] {
-			return true
-		}
-	}
-	if (c.PreferredUsername != "" && s.allowUsers[c.PreferredUsername]) || s.allowUsers[c.Subject] {
-		return true
-	}
-	if c.Email != "" {
-		email := strings.ToLower(c.Email)
-		if s.allowEmails[email] {
-			return true
-		}
-		if at := strings.LastIndexByte(email, '@'); at >= 0 && s.allowDomains[email[at+1:]] {
-			return true
-		}
-	}
-	return false
 }

@@ -361,12 +361,13 @@ func TestNewHarmlessHeaderIsLearnedForTheLine(t *testing.T) {
 	raw := sign(t, testClaims())
 	serve(m, withCookie(browserRequest("/"), raw))
 	r := withCookie(browserRequest("/"), raw)
+	line := r.Header["Cookie"][0]
 	r.Header["X-Trace-Id"] = []string{"abc"}
 	serve(m, r)
 	if rec.header.Get("X-Trace-Id") != "abc" {
 		t.Fatal("harmless header stripped")
 	}
-	v, _ := m.fast.Load(r.Header["Cookie"][0])
+	v, _ := m.fast.Load(line)
 	if e, ok := v.(*entry); !ok || !e.keep["X-Trace-Id"] {
 		t.Fatal("the indexed line does not carry the learned header name")
 	}
@@ -527,7 +528,11 @@ func TestCacheIsBounded(t *testing.T) {
 
 func withState(tb testing.TB, edit func(*Config)) (*Middleware, *recorder, *clock, *edgestate.State) {
 	m, rec, clk := newTest(tb, edit)
-	m.attach(edgestate.New())
+	anchors, err := token.ParseAnchors([]string{testAnchorText})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.attach(edgestate.NewWithAnchors(anchors))
 	m.state.Touch(testNow)
 	return m, rec, clk, m.state
 }
@@ -537,6 +542,35 @@ func apply(t *testing.T, st *edgestate.State, key, op, value string) {
 	if err := st.Apply(key, op, []byte(value), 1, testNow); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// factIat orders the signed facts a test applies.
+var factIat int64
+
+// applyGroups applies a groups fact signed by the test anchor.
+func applyGroups(t *testing.T, st *edgestate.State, sub string, groups []string, at int64) {
+	t.Helper()
+	factIat++
+	v, err := edgestate.SignGroups(token.SubjectKey(sub), edgestate.GroupsFact{Iat: factIat, Groups: groups, At: at}, testAnchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, st, "groups."+token.SubjectKey(sub), "", string(v))
+}
+
+// applyKeys applies a keys fact signed by the test anchor.
+func applyKeys(t *testing.T, st *edgestate.State, ks *token.KeySet, maxLifetime int64, revoked ...string) {
+	t.Helper()
+	jwks, err := ks.MarshalJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	factIat++
+	v, err := edgestate.SignKeys(edgestate.KeysFact{Iat: factIat, JWKS: jwks, Revoked: revoked, MaxTokenLifetime: maxLifetime}, testAnchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, st, "keys", "", string(v))
 }
 
 // Attack: keep using a cookie after logout — the revocation arrives over NATS
@@ -560,10 +594,12 @@ func TestRejectsRevokedSession(t *testing.T) {
 	if serve(m, withCookie(browserRequest("/"), sign(t, c2))).Code != http.StatusTeapot {
 		t.Fatal("other session refused")
 	}
-	// Undo (DEL) restores access.
-	apply(t, st, "revoke.session."+c.SessionID, "DEL", "")
-	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
-		t.Fatal("session still refused after the revocation was deleted")
+	// Attack: a writer of the edge bucket deletes the revocation.
+	if err := st.Apply("revoke.session."+c.SessionID, "DEL", nil, 2, testNow); err == nil {
+		t.Fatal("a revocation delete was applied")
+	}
+	if serve(m, withCookie(browserRequest("/"), raw)).Code == http.StatusTeapot {
+		t.Fatal("revoked session served after a delete of its revocation")
 	}
 }
 
@@ -589,21 +625,20 @@ func TestGroupOverrideFromState(t *testing.T) {
 	m, rec, _, st := withState(t, func(c *Config) { c.AllowedGroups = []string{"ops"} })
 	c := testClaims()
 	raw := sign(t, c)
-	key := token.SubjectKey(c.Subject)
 	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
 		t.Fatal("ops member refused")
 	}
-	apply(t, st, "groups."+key, "", `{"groups":["dev"],"at":`+strconv.FormatInt(c.IssuedAt, 10)+`}`)
+	applyGroups(t, st, c.Subject, []string{"dev"}, c.IssuedAt)
 	rw := serve(m, withCookie(browserRequest("/"), raw))
 	if rw.Code != http.StatusForbidden || strings.TrimSpace(rw.Body.String()) != `{"error":"forbidden"}` {
 		t.Fatalf("removed from ops but got %d %s", rw.Code, rw.Body.String())
 	}
-	apply(t, st, "groups."+key, "", `{"groups":["ops","x"],"at":`+strconv.FormatInt(c.IssuedAt, 10)+`}`)
+	applyGroups(t, st, c.Subject, []string{"ops", "x"}, c.IssuedAt)
 	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || rec.header.Get("X-Auth-Groups") != "ops,x" {
 		t.Fatalf("override not applied: %v", rec.header)
 	}
 	// An override older than the token does not apply.
-	apply(t, st, "groups."+key, "", `{"groups":["dev"],"at":`+strconv.FormatInt(c.IssuedAt-1, 10)+`}`)
+	applyGroups(t, st, c.Subject, []string{"dev"}, c.IssuedAt-1)
 	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || rec.header.Get("X-Auth-Groups") != "dev,ops" {
 		t.Fatalf("stale override applied: %v", rec.header)
 	}
@@ -618,17 +653,60 @@ func TestKeysFromState(t *testing.T) {
 		t.Fatal("inline key refused")
 	}
 	other := ed25519.NewKeyFromSeed(make([]byte, 32))
-	jwks, _ := token.NewKeySet(token.Key{ID: "k2", Public: other.Public().(ed25519.PublicKey)}).MarshalJWKS()
-	apply(t, st, "keys", "", string(jwks))
+	applyKeys(t, st, token.NewKeySet(token.Key{ID: "k2", Public: other.Public().(ed25519.PublicKey)}), 86400)
 	refused(t, m, rec, raw) // cached, but its key is gone
 	raw2, _ := token.Sign(testClaims(), "k2", other)
 	if serve(m, withCookie(browserRequest("/"), raw2)).Code != http.StatusTeapot {
 		t.Fatal("rotated key refused")
 	}
-	apply(t, st, "keys", "DEL", "")
-	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
-		t.Fatal("inline key not used after keys were deleted")
+	// Attack: a writer deletes the keys fact to fall back to the inline key.
+	if err := st.Apply("keys", "DEL", nil, 2, testNow); err == nil {
+		t.Fatal("a keys delete was applied")
 	}
+	refused(t, m, rec, raw)
+}
+
+// Attack: a writer of the edge bucket (not the daemon) publishes its own
+// JWKS to have tokens it minted accepted.
+func TestForgedKeysFactIgnored(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	evil := ed25519.NewKeyFromSeed([]byte("mallory-mallory-mallory-mallory!"))
+	jwks, _ := token.NewKeySet(token.Key{ID: "evil", Public: evil.Public().(ed25519.PublicKey)}).MarshalJWKS()
+	if err := st.Apply("keys", "", jwks, 1, testNow); err == nil {
+		t.Fatal("an unsigned JWKS was applied")
+	}
+	c := testClaims()
+	c.Groups = []string{"admins"}
+	forged, _ := token.Sign(c, "evil", evil)
+	refused(t, m, rec, forged)
+}
+
+// Attack: a token minted with a leaked (or rotated-out) key for a long
+// life; the daemon publishes the longest lifetime it issues.
+func TestLongLivedTokenRefused(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	applyKeys(t, st, token.NewKeySet(token.Key{ID: "test", Public: testPriv.Public().(ed25519.PublicKey)}), 7200)
+	c := testClaims()
+	c.Expiry = c.IssuedAt + 100*24*3600
+	refused(t, m, rec, sign(t, c))
+	ok := testClaims()
+	if serve(m, withCookie(browserRequest("/"), sign(t, ok))).Code != http.StatusTeapot {
+		t.Fatal("a token within the published lifetime was refused")
+	}
+}
+
+// Attack: a key revoked at the daemon keeps verifying cached tokens.
+func TestRevokedKeyStopsCachedTokens(t *testing.T) {
+	m, rec, _, st := withState(t, nil)
+	pub := testPriv.Public().(ed25519.PublicKey)
+	applyKeys(t, st, token.NewKeySet(token.Key{ID: "test", Public: pub}), 86400)
+	raw := sign(t, testClaims())
+	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot {
+		t.Fatal("valid token refused")
+	}
+	fresh := ed25519.NewKeyFromSeed([]byte("a-fresh-signing-key-for-the-test"))
+	applyKeys(t, st, token.NewKeySet(token.Key{ID: "test", Public: pub}, token.Key{ID: "k2", Public: fresh.Public().(ed25519.PublicKey)}), 86400, "test")
+	refused(t, m, rec, raw)
 }
 
 func TestStaleState(t *testing.T) {
@@ -657,7 +735,7 @@ func TestStaleState(t *testing.T) {
 				}
 				return
 			}
-			if rw.Code != http.StatusServiceUnavailable || strings.TrimSpace(rw.Body.String()) != `{"error":"edge state unavailable"}` || rec.called != 1 {
+			if rw.Code != http.StatusServiceUnavailable || !strings.Contains(rw.Body.String(), `"reason":"stale"`) || rec.called != 1 {
 				t.Fatalf("refuse: status %d body %s", rw.Code, rw.Body.String())
 			}
 			// Attack window: after an outage, the replay of the facts missed
@@ -820,12 +898,13 @@ func TestNewKeepsGoroutinesFlat(t *testing.T) {
 			c := testConfig()
 			c.NATS.URLs = []string{"nats://127.0.0.1:1"} // nothing listens; the watcher retries in the background
 			c.NATS.ReplicaID = "goroutine-test"
+			c.TrustAnchors = []string{testAnchorText}
 			return c
 		}
 		if _, err := New(context.Background(), http.NotFoundHandler(), cfg(), "warm"); err != nil {
 			t.Fatal(err)
 		}
-		w, err := natsedge.Shared(natsedge.Config{URLs: []string{"nats://127.0.0.1:1"}, Bucket: "edgepass_edge", ReplicaID: "goroutine-test"})
+		w, err := natsedge.Shared(natsedge.Config{URLs: []string{"nats://127.0.0.1:1"}, Bucket: "edgepass_edge", ReplicaID: "goroutine-test", TrustAnchors: []string{testAnchorText}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -846,15 +925,33 @@ func TestNewKeepsGoroutinesFlat(t *testing.T) {
 	})
 }
 
+// The daemon names a host-only Secure session cookie "__Host-"+cookieName;
+// the edge reads it and hides it from the backend like the plain name.
+func TestHostPrefixedSessionCookie(t *testing.T) {
+	m, rec, _ := newTest(t, nil)
+	raw := sign(t, testClaims())
+	for i := 0; i < 2; i++ {
+		r := browserRequest("/")
+		r.Header.Set("Cookie", "a=1; __Host-edgepass_session="+raw)
+		if code := serve(m, r).Code; code != http.StatusTeapot {
+			t.Fatalf("request %d: status %d", i, code)
+		}
+		if c := rec.header.Get("Cookie"); c != "a=1" {
+			t.Fatalf("request %d: backend Cookie %q", i, c)
+		}
+	}
+}
+
 func TestWithoutCookie(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"edgepass_session=x", ""},
 		{"a=1; edgepass_session=x; b=2", "a=1; b=2"},
 		{"a=1;edgepass_session=x;edgepass_session=y", "a=1"},
 		{"xedgepass_session=1; a=2", "xedgepass_session=1; a=2"},
+		{"__Host-edgepass_session=x; a=2; edgepass_session=y", "a=2"},
 	}
 	for _, tt := range tests {
-		if got := withoutCookie(tt.in, "edgepass_session"); got != tt.want {
+		if got := withoutCookie(tt.in, "edgepass_session", "__Host-edgepass_session"); got != tt.want {
 			t.Errorf("withoutCookie(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}

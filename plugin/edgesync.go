@@ -17,7 +17,7 @@ func logf(format string, args ...any) {
 // edgeState returns the process-wide edge state for the NATS settings, starting
 // the shared watcher on first use (natsedge.Shared never blocks on the network);
 // nil without nats.urls.
-func edgeState(n NATSConfig) (*edgestate.State, error) {
+func edgeState(n NATSConfig, anchors []string) (*edgestate.State, error) {
 	if len(n.URLs) == 0 {
 		return nil, nil
 	}
@@ -25,9 +25,17 @@ func edgeState(n NATSConfig) (*edgestate.State, error) {
 		URLs:               n.URLs,
 		Bucket:             n.Bucket,
 		Token:              n.Token,
+		TokenFile:          n.TokenFile,
 		User:               n.User,
 		Password:           n.Password,
+		PasswordFile:       n.PasswordFile,
 		NKeySeed:           n.NKeySeed,
+		NKeySeedFile:       n.NKeySeedFile,
+		CredsFile:          n.CredsFile,
+		CertFile:           n.CertFile,
+		KeyFile:            n.KeyFile,
+		EdgeName:           n.EdgeName,
+		TrustAnchors:       anchors,
 		CAFile:             n.CAFile,
 		TLSServerName:      n.TLSServerName,
 		InsecureSkipVerify: n.InsecureSkipVerify,

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 // maxStripMemo bounds the memo of header-name decisions, so a client sending
@@ -39,15 +41,14 @@ func closedPipe() *io.PipeWriter {
 // was current when its line was indexed, for ServeHTTP's header check. Identity
 // headers are never in it, so a spoofing attempt is always stripped (restrip).
 type stripper struct {
-	exact     map[string]bool
-	prefix    []string
+	pol       *policy.Policy
 	keepMemo  atomic.Value // map[string]bool: true = a client may send it
 	stripMemo atomic.Value // map[string]bool: true = must be deleted
 	mu        sync.Mutex
 }
 
 func newStripper(s *settings) *stripper {
-	st := &stripper{exact: s.stripExact, prefix: s.stripPrefix}
+	st := &stripper{pol: s.pol}
 	memo := make(map[string]bool, len(commonHeaders))
 	for _, h := range commonHeaders {
 		if !st.decide(h) {
@@ -59,18 +60,9 @@ func newStripper(s *settings) *stripper {
 	return st
 }
 
-// decide is the slow path: compare case-insensitively with "_" equal to "-".
+// decide is the slow path: policy.Strips (case-insensitive, "_" equal to "-").
 func (st *stripper) decide(key string) bool {
-	n := normalizeHeader(key)
-	if st.exact[n] {
-		return true
-	}
-	for _, p := range st.prefix {
-		if strings.HasPrefix(n, p) {
-			return true
-		}
-	}
-	return false
+	return st.pol.Strips(key)
 }
 
 // clean deletes every header of h a client may not send and returns the keep
@@ -115,8 +107,9 @@ func (st *stripper) learn(key string) bool {
 	return !strip
 }
 
-// withoutCookie returns line minus every cookie called name ("" if none is left).
-func withoutCookie(line, name string) string {
+// withoutCookie returns line minus every cookie called name or host ("" if
+// none is left).
+func withoutCookie(line, name, host string) string {
 	parts := strings.Split(line, ";")
 	kept := parts[:0]
 	for _, p := range parts {
@@ -125,34 +118,10 @@ func withoutCookie(line, name string) string {
 			continue
 		}
 		n, _, _ := strings.Cut(t, "=")
-		if strings.TrimSpace(n) == name {
+		if n = strings.TrimSpace(n); n == name || n == host {
 			continue
 		}
 		kept = append(kept, t)
 	}
 	return strings.Join(kept, "; ")
-}
-
-// sanitizeValue drops control characters a claim could carry (newlines would make
-// the proxy refuse the request or, worse, split a header).
-func sanitizeValue(v string) string {
-	clean := true
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return v
-	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if (c < 0x20 && c != '\t') || c == 0x7f {
-			c = ' '
-		}
-		b = append(b, c)
-	}
-	return string(b)
 }

@@ -22,6 +22,10 @@ var (
 		return ed25519.NewKeyFromSeed(seed)
 	}()
 	testNow = time.Unix(1_700_000_000, 0)
+	// testAnchor is the daemon's trust anchor in these tests.
+	testAnchor = ed25519.NewKeyFromSeed([]byte("edgepass-test-trust-anchor-seed!"))
+	// testAnchorText is testAnchor's public key as the trustAnchors setting takes it.
+	testAnchorText = token.FormatAnchor(testAnchor.Public().(ed25519.PublicKey))
 )
 
 func testConfig() *Config {

@@ -13,9 +13,10 @@ import (
 // Yaegi every call into compiled code is a reflection round trip, so ServeHTTP
 // checks nothing else about the decision: no version counter, no clock.
 // Instead decisions leave the index when they could have changed:
-//   - the edge state changed (revocation, groups, keys): edgestate.OnChange
-//     empties every index reading that state, in the NATS watcher's goroutine,
-//     before the watcher reads its next message;
+//   - the edge state changed: edgestate.OnChange drops, from every index
+//     reading that state, the decisions the change can affect — those of one
+//     session, of one user, or all of them for a key change — in the NATS
+//     watcher's goroutine, before the watcher reads its next message;
 //   - a token expired: one process-wide goroutine drops expired decisions
 //     from every index once per TickInterval.
 // The next request on such a line takes the slow path once and puts it back.
@@ -49,6 +50,10 @@ type lineIndex struct {
 	bytes  int   // sum of the lengths of the lines held
 	joined bool  // in group.members
 	used   int64 // unix second of the last insert
+	// bySession and bySubject find the lines of one session or one user,
+	// so a change for them drops only their decisions.
+	bySession map[string]map[string]bool
+	bySubject map[string]map[string]bool
 }
 
 // indexGroup is every lineIndex whose decisions depend on one version counter
@@ -83,14 +88,14 @@ func groupFor(state *edgestate.State) *indexGroup {
 		g = &indexGroup{version: version, members: map[*lineIndex]bool{}}
 		groups[version] = g
 		if state != nil {
-			state.OnChange(g.empty)
+			state.OnChange(g.changed)
 		}
 	}
 	return g
 }
 
 func newLineIndex(g *indexGroup, max int, now func() int64) *lineIndex {
-	return &lineIndex{group: g, max: max, now: now}
+	return &lineIndex{group: g, max: max, now: now, bySession: map[string]map[string]bool{}, bySubject: map[string]map[string]bool{}}
 }
 
 // put stores e for line unless the edge state moved since e was computed or
@@ -116,6 +121,21 @@ func (x *lineIndex) put(line string, e *entry, now int64) {
 		x.n++
 		x.bytes += len(line)
 	}
+	// A line always carries the same token, so its session and user
+	// never change: adding it again is idempotent.
+	if e.claims != nil {
+		addLine(x.bySession, e.claims.SessionID, line)
+	}
+	addLine(x.bySubject, e.subjectKey, line)
+}
+
+func addLine(m map[string]map[string]bool, key, line string) {
+	set := m[key]
+	if set == nil {
+		set = map[string]bool{}
+		m[key] = set
+	}
+	set[line] = true
 }
 
 // clear empties the index; x.mu held.
@@ -123,28 +143,65 @@ func (x *lineIndex) clear() {
 	clearMap(&x.m)
 	x.n = 0
 	x.bytes = 0
+	x.bySession = map[string]map[string]bool{}
+	x.bySubject = map[string]map[string]bool{}
+}
+
+// drop removes line and its reverse entries; x.mu held.
+func (x *lineIndex) drop(line string) {
+	v, loaded := x.m.LoadAndDelete(line)
+	if !loaded {
+		return
+	}
+	x.n--
+	x.bytes -= len(line)
+	e := v.(*entry)
+	if e.claims != nil {
+		dropLine(x.bySession, e.claims.SessionID, line)
+	}
+	dropLine(x.bySubject, e.subjectKey, line)
+}
+
+func dropLine(m map[string]map[string]bool, key, line string) {
+	if set := m[key]; set != nil {
+		delete(set, line)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
 }
 
 func (x *lineIndex) remove(line string) {
 	x.mu.Lock()
-	if _, loaded := x.m.LoadAndDelete(line); loaded {
-		x.n--
-		x.bytes -= len(line)
-	}
+	x.drop(line)
 	x.mu.Unlock()
+}
+
+// forget drops the decisions a change can affect: one session's, one
+// user's, or all of them.
+func (x *lineIndex) forget(c edgestate.Change) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if c.All {
+		x.clear()
+		return
+	}
+	var lines []string
+	for line := range x.bySession[c.SessionID] {
+		lines = append(lines, line)
+	}
+	for line := range x.bySubject[c.SubjectKey] {
+		lines = append(lines, line)
+	}
+	for _, line := range lines {
+		x.drop(line)
+	}
 }
 
 func (x *lineIndex) len() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.n
-}
-
-// empty drops every line (the edge state changed).
-func (x *lineIndex) empty() {
-	x.mu.Lock()
-	x.clear()
-	x.mu.Unlock()
 }
 
 // expire drops the decisions of tokens expired by the middleware's clock. An
@@ -162,14 +219,16 @@ func (x *lineIndex) expire() {
 		x.group.leave(x)
 		return
 	}
+	var expired []string
 	x.m.Range(func(k, v any) bool {
 		if v.(*entry).expires <= now {
-			x.m.Delete(k)
-			x.n--
-			x.bytes -= len(k.(string))
+			expired = append(expired, k.(string))
 		}
 		return true
 	})
+	for _, line := range expired {
+		x.drop(line)
+	}
 }
 
 // clearMap empties m with sync.Map.Clear where the Go that built Traefik has it
@@ -213,10 +272,11 @@ func (g *indexGroup) snapshot() []*lineIndex {
 	return members
 }
 
-// empty empties every member (the edge state changed).
-func (g *indexGroup) empty() {
+// changed drops from every member the decisions a change of the edge state
+// can affect.
+func (g *indexGroup) changed(c edgestate.Change) {
 	for _, x := range g.snapshot() {
-		x.empty()
+		x.forget(c)
 	}
 }
 

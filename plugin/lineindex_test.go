@@ -2,11 +2,14 @@ package edgepass
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // A cached token must stop working once it expires, with the real clock and
@@ -76,20 +79,50 @@ func TestTickerDropsExpiredDecisionsOnly(t *testing.T) {
 	}
 }
 
-// Any change of the edge state empties the index at once, in the goroutine
-// that applied it: the next request re-checks its decision.
-func TestStateChangeEmptiesLineIndex(t *testing.T) {
+// A change of the edge state drops at once, in the goroutine that applied
+// it, exactly the decisions it can affect — that session's, that user's, or
+// all for a key change — and keeps everyone else's fast path warm.
+func TestStateChangeDropsOnlyAffectedDecisions(t *testing.T) {
 	m, _, _, st := withState(t, nil)
-	raw := sign(t, testClaims())
-	serve(m, withCookie(browserRequest("/"), raw))
-	if m.lines.len() != 1 {
-		t.Fatalf("line index holds %d lines, want 1", m.lines.len())
+	alice := testClaims()
+	bob := testClaims()
+	bob.Subject, bob.SessionID, bob.PreferredUsername = "sub-bob", "c2Vzc2lvbi1ib2ItMDAwMDAx", "bob"
+	lineOf := map[string]string{}
+	index := func() {
+		for name, c := range map[string]*token.Claims{"alice": alice, "bob": bob} {
+			r := withCookie(browserRequest("/"), sign(t, c))
+			lineOf[name] = r.Header["Cookie"][0]
+			if code := serve(m, r).Code; code != http.StatusTeapot {
+				t.Fatalf("%s: status %d", name, code)
+			}
+		}
+		if m.lines.len() != 2 {
+			t.Fatalf("line index holds %d lines, want 2", m.lines.len())
+		}
 	}
-	apply(t, st, "revoke.session.someone-else", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
+	indexed := func(name string) bool { v, _ := m.fast.Load(lineOf[name]); return v != nil }
+	exp := strconv.FormatInt(testNow.Unix()+60, 10)
+
+	index()
+	apply(t, st, "revoke.session.someone-else", "", `{"exp":`+exp+`}`)
+	if !indexed("alice") || !indexed("bob") {
+		t.Fatal("a revocation of another session dropped decisions")
+	}
+	apply(t, st, "revoke.session."+alice.SessionID, "", `{"exp":`+exp+`}`)
+	if indexed("alice") || !indexed("bob") {
+		t.Fatalf("revoking alice's session: alice indexed %v, bob indexed %v; want false, true", indexed("alice"), indexed("bob"))
+	}
+	applyGroups(t, st, bob.Subject, []string{"dev"}, bob.IssuedAt)
+	if indexed("bob") {
+		t.Fatal("a group change for bob left his decision in the index")
+	}
+	alice.SessionID = "c2Vzc2lvbi1hbGljZS0wMDAy"
+	index()
+	applyKeys(t, st, token.NewKeySet(token.Key{ID: "test", Public: testPriv.Public().(ed25519.PublicKey)}), 86400)
 	if m.lines.len() != 0 {
-		t.Fatal("an edge-state change left decisions in the line index")
+		t.Fatal("a key change left decisions in the line index")
 	}
-	if serve(m, withCookie(browserRequest("/"), raw)).Code != http.StatusTeapot || m.lines.len() != 1 {
+	if serve(m, withCookie(browserRequest("/"), sign(t, alice))).Code != http.StatusTeapot || m.lines.len() != 1 {
 		t.Fatal("the line was not indexed again after the change")
 	}
 }
@@ -99,7 +132,7 @@ func TestStateChangeEmptiesLineIndex(t *testing.T) {
 // refused one has still joined its group, so the next change empties it.
 func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 	m, _, _, st := withState(t, nil)
-	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
+	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
 	if m.lines.len() != 0 {
@@ -119,7 +152,7 @@ func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 // back once it has expired.
 func TestLineIndexRefusesExpiredDecision(t *testing.T) {
 	m, _, _ := newTest(t, nil)
-	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix()}
+	e := &entry{version: m.version.Load(), expires: testNow.Unix()}
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
 	if m.lines.len() != 0 {
 		t.Fatal("an expired decision went into the line index")
@@ -132,7 +165,7 @@ func TestLineIndexRefusesExpiredDecision(t *testing.T) {
 func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 	m, _, clk, st := withState(t, nil)
 	g := m.lines.group
-	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
+	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	m.lines.put("a", e, testNow.Unix())
 	if g.size() != 1 {
 		t.Fatalf("group has %d members, want 1", g.size())
@@ -158,7 +191,7 @@ func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 
 func TestLineIndexIsBounded(t *testing.T) {
 	m, _, _ := newTest(t, func(c *Config) { c.CacheSize = 16 })
-	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
+	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	for i := 0; i < 100; i++ {
 		m.lines.put("line-"+strconv.Itoa(i), e, testNow.Unix())
 		if n := m.lines.len(); n > 16 {
@@ -171,7 +204,7 @@ func TestLineIndexIsBounded(t *testing.T) {
 // distinct lines of the largest size the index accepts.
 func TestLineIndexIsBoundedInBytes(t *testing.T) {
 	m, _, clk := newTest(t, func(c *Config) { c.CacheSize = 1_000_000 })
-	e := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 3600}
+	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	pad := strings.Repeat("x", maxLineKey-16)
 	for i := 0; i < 2*maxIndexBytes/maxLineKey; i++ {
 		m.lines.put(strconv.Itoa(i)+pad, e, testNow.Unix())
@@ -199,7 +232,7 @@ func TestLineIndexIsBoundedInBytes(t *testing.T) {
 	checkBytes("after puts")
 	m.lines.remove(strconv.Itoa(2*maxIndexBytes/maxLineKey-1) + pad)
 	checkBytes("after remove")
-	old := &entry{version: m.version.Load(), allowed: true, expires: testNow.Unix() + 1}
+	old := &entry{version: m.version.Load(), expires: testNow.Unix() + 1}
 	m.lines.put("short-lived", old, testNow.Unix())
 	clk.set(testNow.Add(2 * time.Second))
 	checkBytes("after expiry")

@@ -4,28 +4,90 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 var (
 	bodyUnauthorized = []byte(`{"error":"authentication required"}` + "\n")
 	bodyForbidden    = []byte(`{"error":"forbidden"}` + "\n")
-	bodyStale        = []byte(`{"error":"edge state unavailable"}` + "\n")
+	bodyStale        = []byte(`{"error":"edge state unavailable","reason":"stale","detail":"this edge has not heard from NATS for longer than maxStaleness; check Traefik's log for the edgepass NATS client's errors"}` + "\n")
+	bodyNotSynced    = []byte(`{"error":"edge state unavailable","reason":"not_synced","detail":"this edge has not completed its first sync with NATS (requireSync); check the middleware's nats settings and Traefik's log for the edgepass NATS client's errors"}` + "\n")
+	bodyNoKeys       = []byte(`{"error":"edge state unavailable","reason":"no_keys","detail":"this edge has no key to verify sessions with: none arrived over NATS and jwks is empty; check the middleware's nats settings and trustAnchors"}` + "\n")
 )
+
+// refuse answers a refused request as its reason asks — sign in (302 or
+// 401), forbidden (403), or unavailable (503, saying why) — and counts and
+// (with logLevel debug) logs the reason.
+func (m *Middleware) refuse(rw http.ResponseWriter, r *http.Request, reason string) {
+	m.noteRefusal(r, reason)
+	switch reason {
+	case policy.NotAllowed:
+		writeJSON(rw, http.StatusForbidden, bodyForbidden)
+	case policy.Stale:
+		writeJSON(rw, http.StatusServiceUnavailable, bodyStale)
+	case policy.NotSynced:
+		writeJSON(rw, http.StatusServiceUnavailable, bodyNotSynced)
+	case policy.NoKeys:
+		writeJSON(rw, http.StatusServiceUnavailable, bodyNoKeys)
+	default:
+		m.unauthenticated(rw, r, reason)
+	}
+}
+
+// refusalLogsPerSecond bounds the refusal lines one middleware logs.
+const refusalLogsPerSecond = 5
+
+// noteRefusal counts the reason on the edge state (reported in the edge's
+// heartbeat) and logs it when logLevel is debug, rate-limited; never the
+// token, cookie or query string.
+func (m *Middleware) noteRefusal(r *http.Request, reason string) {
+	if m.state != nil {
+		m.state.CountRefusal(reason)
+	}
+	if !m.s.logRefusals {
+		return
+	}
+	now := m.clock().Unix()
+	m.logMu.Lock()
+	if m.logSecond != now {
+		m.logSecond, m.logCount = now, 0
+	}
+	m.logCount++
+	n := m.logCount
+	m.logMu.Unlock()
+	if n > refusalLogsPerSecond {
+		return
+	}
+	path := "/"
+	if r.URL != nil {
+		path = r.URL.Path
+	}
+	logf("%s: refused %s %s%s: %s", m.name, r.Method, r.Host, clipPath(path), reason)
+}
+
+func clipPath(p string) string {
+	if len(p) > 200 {
+		return p[:200] + "…"
+	}
+	return p
+}
 
 // hostChars are the characters a host[:port] may contain (names, IPv4, [IPv6]).
 const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]"
 
 // unauthenticated sends browsers to the login page and answers everything else
-// with 401, per contracts.md.
-func (m *Middleware) unauthenticated(rw http.ResponseWriter, r *http.Request) {
+// with 401, per contracts.md; the WWW-Authenticate header says why a token
+// was refused (RFC 6750 error="invalid_token").
+func (m *Middleware) unauthenticated(rw http.ResponseWriter, r *http.Request, reason string) {
 	h := rw.Header()
-	if isNavigation(r) {
+	if policy.IsNavigation(r.Method, r.Header) {
 		h.Set("Cache-Control", "no-store")
 		h.Set("Location", m.loginRedirect(r))
 		rw.WriteHeader(http.StatusFound)
 		return
 	}
-	h.Set("WWW-Authenticate", `Bearer realm="edgepass"`)
+	h.Set("WWW-Authenticate", policy.Challenge(reason))
 	writeJSON(rw, http.StatusUnauthorized, bodyUnauthorized)
 }
 
@@ -36,22 +98,6 @@ func writeJSON(rw http.ResponseWriter, status int, body []byte) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	rw.WriteHeader(status)
 	_, _ = rw.Write(body)
-}
-
-// isNavigation reports a browser page load: GET/HEAD accepting HTML, not an XHR.
-func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	if len(r.Header["X-Requested-With"]) > 0 {
-		return false
-	}
-	for _, a := range r.Header["Accept"] {
-		if strings.Contains(a, "text/html") {
-			return true
-		}
-	}
-	return false
 }
 
 // loginRedirect is loginURL?rd=<escaped original URL>. Only the rd value depends

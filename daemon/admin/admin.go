@@ -1,6 +1,7 @@
 // Package admin is the daemon's admin HTTP API, served on its own listener:
-// sessions, user revocation, group overrides, key rotation, edge sync state
-// (bearer-token protected under /api/), plus /healthz, /readyz and /metrics.
+// sessions, user revocation, group overrides, key listing, rotation and
+// revocation, edge sync state (bearer-token protected under /api/), plus
+// /healthz, /readyz and /metrics.
 package admin
 
 import (
@@ -9,13 +10,16 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -42,15 +46,28 @@ type EdgePublisher interface {
 }
 
 // GroupClearer is optional on Options.Edge: it lifts a group override set
-// with PUT, enabling DELETE /api/v1/users/{sub}/groups.
+// with PUT, enabling DELETE /api/v1/users/{user}/groups.
 type GroupClearer interface {
 	ClearGroups(ctx context.Context, subject string) error
 }
 
-// KeyRotator makes a new signing key current and publishes the JWKS.
-type KeyRotator interface {
-	// Rotate returns the new key's kid.
+// KeyRing is the signing key ring as the admin API manages it;
+// *keys.Ring implements it.
+type KeyRing interface {
+	// Rotate makes a new signing key current and returns its kid.
 	Rotate(ctx context.Context) (kid string, err error)
+	// Revoke distrusts kid at every edge (keys.ErrUnknownKey if no such key).
+	Revoke(ctx context.Context, kid string) (keys.RevokeResult, error)
+	// Keys describes every key (no private material).
+	Keys() []keys.KeyInfo
+	// KeyID is the signing key's kid.
+	KeyID() string
+	// Anchor is the trust anchor edges are configured with (trustAnchors).
+	Anchor() string
+	// AnchorID is the trust anchor's key id.
+	AnchorID() string
+	// Horizon is the longest token lifetime edges accept now.
+	Horizon() time.Duration
 }
 
 // EdgeLister reports the latest heartbeat of every edge replica;
@@ -60,9 +77,34 @@ type EdgeLister interface {
 	List() []EdgeStatus
 }
 
-// Pinger is one readiness check (NATS, IdP discovery).
+// Pinger reports a dependency's state now (JetStream, the IdP).
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// Names of the readiness checks serve configures; each has a metric
+// edgepass_<name>_up.
+const (
+	CheckJetStream = "jetstream"
+	CheckIdP       = "idp"
+)
+
+// Check is one dependency /readyz reports on. /readyz means "this replica
+// can issue and revoke sessions".
+type Check struct {
+	// Name keys the check in /readyz's body (CheckJetStream, CheckIdP).
+	Name string
+	// Probe reports the dependency's state now; it runs at most once per
+	// Options.CheckCache, bounded by Options.CheckTimeout.
+	Probe Pinger
+	// Once, when set, makes readiness need the dependency to have worked
+	// once rather than now: the IdP is needed to start signing users in,
+	// while /verify and revocation keep working through an IdP outage, so
+	// dropping out of the Service then would only take /verify down too.
+	Once func() bool
+	// Down is the public reason shown while Probe fails, and Pending while
+	// Once reports false; the probe's error goes to the log only.
+	Down, Pending string
 }
 
 // EdgeStatus is an edge replica's latest heartbeat (docs/contracts.md,
@@ -77,15 +119,18 @@ type Options struct {
 	Token string
 	Store SessionStore
 	Edge  EdgePublisher
-	Keys  KeyRotator
+	Keys  KeyRing
 	Edges EdgeLister
-	// Checks are run by /readyz, by name (e.g. "nats", "idp").
-	Checks map[string]Pinger
+	// Checks are what /readyz reports on (see Check).
+	Checks []Check
 	// Metrics is served at /metrics; nil creates one without a sessions gauge.
 	Metrics *Metrics
 	Logger  *slog.Logger
-	// CheckTimeout bounds each readiness check (default 3 s).
+	// CheckTimeout bounds each readiness probe (default 3 s).
 	CheckTimeout time.Duration
+	// CheckCache is how long probe results are reused (default 3 s), so
+	// frequent readiness probes do not hammer NATS or the IdP.
+	CheckCache time.Duration
 }
 
 // Handler is the admin listener's http.Handler.
@@ -95,6 +140,12 @@ type Handler struct {
 	tokenHash [32]byte
 	mux       *http.ServeMux
 	now       func() time.Time
+
+	// readyMu guards the cached readiness and serializes probe runs.
+	readyMu   sync.Mutex
+	readiness *Readiness
+	checkedAt time.Time
+	failing   map[string]bool // last state per check, to log changes once
 }
 
 // New checks opts and builds the handler with its own mux.
@@ -118,10 +169,13 @@ func New(opts Options) (*Handler, error) {
 	if opts.CheckTimeout <= 0 {
 		opts.CheckTimeout = 3 * time.Second
 	}
+	if opts.CheckCache <= 0 {
+		opts.CheckCache = 3 * time.Second
+	}
 	if len(opts.Token) < 16 {
 		opts.Logger.Warn("admin token is shorter than 16 characters; use a long random token")
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tokenHash: sha256.Sum256([]byte(opts.Token)), now: time.Now}
+	h := &Handler{opts: opts, log: opts.Logger, tokenHash: sha256.Sum256([]byte(opts.Token)), now: time.Now, failing: map[string]bool{}}
 	h.mux = h.routes()
 	return h, nil
 }
@@ -144,13 +198,15 @@ func (h *Handler) routes() *http.ServeMux {
 	}
 	route("/api/v1/sessions", map[string]http.HandlerFunc{"GET": h.listSessions})
 	route("/api/v1/sessions/{sid}", map[string]http.HandlerFunc{"GET": h.getSession, "DELETE": h.deleteSession})
-	route("/api/v1/users/{sub}/revoke", map[string]http.HandlerFunc{"POST": h.revokeUser})
+	route("/api/v1/users/{user}/revoke", map[string]http.HandlerFunc{"POST": h.revokeUser})
 	groups := map[string]http.HandlerFunc{"PUT": h.setGroups}
 	if _, ok := h.opts.Edge.(GroupClearer); ok {
 		groups["DELETE"] = h.clearGroups
 	}
-	route("/api/v1/users/{sub}/groups", groups)
+	route("/api/v1/users/{user}/groups", groups)
+	route("/api/v1/keys", map[string]http.HandlerFunc{"GET": h.listKeys})
 	route("/api/v1/keys/rotate", map[string]http.HandlerFunc{"POST": h.rotateKeys})
+	route("/api/v1/keys/{kid}/revoke", map[string]http.HandlerFunc{"POST": h.revokeKey})
 	route("/api/v1/edges", map[string]http.HandlerFunc{"GET": h.edges})
 	api.HandleFunc("/", notFound)
 
@@ -183,38 +239,122 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// ready runs every check concurrently; details go to the log, not to the
-// unauthenticated caller.
+// CheckState is one check in /readyz's answer.
+type CheckState struct {
+	// State is "ok" or "failing": the dependency now.
+	State string `json:"state"`
+	// Ready reports whether this check lets the replica be ready (a Check
+	// with Once may be failing and ready).
+	Ready bool `json:"ready"`
+	// Reason says why it is failing or not ready, without internal detail.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Readiness is the answer of GET /readyz: 200 when every check is ready,
+// else 503.
+type Readiness struct {
+	Status    string                `json:"status"` // "ready" or "not ready"
+	Checks    map[string]CheckState `json:"checks"`
+	CheckedAt time.Time             `json:"checkedAt"`
+}
+
+// ready serves GET /readyz from the cached check results; details of a
+// failure go to the log, not to the unauthenticated caller.
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	res := h.Readiness(r.Context())
+	code := http.StatusOK
+	if res.Status != "ready" {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, res)
+}
+
+// Readiness runs the checks, or returns their results when younger than
+// CheckCache, and updates edgepass_ready and edgepass_<check>_up.
+func (h *Handler) Readiness(ctx context.Context) Readiness {
+	h.readyMu.Lock()
+	defer h.readyMu.Unlock()
+	if h.readiness != nil && h.now().Sub(h.checkedAt) < h.opts.CheckCache {
+		return *h.readiness
+	}
+	errs := h.probe(ctx)
+	res := Readiness{Status: "ready", Checks: map[string]CheckState{}, CheckedAt: h.now().UTC()}
+	for i, c := range h.opts.Checks {
+		err := errs[i]
+		st := CheckState{State: "ok", Ready: err == nil}
+		if err != nil {
+			st.State, st.Reason = "failing", c.Down
+			if st.Reason == "" {
+				st.Reason = c.Name + " check failing; see the daemon log"
+			}
+		}
+		if c.Once != nil {
+			if st.Ready = c.Once(); !st.Ready && c.Pending != "" {
+				st.Reason = c.Pending
+			}
+		}
+		if !st.Ready {
+			res.Status = "not ready"
+		}
+		res.Checks[c.Name] = st
+		h.opts.Metrics.setUp(c.Name, err == nil)
+		if was := h.failing[c.Name]; err != nil && !was {
+			h.log.Warn("readiness check failing", "check", c.Name, "ready", st.Ready, "err", err)
+		} else if err == nil && was {
+			h.log.Info("readiness check ok again", "check", c.Name)
+		}
+		h.failing[c.Name] = err != nil
+	}
+	h.opts.Metrics.setReady(res.Status == "ready")
+	h.readiness, h.checkedAt = &res, h.now()
+	return res
+}
+
+// probe runs every check's probe concurrently, each bounded by
+// CheckTimeout; one that does not return in time counts as failing.
+func (h *Handler) probe(ctx context.Context) []error {
+	errs := make([]error, len(h.opts.Checks))
 	type result struct {
-		name string
-		err  error
+		i   int
+		err error
 	}
 	ch := make(chan result, len(h.opts.Checks))
-	for name, p := range h.opts.Checks {
-		go func() {
-			ctx, cancel := context.WithTimeout(r.Context(), h.opts.CheckTimeout)
-			defer cancel()
-			ch <- result{name, p.Ping(ctx)}
-		}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.CheckTimeout)
+	defer cancel()
+	for i, c := range h.opts.Checks {
+		go func() { ch <- result{i, c.Probe.Ping(ctx)} }()
 	}
-	checks := map[string]string{}
-	ok := true
 	for range h.opts.Checks {
-		res := <-ch
-		if res.err != nil {
-			ok = false
-			checks[res.name] = "failing"
-			h.log.Warn("readiness check failing", "check", res.name, "err", res.err)
-		} else {
-			checks[res.name] = "ok"
+		select {
+		case res := <-ch:
+			errs[res.i] = res.err
+		case <-ctx.Done():
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("no answer within %s", h.opts.CheckTimeout)
+				}
+			}
+			// Probes still running report into the buffered channel, unread.
+			return errs
 		}
 	}
-	status, code := "ready", http.StatusOK
-	if !ok {
-		status, code = "not ready", http.StatusServiceUnavailable
+	return errs
+}
+
+// RunChecks refreshes the readiness results and metrics every interval
+// until ctx ends, so edgepass_idp_up and edgepass_ready stay current
+// without anyone calling /readyz.
+func (h *Handler) RunChecks(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		h.Readiness(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -224,6 +364,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // JSON with nosniff, never HTML: keep "<sub>" readable
 	_ = enc.Encode(v)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
+	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -70,8 +71,9 @@ func (e clearingEdge) ClearGroups(_ context.Context, sub string) error {
 }
 
 type fakeKeys struct {
-	n    int
-	fail bool
+	n       int
+	fail    bool
+	revoked []string
 }
 
 func (k *fakeKeys) Rotate(context.Context) (string, error) {
@@ -81,6 +83,25 @@ func (k *fakeKeys) Rotate(context.Context) (string, error) {
 	k.n++
 	return "kid-" + string(rune('0'+k.n)), nil
 }
+
+func (k *fakeKeys) Revoke(_ context.Context, kid string) (keys.RevokeResult, error) {
+	if k.fail {
+		return keys.RevokeResult{}, errors.New("keys: secret detail 42")
+	}
+	if kid != "kidA" && kid != "kidB" {
+		return keys.RevokeResult{}, keys.ErrUnknownKey
+	}
+	k.revoked = append(k.revoked, kid)
+	return keys.RevokeResult{KeyID: kid, WasActive: kid == "kidB", SigningKeyID: "kidC"}, nil
+}
+
+func (k *fakeKeys) Keys() []keys.KeyInfo {
+	return []keys.KeyInfo{{ID: "kidA", State: "retired", Created: t0}, {ID: "kidB", State: "active", Created: t0}}
+}
+func (k *fakeKeys) KeyID() string          { return "kidB" }
+func (k *fakeKeys) Anchor() string         { return "anchor-public-key" }
+func (k *fakeKeys) AnchorID() string       { return "anchor-id" }
+func (k *fakeKeys) Horizon() time.Duration { return 12 * time.Hour }
 
 type fakeEdges []EdgeStatus
 
@@ -105,7 +126,45 @@ type fixture struct {
 	store *sessiontest.Store
 	edge  *fakeEdge
 	keys  *fakeKeys
-	ping  map[string]Pinger
+	// jetstream and idp are the readiness probes' answers; discovered is
+	// the IdP check's Once.
+	mu         sync.Mutex
+	jetstream  func(context.Context) error
+	idp        func(context.Context) error
+	discovered bool
+	probes     int
+}
+
+// checks are the readiness checks serve configures, backed by f's fields.
+func (f *fixture) checks() []Check {
+	probe := func(get func() func(context.Context) error) Pinger {
+		return pinger(func(ctx context.Context) error {
+			f.mu.Lock()
+			f.probes++
+			p := get()
+			f.mu.Unlock()
+			if p == nil {
+				return nil
+			}
+			return p(ctx)
+		})
+	}
+	return []Check{
+		{Name: CheckJetStream, Probe: probe(func() func(context.Context) error { return f.jetstream }), Down: "cannot write to JetStream"},
+		{Name: CheckIdP, Probe: probe(func() func(context.Context) error { return f.idp }),
+			Once: func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.discovered },
+			Down: "the IdP does not answer", Pending: "IdP discovery has not succeeded yet"},
+	}
+}
+
+// set changes the fixture's probe answers and forgets cached results.
+func (f *fixture) set(mod func(f *fixture)) {
+	f.mu.Lock()
+	mod(f)
+	f.mu.Unlock()
+	f.h.readyMu.Lock()
+	f.h.readiness = nil
+	f.h.readyMu.Unlock()
 }
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -118,14 +177,14 @@ func newFixture(t *testing.T) *fixture {
 			session.Session{ID: "sid-a2", Subject: "alice", Username: "alice", IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(2 * time.Hour), RefreshToken: "rt-secret2"},
 			session.Session{ID: "sid-b1", Subject: "bob/x", Username: "bob", IssuedAt: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(3 * time.Hour)},
 		),
-		edge: &fakeEdge{},
-		keys: &fakeKeys{},
-		ping: map[string]Pinger{},
+		edge:       &fakeEdge{},
+		keys:       &fakeKeys{},
+		discovered: true,
 	}
 	h, err := New(Options{
 		Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys,
 		Edges:   fakeEdges{edge("traefik-b", true, 9), edge("traefik-a", false, 3)},
-		Checks:  f.ping,
+		Checks:  f.checks(),
 		Metrics: NewMetrics(func() int { return f.store.Len() }),
 	})
 	if err != nil {
@@ -153,12 +212,14 @@ func (r reply) json(t *testing.T, v any) {
 
 func (r reply) errorMsg(t *testing.T) string {
 	t.Helper()
-	var e map[string]string
+	var e struct {
+		Error string `json:"error"`
+	}
 	r.json(t, &e)
-	if e["error"] == "" {
+	if e.Error == "" {
 		t.Fatalf("error body %q lacks \"error\"", r.body)
 	}
-	return e["error"]
+	return e.Error
 }
 
 func (f *fixture) do(t *testing.T, method, path, token, body string) reply {
@@ -238,9 +299,15 @@ func TestListSessions(t *testing.T) {
 	if len(l.Sessions) != 2 || l.Sessions[0].Subject != "alice" || l.Sessions[1].Subject != "alice" {
 		t.Fatalf("filtered list %+v", l.Sessions)
 	}
+	// An unknown user is refused, not answered with an empty list that
+	// reads like "signed out everywhere"; an explicit sub may have none.
 	r = f.api(t, "GET", "/api/v1/sessions?user=nobody", "")
+	if r.status != http.StatusNotFound {
+		t.Fatalf("unknown user: %d %s; want 404", r.status, r.body)
+	}
+	r = f.api(t, "GET", "/api/v1/sessions?user=sub:nobody", "")
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"sessions": []`) {
-		t.Fatalf("unknown user: %d %s; want an empty list", r.status, r.body)
+		t.Fatalf("explicit sub without sessions: %d %s; want an empty list", r.status, r.body)
 	}
 	for _, bad := range []string{"?user=", "?user=%00", "?user=" + strings.Repeat("a", 2000)} {
 		if r := f.api(t, "GET", "/api/v1/sessions"+bad, ""); r.status != http.StatusBadRequest {
@@ -321,9 +388,13 @@ func TestRevokeUser(t *testing.T) {
 	if r.status != http.StatusOK || res.Subject != "bob/x" || res.Sessions != 1 {
 		t.Fatalf("escaped subject: %d %s", r.status, r.body)
 	}
-	// Unknown users are revoked too: their tokens may outlive the store.
-	if r := f.api(t, "POST", "/api/v1/users/ghost/revoke", ""); r.status != http.StatusOK {
-		t.Fatalf("unknown user: %d", r.status)
+	// A sub without sessions is revoked when named as sub:<sub>: its tokens
+	// may outlive the store. A bare unknown name is refused (404).
+	if r := f.api(t, "POST", "/api/v1/users/sub:ghost/revoke", ""); r.status != http.StatusOK {
+		t.Fatalf("explicit unknown sub: %d", r.status)
+	}
+	if r := f.api(t, "POST", "/api/v1/users/ghost/revoke", ""); r.status != http.StatusNotFound {
+		t.Fatalf("unknown user: %d, want 404", r.status)
 	}
 	if r := f.api(t, "POST", "/api/v1/users/"+url.PathEscape("a\x01b")+"/revoke", ""); r.status != http.StatusBadRequest {
 		t.Fatalf("control character in subject: %d, want 400", r.status)
@@ -455,6 +526,73 @@ func TestRotateKeys(t *testing.T) {
 	}
 }
 
+func TestListKeys(t *testing.T) {
+	f := newFixture(t)
+	r := f.api(t, "GET", "/api/v1/keys", "")
+	var l KeyList
+	r.json(t, &l)
+	if r.status != http.StatusOK || l.Anchor != "anchor-public-key" || l.AnchorID != "anchor-id" || l.SigningKeyID != "kidB" ||
+		l.MaxTokenLifetime != 12*3600 || len(l.Keys) != 2 || l.Keys[1].State != "active" {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if r := f.api(t, "POST", "/api/v1/keys", ""); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("POST /api/v1/keys: %d", r.status)
+	}
+}
+
+func TestRevokedKeyEndsTheSessionsItSigned(t *testing.T) {
+	// Attack: a leaked signing key; the sessions whose tokens it signed must end too, so refresh stops re-checking them and their cookies die everywhere.
+	f := newFixture(t)
+	signedBy := map[string]string{"sid-a1": "kidB", "sid-a2": "kidA", "sid-b1": "kidB"}
+	for sid, kid := range signedBy {
+		s, rev, _ := f.store.Get(context.Background(), sid)
+		s.KeyID = kid
+		if _, err := f.store.Update(context.Background(), s, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := f.api(t, "POST", "/api/v1/keys/kidB/revoke", "")
+	var res KeyRevokeResult
+	r.json(t, &res)
+	if r.status != http.StatusOK || res.KeyID != "kidB" || !res.WasActive || res.SigningKeyID != "kidC" || res.Sessions != 2 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if f.store.Has("sid-a1") || f.store.Has("sid-b1") || !f.store.Has("sid-a2") {
+		t.Errorf("sessions left: %v", f.store.All())
+	}
+	var ended []string
+	for _, c := range f.edge.calls {
+		if c.op == "session" {
+			ended = append(ended, c.key)
+		}
+	}
+	slices.Sort(ended)
+	if strings.Join(ended, ",") != "sid-a1,sid-b1" {
+		t.Errorf("edge revocations %v, want sid-a1 and sid-b1", ended)
+	}
+
+	cases := []struct {
+		path   string
+		status int
+	}{
+		{"/api/v1/keys/nope/revoke", http.StatusNotFound},
+		{"/api/v1/keys/" + url.PathEscape("a.b") + "/revoke", http.StatusNotFound},
+		{"/api/v1/keys/" + strings.Repeat("k", 65) + "/revoke", http.StatusNotFound},
+	}
+	for _, c := range cases {
+		if r := f.api(t, "POST", c.path, ""); r.status != c.status || !strings.Contains(string(r.body), "edgepass keys list") {
+			t.Errorf("POST %s: %d %s, want %d", c.path, r.status, r.body, c.status)
+		}
+	}
+	if r := f.api(t, "GET", "/api/v1/keys/kidA/revoke", ""); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("GET revoke: %d", r.status)
+	}
+	f.keys.fail = true
+	if r := f.api(t, "POST", "/api/v1/keys/kidA/revoke", ""); r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret detail") {
+		t.Fatalf("failure: %d %s; want a generic 500", r.status, r.body)
+	}
+}
+
 func TestEdges(t *testing.T) {
 	f := newFixture(t)
 	r := f.api(t, "GET", "/api/v1/edges", "")
@@ -510,42 +648,115 @@ func TestUnknownPaths(t *testing.T) {
 
 func TestHealthzNeedsNoToken(t *testing.T) {
 	f := newFixture(t)
-	f.ping["nats"] = pinger(func(context.Context) error { return errors.New("down") })
+	f.set(func(f *fixture) { f.jetstream = func(context.Context) error { return errors.New("down") } })
 	if r := f.do(t, "GET", "/healthz", "", ""); r.status != http.StatusOK {
 		t.Fatalf("healthz: %d", r.status)
 	}
 }
 
-func TestReadyz(t *testing.T) {
-	f := newFixture(t)
-	f.ping["nats"] = pinger(func(context.Context) error { return nil })
-	f.ping["idp"] = pinger(func(context.Context) error { return nil })
+func (f *fixture) readyz(t *testing.T) (int, Readiness) {
+	t.Helper()
 	r := f.do(t, "GET", "/readyz", "", "")
-	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"idp": "ok"`) {
-		t.Fatalf("ready: %d %s", r.status, r.body)
-	}
-	f.ping["idp"] = pinger(func(context.Context) error {
-		return errors.New("cannot reach IdP discovery at https://internal.example/: secret detail 42")
-	})
-	r = f.do(t, "GET", "/readyz", "", "")
-	var res struct {
-		Status string            `json:"status"`
-		Checks map[string]string `json:"checks"`
-	}
+	var res Readiness
 	r.json(t, &res)
-	if r.status != http.StatusServiceUnavailable || res.Checks["idp"] != "failing" || res.Checks["nats"] != "ok" ||
-		strings.Contains(string(r.body), "secret detail") {
-		t.Fatalf("not ready: %d %s", r.status, r.body)
+	if strings.Contains(string(r.body), "secret detail") {
+		t.Errorf("/readyz leaks a probe's error: %s", r.body)
+	}
+	return r.status, res
+}
+
+// Misleading health: /readyz was 503 without a reason while the IdP was down
+// at start, said the IdP was fine forever after one success, and said ready
+// while JetStream could not be written. Ready means "can issue and revoke":
+// JetStream writable now, IdP discovered once; the body says each check's
+// state now and why.
+func TestReadyz(t *testing.T) {
+	secret := func(context.Context) error { return errors.New("secret detail 42") }
+	cases := []struct {
+		name            string
+		jetstream, idp  func(context.Context) error
+		discovered      bool
+		code            int
+		jsState, idpSt  string
+		idpReady        bool
+		reasonSubstring string
+	}{
+		{"all up", nil, nil, true, 200, "ok", "ok", true, ""},
+		{"IdP down at start", nil, secret, false, 503, "ok", "failing", false, "discovery has not succeeded"},
+		{"IdP up once, then down", nil, secret, true, 200, "ok", "failing", true, "does not answer"},
+		{"JetStream unwritable", secret, nil, true, 503, "failing", "ok", true, "cannot write to JetStream"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.set(func(f *fixture) { f.jetstream, f.idp, f.discovered = c.jetstream, c.idp, c.discovered })
+			code, res := f.readyz(t)
+			js, idp := res.Checks[CheckJetStream], res.Checks[CheckIdP]
+			if code != c.code || js.State != c.jsState || idp.State != c.idpSt || idp.Ready != c.idpReady {
+				t.Fatalf("%d %+v; want %d, jetstream %s, idp %s (ready %v)", code, res, c.code, c.jsState, c.idpSt, c.idpReady)
+			}
+			if (code == 200) != (res.Status == "ready") {
+				t.Errorf("status %q with code %d", res.Status, code)
+			}
+			if c.reasonSubstring != "" && !strings.Contains(js.Reason+idp.Reason, c.reasonSubstring) {
+				t.Errorf("reasons %q / %q lack %q", js.Reason, idp.Reason, c.reasonSubstring)
+			}
+			metrics := string(f.do(t, "GET", "/metrics", "", "").body)
+			for name, want := range map[string]bool{"edgepass_ready": c.code == 200, "edgepass_idp_up": c.idp == nil, "edgepass_jetstream_up": c.jetstream == nil} {
+				line := fmt.Sprintf("%s %d", name, map[bool]int{false: 0, true: 1}[want])
+				if !strings.Contains(metrics, "\n"+line+"\n") {
+					t.Errorf("metrics lack %q", line)
+				}
+			}
+		})
 	}
 }
 
 func TestReadyzTimesOut(t *testing.T) {
 	f := newFixture(t)
 	f.h.opts.CheckTimeout = 50 * time.Millisecond
-	f.ping["nats"] = pinger(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-	if r := f.do(t, "GET", "/readyz", "", ""); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("hung check: %d", r.status)
+	f.set(func(f *fixture) { f.jetstream = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() } })
+	if code, res := f.readyz(t); code != http.StatusServiceUnavailable || res.Checks[CheckJetStream].State != "failing" {
+		t.Fatalf("hung check: %d %+v", code, res)
 	}
+}
+
+// Readiness probes from a kubelet every few seconds must not each write to
+// NATS: results are reused for CheckCache.
+func TestReadyzCachesProbes(t *testing.T) {
+	f := newFixture(t)
+	clock := t0
+	f.h.now = func() time.Time { return clock }
+	f.set(func(*fixture) {})
+	for range 5 {
+		f.readyz(t)
+	}
+	if f.probes != 2 {
+		t.Fatalf("%d probes for 5 /readyz within the cache time, want 2 (one per check)", f.probes)
+	}
+	clock = clock.Add(f.h.opts.CheckCache)
+	f.readyz(t)
+	if f.probes != 4 {
+		t.Fatalf("%d probes after the cache time, want 4", f.probes)
+	}
+}
+
+// RunChecks keeps the metrics current without /readyz being called.
+func TestRunChecksRefreshesMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.set(func(f *fixture) { f.idp = func(context.Context) error { return errors.New("down") } })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.h.RunChecks(ctx, time.Hour); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(string(f.do(t, "GET", "/metrics", "", "").body), "\nedgepass_idp_up 0\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("edgepass_idp_up not set by RunChecks")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }
 
 func TestStoreErrorsAreGeneric(t *testing.T) {

@@ -14,6 +14,9 @@ import (
 const (
 	KindAdminSession = "admin_session"
 	KindAdminUser    = "admin_user"
+	// KindAdminKey counts sessions ended because the key that signed their
+	// token was revoked.
+	KindAdminKey = "admin_key"
 )
 
 // Metrics is the daemon's Prometheus registry, shared by the core, oidcflow
@@ -26,6 +29,8 @@ type Metrics struct {
 	revocations *prometheus.CounterVec
 	publish     prometheus.Histogram
 	verify      *prometheus.CounterVec
+	ready       prometheus.Gauge
+	up          map[string]prometheus.Gauge // by check name
 }
 
 // NewMetrics builds the registry. sessionCount backs the edgepass_sessions
@@ -44,7 +49,7 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		}, []string{"reason"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgepass_revocations_total",
-			Help: "Revoked sessions and users, by source (logout, backchannel, refresh, admin_session, admin_user).",
+			Help: "Revoked sessions and users, by source (logout, backchannel, refresh, admin_session, admin_user, admin_key).",
 		}, []string{"kind"}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edgepass_publish_seconds",
@@ -56,6 +61,21 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		Name: "edgepass_verify_total",
 		Help: "Answers of the ForwardAuth endpoint /verify, by outcome (ok, unauthenticated, revoked, forbidden).",
 	}, []string{"outcome"})
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edgepass_ready",
+		Help: "1 when /readyz answers ready: this replica can issue and revoke sessions.",
+	})
+	m.up = map[string]prometheus.Gauge{
+		CheckIdP: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgepass_idp_up",
+			Help: "1 when the IdP answered the last check (its discovery document), refreshed on a timer.",
+		}),
+		CheckJetStream: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgepass_jetstream_up",
+			Help: "1 when the last write and read-back in the daemon's JetStream buckets worked.",
+		}),
+	}
+	m.reg.MustRegister(m.ready, m.up[CheckIdP], m.up[CheckJetStream])
 	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.publish, m.verify,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sessionCount != nil {
@@ -100,6 +120,28 @@ func (m *Metrics) Verified(outcome string) {
 	if m != nil {
 		m.verify.WithLabelValues(outcome).Inc()
 	}
+}
+
+// setReady records the readiness result (edgepass_ready).
+func (m *Metrics) setReady(ok bool) {
+	if m != nil {
+		m.ready.Set(b2f(ok))
+	}
+}
+
+// setUp records a check's state (edgepass_<name>_up); other names are
+// not exported.
+func (m *Metrics) setUp(name string, ok bool) {
+	if m != nil && m.up[name] != nil {
+		m.up[name].Set(b2f(ok))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Handler serves the registry in the Prometheus text format.

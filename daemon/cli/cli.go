@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -28,14 +29,30 @@ const (
 // CommandsHelp lists the admin commands and their flags; `edgepass --help`
 // shows it too.
 const CommandsHelp = `Commands (talk to a running daemon's admin API):
-  sessions list [--user=<sub>]   list sessions (all, or one user's)
+  sessions list [--user=<user>]  list sessions (all, or one user's)
   sessions show <sid>            show one session
   sessions revoke <sid>          end one session at every edge
-  users revoke <sub>             end every session of a user at every edge
-  groups set <sub> <g1,g2>       replace a user's groups at every edge ("" = none)
-  groups clear <sub>             lift a group override set with groups set
+  users revoke <user>            end every session of a user at every edge
+  groups set <user> <g1,g2>      replace a user's groups at every edge ("" = none)
+  groups clear <user>            lift a group override set with groups set
+  keys list                      list the signing keys and the trust anchor
   keys rotate                    make a new signing key current
+  keys revoke <kid>              distrust a key at every edge (a leaked one);
+                                 ends the sessions it signed, rotates first
+                                 if it is the signing key
+  keys anchor                    print the trust anchor (the edges'
+                                 trustAnchors setting), for scripts
   edges                          show each edge replica's sync state
+
+A <user> is a username, an email or an IdP sub, looked up in the stored
+sessions (sub first, then username, then email in any case); an unknown or
+ambiguous user is an error. sub:<sub> (or --sub) takes an IdP sub as given,
+without a lookup: e.g. edgepass users revoke sub:1234 for a user whose
+sessions are gone (their tokens are still refused).
+
+Local command (no daemon needed):
+  forwardauth-regex [--userHeader=<h> ...]  print the authResponseHeadersRegex
+                                 of a Traefik ForwardAuth middleware for /verify
 
 Flags of these commands (anywhere on the line):
   --admin.url=<url>         admin API (env EDGEPASS_ADMIN_URL, default ` + config.DefaultAdminURL + `)
@@ -43,13 +60,133 @@ Flags of these commands (anywhere on the line):
   --admin.token=<token>     the admin token itself (env EDGEPASS_ADMIN_TOKEN;
                             visible in ps, prefer the file or the variable)
   --json                    print the API's JSON instead of a table
-  --user=<sub>              sessions list: only this subject's sessions
+  --user=<user>             sessions list: only this user's sessions
+  --sub                     the <user> (or --user) is an IdP sub, taken as given
+
+edgepass <command> --help shows one command's usage.
 `
 
 const usage = "Usage: edgepass <command> [flags]\n\n" + CommandsHelp
 
+// adminFlags ends every admin command's help.
+const adminFlags = `
+Admin API flags: --admin.url, --admin.tokenFile, --admin.token (see edgepass help).
+`
+
+// userHelp explains a <user> argument in a command's help.
+const userHelp = `
+<user> is a username, an email or an IdP sub, looked up in the stored
+sessions: an exact sub first, then a username, then an email in any case.
+An unknown user is an error (exit 1), and so is a name several subjects
+share (the error lists their subs). Write sub:<sub>, or add --sub, to take
+an IdP sub as given without a lookup.
+`
+
+// commandHelp is each command's --help.
+var commandHelp = map[string]string{
+	"sessions list": `Usage: edgepass sessions list [--user=<user>] [--sub] [--json]
+
+List the live sessions, oldest first; --user keeps one user's.
+` + userHelp + adminFlags,
+	"sessions show": `Usage: edgepass sessions show <sid> [--json]
+
+Show one session (without its refresh and ID tokens).
+` + adminFlags,
+	"sessions revoke": `Usage: edgepass sessions revoke <sid> [--json]
+
+End one session: every edge refuses its token from now on and the daemon
+forgets it (no more refresh at the IdP).
+` + adminFlags,
+	"users revoke": `Usage: edgepass users revoke <user> [--sub] [--json]
+
+End every session of a user: every edge refuses the tokens the user holds
+now, and their stored sessions are deleted. The user may sign in again.
+` + userHelp + `
+Example: edgepass users revoke sub:1234 (a sub without stored sessions).
+` + adminFlags,
+	"groups set": `Usage: edgepass groups set <user> <g1,g2> [--sub] [--json]
+
+Replace a user's groups at every edge, in the tokens they hold now and in
+later logins and refreshes, until groups clear ("" sets no groups).
+` + userHelp + adminFlags,
+	"groups clear": `Usage: edgepass groups clear <user> [--sub] [--json]
+
+Lift a group override set with groups set: tokens keep the groups they were
+issued with, later logins and refreshes use the IdP's.
+` + userHelp + adminFlags,
+	"keys list": `Usage: edgepass keys list [--json]
+
+List the signing keys and the trust anchor edges need (trustAnchors).
+` + adminFlags,
+	"keys rotate": `Usage: edgepass keys rotate [--json]
+
+Make a new signing key current; old public keys stay published until the
+tokens they signed have expired.
+` + adminFlags,
+	"keys revoke": `Usage: edgepass keys revoke <kid> [--json]
+
+Distrust a key at every edge (a leaked one) and end the sessions whose token
+it signed; if it is the signing key, rotate first.
+` + adminFlags,
+	"keys anchor": `Usage: edgepass keys anchor
+
+Print only the trust anchor (the edges' trustAnchors setting), for scripts.
+` + adminFlags,
+	"edges": `Usage: edgepass edges [--json]
+
+Show each edge replica's latest heartbeat: whether it is connected to NATS
+and synced with the edge bucket, how far behind it is, what it holds.
+` + adminFlags,
+	"forwardauth-regex": `Usage: edgepass forwardauth-regex [--userHeader=<h>] [--emailHeader=<h>]
+         [--groupsHeader=<h>] [--nameHeader=<h>] [--subjectHeader=<h>]
+         [--stripHeaders=<h1,h2*>]
+
+Print the authResponseHeadersRegex for a Traefik ForwardAuth middleware
+pointed at the daemon's /verify. Traefik deletes the request headers matching
+it before copying /verify's identity headers, so a client cannot forge them.
+Give the same header settings as the /verify query; without any header
+setting /verify answers with X-Auth-User, X-Auth-Email, X-Auth-Groups and
+X-Auth-Name, and so does this regex. --stripHeaders adds headers to delete
+(a trailing * makes a prefix). Works without a daemon.
+`,
+}
+
+// help writes the help for the words of topic: one command's, a command
+// group's, or the list of every command.
+func help(topic []string) string {
+	if len(topic) >= 2 {
+		if h, ok := commandHelp[topic[0]+" "+topic[1]]; ok {
+			return h
+		}
+	}
+	if len(topic) >= 1 {
+		if h, ok := commandHelp[topic[0]]; ok {
+			return h
+		}
+		var lines []string
+		in := false // inside a matching entry (its continuation lines are indented deeper)
+		for _, l := range strings.Split(CommandsHelp, "\n") {
+			switch {
+			case strings.HasPrefix(l, "  "+topic[0]+" "):
+				in = true
+			case in && strings.HasPrefix(l, "    "):
+			default:
+				in = false
+			}
+			if in {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > 0 {
+			return "Usage: edgepass " + topic[0] + " <subcommand> [flags]\n\n" + strings.Join(lines, "\n") + "\n\n" +
+				"edgepass " + topic[0] + " <subcommand> --help shows one subcommand's usage.\n"
+		}
+	}
+	return usage
+}
+
 // commands are the first words Run understands.
-var commands = []string{"sessions", "users", "groups", "keys", "edges", "help"}
+var commands = []string{"sessions", "users", "groups", "keys", "edges", "forwardauth-regex", "help"}
 
 // IsCommand reports whether main should hand args starting with name to Run.
 func IsCommand(name string) bool {
@@ -71,9 +208,27 @@ type runner struct {
 // options are the parsed flags.
 type options struct {
 	adminURL, token, tokenFile, user string
-	json, help                       bool
+	json, help, sub                  bool
 	userSet                          bool
+	// headers are forwardauth-regex's header flags that were given.
+	headers      map[string]string
+	stripHeaders []string
 }
+
+// headerFlags are forwardauth-regex's flags, named as /verify's query.
+var headerFlags = []string{"userHeader", "emailHeader", "groupsHeader", "nameHeader", "subjectHeader"}
+
+// listFlag collects a repeatable flag.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error { *l.v = append(*l.v, s); return nil }
 
 // usageError is a bad command line: exit 2 with a hint.
 type usageError struct{ msg string }
@@ -87,7 +242,10 @@ func (r *runner) run(ctx context.Context, args []string) int {
 			fmt.Fprint(r.stderr, usage)
 			return ExitUsage
 		}
-		fmt.Fprint(r.stdout, usage)
+		if len(pos) > 0 && pos[0] == "help" {
+			pos = pos[1:]
+		}
+		fmt.Fprint(r.stdout, help(pos))
 		return ExitOK
 	}
 	if err == nil {
@@ -118,7 +276,14 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.help, "help", false, "")
 	fs.BoolVar(&o.help, "h", false, "")
-	valueFlags := map[string]bool{"admin.url": true, "admin.token": true, "admin.tokenFile": true, "user": true}
+	fs.BoolVar(&o.sub, "sub", false, "")
+	valueFlags := map[string]bool{"admin.url": true, "admin.token": true, "admin.tokenFile": true, "user": true, "stripHeaders": true}
+	headers := map[string]*string{}
+	for _, name := range headerFlags {
+		headers[name] = fs.String(name, "", "")
+		valueFlags[name] = true
+	}
+	fs.Var(listFlag{&o.stripHeaders}, "stripHeaders", "")
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -126,9 +291,10 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 			pos = append(pos, args[i+1:]...)
 			break
 		}
-		// A session id is base64url and may start with "-": a word that is
-		// no known flag but a well-formed id is a positional argument.
-		if len(a) > 1 && a[0] == '-' && (knownFlag(fs, a) || !session.ValidID(a)) {
+		// A session id or key id is base64url and may start with "-": a
+		// word that is no known flag but a well-formed id is a positional
+		// argument.
+		if len(a) > 1 && a[0] == '-' && (knownFlag(fs, a) || !session.ValidID(a) && !looksLikeKeyID(a)) {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
 			if !strings.Contains(name, "=") && valueFlags[name] && i+1 < len(args) {
@@ -146,8 +312,29 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 		if f.Name == "user" {
 			o.userSet = true
 		}
+		if v, ok := headers[f.Name]; ok {
+			if o.headers == nil {
+				o.headers = map[string]string{}
+			}
+			o.headers[f.Name] = *v
+		}
 	})
 	return o, pos, nil
+}
+
+// looksLikeKeyID reports a word shaped like a kid the daemon generates
+// (16 base64url characters).
+func looksLikeKeyID(w string) bool {
+	if len(w) != 16 {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // knownFlag reports whether the word names a flag of fs ("-x", "--x", "--x=v").
@@ -194,12 +381,13 @@ func (r *runner) client(o *options) (*client, error) {
 // dispatch runs the command named by the positional words.
 func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	cmd := strings.Join(pos[:min(2, len(pos))], " ")
-	if pos[0] == "edges" {
-		cmd = "edges"
+	if pos[0] == "edges" || pos[0] == "forwardauth-regex" {
+		cmd = pos[0]
 	}
 	argc := map[string]int{ // positional words after the command
 		"sessions list": 0, "sessions show": 1, "sessions revoke": 1,
 		"users revoke": 1, "groups set": -1, "groups clear": 1, "keys rotate": 0, "edges": 0,
+		"keys list": 0, "keys revoke": 1, "keys anchor": 0, "forwardauth-regex": 0,
 	}
 	want, ok := argc[cmd]
 	if !ok {
@@ -225,10 +413,23 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	if o.userSet && cmd != "sessions list" {
 		return &usageError{"--user only applies to sessions list"}
 	}
+	takesUser := cmd == "users revoke" || cmd == "groups set" || cmd == "groups clear"
+	if o.sub && !takesUser && cmd != "sessions list" {
+		return &usageError{"--sub only applies to users revoke, groups set, groups clear and sessions list --user"}
+	}
+	if (o.headers != nil || o.stripHeaders != nil) && cmd != "forwardauth-regex" {
+		return &usageError{"--userHeader, --emailHeader, --groupsHeader, --nameHeader, --subjectHeader and --stripHeaders only apply to forwardauth-regex"}
+	}
 	for _, a := range rest {
 		if a == "" && cmd != "groups set" {
 			return &usageError{cmd + ": empty argument"}
 		}
+	}
+	if o.sub && takesUser {
+		rest[0] = admin.SubPrefix + rest[0]
+	}
+	if cmd == "forwardauth-regex" {
+		return r.forwardAuthRegex(o)
 	}
 	c, err := r.client(o)
 	if err != nil {
@@ -249,6 +450,12 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 		return r.groupsClear(ctx, c, o, rest[0])
 	case "keys rotate":
 		return r.keysRotate(ctx, c, o)
+	case "keys list":
+		return r.keysList(ctx, c, o)
+	case "keys revoke":
+		return r.keysRevoke(ctx, c, o, rest[0])
+	case "keys anchor":
+		return r.keysAnchor(ctx, c, o)
 	default:
 		return r.edges(ctx, c, o)
 	}

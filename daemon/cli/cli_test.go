@@ -17,6 +17,7 @@ import (
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
+	keyring "github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -57,9 +58,27 @@ func (e *edge) ClearGroups(_ context.Context, sub string) error {
 	return nil
 }
 
-type keys struct{ n int }
+type keys struct {
+	n       int
+	revoked []string
+}
 
 func (k *keys) Rotate(context.Context) (string, error) { k.n++; return "kid-new", nil }
+func (k *keys) Revoke(_ context.Context, kid string) (keyring.RevokeResult, error) {
+	if kid != "-ldU2ZQyb0Mn1iJn" && kid != "kidB" {
+		return keyring.RevokeResult{}, keyring.ErrUnknownKey
+	}
+	k.revoked = append(k.revoked, kid)
+	return keyring.RevokeResult{KeyID: kid, WasActive: true, SigningKeyID: "kid-new"}, nil
+}
+func (k *keys) Keys() []keyring.KeyInfo {
+	return []keyring.KeyInfo{{ID: "kidA", State: "revoked", Created: t0, Activated: t0, Retired: t0.Add(time.Hour), Revoked: t0.Add(time.Hour)},
+		{ID: "kidB", State: "active", Created: t0, Activated: t0.Add(time.Hour)}}
+}
+func (k *keys) KeyID() string          { return "kidB" }
+func (k *keys) Anchor() string         { return "ANCHORpublicKEY0123456789abcdefghijklmnopq" }
+func (k *keys) AnchorID() string       { return "anchor-id" }
+func (k *keys) Horizon() time.Duration { return 12 * time.Hour }
 
 type edges []admin.EdgeStatus
 
@@ -163,7 +182,12 @@ func TestSessionsListUserFilterAndJSON(t *testing.T) {
 	if len(l.Sessions) != 1 || l.Sessions[0].ID != "sid-1" {
 		t.Fatalf("filtered sessions %+v", l.Sessions)
 	}
-	if r := f.run("sessions", "list", "--user=nobody"); r.code != ExitOK || !strings.Contains(r.stdout, "No sessions.") {
+	// An unknown user is an error, not an empty list that reads as "signed
+	// out everywhere"; an IdP sub given as such may have no sessions.
+	if r := f.run("sessions", "list", "--user=nobody"); r.code != ExitError || !strings.Contains(r.stderr, "404") {
+		t.Fatalf("unknown user: %+v", r)
+	}
+	if r := f.run("sessions", "list", "--user=nobody", "--sub"); r.code != ExitOK || !strings.Contains(r.stdout, "No sessions.") {
 		t.Fatalf("empty list: %+v", r)
 	}
 	if r := f.run("sessions", "list", "--user="); r.code != ExitUsage {
@@ -233,6 +257,47 @@ func TestKeysRotate(t *testing.T) {
 	r := f.run("keys", "rotate")
 	if r.code != ExitOK || !strings.Contains(r.stdout, "kid-new") || f.keys.n != 1 {
 		t.Fatalf("%+v", r)
+	}
+}
+
+func TestKeysList(t *testing.T) {
+	f := newFixture(t)
+	r := f.run("keys", "list")
+	if r.code != ExitOK {
+		t.Fatalf("%+v", r)
+	}
+	for _, want := range []string{"trustAnchors: [ANCHORpublicKEY0123456789abcdefghijklmnopq]", "12h0m0s", "KID", "kidA", "revoked", "kidB", "active"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("keys list lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestKeysAnchorPrintsOnlyTheAnchor(t *testing.T) {
+	f := newFixture(t)
+	r := f.run("keys", "anchor")
+	if r.code != ExitOK || r.stdout != "ANCHORpublicKEY0123456789abcdefghijklmnopq\n" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestKeysRevoke(t *testing.T) {
+	f := newFixture(t)
+	s, rev, _ := f.store.Get(context.Background(), "sid-1")
+	s.KeyID = "kidB"
+	_, _ = f.store.Update(context.Background(), s, rev)
+	r := f.run("keys", "revoke", "kidB")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "Revoked key kidB") || !strings.Contains(r.stdout, "1 session(s)") ||
+		!strings.Contains(r.stdout, "signed with kid-new") || f.store.Has("sid-1") {
+		t.Fatalf("%+v", r)
+	}
+	// A kid may start with "-" like a session id.
+	if r := f.run("keys", "revoke", "-ldU2ZQyb0Mn1iJn"); r.code != ExitOK {
+		t.Fatalf("kid starting with a dash: %+v", r)
+	}
+	r = f.run("keys", "revoke", "nope")
+	if r.code != ExitError || !strings.Contains(r.stderr, "404") || !strings.Contains(r.stderr, "edgepass keys list") {
+		t.Fatalf("unknown kid: %+v", r)
 	}
 }
 
@@ -352,6 +417,9 @@ func TestUsageErrors(t *testing.T) {
 		{"keys"},
 		{"edges", "extra"},
 		{"keys", "rotate", "--user=x"},
+		{"keys", "revoke"},
+		{"keys", "revoke", "a", "b"},
+		{"keys", "anchor", "x"},
 		{"--nope", "edges"},
 		{"edges", "--admin.url=ftp://x"},
 		{"sessions", "revoke", ""},

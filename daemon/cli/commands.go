@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -12,9 +13,33 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/daemon/verify"
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 const noSuchSession = "no such session; list them with `edgepass sessions list`"
+
+// noSuchUser is the hint when the admin API finds no such user.
+const noSuchUser = "see who has sessions with `edgepass sessions list` (--sub also names an IdP sub as given)"
+
+// matched describes how the admin API found a user, for the output.
+func matched(sub, by string) string {
+	switch by {
+	case "":
+		return "" // an older daemon
+	case admin.MatchExplicit:
+		return " (IdP sub, as given)"
+	}
+	return fmt.Sprintf(" (IdP sub %s, matched by %s)", cell(sub), cell(by))
+}
+
+// display is a user argument as the operator meant it.
+func display(user, fallback string) string {
+	if user == "" {
+		return cell(fallback)
+	}
+	return cell(strings.TrimPrefix(user, admin.SubPrefix))
+}
 
 // sanitize makes API-provided text safe for a terminal: a username with
 // escape sequences or bidi overrides must not rewrite the operator's screen.
@@ -62,14 +87,21 @@ func (r *runner) fetch(ctx context.Context, c *client, o *options, method string
 
 func (r *runner) sessionsList(ctx context.Context, c *client, o *options) error {
 	q := url.Values{}
+	if o.sub && !o.userSet {
+		return &usageError{"--sub needs --user=<sub>"}
+	}
 	if o.userSet {
 		if o.user == "" {
-			return &usageError{"--user needs a subject"}
+			return &usageError{"--user needs a username, an email or an IdP sub"}
 		}
-		q.Set("user", o.user)
+		user := o.user
+		if o.sub {
+			user = admin.SubPrefix + user
+		}
+		q.Set("user", user)
 	}
 	var l admin.SessionList
-	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions"}, q, nil, "", &l); !ok {
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions"}, q, nil, noSuchUser, &l); !ok {
 		return err
 	}
 	if len(l.Sessions) == 0 {
@@ -110,17 +142,17 @@ func (r *runner) sessionsRevoke(ctx context.Context, c *client, o *options, sid 
 	return nil
 }
 
-func (r *runner) usersRevoke(ctx context.Context, c *client, o *options, sub string) error {
+func (r *runner) usersRevoke(ctx context.Context, c *client, o *options, user string) error {
 	var res admin.RevokeResult
-	if ok, err := r.fetch(ctx, c, o, "POST", []string{"api", "v1", "users", sub, "revoke"}, nil, nil, "", &res); !ok {
+	if ok, err := r.fetch(ctx, c, o, "POST", []string{"api", "v1", "users", user, "revoke"}, nil, nil, noSuchUser, &res); !ok {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "Revoked user %s: tokens issued until now are refused at every edge; %d stored session(s) deleted.\n",
-		cell(res.Subject), res.Sessions)
+	fmt.Fprintf(r.stdout, "Revoked user %s%s: tokens issued until now are refused at every edge; %d stored session(s) deleted.\n",
+		display(res.User, res.Subject), matched(res.Subject, res.MatchedBy), res.Sessions)
 	return nil
 }
 
-func (r *runner) groupsSet(ctx context.Context, c *client, o *options, sub string, lists []string) error {
+func (r *runner) groupsSet(ctx context.Context, c *client, o *options, user string, lists []string) error {
 	groups := []string{}
 	for _, l := range lists {
 		for _, g := range strings.Split(l, ",") {
@@ -129,24 +161,48 @@ func (r *runner) groupsSet(ctx context.Context, c *client, o *options, sub strin
 			}
 		}
 	}
-	var res admin.GroupsRequest
-	if ok, err := r.fetch(ctx, c, o, "PUT", []string{"api", "v1", "users", sub, "groups"}, nil, map[string][]string{"groups": groups}, "", &res); !ok {
+	var res admin.GroupsResult
+	if ok, err := r.fetch(ctx, c, o, "PUT", []string{"api", "v1", "users", user, "groups"}, nil, map[string][]string{"groups": groups}, noSuchUser, &res); !ok {
 		return err
 	}
 	set := "none"
 	if res.Groups != nil && len(*res.Groups) > 0 {
 		set = strings.Join(*res.Groups, ", ")
 	}
-	fmt.Fprintf(r.stdout, "Set the groups of %s at every edge: %s.\n", cell(res.Subject), sanitize(set))
+	fmt.Fprintf(r.stdout, "Set the groups of %s%s at every edge: %s.\n", display(res.User, res.Subject), matched(res.Subject, res.MatchedBy), sanitize(set))
 	return nil
 }
 
-func (r *runner) groupsClear(ctx context.Context, c *client, o *options, sub string) error {
-	var res admin.GroupsRequest
-	if ok, err := r.fetch(ctx, c, o, "DELETE", []string{"api", "v1", "users", sub, "groups"}, nil, nil, "", &res); !ok {
+func (r *runner) groupsClear(ctx context.Context, c *client, o *options, user string) error {
+	var res admin.GroupsResult
+	if ok, err := r.fetch(ctx, c, o, "DELETE", []string{"api", "v1", "users", user, "groups"}, nil, nil, noSuchUser, &res); !ok {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "Cleared the group override of %s; tokens keep the groups they were issued with.\n", cell(sub))
+	fmt.Fprintf(r.stdout, "Cleared the group override of %s%s; tokens keep the groups they were issued with.\n",
+		display(res.User, user), matched(res.Subject, res.MatchedBy))
+	return nil
+}
+
+// forwardAuthRegex prints the authResponseHeadersRegex for /verify with the
+// given header settings; without any, /verify's defaults.
+func (r *runner) forwardAuthRegex(o *options) error {
+	h := o.headers
+	if h == nil {
+		h = map[string]string{"userHeader": verify.HeaderUser, "emailHeader": verify.HeaderEmail,
+			"groupsHeader": verify.HeaderGroups, "nameHeader": verify.HeaderName}
+	}
+	p, err := policy.Compile(policy.Rules{
+		UserHeader: h["userHeader"], EmailHeader: h["emailHeader"], GroupsHeader: h["groupsHeader"],
+		NameHeader: h["nameHeader"], SubjectHeader: h["subjectHeader"], StripHeaders: o.stripHeaders,
+	})
+	if err != nil {
+		var fe *policy.FieldError
+		if errors.As(err, &fe) {
+			return &usageError{fmt.Sprintf("forwardauth-regex: --%s: %s", fe.Field, fe.Msg)}
+		}
+		return &usageError{"forwardauth-regex: " + err.Error()}
+	}
+	fmt.Fprintln(r.stdout, p.ForwardAuthRegex())
 	return nil
 }
 
@@ -156,6 +212,49 @@ func (r *runner) keysRotate(ctx context.Context, c *client, o *options) error {
 		return err
 	}
 	fmt.Fprintf(r.stdout, "Rotated the signing key; new key id %s. Old public keys stay published until their tokens expire.\n", cell(res.KeyID))
+	return nil
+}
+
+const noSuchKey = "list the keys with `edgepass keys list`"
+
+func (r *runner) keysList(ctx context.Context, c *client, o *options) error {
+	var l admin.KeyList
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "keys"}, nil, nil, "", &l); !ok {
+		return err
+	}
+	fmt.Fprintf(r.stdout, "Trust anchor: %s (id %s); configure every edgepass middleware with trustAnchors: [%s]\n", cell(l.Anchor), cell(l.AnchorID), cell(l.Anchor))
+	fmt.Fprintf(r.stdout, "Longest token lifetime edges accept: %s\n\n", time.Duration(l.MaxTokenLifetime)*time.Second)
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tREVOKED\tREMOVED AFTER")
+	for _, k := range l.Keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(k.ID), cell(k.State), stamp(k.Created), stamp(k.Activated),
+			stamp(k.Retired), stamp(k.Revoked), stamp(k.RemoveAfter))
+	}
+	return tw.Flush()
+}
+
+func (r *runner) keysRevoke(ctx context.Context, c *client, o *options, kid string) error {
+	var res admin.KeyRevokeResult
+	if ok, err := r.fetch(ctx, c, o, "POST", []string{"api", "v1", "keys", kid, "revoke"}, nil, nil, noSuchKey, &res); !ok {
+		return err
+	}
+	fmt.Fprintf(r.stdout, "Revoked key %s: every edge refuses its tokens from now on; %d session(s) it signed ended.\n", cell(res.KeyID), res.Sessions)
+	if res.WasActive {
+		fmt.Fprintf(r.stdout, "It was the signing key; new tokens are signed with %s.\n", cell(res.SigningKeyID))
+	}
+	return nil
+}
+
+// keysAnchor prints only the anchor, for scripts (plugin trustAnchors).
+func (r *runner) keysAnchor(ctx context.Context, c *client, o *options) error {
+	var l admin.KeyList
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "keys"}, nil, nil, "", &l); !ok {
+		return err
+	}
+	if l.Anchor == "" {
+		return fmt.Errorf("admin API at %s: the daemon reported no trust anchor; is it as new as the CLI?", c.base)
+	}
+	fmt.Fprintln(r.stdout, sanitize(l.Anchor))
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	ptypes "github.com/traefik/paerser/types"
+
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 // EnvPrefix is the prefix of the environment variables the daemon reads
@@ -21,6 +23,7 @@ type Configuration struct {
 
 	PublicURL string `description:"External base URL of the daemon (scheme://host[:port]); also the token issuer (iss)." json:"publicURL"`
 	Listen    string `description:"Address of the browser listener (login, callback, logout, /verify, JWKS)." json:"listen"`
+	DataDir   string `description:"Directory of the daemon's local state: generated NATS credentials (credentials/), the encryption key and, by default, the embedded NATS store (nats/). Created with mode 0700." json:"dataDir"`
 
 	OIDC    OIDC    `description:"OpenID Connect provider (the IdP)." json:"oidc"`
 	Session Session `description:"Sessions and the session cookie." json:"session"`
@@ -55,17 +58,20 @@ type Session struct {
 
 // Keys configures the Ed25519 signing key ring.
 type Keys struct {
-	RotationInterval ptypes.Duration `description:"Rotate the signing key this often (0 = only on command)." json:"rotationInterval"`
-	ClockSkew        ptypes.Duration `description:"Extra time a retired public key stays published after the last token it signed expired (cover the edges' clockSkew)." json:"clockSkew"`
+	RotationInterval  ptypes.Duration `description:"Rotate the signing key this often (0 = only on command)." json:"rotationInterval"`
+	ClockSkew         ptypes.Duration `description:"Extra time a retired public key stays published after the last token it signed expired (cover the edges' clockSkew)." json:"clockSkew"`
+	EncryptionKeyFile string          `description:"File holding the 32-byte key (base64) that encrypts signing keys and refresh tokens at rest in NATS. Default <dataDir>/encryption.key, generated on first start; every daemon replica needs the same file." json:"encryptionKeyFile"`
 }
 
 // NATS configures the embedded server or the external connection, and the buckets.
 type NATS struct {
 	Embedded        Embedded `description:"Embedded NATS server with JetStream (one process is a complete install)." json:"embedded"`
 	URLs            []string `description:"External NATS servers (nats://, tls://), used when embedded.enabled is false." json:"urls"`
-	Token           string   `description:"External NATS: token authentication." json:"-"`
+	Token           string   `description:"External NATS: token authentication (prefer tokenFile)." json:"-"`
+	TokenFile       string   `description:"External NATS: file holding the token." json:"tokenFile"`
 	User            string   `description:"External NATS: user name." json:"user"`
-	Password        string   `description:"External NATS: password." json:"-"`
+	Password        string   `description:"External NATS: password (prefer passwordFile)." json:"-"`
+	PasswordFile    string   `description:"External NATS: file holding the password." json:"passwordFile"`
 	CredentialsFile string   `description:"External NATS: .creds file (JWT + NKey seed)." json:"credentialsFile"`
 	CAFile          string   `description:"External NATS: CA bundle to verify the server's TLS certificate." json:"caFile"`
 	Replicas        int      `description:"JetStream replicas of the buckets (1 for a single server, 3 in a cluster)." json:"replicas"`
@@ -78,12 +84,11 @@ type NATS struct {
 type Embedded struct {
 	Enabled    bool   `description:"Run NATS with JetStream inside the daemon." json:"enabled"`
 	Listen     string `description:"Client address of the embedded server (edges connect here); \"\" = no client port." json:"listen"`
-	DataDir    string `description:"JetStream storage directory." json:"dataDir"`
+	DataDir    string `description:"JetStream storage directory (default <dataDir>/nats)." json:"dataDir"`
 	SyncAlways bool   `description:"fsync every JetStream write (survives power loss, slower); a crash or kill -9 loses nothing either way." json:"syncAlways"`
-	// Edge authentication: without a password the embedded server accepts any client.
-	EdgeUser         string `description:"User the edges (Traefik plugin nats.user) log in as; they may only watch the edge bucket and publish heartbeats." json:"edgeUser"`
-	EdgePassword     string `description:"Password of edgeUser; setting it (or edgePasswordFile) turns on authentication on the embedded server. Strongly advised when listen is not loopback." json:"-"`
-	EdgePasswordFile string `description:"File holding the edge password." json:"edgePasswordFile"`
+	// Edges are the NATS users the embedded server creates for Traefik
+	// replicas; every client authenticates, there is no anonymous access.
+	Edges []string `description:"Edge credentials to create: one NATS user per Traefik replica, or per group of replicas sharing a middleware configuration. Each gets <dataDir>/credentials/<name>.password (generated on first start, mode 0600; write your own there to choose it) and may only read the edge bucket (plugin nats.user: <name>, nats.passwordFile: that file)." json:"edges"`
 }
 
 // Admin configures the admin API. URL is not used by serve: the CLI reads
@@ -109,11 +114,12 @@ const (
 	DefaultAdminListen   = "127.0.0.1:8001"
 	DefaultAdminURL      = "http://127.0.0.1:8001"
 	DefaultNATSListen    = "127.0.0.1:4222"
-	DefaultDataDir       = "./data/nats"
+	DefaultDataDir       = "./data"
+	DefaultEdgeName      = "edge"
 	DefaultEdgeBucket    = "edgepass_edge"
 	DefaultSessionBucket = "edgepass_sessions"
 	DefaultKeyBucket     = "edgepass_keys"
-	DefaultCookieName    = "edgepass_session"
+	DefaultCookieName    = policy.DefaultCookieName
 	DefaultLifetime      = 12 * time.Hour
 	DefaultRefresh       = 5 * time.Minute
 	DefaultClockSkew     = time.Minute
@@ -124,6 +130,7 @@ func New() *Configuration {
 	return &Configuration{
 		PublicURL: DefaultPublicURL,
 		Listen:    DefaultListen,
+		DataDir:   DefaultDataDir,
 		OIDC: OIDC{
 			Scopes:        []string{"openid", "profile", "email", "groups", "offline_access"},
 			GroupsClaim:   "groups",
@@ -140,10 +147,9 @@ func New() *Configuration {
 		},
 		NATS: NATS{
 			Embedded: Embedded{
-				Enabled:  true,
-				Listen:   DefaultNATSListen,
-				DataDir:  DefaultDataDir,
-				EdgeUser: "edge",
+				Enabled: true,
+				Listen:  DefaultNATSListen,
+				Edges:   []string{DefaultEdgeName},
 			},
 			Replicas:      1,
 			EdgeBucket:    DefaultEdgeBucket,

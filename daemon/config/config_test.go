@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestDefaults(t *testing.T) {
 		{"rotationInterval", time.Duration(c.Keys.RotationInterval), time.Duration(0)},
 		{"embedded", c.NATS.Embedded.Enabled, true},
 		{"embedded.listen", c.NATS.Embedded.Listen, "127.0.0.1:4222"},
-		{"dataDir", c.NATS.Embedded.DataDir, "./data/nats"},
+		{"dataDir", c.NATS.Embedded.DataDir, "data/nats"},
 		{"edgeBucket", c.NATS.EdgeBucket, "edgepass_edge"},
 		{"sessionBucket", c.NATS.SessionBucket, "edgepass_sessions"},
 		{"keyBucket", c.NATS.KeyBucket, "edgepass_keys"},
@@ -249,7 +250,7 @@ func TestLoadErrors(t *testing.T) {
 		environ []string
 		wantErr string
 	}{
-		{"unknown flag", []string{"--oidc.nope=1"}, nil, "config: flags: field not found"},
+		{"unknown flag", []string{"--oidc.nope=1"}, nil, "config: flags: unknown setting \"nope\""},
 		{"bad duration flag", append([]string{"--session.lifetime=forever"}, minimal...), nil, "config: flags"},
 		{"unknown env key", nil, []string{"EDGEPASS_OIDC_COLOUR=blue"}, "config: environment"},
 		{"missing config file", []string{"--configFile=/nonexistent/edgepass.yml"}, nil, "config: configFile"},
@@ -301,14 +302,14 @@ func TestValidate(t *testing.T) {
 		{"token and user", []string{"--nats.embedded.enabled=false", "--nats.urls=nats://x:4222", "--nats.token=t", "--nats.user=u"}, "config: nats.token"},
 		{"password without user", []string{"--nats.embedded.enabled=false", "--nats.urls=nats://x:4222", "--nats.password=p"}, "config: nats.password"},
 		{"missing credentials file", []string{"--nats.embedded.enabled=false", "--nats.urls=nats://x:4222", "--nats.credentialsFile=/nonexistent.creds"}, "config: nats.credentialsFile"},
-		{"missing data dir", []string{"--nats.embedded.dataDir="}, "config: nats.embedded.dataDir: required"},
 		{"bad bucket", []string{"--nats.edgeBucket=a.b"}, "config: nats.edgeBucket"},
 		{"shared bucket", []string{"--nats.keyBucket=edgepass_edge"}, "config: nats.keyBucket: \"edgepass_edge\" is already used by nats.edgeBucket"},
 		{"replicas", []string{"--nats.replicas=7"}, "config: nats.replicas"},
 		{"admin on public listener", []string{"--admin.listen=127.0.0.1:8000"}, "config: admin.listen: must differ from listen"},
 		{"log level", []string{"--log.level=verbose"}, "config: log.level"},
-		{"short edge password", []string{"--nats.embedded.edgePassword=short"}, "config: nats.embedded.edgePassword: too short"},
-		{"edge user clashes with the daemon", []string{"--nats.embedded.edgePassword=0123456789abcdef", "--nats.embedded.edgeUser=edgepass-daemon"}, "config: nats.embedded.edgeUser"},
+		{"edge name with a dot", []string{"--nats.embedded.edges=a.b"}, "config: nats.embedded.edges: \"a.b\""},
+		{"edge name clashes with the daemon", []string{"--nats.embedded.edges=edgepass-daemon"}, "config: nats.embedded.edges: \"edgepass-daemon\" is the daemon's own NATS user"},
+		{"no data dir", []string{"--dataDir="}, "config: dataDir: required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,35 +325,64 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestEdgePasswordFileAndExposure(t *testing.T) {
-	pw := writeFile(t, "edge-pw", "edge-password-0123456789\n")
-	tests := []struct {
+// The embedded server's state, credentials and encryption key all derive
+// from dataDir unless set one by one; external NATS secrets come from files.
+func TestDataDirDefaultsAndSecretFiles(t *testing.T) {
+	pw := writeFile(t, "nats-pw", "daemon-password-0123456789\n")
+	c, err := Load(append(append([]string{}, minimal...), "--dataDir=/var/lib/edgepass"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Embedded.DataDir != "/var/lib/edgepass/nats" || c.Keys.EncryptionKeyFile != "/var/lib/edgepass/encryption.key" || c.CredentialsDir() != "/var/lib/edgepass/credentials" {
+		t.Errorf("derived paths: %q %q %q", c.NATS.Embedded.DataDir, c.Keys.EncryptionKeyFile, c.CredentialsDir())
+	}
+	if len(c.NATS.Embedded.Edges) != 1 || c.NATS.Embedded.Edges[0] != "edge" {
+		t.Errorf("default edges = %q", c.NATS.Embedded.Edges)
+	}
+	c.NATS.Embedded.Edges = nil
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "config: nats.embedded.edges: required") {
+		t.Errorf("no edges with a client port: err = %v", err)
+	}
+	c, err = Load(append(append([]string{}, minimal...), "--nats.embedded.enabled=false", "--nats.urls=nats://n:4222", "--nats.user=daemon", "--nats.passwordFile="+pw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Password != "daemon-password-0123456789" {
+		t.Errorf("nats.passwordFile not read: %q", c.NATS.Password)
+	}
+	if _, err := Load(append(append([]string{}, minimal...), "--nats.embedded.enabled=false", "--nats.urls=nats://n:4222", "--nats.user=daemon", "--nats.password=x", "--nats.passwordFile="+pw), nil); err == nil || !strings.Contains(err.Error(), "set either nats.password or nats.passwordFile") {
+		t.Errorf("password and passwordFile together: err = %v", err)
+	}
+}
+
+// Attack (self-inflicted): a misspelled setting got paerser's terse
+// "field not found, node: isuer"; the error names it and the closest
+// settings, wherever it came from.
+func TestUnknownSettingNamesClosest(t *testing.T) {
+	file := writeFile(t, "typo.yml", "oidc:\n  isuer: http://x\n")
+	cases := []struct {
 		name    string
 		args    []string
-		exposed bool
+		environ []string
+		want    string
 	}{
-		{"default loopback", nil, false},
-		{"all interfaces without auth", []string{"--nats.embedded.listen=0.0.0.0:4222"}, true},
-		{"pod IP without auth", []string{"--nats.embedded.listen=10.1.2.3:4222"}, true},
-		{"host name without auth", []string{"--nats.embedded.listen=nats.local:4222"}, true},
-		{"localhost", []string{"--nats.embedded.listen=localhost:4222"}, false},
-		{"IPv6 loopback", []string{"--nats.embedded.listen=[::1]:4222"}, false},
-		{"in-process only", []string{"--nats.embedded.listen="}, false},
-		{"all interfaces with auth", []string{"--nats.embedded.listen=0.0.0.0:4222", "--nats.embedded.edgePasswordFile=" + pw}, false},
-		{"external NATS", []string{"--nats.embedded.enabled=false", "--nats.urls=nats://n:4222", "--nats.embedded.listen=0.0.0.0:4222"}, false},
+		{"file", []string{"--configFile=" + file}, nil, `unknown setting "isuer"; did you mean oidc.issuer`},
+		{"flag", []string{"--oidc.clientSecretFle=x"}, nil, `unknown setting "clientSecretFle"; did you mean oidc.clientSecretFile?`},
+		{"environment", nil, []string{"EDGEPASS_SESSION_LIFETIM=1h"}, `unknown setting "lifetim"; did you mean session.lifetime?`},
+		{"nothing close", []string{"--frobnicate=1"}, nil, `unknown setting "frobnicate"`},
 	}
-	for _, tc := range tests {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Load(append(append([]string{}, minimal...), tc.args...), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := c.ExposedWithoutAuth(); got != tc.exposed {
-				t.Errorf("ExposedWithoutAuth = %v, want %v", got, tc.exposed)
-			}
-			if strings.Contains(tc.name, "with auth") && c.NATS.Embedded.EdgePassword != "edge-password-0123456789" {
-				t.Errorf("edge password = %q", c.NATS.Embedded.EdgePassword)
+			_, err := Load(tc.args, tc.environ)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+	paths := SettingPaths()
+	for _, want := range []string{"oidc.issuer", "nats.embedded.edges", "keys.encryptionKeyFile", "dataDir"} {
+		if !slices.Contains(paths, want) {
+			t.Errorf("SettingPaths lacks %s: %v", want, paths)
+		}
 	}
 }

@@ -48,20 +48,20 @@ func decode(args, environ []string) (*Configuration, error) {
 			return nil, fmt.Errorf("config: configFile: %w; check --configFile", err)
 		}
 		if err := file.Decode(path, cfg); err != nil {
-			return nil, fmt.Errorf("config: configFile %s: %w; edgepass serve --help lists the settings", path, err)
+			return nil, fmt.Errorf("config: configFile %s: %w; edgepass serve --help lists the settings", path, unknownHint(err))
 		}
 		cfg.ConfigFile = path
 	}
 
 	if vars := env.FindPrefixedEnvVars(environ, EnvPrefix, cfg); len(vars) > 0 {
 		if err := env.Decode(vars, EnvPrefix, cfg); err != nil {
-			return nil, fmt.Errorf("config: environment (%s*): %w", EnvPrefix, err)
+			return nil, fmt.Errorf("config: environment (%s*): %w", EnvPrefix, unknownHint(err))
 		}
 	}
 
 	if len(args) > 0 {
 		if err := flag.Decode(args, cfg); err != nil {
-			return nil, fmt.Errorf("config: flags: %w; see edgepass serve --help", err)
+			return nil, fmt.Errorf("config: flags: %w; see edgepass serve --help", unknownHint(err))
 		}
 	}
 	return cfg, nil
@@ -116,7 +116,8 @@ func (c *Configuration) readSecrets() error {
 	}
 	read("oidc.clientSecret", "oidc.clientSecretFile", c.OIDC.ClientSecretFile, &c.OIDC.ClientSecret)
 	read("admin.token", "admin.tokenFile", c.Admin.TokenFile, &c.Admin.Token)
-	read("nats.embedded.edgePassword", "nats.embedded.edgePasswordFile", c.NATS.Embedded.EdgePasswordFile, &c.NATS.Embedded.EdgePassword)
+	read("nats.password", "nats.passwordFile", c.NATS.PasswordFile, &c.NATS.Password)
+	read("nats.token", "nats.tokenFile", c.NATS.TokenFile, &c.NATS.Token)
 	return errors.Join(errs...)
 }
 
@@ -136,6 +137,14 @@ func ReadSecretFile(path string) (string, error) {
 
 func (c *Configuration) setDerived() {
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.DataDir != "" {
+		if c.NATS.Embedded.DataDir == "" {
+			c.NATS.Embedded.DataDir = filepath.Join(c.DataDir, "nats")
+		}
+		if c.Keys.EncryptionKeyFile == "" {
+			c.Keys.EncryptionKeyFile = filepath.Join(c.DataDir, "encryption.key")
+		}
+	}
 	host := publicHost(c.PublicURL)
 	if len(c.Session.AllowedDomains) == 0 && host != "" {
 		c.Session.AllowedDomains = []string{host}
@@ -143,6 +152,12 @@ func (c *Configuration) setDerived() {
 	if c.Session.DefaultRedirect == "" && host != "" {
 		c.Session.DefaultRedirect = c.PublicURL + "/"
 	}
+}
+
+// CredentialsDir is where the embedded NATS server's generated credentials
+// live (the daemon's and one password file per edge).
+func (c *Configuration) CredentialsDir() string {
+	return filepath.Join(c.DataDir, "credentials")
 }
 
 // hint names the flag and the environment variable of a setting, for errors.

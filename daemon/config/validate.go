@@ -22,7 +22,11 @@ var (
 	// cookieToken is RFC 6265's cookie-name (an RFC 7230 token).
 	cookieToken = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
 	hostLabel   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
+	edgeName    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
+
+// DaemonNATSUser is the embedded NATS server's user for the daemon itself.
+const DaemonNATSUser = "edgepass-daemon"
 
 // Validate checks every setting and reports all problems at once, each
 // naming the setting and how to set it.
@@ -118,6 +122,8 @@ func (c *Configuration) Validate() error {
 	if c.Keys.ClockSkew < 0 {
 		bad("keys.clockSkew", "must not be negative")
 	}
+	required("dataDir", c.DataDir)
+	required("keys.encryptionKeyFile", c.Keys.EncryptionKeyFile)
 
 	// NATS.
 	n := c.NATS
@@ -131,13 +137,20 @@ func (c *Configuration) Validate() error {
 		if len(n.URLs) > 0 {
 			bad("nats.urls", "set only with nats.embedded.enabled=false (the daemon connects to its embedded server itself)")
 		}
-		if n.Embedded.EdgePassword != "" {
-			if n.Embedded.EdgeUser == "" || n.Embedded.EdgeUser == "edgepass-daemon" || strings.ContainsAny(n.Embedded.EdgeUser, " \t\r\n") {
-				bad("nats.embedded.edgeUser", "%q is not usable; pick a plain name such as edge", n.Embedded.EdgeUser)
+		if len(n.Embedded.Edges) == 0 && n.Embedded.Listen != "" {
+			bad("nats.embedded.edges", "required when nats.embedded.listen is set: the NATS users the Traefik edges log in as (e.g. [edge])")
+		}
+		seenEdge := map[string]bool{}
+		for _, e := range n.Embedded.Edges {
+			switch {
+			case !edgeName.MatchString(e):
+				bad("nats.embedded.edges", "%q: use 1 to 64 letters, digits, - and _ (it names the edge's NATS user, inbox and consumers)", e)
+			case e == DaemonNATSUser:
+				bad("nats.embedded.edges", "%q is the daemon's own NATS user; pick another name", e)
+			case seenEdge[e]:
+				bad("nats.embedded.edges", "%q is listed twice", e)
 			}
-			if len(n.Embedded.EdgePassword) < MinAdminTokenLength {
-				bad("nats.embedded.edgePassword", "too short: use at least %d characters", MinAdminTokenLength)
-			}
+			seenEdge[e] = true
 		}
 	} else {
 		if len(n.URLs) == 0 {
@@ -204,25 +217,6 @@ func (c *Configuration) Validate() error {
 		bad("log.level", "%q: use debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
-}
-
-// ExposedWithoutAuth reports whether the embedded NATS server listens on a
-// non-loopback address without edge authentication: anyone reaching the
-// port could read the private key and session buckets.
-func (c *Configuration) ExposedWithoutAuth() bool {
-	e := c.NATS.Embedded
-	if !e.Enabled || e.Listen == "" || e.EdgePassword != "" {
-		return false
-	}
-	host, _, err := net.SplitHostPort(e.Listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
 }
 
 // loopbackHost reports whether browsers treat http://host as a secure

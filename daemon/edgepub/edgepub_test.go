@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -20,6 +21,20 @@ var (
 	t0  = time.Unix(1_700_000_000, 0)
 	sid = strings.Repeat("S", 43)
 )
+
+// testAnchor is the trust anchor of every publisher in these tests.
+var testAnchor = func() ed25519.PrivateKey {
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	return priv
+}()
+
+func anchors() *token.KeySet {
+	pub := testAnchor.Public().(ed25519.PublicKey)
+	return token.NewKeySet(token.Key{ID: token.AnchorID(pub), Public: pub})
+}
 
 func jwks(t *testing.T) []byte {
 	t.Helper()
@@ -29,6 +44,10 @@ func jwks(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func keysFact(t *testing.T) edgestate.KeysFact {
+	return edgestate.KeysFact{JWKS: jwks(t), MaxTokenLifetime: int64(12 * time.Hour / time.Second)}
 }
 
 type observed struct {
@@ -48,11 +67,27 @@ func (o *observed) observe(kind string, d time.Duration, err error) {
 	o.kinds = append(o.kinds, kind)
 }
 
-func openPub(t *testing.T, js jetstream.JetStream, obs *observed) *Publisher {
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+func openPub(t *testing.T, js jetstream.JetStream, obs *observed, mod ...func(*Options)) *Publisher {
 	t.Helper()
-	o := Options{Bucket: "edge", Lifetime: 12 * time.Hour, Now: func() time.Time { return t0 }}
+	o := Options{Bucket: "edge", Lifetime: 12 * time.Hour, Anchor: testAnchor, Now: func() time.Time { return t0 }}
 	if obs != nil {
 		o.Observe = obs.observe
+	}
+	for _, m := range mod {
+		m(&o)
 	}
 	p, err := OpenPublisher(natstest.Context(t), js, o)
 	if err != nil {
@@ -61,12 +96,26 @@ func openPub(t *testing.T, js jetstream.JetStream, obs *observed) *Publisher {
 	return p
 }
 
+// signedPayload verifies a signed fact with the test anchor and returns its payload.
+func signedPayload(t *testing.T, value []byte) map[string]any {
+	t.Helper()
+	payload, err := token.VerifyFact(value, anchors())
+	if err != nil {
+		t.Fatalf("fact %q does not verify with the anchor: %v", value, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestPublisherWritesContractFacts(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	obs := &observed{}
 	p := openPub(t, srv.JS, obs)
-	keys := jwks(t)
+	kf := keysFact(t)
 
 	if err := p.RevokeSession(ctx, sid, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
@@ -77,21 +126,19 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 	if err := p.SetGroups(ctx, "user|42", []string{"admins", "staff"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.PublishKeys(ctx, keys); err != nil {
+	if err := p.PublishKeys(ctx, kf); err != nil {
 		t.Fatal(err)
 	}
 
 	kv, _ := srv.JS.KeyValue(ctx, "edge")
 	sk := token.SubjectKey("user|42")
-	tests := []struct {
+	plain := []struct {
 		key, want string
 	}{
 		{"revoke.session." + sid, fmt.Sprintf(`{"exp":%d}`, t0.Add(time.Hour).Unix())},
 		{"revoke.user." + sk, fmt.Sprintf(`{"before":%d,"exp":%d}`, t0.Unix()-1, t0.Add(12*time.Hour).Unix()-1)},
-		{"groups." + sk, fmt.Sprintf(`{"groups":["admins","staff"],"at":%d,"exp":%d}`, t0.Unix(), t0.Add(12*time.Hour).Unix())},
-		{"keys", string(keys)},
 	}
-	for _, tc := range tests {
+	for _, tc := range plain {
 		e, err := kv.Get(ctx, tc.key)
 		if err != nil {
 			t.Errorf("Get(%s): %v", tc.key, err)
@@ -99,6 +146,26 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 		}
 		if string(e.Value()) != tc.want {
 			t.Errorf("%s = %s, want %s", tc.key, e.Value(), tc.want)
+		}
+	}
+	signed := []struct {
+		key, want string
+	}{
+		{"groups." + sk, fmt.Sprintf(`{"key":"groups.%s","iat":%d,"groups":["admins","staff"],"at":%d,"exp":%d}`, sk, t0.UnixMilli(), t0.Unix(), t0.Add(12*time.Hour).Unix())},
+		{"keys", fmt.Sprintf(`{"key":"keys","iat":%d,"jwks":%s,"maxTokenLifetime":43200}`, t0.UnixMilli(), kf.JWKS)},
+	}
+	for _, tc := range signed {
+		e, err := kv.Get(ctx, tc.key)
+		if err != nil {
+			t.Errorf("Get(%s): %v", tc.key, err)
+			continue
+		}
+		got, _ := json.Marshal(signedPayload(t, e.Value()))
+		var want map[string]any
+		_ = json.Unmarshal([]byte(tc.want), &want)
+		wantJSON, _ := json.Marshal(want)
+		if string(got) != string(wantJSON) {
+			t.Errorf("%s payload = %s, want %s", tc.key, got, wantJSON)
 		}
 	}
 	want := "revoke_session,revoke_user,groups,keys"
@@ -132,19 +199,27 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 	if _, ok, _ := p.GroupsOverride(ctx, "user|42"); ok {
 		t.Error("GroupsOverride after ClearGroups reported a value")
 	}
+	e, err := kv.Get(ctx, "groups."+sk)
+	if err != nil {
+		t.Fatalf("ClearGroups removed the entry (%v): edges refuse deletes, a clear is a signed put", err)
+	}
+	if f := signedPayload(t, e.Value()); f["clear"] != true {
+		t.Errorf("cleared groups fact = %v, want clear:true", f)
+	}
 	if err := p.SetGroups(ctx, "nogroups", nil); err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := kv.Get(ctx, "groups."+token.SubjectKey("nogroups")); !strings.Contains(string(e.Value()), `"groups":[]`) {
-		t.Errorf("empty groups written as %s, want []", e.Value())
+	e, _ = kv.Get(ctx, "groups."+token.SubjectKey("nogroups"))
+	if f := signedPayload(t, e.Value()); fmt.Sprint(f["groups"]) != "[]" {
+		t.Errorf("empty groups written as %v, want []", f["groups"])
 	}
 }
 
-// A session revoked without a known expiry stays revoked for a whole lifetime.
-func TestRevokeSessionWithoutExpiryLastsALifetime(t *testing.T) {
+// A session revoked without a known expiry stays revoked as long as any token can live.
+func TestRevokeSessionWithoutExpiryLastsTheHorizon(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	p := openPub(t, srv.JS, nil)
+	p := openPub(t, srv.JS, nil, func(o *Options) { o.Lifetime = 0; o.Horizon = fixed(24 * time.Hour) })
 	if err := p.RevokeSession(ctx, sid, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -153,10 +228,15 @@ func TestRevokeSessionWithoutExpiryLastsALifetime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf(`{"exp":%d}`, t0.Add(12*time.Hour).Unix()); string(e.Value()) != want {
+	if want := fmt.Sprintf(`{"exp":%d}`, t0.Add(24*time.Hour).Unix()); string(e.Value()) != want {
 		t.Errorf("fact %s, want %s", e.Value(), want)
 	}
 }
+
+type fixed time.Duration
+
+func (f fixed) Horizon() time.Duration                             { return time.Duration(f) }
+func (f fixed) LoadHorizon(context.Context) (time.Duration, error) { return time.Duration(f), nil }
 
 func TestPublisherRefusesBadInput(t *testing.T) {
 	srv := natstest.Start(t)
@@ -176,9 +256,11 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 		{"short sid", p.RevokeSession(ctx, "abc", t0)},
 		{"empty subject revoke", p.RevokeUser(ctx, "", t0)},
 		{"empty subject groups", p.SetGroups(ctx, "", []string{"a"})},
+		{"empty subject clear", p.ClearGroups(ctx, "")},
 		{"too many groups", p.SetGroups(ctx, "u", many)},
-		{"invalid JWKS", p.PublishKeys(ctx, []byte(`{"keys":[]}`))},
-		{"not JSON", p.PublishKeys(ctx, []byte(`garbage`))},
+		{"invalid JWKS", p.PublishKeys(ctx, edgestate.KeysFact{JWKS: []byte(`{"keys":[]}`), MaxTokenLifetime: 60})},
+		{"not JSON", p.PublishKeys(ctx, edgestate.KeysFact{JWKS: []byte(`garbage`), MaxTokenLifetime: 60})},
+		{"no lifetime bound", p.PublishKeys(ctx, edgestate.KeysFact{JWKS: jwks(t)})},
 	}
 	for _, tc := range tests {
 		if tc.err == nil {
@@ -188,6 +270,9 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 	kv, _ := srv.JS.KeyValue(ctx, "edge")
 	if keys, _ := kv.Keys(ctx); len(keys) != 0 {
 		t.Errorf("refused input left keys %v in the bucket", keys)
+	}
+	if _, err := OpenPublisher(ctx, srv.JS, Options{Bucket: "edge2", Lifetime: time.Hour}); err == nil {
+		t.Error("OpenPublisher without a trust anchor = nil error")
 	}
 }
 
@@ -202,28 +287,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestWatcherFeedsState(t *testing.T) {
-	srv := natstest.Start(t)
-	ctx := natstest.Context(t)
-	now := time.Now()
-	p, err := OpenPublisher(ctx, srv.JS, Options{Bucket: "edge", Lifetime: time.Hour})
+func watch(t *testing.T, js jetstream.JetStream, ks *token.KeySet) *Watcher {
+	t.Helper()
+	w, err := Watch(natstest.Context(t), js, "edge", ks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A fact published before the watcher starts is replayed.
-	if err := p.RevokeSession(ctx, sid, now.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Watch(ctx, srv.JS, "edge", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	t.Cleanup(w.Close)
 	select {
 	case <-w.Synced():
 	case <-time.After(5 * time.Second):
 		t.Fatal("watcher never synced")
 	}
+	return w
+}
+
+func TestWatcherFeedsState(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	now := time.Now()
+	p := openPub(t, srv.JS, nil, func(o *Options) { o.Lifetime = time.Hour; o.Now = nil })
+	// A fact published before the watcher starts is replayed.
+	if err := p.RevokeSession(ctx, sid, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w := watch(t, srv.JS, anchors())
 	st := w.State()
 	if !st.Synced() || !st.Revoked(sid, "", now.Unix(), now) {
 		t.Fatal("replayed session revocation not applied")
@@ -233,7 +321,7 @@ func TestWatcherFeedsState(t *testing.T) {
 	before := now.Add(-time.Minute)
 	_ = p.RevokeUser(ctx, "bob", before)
 	_ = p.SetGroups(ctx, "carol", []string{"ops"})
-	_ = p.PublishKeys(ctx, jwks(t))
+	_ = p.PublishKeys(ctx, keysFact(t))
 	waitFor(t, "live facts", func() bool { return st.Keys() != nil && st.Stats().Groups == 1 && st.Stats().Users == 1 })
 	bob := token.SubjectKey("bob")
 	if !st.Revoked("", bob, before.Unix(), now) || st.Revoked("", bob, now.Unix(), now) {
@@ -241,6 +329,9 @@ func TestWatcherFeedsState(t *testing.T) {
 	}
 	if g, ok := st.GroupsOverride(token.SubjectKey("carol"), now.Unix()-10); !ok || g[0] != "ops" {
 		t.Errorf("GroupsOverride = %v %v", g, ok)
+	}
+	if st.MaxTokenLifetime() != 12*3600 {
+		t.Errorf("MaxTokenLifetime = %d, want the published 43200", st.MaxTokenLifetime())
 	}
 
 	// Attack: a forged or corrupt value in the bucket is ignored and counted, not fatal.
@@ -250,129 +341,195 @@ func TestWatcherFeedsState(t *testing.T) {
 	_, _ = kv.Put(ctx, "something.else", []byte(`{}`))
 	waitFor(t, "rejections", func() bool { return st.Stats().Rejected == rejected+2 })
 
-	// Deleting a fact lifts it.
-	if err := kv.Delete(ctx, "revoke.session."+sid); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "delete applied", func() bool { return !st.Revoked(sid, "", now.Unix(), now) })
 	if err := p.ClearGroups(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "purge applied", func() bool { _, ok := st.GroupsOverride(token.SubjectKey("carol"), 1); return !ok })
+	waitFor(t, "clear applied", func() bool { _, ok := st.GroupsOverride(token.SubjectKey("carol"), 1); return !ok })
 	if st.LastSeq() == 0 {
 		t.Error("LastSeq not tracked")
 	}
 }
 
-func TestWatchMissingBucket(t *testing.T) {
+func TestDeletedRevocationStaysInForce(t *testing.T) {
+	// Attack: a NATS writer deletes or purges a revocation to bring a stolen token back.
 	srv := natstest.Start(t)
-	if _, err := Watch(context.Background(), srv.JS, "nope", nil); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Errorf("Watch(missing bucket) = %v, want an error naming it", err)
-	}
-}
-
-func hb(replica string, seq uint64) []byte {
-	b, _ := json.Marshal(Heartbeat{Replica: replica, Bucket: "edge", Seq: seq, Synced: true, HeardAgoMs: 12, RevokedSessions: 1, At: t0.UnixMilli()})
-	return b
-}
-
-func TestParseHeartbeat(t *testing.T) {
-	tests := []struct {
-		name string
-		data string
-		ok   bool
-	}{
-		{"contract example", `{"replica":"traefik-0","bucket":"edge","seq":42,"synced":true,"heardAgoMs":123,"revokedSessions":1,"revokedUsers":2,"groups":3,"rejected":0,"at":1700000000000}`, true},
-		{"bucket omitted", `{"replica":"r"}`, true},
-		{"not JSON", `hello`, false},
-		{"JSON array", `[1]`, false},
-		{"missing replica", `{"bucket":"edge"}`, false},
-		{"other bucket", `{"replica":"r","bucket":"other"}`, false},
-		{"control characters in replica", `{"replica":"r\u001b[31m"}`, false},
-		{"huge replica id", `{"replica":"` + strings.Repeat("r", MaxReplicaID+1) + `"}`, false},
-		{"negative count", `{"replica":"r","groups":-1}`, false},
-		{"oversized", `{"replica":"r","pad":"` + strings.Repeat("x", MaxHeartbeatSize) + `"}`, false},
-		{"wrong types", `{"replica":"r","seq":"ten"}`, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseHeartbeat([]byte(tc.data), "edge")
-			if (err == nil) != tc.ok {
-				t.Fatalf("parseHeartbeat err = %v, want ok=%v", err, tc.ok)
-			}
-		})
-	}
-}
-
-func FuzzParseHeartbeat(f *testing.F) {
-	f.Add(hb("traefik-0", 5))
-	f.Add([]byte(`{"replica":"","seq":-1}`))
-	f.Add([]byte(`{"replica":"r","bucket":"x"}`))
-	f.Add([]byte(`null`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		h, err := parseHeartbeat(data, "edge")
-		if err != nil {
-			return
-		}
-		if h.Replica == "" || len(h.Replica) > MaxReplicaID || h.Bucket != "edge" || hasControl(h.Replica) {
-			t.Fatalf("accepted invalid heartbeat %+v", h)
-		}
-	})
-}
-
-func TestHeartbeatsOverNATS(t *testing.T) {
-	srv := natstest.Start(t)
-	var mu sync.Mutex
-	now := t0
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	h, err := SubscribeHeartbeats(srv.NC, "edge", HeartbeatOptions{Now: clock, LastSeq: func() uint64 { return 10 }})
-	if err != nil {
+	ctx := natstest.Context(t)
+	now := time.Now()
+	p := openPub(t, srv.JS, nil, func(o *Options) { o.Now = nil })
+	if err := p.RevokeSession(ctx, sid, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	for _, m := range [][]byte{hb("b", 4), hb("a", 10), hb("b", 7), []byte("junk")} {
-		if err := srv.NC.Publish("edgepass.heartbeat.edge", m); err != nil {
-			t.Fatal(err)
-		}
+	st := watch(t, srv.JS, anchors()).State()
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	rejected := st.Stats().Rejected
+	if err := kv.Delete(ctx, "revoke.session."+sid); err != nil {
+		t.Fatal(err)
 	}
-	_ = srv.NC.Publish("edgepass.heartbeat.other", hb("c", 1)) // another bucket's edges
-	_ = srv.NC.Flush()
-	waitFor(t, "heartbeats", func() bool { return len(h.List()) == 2 && h.Rejected() == 1 })
-	list := h.List()
-	if list[0].Replica != "a" || list[1].Replica != "b" || list[1].Seq != 7 {
-		t.Fatalf("List = %+v", list)
+	waitFor(t, "delete refused", func() bool { return st.Stats().Rejected == rejected+1 })
+	if err := kv.Purge(ctx, "revoke.session."+sid); err != nil {
+		t.Fatal(err)
 	}
-	if list[0].Behind != 0 || list[1].Behind != 3 || list[0].Stale {
-		t.Errorf("behind/stale = %d %d %v", list[0].Behind, list[1].Behind, list[0].Stale)
-	}
-	mu.Lock()
-	now = now.Add(HeartbeatStale + time.Second)
-	mu.Unlock()
-	if !h.List()[0].Stale {
-		t.Error("replica not marked stale after missing heartbeats")
-	}
-	mu.Lock()
-	now = now.Add(HeartbeatExpiry)
-	mu.Unlock()
-	if n := len(h.List()); n != 0 {
-		t.Errorf("%d replicas listed after expiry, want 0", n)
+	waitFor(t, "purge refused", func() bool { return st.Stats().Rejected == rejected+2 })
+	if !st.Revoked(sid, "", now.Unix(), now) {
+		t.Fatal("a deleted revocation was lifted")
 	}
 }
 
-func TestHeartbeatsRefuseReplicaFlood(t *testing.T) {
-	// Attack: a client allowed to publish heartbeats invents replica ids to
-	// exhaust the daemon's memory.
-	h := &Heartbeats{bucket: "edge", now: func() time.Time { return t0 }, latest: map[string]EdgeStatus{}}
-	for i := 0; i < MaxReplicas+50; i++ {
-		_ = h.Record(hb(fmt.Sprintf("r%d", i), 1))
+func TestForgedAdminGroupsNotTakenAtLogin(t *testing.T) {
+	// Attack: a NATS writer plants an unsigned (or otherwise-signed) admin override so the next login carries its groups.
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	p := openPub(t, srv.JS, nil)
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	sk := token.SubjectKey("mallory")
+	_, forger, _ := ed25519.GenerateKey(nil)
+	forged, _ := edgestate.SignGroups(sk, edgestate.GroupsFact{Iat: t0.UnixMilli(), Groups: []string{"admins"}, At: t0.Unix(), Exp: t0.Add(time.Hour).Unix(), Admin: true}, forger)
+	otherKey, _ := edgestate.SignGroups(token.SubjectKey("alice"), edgestate.GroupsFact{Iat: t0.UnixMilli(), Groups: []string{"admins"}, At: t0.Unix(), Exp: t0.Add(time.Hour).Unix(), Admin: true}, testAnchor)
+	for name, v := range map[string][]byte{
+		"unsigned":              []byte(fmt.Sprintf(`{"groups":["admins"],"at":%d,"exp":%d,"admin":true}`, t0.Unix(), t0.Add(time.Hour).Unix())),
+		"signed by another key": forged,
+		"signed for alice":      otherKey,
+	} {
+		if _, err := kv.Put(ctx, "groups."+sk, v); err != nil {
+			t.Fatal(err)
+		}
+		if g, ok, err := p.GroupsOverride(ctx, "mallory"); ok || err != nil {
+			t.Errorf("%s: GroupsOverride = %v, %v, %v; want no override", name, g, ok, err)
+		}
 	}
-	if n := len(h.List()); n != MaxReplicas {
-		t.Errorf("tracking %d replicas, want the cap %d", n, MaxReplicas)
+}
+
+func TestSignedFactsNeverGoBackInTime(t *testing.T) {
+	// A replica whose clock runs behind must not write a fact edges would refuse as a replay (or that a fresh edge would take as the latest).
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	ahead := &clock{now: t0.Add(time.Minute)}
+	behind := &clock{now: t0}
+	a := openPub(t, srv.JS, nil, func(o *Options) { o.Now = ahead.Now })
+	b := openPub(t, srv.JS, nil, func(o *Options) { o.Now = behind.Now })
+	st := edgestate.NewWithAnchors(anchors())
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	apply := func(key string) int64 {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Apply(key, "", e.Value(), e.Revision(), t0); err != nil {
+			t.Fatalf("edge refused %s: %v", key, err)
+		}
+		return int64(signedPayload(t, e.Value())["iat"].(float64))
 	}
-	if h.Rejected() != 50 {
-		t.Errorf("rejected %d, want 50", h.Rejected())
+	steps := []struct {
+		name string
+		do   func() error
+		key  string
+	}{
+		{"admin override from the fast replica", func() error { return a.SetAdminGroups(ctx, "carol", []string{"ops"}) }, "groups." + token.SubjectKey("carol")},
+		{"clear from the slow replica", func() error { return b.ClearGroups(ctx, "carol") }, "groups." + token.SubjectKey("carol")},
+		{"keys from the fast replica", func() error { return a.PublishKeys(ctx, keysFact(t)) }, "keys"},
+		{"keys from the slow replica", func() error { return b.PublishKeys(ctx, keysFact(t)) }, "keys"},
 	}
-	if err := h.Record(hb("r0", 2)); err != nil {
-		t.Errorf("known replica refused at the cap: %v", err)
+	last := map[string]int64{}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		iat := apply(s.key)
+		if iat <= last[s.key] {
+			t.Errorf("%s: iat %d not after the held %d", s.name, iat, last[s.key])
+		}
+		last[s.key] = iat
+	}
+	if _, ok := st.GroupsOverride(token.SubjectKey("carol"), t0.Unix()); ok {
+		t.Error("the slow replica's clear did not take effect")
+	}
+}
+
+func TestRevocationsOnlyGrowInTheBucket(t *testing.T) {
+	// A fresh edge replays the bucket: a later, shorter revocation written there must not shorten what it learns.
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	p := openPub(t, srv.JS, nil)
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	steps := []struct {
+		name string
+		do   func() error
+		key  string
+		want string
+	}{
+		{"session revoked until +2h", func() error { return p.RevokeSession(ctx, sid, t0.Add(2*time.Hour)) }, "revoke.session." + sid, fmt.Sprintf(`{"exp":%d}`, t0.Add(2*time.Hour).Unix())},
+		{"then until +1h", func() error { return p.RevokeSession(ctx, sid, t0.Add(time.Hour)) }, "revoke.session." + sid, fmt.Sprintf(`{"exp":%d}`, t0.Add(2*time.Hour).Unix())},
+		{"user revoked at t0", func() error { return p.RevokeUser(ctx, "bob", t0) }, "revoke.user." + token.SubjectKey("bob"), fmt.Sprintf(`{"before":%d,"exp":%d}`, t0.Unix(), t0.Add(12*time.Hour).Unix())},
+		{"then at t0-1h", func() error { return p.RevokeUser(ctx, "bob", t0.Add(-time.Hour)) }, "revoke.user." + token.SubjectKey("bob"), fmt.Sprintf(`{"before":%d,"exp":%d}`, t0.Unix(), t0.Add(12*time.Hour).Unix())},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		e, err := kv.Get(ctx, s.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(e.Value()) != s.want {
+			t.Errorf("%s: %s = %s, want %s", s.name, s.key, e.Value(), s.want)
+		}
+	}
+}
+
+func TestEdgeBucketFollowsHorizon(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	h := &settable{d: 12 * time.Hour}
+	p := openPub(t, srv.JS, nil, func(o *Options) { o.Horizon = h })
+	kv, _ := srv.JS.KeyValue(ctx, "edge")
+	ttl := func() time.Duration {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.TTL()
+	}
+	steps := []struct {
+		name    string
+		horizon time.Duration
+		do      func() error
+		want    time.Duration
+	}{
+		{"opened", 12 * time.Hour, func() error { return nil }, 12*time.Hour + TTLMargin},
+		{"raised before a fact that needs it", 24 * time.Hour, func() error { return p.RevokeUser(ctx, "a", t0) }, 24*time.Hour + TTLMargin},
+		{"never lowered by a write", time.Hour, func() error { return p.RevokeUser(ctx, "b", t0) }, 24*time.Hour + TTLMargin},
+		{"lowered on the maintenance tick", time.Hour, func() error { return p.FitTTL(ctx) }, time.Hour + TTLMargin},
+	}
+	for _, s := range steps {
+		h.set(s.horizon)
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := ttl(); got != s.want {
+			t.Errorf("%s: max age %s, want %s", s.name, got, s.want)
+		}
+	}
+	if maxEdgeClockSkew := 5 * time.Minute; TTLMargin <= edgestate.PruneGrace || TTLMargin <= maxEdgeClockSkew {
+		t.Errorf("TTLMargin %s does not cover the edges' PruneGrace and clock skew", TTLMargin)
+	}
+}
+
+type settable struct {
+	mu sync.Mutex
+	d  time.Duration
+}
+
+func (h *settable) set(d time.Duration) { h.mu.Lock(); h.d = d; h.mu.Unlock() }
+func (h *settable) Horizon() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.d
+}
+func (h *settable) LoadHorizon(context.Context) (time.Duration, error) { return h.Horizon(), nil }
+
+func TestWatchMissingBucket(t *testing.T) {
+	srv := natstest.Start(t)
+	if _, err := Watch(context.Background(), srv.JS, "nope", anchors(), nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("Watch(missing bucket) = %v, want an error naming it", err)
 	}
 }

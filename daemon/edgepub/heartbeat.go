@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,12 +16,16 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Limits on heartbeats, which any NATS user allowed to publish them can forge:
-// they bound memory, never grant anything.
+// Limits on heartbeats, which any edge credential can forge for its own edge
+// name: they bound memory, never grant anything.
 const (
 	MaxHeartbeatSize = 4 << 10
 	MaxReplicaID     = 256
-	MaxReplicas      = 1000
+	// MaxReplicas bounds the replicas tracked over all edge names.
+	MaxReplicas = 1000
+	// MaxReplicasPerEdge bounds the replicas tracked per edge name: one
+	// credential inventing replica ids evicts only its own oldest entries.
+	MaxReplicasPerEdge = 32
 	// HeartbeatExpiry drops a replica not heard from for this long.
 	HeartbeatExpiry = 10 * time.Minute
 	// HeartbeatStale marks a replica stale (missed three 5 s heartbeats).
@@ -42,6 +47,12 @@ type EdgeStatus struct {
 	Behind uint64 `json:"behind"`
 }
 
+// replicaKey identifies a replica: its edge name (from the subject) and the
+// replica id it reports.
+type replicaKey struct {
+	edge, replica string
+}
+
 // Heartbeats keeps the latest heartbeat of every edge replica.
 type Heartbeats struct {
 	bucket   string
@@ -50,7 +61,8 @@ type Heartbeats struct {
 	lastSeq  func() uint64
 	logger   *slog.Logger
 	mu       sync.Mutex
-	latest   map[string]EdgeStatus
+	latest   map[replicaKey]EdgeStatus
+	perEdge  map[string]int
 	rejected atomic.Uint64
 }
 
@@ -64,18 +76,26 @@ type HeartbeatOptions struct {
 	Now func() time.Time
 }
 
-// SubscribeHeartbeats listens on edgepass.heartbeat.<bucket>.
-func SubscribeHeartbeats(nc *nats.Conn, bucket string, o HeartbeatOptions) (*Heartbeats, error) {
+func newHeartbeats(bucket string, o HeartbeatOptions) *Heartbeats {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Heartbeats{bucket: bucket, now: o.Now, lastSeq: o.LastSeq, logger: o.Logger, latest: map[string]EdgeStatus{}}
-	sub, err := nc.Subscribe(natsedge.HeartbeatSubject(bucket), func(m *nats.Msg) {
-		if err := h.Record(m.Data); err != nil {
-			h.logger.Debug("edgepub: ignoring heartbeat", "err", err)
+	return &Heartbeats{bucket: bucket, now: o.Now, lastSeq: o.LastSeq, logger: o.Logger, latest: map[replicaKey]EdgeStatus{}, perEdge: map[string]int{}}
+}
+
+// SubscribeHeartbeats listens on edgepass.heartbeat.<bucket>.* and takes
+// each heartbeat's edge name from its subject, which the edge's NATS
+// permissions pin to its own name.
+func SubscribeHeartbeats(nc *nats.Conn, bucket string, o HeartbeatOptions) (*Heartbeats, error) {
+	h := newHeartbeats(bucket, o)
+	prefix := natsedge.HeartbeatSubject(bucket, "")
+	sub, err := nc.Subscribe(natsedge.HeartbeatWildcard(bucket), func(m *nats.Msg) {
+		edge := strings.TrimPrefix(m.Subject, prefix)
+		if err := h.Record(edge, m.Data); err != nil {
+			h.logger.Debug("edgepub: ignoring heartbeat", "edge", edge, "err", err)
 		}
 	})
 	if err != nil {
@@ -85,23 +105,77 @@ func SubscribeHeartbeats(nc *nats.Conn, bucket string, o HeartbeatOptions) (*Hea
 	return h, nil
 }
 
-// Record stores one heartbeat message; malformed ones are refused and counted.
-func (h *Heartbeats) Record(data []byte) error {
+// Record stores one heartbeat message received on the heartbeat subject of
+// the edge named edge; malformed ones, and ones whose payload names another
+// edge, are refused and counted. An edge name holds at most
+// MaxReplicasPerEdge replicas: a new one evicts that edge's least recently
+// heard replica, never another edge's.
+func (h *Heartbeats) Record(edge string, data []byte) error {
+	if !natsedge.ValidEdgeName(edge) {
+		h.rejected.Add(1)
+		return errors.New("edgepub: heartbeat on a subject without a valid edge name")
+	}
 	hb, err := parseHeartbeat(data, h.bucket)
 	if err != nil {
 		h.rejected.Add(1)
 		return err
 	}
+	if hb.Edge != "" && hb.Edge != edge {
+		// Attack: a credential reporting as another edge.
+		h.rejected.Add(1)
+		return fmt.Errorf("edgepub: heartbeat on edge %q's subject claims edge %q", edge, clipString(hb.Edge, 64))
+	}
+	hb.Edge = edge
 	now := h.now()
+	k := replicaKey{edge: edge, replica: hb.Replica}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.expireLocked(now)
-	if _, known := h.latest[hb.Replica]; !known && len(h.latest) >= MaxReplicas {
-		h.rejected.Add(1)
-		return fmt.Errorf("edgepub: heartbeat from %q: already tracking %d replicas", hb.Replica, MaxReplicas)
+	if _, known := h.latest[k]; !known {
+		if h.perEdge[edge] >= MaxReplicasPerEdge {
+			h.evictOldestLocked(edge)
+		} else if len(h.latest) >= MaxReplicas {
+			h.rejected.Add(1)
+			return fmt.Errorf("edgepub: heartbeat from %s/%q: already tracking %d replicas", edge, hb.Replica, MaxReplicas)
+		}
+		h.perEdge[edge]++
 	}
-	h.latest[hb.Replica] = EdgeStatus{Heartbeat: hb, Received: now}
+	h.latest[k] = EdgeStatus{Heartbeat: hb, Received: now}
 	return nil
+}
+
+// evictOldestLocked drops the least recently heard replica of edge.
+func (h *Heartbeats) evictOldestLocked(edge string) {
+	var oldest replicaKey
+	var at time.Time
+	found := false
+	for k, st := range h.latest {
+		if k.edge != edge {
+			continue
+		}
+		if !found || st.Received.Before(at) || st.Received.Equal(at) && k.replica < oldest.replica {
+			oldest, at, found = k, st.Received, true
+		}
+	}
+	if found {
+		h.deleteLocked(oldest)
+	}
+}
+
+func (h *Heartbeats) deleteLocked(k replicaKey) {
+	delete(h.latest, k)
+	if h.perEdge[k.edge] <= 1 {
+		delete(h.perEdge, k.edge)
+	} else {
+		h.perEdge[k.edge]--
+	}
+}
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func parseHeartbeat(data []byte, bucket string) (Heartbeat, error) {
@@ -115,6 +189,8 @@ func parseHeartbeat(data []byte, bucket string) (Heartbeat, error) {
 	switch {
 	case hb.Replica == "" || len(hb.Replica) > MaxReplicaID || !utf8.ValidString(hb.Replica) || hasControl(hb.Replica):
 		return hb, errors.New("edgepub: heartbeat: missing or invalid replica id")
+	case hb.Edge != "" && !natsedge.ValidEdgeName(hb.Edge):
+		return hb, errors.New("edgepub: heartbeat: invalid edge name")
 	case hb.Bucket != "" && hb.Bucket != bucket:
 		return hb, fmt.Errorf("edgepub: heartbeat for bucket %q, want %q", hb.Bucket, bucket)
 	case hb.HeardAgoMs < 0 || hb.RevokedSessions < 0 || hb.RevokedUsers < 0 || hb.Groups < 0:
@@ -134,15 +210,15 @@ func hasControl(s string) bool {
 }
 
 func (h *Heartbeats) expireLocked(now time.Time) {
-	for id, st := range h.latest {
+	for k, st := range h.latest {
 		if now.Sub(st.Received) > HeartbeatExpiry {
-			delete(h.latest, id)
+			h.deleteLocked(k)
 		}
 	}
 }
 
 // List returns every replica heard from in the last HeartbeatExpiry,
-// sorted by replica id.
+// sorted by edge name, then replica id.
 func (h *Heartbeats) List() []EdgeStatus {
 	now := h.now()
 	var last uint64
@@ -160,7 +236,12 @@ func (h *Heartbeats) List() []EdgeStatus {
 		out = append(out, st)
 	}
 	h.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Replica < out[j].Replica })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Edge != out[j].Edge {
+			return out[i].Edge < out[j].Edge
+		}
+		return out[i].Replica < out[j].Replica
+	})
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // PruneInterval is how often the watcher drops expired facts from its state.
@@ -27,8 +28,10 @@ type Watcher struct {
 }
 
 // Watch starts following bucket; it returns once the watch is set up, and
-// Synced is closed when the replay of existing facts is complete.
-func Watch(ctx context.Context, js jetstream.JetStream, bucket string, logger *slog.Logger) (*Watcher, error) {
+// Synced is closed when the replay of existing facts is complete. anchors
+// are the trust anchors whose signed keys and groups facts are accepted
+// (keys.Ring.AnchorKeys), exactly as an edge configured with trustAnchors.
+func Watch(ctx context.Context, js jetstream.JetStream, bucket string, anchors *token.KeySet, logger *slog.Logger) (*Watcher, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -42,7 +45,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, logger *s
 		cancel()
 		return nil, fmt.Errorf("edgepub: watch edge bucket %s: %w", bucket, err)
 	}
-	w := &Watcher{state: edgestate.New(), cancel: cancel, done: make(chan struct{}), synced: make(chan struct{})}
+	w := &Watcher{state: edgestate.NewWithAnchors(anchors), cancel: cancel, done: make(chan struct{}), synced: make(chan struct{})}
 	go w.run(wctx, kw, logger)
 	return w, nil
 }

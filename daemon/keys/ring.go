@@ -1,8 +1,17 @@
-// Package keys is the daemon's Ed25519 signing key ring. The ring lives in a
-// private JetStream KV bucket (one entry, written with optimistic concurrency
-// so replicas never fight), is generated on first start, rotates on command or
-// on a schedule, and keeps old public keys until every token they signed has
-// expired. Its public half is served as JWKS and published to the edge.
+// Package keys is the daemon's key ring: the Ed25519 keys that sign session
+// tokens and the trust anchor that signs the facts edges accept. The ring
+// lives in a private JetStream KV bucket (one entry, written with optimistic
+// concurrency so replicas never fight), its private halves sealed with the
+// daemon's encryption key (package seal). It is generated on first start,
+// rotates on command or on a schedule, revokes a key on command, and keeps
+// old public keys until every token they signed has expired. Its public half
+// is served as JWKS and published to the edge as a signed keys fact.
+//
+// The ring also keeps the *horizon*: for every session lifetime a replica
+// has issued tokens under, until when such tokens can be live. Facts about
+// tokens (revocations, overrides) and the buckets holding them are sized by
+// the horizon, never by this replica's current lifetime, so shortening
+// session.lifetime cannot bring a revoked token back.
 package keys
 
 import (
@@ -20,9 +29,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgepass/edgepass/daemon/kvbucket"
+	"github.com/edgepass/edgepass/daemon/seal"
+	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -30,11 +42,20 @@ import (
 const ringKey = "ring"
 
 // Audience is the aud of every session token (contracts.md).
-const Audience = "edgepass"
+const Audience = policy.DefaultAudience
 
-// JWKSPublisher pushes the public keys to the edges (the edge bucket's `keys`).
-type JWKSPublisher interface {
-	PublishKeys(ctx context.Context, jwks []byte) error
+// Horizon upkeep: a replica makes sure its lifetime's entry reaches at least
+// horizonAhead past now+lifetime, extending it to horizonExtend when it must
+// write (so it writes about every 15 minutes, not every tick).
+const (
+	horizonAhead  = 15 * time.Minute
+	horizonExtend = 30 * time.Minute
+)
+
+// KeysPublisher pushes the keys fact to the edges (the edge bucket's
+// `keys`); *edgepub.Publisher implements it, signing with the trust anchor.
+type KeysPublisher interface {
+	PublishKeys(ctx context.Context, f edgestate.KeysFact) error
 }
 
 // Options configures the ring.
@@ -42,33 +63,64 @@ type Options struct {
 	// Bucket is the private KV bucket (nats.keyBucket); Replicas its JetStream replicas.
 	Bucket   string
 	Replicas int
-	// Lifetime is the longest token lifetime (session.lifetime): a retired
-	// key's public half stays published Lifetime+ClockSkew after it stopped signing.
+	// Lifetime is this replica's token lifetime (session.lifetime). It
+	// enters the horizon; retired keys stay published Horizon+ClockSkew
+	// after they stopped signing.
 	Lifetime  time.Duration
 	ClockSkew time.Duration
 	// RotationInterval rotates the signing key when it is this old (0 = only on command).
 	RotationInterval time.Duration
 	// Issuer is the iss of signed tokens (publicURL).
 	Issuer string
-	// Publisher receives the JWKS at start, on every change and periodically
-	// (so the entry never ages out of the edge bucket). Optional.
-	Publisher JWKSPublisher
-	Logger    *slog.Logger
+	// Seal encrypts the private keys at rest (keys.encryptionKeyFile); required.
+	Seal   *seal.Key
+	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
 
-// storedKey is one key as persisted; Seed is the Ed25519 private seed.
+// storedKey is one key as persisted. Sealed is the Ed25519 seed sealed with
+// the encryption key; Seed is a plaintext seed written by an edgepass before
+// sealing existed (read once, sealed on the next write).
 type storedKey struct {
 	ID        string `json:"kid"`
-	Seed      []byte `json:"seed"`
+	Seed      []byte `json:"seed,omitempty"`
+	Sealed    string `json:"sealed,omitempty"`
 	Created   int64  `json:"created"`
 	Activated int64  `json:"activated,omitempty"` // 0 = published, not signing yet
 	Retired   int64  `json:"retired,omitempty"`   // when it stopped signing
+	Revoked   int64  `json:"revoked,omitempty"`   // when it was distrusted (private half wiped)
+}
+
+// storedAnchor is the trust anchor: the key that signs edge facts.
+type storedAnchor struct {
+	ID      string `json:"kid"`
+	Sealed  string `json:"sealed"`
+	Created int64  `json:"created"`
+}
+
+// lifetimeEntry says tokens of Lifetime seconds can be live until Until.
+type lifetimeEntry struct {
+	Lifetime int64 `json:"lifetime"`
+	Until    int64 `json:"until"`
 }
 
 type storedRing struct {
-	Keys []storedKey `json:"keys"`
+	Keys    []storedKey     `json:"keys"`
+	Anchor  *storedAnchor   `json:"anchor,omitempty"`
+	Horizon []lifetimeEntry `json:"horizon,omitempty"`
+}
+
+func (sr storedRing) clone() storedRing {
+	out := storedRing{
+		Keys:    append([]storedKey(nil), sr.Keys...),
+		Horizon: append([]lifetimeEntry(nil), sr.Horizon...),
+	}
+	if sr.Anchor != nil {
+		a := *sr.Anchor
+		out.Anchor = &a
+	}
+	return out
 }
 
 // snapshot is an immutable view of the ring, swapped atomically.
@@ -77,39 +129,54 @@ type snapshot struct {
 	stored  storedRing
 	active  *storedKey
 	priv    ed25519.PrivateKey
-	public  *token.KeySet
+	anchor  ed25519.PrivateKey // nil until the ring has one
+	public  *token.KeySet      // every key a live token may name (revoked ones left out)
 	jwks    []byte
+	revoked []string
+	legacy  bool      // plaintext seeds present
 	created time.Time // when the active key started signing
 }
 
 // KeyInfo describes one key for status output (no private material).
 type KeyInfo struct {
 	ID        string    `json:"kid"`
-	State     string    `json:"state"` // "active", "pending" or "retired"
+	State     string    `json:"state"` // "active", "pending", "retired" or "revoked"
 	Created   time.Time `json:"created"`
 	Activated time.Time `json:"activated,omitzero"`
 	Retired   time.Time `json:"retired,omitzero"`
-	// RemoveAfter is when a retired key's public half is dropped.
+	Revoked   time.Time `json:"revoked,omitzero"`
+	// RemoveAfter is when a retired key's public half (or a revoked key's
+	// entry in the edges' revoked list) is dropped.
 	RemoveAfter time.Time `json:"removeAfter,omitzero"`
 }
 
-// Ring signs session tokens with the current key and knows every public key
-// a live token may name.
+// Ring signs session tokens with the current key, signs edge facts with the
+// trust anchor, and knows every public key a live token may name.
 type Ring struct {
-	o    Options
-	kv   jetstream.KeyValue
-	cur  atomic.Pointer[snapshot]
-	mu   sync.Mutex // serializes writers in this process
-	stop func()
-	done chan struct{}
+	o           Options
+	kv          jetstream.KeyValue
+	cur         atomic.Pointer[snapshot]
+	pub         KeysPublisher
+	mu          sync.Mutex // serializes writers in this process
+	warnLegacy  sync.Once
+	published   atomic.Int64 // horizon (seconds) in the last keys fact published
+	stop        func()
+	done        chan struct{}
+	lastPublish atomic.Int64 // unix nanoseconds of the last keys fact published
 }
 
-// ErrNoKey means the ring has no active signing key (not loaded yet).
-var ErrNoKey = errors.New("keys: no active signing key")
+var (
+	// ErrNoKey means the ring has no active signing key (not started yet).
+	ErrNoKey = errors.New("keys: no active signing key")
+	// ErrUnknownKey means no key of the ring has that id.
+	ErrUnknownKey = errors.New("keys: no such key in the ring; list them with `edgepass keys list`")
+)
 
-// Open creates the bucket if needed, loads the ring (generating the first
-// key on a fresh install), publishes the JWKS and starts following changes
-// made by other replicas. Close stops following.
+// Open creates the bucket if needed and loads the ring, generating on a fresh
+// install the first signing key (pending until Start publishes it) and the
+// trust anchor, sealing any plaintext seed an older edgepass left, and
+// recording this replica's lifetime in the horizon. It publishes nothing:
+// Start does, once the edge publisher (which needs the anchor) exists.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("keys: bucket name required (nats.keyBucket)")
@@ -117,52 +184,74 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error)
 	if o.Lifetime <= 0 {
 		return nil, errors.New("keys: lifetime must be positive (session.lifetime)")
 	}
+	if o.Seal == nil {
+		return nil, errors.New("keys: no encryption key (keys.encryptionKeyFile): the signing keys are never stored in clear")
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass signing keys (private to the daemon)", 0, o.Replicas)
+	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass signing keys (private to the daemon, sealed)", 0, o.Replicas)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	r := &Ring{o: o, kv: kv, done: make(chan struct{})}
-
+	r := &Ring{o: o, kv: kv}
 	if err := r.load(ctx); err != nil {
 		return nil, err
 	}
-	// Finish whatever a previous start or rotation left undone: no key yet,
-	// a pending key never activated, retired keys past their retention.
+	// Finish whatever a previous start or rotation left undone: no key or
+	// anchor yet, plaintext seeds, retired keys past their retention, this
+	// lifetime missing from the horizon.
 	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
-		changed := prune(sr, now, r.retention())
+		changed := pruneHorizon(sr, now)
+		changed = prune(sr, now, r.retention(sr, now)) || changed
+		changed = hasLegacy(sr) || changed
+		if sr.Anchor == nil {
+			a, err := r.newAnchor(now)
+			if err != nil {
+				return false, err
+			}
+			sr.Anchor = &a
+			changed = true
+		}
 		if activeIndex(sr) < 0 && pendingIndex(sr) < 0 {
-			k, err := newKey(now)
+			k, err := r.newKey(now)
 			if err != nil {
 				return false, err
 			}
 			sr.Keys = append(sr.Keys, k)
 			changed = true
 		}
-		return changed, nil
+		return r.extendHorizon(sr, now) || changed, nil
 	}); err != nil {
 		return nil, err
 	}
-	// A pending key (a fresh install, or an interrupted rotation) is
-	// published before it signs.
-	if _, err := r.publishThenActivate(ctx); err != nil {
-		return nil, err
-	}
+	return r, nil
+}
 
+// Start publishes the keys fact (activating a pending key only after the
+// edges have it: a fresh install's first key, an interrupted rotation) and
+// starts following changes made by other replicas. pub may be nil (tests:
+// nothing published). Close stops following.
+func (r *Ring) Start(ctx context.Context, pub KeysPublisher) error {
+	r.pub = pub
+	if _, err := r.publishThenActivate(ctx); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.Watch(wctx, ringKey, jetstream.UpdatesOnly())
+	w, err := r.kv.Watch(wctx, ringKey, jetstream.UpdatesOnly())
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("keys: watch %s: %w", o.Bucket, err)
+		return fmt.Errorf("keys: watch %s: %w", r.o.Bucket, err)
 	}
+	r.done = make(chan struct{})
 	r.stop = func() { cancel(); _ = w.Stop() }
 	go r.follow(wctx, w)
-	return r, nil
+	r.o.Logger.Info("edge trust anchor: configure every edgepass middleware with trustAnchors: [<anchor>]",
+		"anchor", r.Anchor(), "anchorID", r.AnchorID())
+	return nil
 }
 
 // Close stops following other replicas' changes.
@@ -197,7 +286,12 @@ func (r *Ring) follow(ctx context.Context, w jetstream.KeyWatcher) {
 	}
 }
 
-func (r *Ring) retention() time.Duration { return r.o.Lifetime + r.o.ClockSkew }
+// retention is how long a key stays after it stopped signing (or was
+// revoked): until every token it signed has expired, under any lifetime a
+// replica still issues.
+func (r *Ring) retention(sr *storedRing, now time.Time) time.Duration {
+	return horizonOf(sr, now, r.o.Lifetime) + r.o.ClockSkew
+}
 
 func (r *Ring) current() *snapshot {
 	if s := r.cur.Load(); s != nil {
@@ -228,6 +322,12 @@ func (r *Ring) install(data []byte, rev uint64) error {
 	if err != nil {
 		return err
 	}
+	if snap.legacy {
+		r.warnLegacy.Do(func() {
+			r.o.Logger.Warn("keys: the key ring holds signing keys in clear (written by an older edgepass); sealing them with the encryption key on the next write",
+				"encryptionKey", r.o.Seal.ID())
+		})
+	}
 	for {
 		old := r.cur.Load()
 		if old != nil && old.rev >= rev {
@@ -242,6 +342,23 @@ func (r *Ring) install(data []byte, rev uint64) error {
 	}
 }
 
+// Associated data binding each sealed secret to its slot in the ring.
+func keyAAD(kid string) string    { return "edgepass key ring: signing key " + kid }
+func anchorAAD(kid string) string { return "edgepass key ring: trust anchor " + kid }
+
+// openSecret opens a sealed seed, explaining a foreign encryption key.
+func (r *Ring) openSecret(sealed, aad, what string) ([]byte, error) {
+	seed, err := r.o.Seal.Open(sealed, aad)
+	var wk *seal.WrongKeyError
+	if errors.As(err, &wk) {
+		return nil, fmt.Errorf("keys: key ring %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: key ring entry %s is damaged: %w", what, err)
+	}
+	return seed, nil
+}
+
 func (r *Ring) build(sr storedRing, rev uint64) (*snapshot, error) {
 	snap := &snapshot{rev: rev, stored: sr}
 	var pubs []token.Key
@@ -249,45 +366,90 @@ func (r *Ring) build(sr storedRing, rev uint64) (*snapshot, error) {
 	order := make([]storedKey, len(sr.Keys))
 	copy(order, sr.Keys)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Created > order[j].Created })
-	for i := range order {
-		k := order[i]
-		if len(k.Seed) != ed25519.SeedSize || k.ID == "" {
-			return nil, fmt.Errorf("keys: key ring entry %q is damaged (seed of %d bytes)", k.ID, len(k.Seed))
+	privs := map[string]ed25519.PrivateKey{}
+	for _, k := range order {
+		if k.ID == "" {
+			return nil, errors.New("keys: key ring entry without a key id is damaged")
 		}
-		priv := ed25519.NewKeyFromSeed(k.Seed)
-		pubs = append(pubs, token.Key{ID: k.ID, Public: priv.Public().(ed25519.PublicKey)})
+		if k.Revoked > 0 {
+			snap.revoked = append(snap.revoked, k.ID)
+			continue
+		}
+		seed := k.Seed
+		switch {
+		case k.Sealed != "":
+			var err error
+			if seed, err = r.openSecret(k.Sealed, keyAAD(k.ID), "signing key "+k.ID); err != nil {
+				return nil, err
+			}
+		case len(k.Seed) > 0:
+			snap.legacy = true
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("keys: key ring entry %q is damaged (seed of %d bytes)", k.ID, len(seed))
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		pub := priv.Public().(ed25519.PublicKey)
+		if keyID(pub) != k.ID {
+			return nil, fmt.Errorf("keys: key ring entry %q is damaged (its key has id %s)", k.ID, keyID(pub))
+		}
+		privs[k.ID] = priv
+		pubs = append(pubs, token.Key{ID: k.ID, Public: pub})
 	}
 	if i := activeIndex(&sr); i >= 0 {
 		k := sr.Keys[i]
 		snap.active = &k
-		snap.priv = ed25519.NewKeyFromSeed(k.Seed)
+		snap.priv = privs[k.ID]
 		snap.created = time.Unix(k.Activated, 0)
 	}
-	snap.public = token.NewKeySet(pubs...)
-	jwks, err := snap.public.MarshalJWKS()
-	if err != nil {
-		return nil, fmt.Errorf("keys: marshal JWKS: %w", err)
+	if a := sr.Anchor; a != nil {
+		seed, err := r.openSecret(a.Sealed, anchorAAD(a.ID), "trust anchor "+a.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("keys: key ring's trust anchor is damaged (seed of %d bytes)", len(seed))
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		if id := token.AnchorID(priv.Public().(ed25519.PublicKey)); id != a.ID {
+			return nil, fmt.Errorf("keys: key ring's trust anchor %q is damaged (its key has id %s)", a.ID, id)
+		}
+		snap.anchor = priv
 	}
-	snap.jwks = jwks
+	snap.public = token.NewKeySet(pubs...)
+	if snap.public.Len() > 0 {
+		jwks, err := snap.public.MarshalJWKS()
+		if err != nil {
+			return nil, fmt.Errorf("keys: marshal JWKS: %w", err)
+		}
+		snap.jwks = jwks
+	} else {
+		snap.jwks = []byte(`{"keys":[]}`)
+	}
 	return snap, nil
 }
 
+// maxMutateAttempts bounds mutate's retries when other replicas keep writing.
+const maxMutateAttempts = 10
+
 // mutate applies f to the latest stored ring and writes it back if f
 // reports a change, retrying from a fresh read when another replica wrote
-// in between (optimistic concurrency on the KV revision).
+// in between (optimistic concurrency on the KV revision). Every write seals
+// plaintext seeds an older edgepass left.
 func (r *Ring) mutate(ctx context.Context, f func(sr *storedRing, now time.Time) (bool, error)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for attempt := 0; attempt < 10; attempt++ {
+	for attempt := 0; attempt < maxMutateAttempts; attempt++ {
 		if err := r.load(ctx); err != nil {
 			return err
 		}
 		cur := r.current()
-		sr := storedRing{Keys: append([]storedKey(nil), cur.stored.Keys...)}
+		sr := cur.stored.clone()
 		changed, err := f(&sr, r.o.Now())
 		if err != nil || !changed {
 			return err
 		}
+		r.sealLegacy(&sr)
 		data, err := json.Marshal(sr)
 		if err != nil {
 			return fmt.Errorf("keys: encode key ring: %w", err)
@@ -309,18 +471,38 @@ func (r *Ring) mutate(ctx context.Context, f func(sr *storedRing, now time.Time)
 	return errors.New("keys: key ring kept changing under us; retry")
 }
 
+// sealLegacy replaces plaintext seeds by sealed ones.
+func (r *Ring) sealLegacy(sr *storedRing) {
+	for i := range sr.Keys {
+		k := &sr.Keys[i]
+		if len(k.Seed) > 0 && k.Sealed == "" && k.Revoked == 0 {
+			k.Sealed = r.o.Seal.Seal(k.Seed, keyAAD(k.ID))
+		}
+		k.Seed = nil
+	}
+}
+
+func hasLegacy(sr *storedRing) bool {
+	for _, k := range sr.Keys {
+		if len(k.Seed) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Rotate makes a new key the signing key. The new public key reaches the
 // edge bucket before any token is signed with it; the previous key keeps
 // verifying until its tokens have expired. It returns the new key id.
 func (r *Ring) Rotate(ctx context.Context) (string, error) {
 	var kid string
 	err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
-		prune(sr, now, r.retention())
+		prune(sr, now, r.retention(sr, now))
 		if i := pendingIndex(sr); i >= 0 {
 			kid = sr.Keys[i].ID // an unfinished rotation: finish it
 			return false, nil
 		}
-		k, err := newKey(now)
+		k, err := r.newKey(now)
 		if err != nil {
 			return false, err
 		}
@@ -338,10 +520,87 @@ func (r *Ring) Rotate(ctx context.Context) (string, error) {
 	return kid, nil
 }
 
-// publishThenActivate publishes the JWKS and, when a key is pending, makes
-// it the signing key and publishes again: a key reaches the edge bucket
-// before any token is signed with it, and the edges end up with the ring as
-// it now is. It reports whether a pending key was activated.
+// RevokeResult is what Revoke did.
+type RevokeResult struct {
+	// KeyID is the revoked key.
+	KeyID string `json:"kid"`
+	// WasActive: it was the signing key, so the ring rotated at once.
+	WasActive bool `json:"wasActive"`
+	// SigningKeyID is the key signing now.
+	SigningKeyID string `json:"signingKid"`
+}
+
+// Revoke distrusts kid for good (a leaked or suspect key): its private half
+// is wiped, it leaves the JWKS, and the keys fact lists it as revoked so
+// every edge refuses its tokens from now on, also when a forger signs new
+// ones. Revoking the signing key is allowed: a fresh key is published, then
+// signs, before kid is dropped. Revoking a revoked key republishes; an
+// unknown kid is ErrUnknownKey. Ending the sessions whose tokens kid signed
+// is the caller's part (session.Session.KeyID).
+func (r *Ring) Revoke(ctx context.Context, kid string) (RevokeResult, error) {
+	res := RevokeResult{KeyID: kid}
+	// 1. If kid signs now, have a successor published first.
+	signing := false
+	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
+		i := indexOf(sr, kid)
+		if i < 0 {
+			return false, ErrUnknownKey
+		}
+		signing = activeIndex(sr) == i
+		if !signing || pendingIndex(sr) >= 0 {
+			return false, nil
+		}
+		k, err := r.newKey(now)
+		if err != nil {
+			return false, err
+		}
+		sr.Keys = append(sr.Keys, k)
+		return true, nil
+	}); err != nil {
+		return res, err
+	}
+	if signing {
+		if err := r.publish(ctx); err != nil {
+			return res, err
+		}
+	}
+	// 2. Revoke it and, if it was signing, activate the successor in the same write.
+	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
+		i := indexOf(sr, kid)
+		if i < 0 {
+			return false, ErrUnknownKey
+		}
+		k := &sr.Keys[i]
+		res.WasActive = false
+		if k.Revoked > 0 {
+			return false, nil
+		}
+		if activeIndex(sr) == i {
+			res.WasActive = true
+			k.Retired = now.Unix()
+			if p := pendingIndex(sr); p >= 0 {
+				sr.Keys[p].Activated = now.Unix()
+			}
+		}
+		k.Revoked = now.Unix()
+		k.Sealed, k.Seed = "", nil
+		return true, nil
+	}); err != nil {
+		return res, err
+	}
+	// 3. The edges drop it (and finish an activation left pending).
+	if _, err := r.publishThenActivate(ctx); err != nil {
+		return res, err
+	}
+	res.SigningKeyID = r.KeyID()
+	r.o.Logger.Warn("keys: revoked a key; edges refuse its tokens from now on", "kid", kid, "wasSigning", res.WasActive, "signingKid", res.SigningKeyID)
+	return res, nil
+}
+
+// publishThenActivate publishes the keys fact and, when a key is pending,
+// makes it the signing key and publishes again: a key reaches the edge
+// bucket before any token is signed with it, and the edges end up with the
+// ring as it now is. It reports whether a pending key was activated.
 func (r *Ring) publishThenActivate(ctx context.Context) (bool, error) {
 	if err := r.publish(ctx); err != nil {
 		return false, err
@@ -374,20 +633,35 @@ func (r *Ring) activatePending(ctx context.Context) error {
 // maxPublishRounds bounds publish's re-reads of a ring that keeps changing.
 const maxPublishRounds = 10
 
-// publish pushes the current JWKS to the edge. The edge's keys entry is
+// KeysFact is the keys fact for the ring as it is: every public key a live
+// token may name, the revoked key ids, and the horizon as the longest token
+// lifetime edges accept. The publisher signs it.
+func (r *Ring) KeysFact() edgestate.KeysFact {
+	snap := r.current()
+	return edgestate.KeysFact{
+		JWKS:             json.RawMessage(snap.jwks),
+		Revoked:          append([]string(nil), snap.revoked...),
+		MaxTokenLifetime: int64(r.Horizon() / time.Second),
+	}
+}
+
+// publish pushes the keys fact to the edge. The edge's keys entry is
 // last-writer-wins across replicas, so after writing, the ring is read
-// again: if another replica changed it meanwhile, the newer JWKS is written
+// again: if another replica changed it meanwhile, the newer fact is written
 // too. Otherwise a replica whose write lands after another's rotation would
 // leave the edges without the new key until the next periodic republish.
 func (r *Ring) publish(ctx context.Context) error {
-	if r.o.Publisher == nil {
+	if r.pub == nil {
 		return nil
 	}
 	for range maxPublishRounds {
 		snap := r.current()
-		if err := r.o.Publisher.PublishKeys(ctx, snap.jwks); err != nil {
-			return fmt.Errorf("keys: publish JWKS to the edge: %w", err)
+		f := r.KeysFact()
+		if err := r.pub.PublishKeys(ctx, f); err != nil {
+			return fmt.Errorf("keys: publish the keys fact to the edge: %w", err)
 		}
+		r.published.Store(f.MaxTokenLifetime)
+		r.lastPublish.Store(r.o.Now().UnixNano())
 		if err := r.load(ctx); err != nil {
 			return err
 		}
@@ -395,21 +669,17 @@ func (r *Ring) publish(ctx context.Context) error {
 			return nil
 		}
 	}
-	return errors.New("keys: key ring kept changing while publishing the JWKS; retry")
+	return errors.New("keys: key ring kept changing while publishing the keys fact; retry")
 }
 
-// Maintain rotates on schedule, drops expired public keys and republishes
-// the JWKS so the edge bucket (whose entries age out) always holds it. It
-// checks every interval (0 = a default of 1 minute) until ctx ends.
+// Maintain rotates on schedule, keeps the horizon, drops expired public
+// keys and republishes the keys fact so the edge bucket (whose entries age
+// out) always holds it. It checks every interval (0 = a default of 1
+// minute) until ctx ends.
 func (r *Ring) Maintain(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	republish := r.o.Lifetime / 4
-	if republish > time.Hour {
-		republish = time.Hour
-	}
-	lastPublish := r.o.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -420,23 +690,30 @@ func (r *Ring) Maintain(ctx context.Context, interval time.Duration) {
 		}
 		if err := r.Tick(ctx); err != nil {
 			r.o.Logger.Error("keys: maintenance", "err", err)
-			continue
-		}
-		if now := r.o.Now(); now.Sub(lastPublish) >= republish {
-			if err := r.publish(ctx); err != nil {
-				r.o.Logger.Error("keys: republish JWKS", "err", err)
-				continue
-			}
-			lastPublish = now
 		}
 	}
 }
 
-// Tick does one maintenance step: rotate when the signing key is older than
-// RotationInterval, and drop public keys no live token can name. Replicas
-// may all call it: the first writer wins, the others see a fresh key.
+// republishEvery is how often the keys fact is written again so it never
+// ages out of the edge bucket (whose max age is at least the horizon).
+func (r *Ring) republishEvery() time.Duration {
+	every := r.Horizon() / 4
+	if every > time.Hour {
+		every = time.Hour
+	}
+	return every
+}
+
+// Tick does one maintenance step: extend this replica's horizon entry and
+// drop dead ones, rotate when the signing key is older than
+// RotationInterval, drop keys no live token can name, and republish the
+// keys fact when anything it says changed or it is due. Replicas may all
+// call it: the first writer wins, the others see the result.
 func (r *Ring) Tick(ctx context.Context) error {
-	if err := r.load(ctx); err != nil {
+	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
+		extended := r.extendHorizon(sr, now)
+		return pruneHorizon(sr, now) || extended, nil
+	}); err != nil {
 		return err
 	}
 	cur := r.current()
@@ -449,7 +726,7 @@ func (r *Ring) Tick(ctx context.Context) error {
 			if pendingIndex(sr) >= 0 {
 				return false, nil
 			}
-			k, err := newKey(now)
+			k, err := r.newKey(now)
 			if err != nil {
 				return false, err
 			}
@@ -472,15 +749,75 @@ func (r *Ring) Tick(ctx context.Context) error {
 	}
 	pruned := false
 	if err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
-		pruned = prune(sr, now, r.retention())
+		pruned = prune(sr, now, r.retention(sr, now))
 		return pruned, nil
 	}); err != nil {
 		return err
 	}
-	if pruned || r.current().rev != published {
+	due := r.o.Now().Sub(time.Unix(0, r.lastPublish.Load())) >= r.republishEvery()
+	if pruned || r.current().rev != published || due || r.published.Load() != int64(r.Horizon()/time.Second) {
 		return r.publish(ctx)
 	}
 	return nil
+}
+
+// extendHorizon makes this replica's lifetime entry reach at least
+// now+lifetime+horizonAhead, writing (to horizonExtend) only when it must.
+func (r *Ring) extendHorizon(sr *storedRing, now time.Time) bool {
+	life := int64(r.o.Lifetime / time.Second)
+	need := now.Add(r.o.Lifetime + horizonAhead).Unix()
+	to := now.Add(r.o.Lifetime + horizonExtend).Unix()
+	for i := range sr.Horizon {
+		if sr.Horizon[i].Lifetime == life {
+			if sr.Horizon[i].Until >= need {
+				return false
+			}
+			sr.Horizon[i].Until = to
+			return true
+		}
+	}
+	sr.Horizon = append(sr.Horizon, lifetimeEntry{Lifetime: life, Until: to})
+	return true
+}
+
+// pruneHorizon drops lifetimes whose last token has expired.
+func pruneHorizon(sr *storedRing, now time.Time) bool {
+	kept := sr.Horizon[:0:0]
+	for _, e := range sr.Horizon {
+		if e.Until >= now.Unix() {
+			kept = append(kept, e)
+		}
+	}
+	changed := len(kept) != len(sr.Horizon)
+	sr.Horizon = kept
+	return changed
+}
+
+// horizonOf is the longest lifetime whose tokens can still be live, at least own.
+func horizonOf(sr *storedRing, now time.Time, own time.Duration) time.Duration {
+	h := own
+	for _, e := range sr.Horizon {
+		if d := time.Duration(e.Lifetime) * time.Second; e.Until >= now.Unix() && d > h {
+			h = d
+		}
+	}
+	return h
+}
+
+// Horizon is the longest token lifetime any replica issued tokens under
+// whose tokens can still be live (at least this replica's lifetime): how
+// long edge facts about tokens, and the buckets holding them, must last.
+func (r *Ring) Horizon() time.Duration {
+	return horizonOf(&r.current().stored, r.o.Now(), r.o.Lifetime)
+}
+
+// LoadHorizon re-reads the ring (other replicas' lifetimes) and returns the
+// horizon; callers about to shrink something by it use this.
+func (r *Ring) LoadHorizon(ctx context.Context) (time.Duration, error) {
+	if err := r.load(ctx); err != nil {
+		return 0, err
+	}
+	return r.Horizon(), nil
 }
 
 // KeyID is the id of the current signing key.
@@ -491,29 +828,70 @@ func (r *Ring) KeyID() string {
 	return ""
 }
 
-// PublicKeys is every key a live token may name (pending, active, retired).
+// PublicKeys is every key a live token may name (pending, active, retired;
+// never revoked).
 func (r *Ring) PublicKeys() *token.KeySet { return r.current().public }
 
 // JWKS is PublicKeys in JWKS form.
 func (r *Ring) JWKS() []byte { return r.current().jwks }
 
+// AnchorID is the trust anchor's key id (the kid of the facts it signs).
+func (r *Ring) AnchorID() string {
+	if a := r.current().stored.Anchor; a != nil {
+		return a.ID
+	}
+	return ""
+}
+
+// Anchor is the trust anchor's public key in the text form edges are
+// configured with (plugin setting trustAnchors; `edgepass keys anchor`).
+func (r *Ring) Anchor() string {
+	if a := r.current().anchor; a != nil {
+		return token.FormatAnchor(a.Public().(ed25519.PublicKey))
+	}
+	return ""
+}
+
+// AnchorKeys is the trust anchor as a key set, for reading facts back
+// (edgestate.NewWithAnchors).
+func (r *Ring) AnchorKeys() *token.KeySet {
+	a := r.current().anchor
+	if a == nil {
+		return nil
+	}
+	pub := a.Public().(ed25519.PublicKey)
+	return token.NewKeySet(token.Key{ID: token.AnchorID(pub), Public: pub})
+}
+
+// AnchorSigningKey is the trust anchor's private key, for the edge
+// publisher only (edgepub.Options.Anchor): it signs what edges trust.
+func (r *Ring) AnchorSigningKey() ed25519.PrivateKey { return r.current().anchor }
+
 // Keys describes the ring for status output.
 func (r *Ring) Keys() []KeyInfo {
 	cur := r.current()
+	ret := r.retention(&cur.stored, r.o.Now())
 	out := make([]KeyInfo, 0, len(cur.stored.Keys))
 	for _, k := range cur.stored.Keys {
 		ki := KeyInfo{ID: k.ID, Created: time.Unix(k.Created, 0)}
+		if k.Activated > 0 {
+			ki.Activated = time.Unix(k.Activated, 0)
+		}
+		if k.Retired > 0 {
+			ki.Retired = time.Unix(k.Retired, 0)
+		}
 		switch {
+		case k.Revoked > 0:
+			ki.State = "revoked"
+			ki.Revoked = time.Unix(k.Revoked, 0)
+			ki.RemoveAfter = ki.Revoked.Add(ret)
 		case k.Activated == 0:
 			ki.State = "pending"
 		case k.Retired == 0:
 			ki.State = "active"
-			ki.Activated = time.Unix(k.Activated, 0)
 		default:
 			ki.State = "retired"
-			ki.Activated = time.Unix(k.Activated, 0)
-			ki.Retired = time.Unix(k.Retired, 0)
-			ki.RemoveAfter = ki.Retired.Add(r.retention())
+			ki.RemoveAfter = ki.Retired.Add(ret)
 		}
 		out = append(out, ki)
 	}
@@ -521,33 +899,55 @@ func (r *Ring) Keys() []KeyInfo {
 }
 
 // SignClaims signs c with the current key; token.Sign refuses a token over
-// token.MaxTokenSize with token.ErrTooLarge.
-func (r *Ring) SignClaims(c *token.Claims) (string, error) {
+// token.MaxTokenSize with token.ErrTooLarge. It returns the key id used.
+func (r *Ring) SignClaims(c *token.Claims) (string, string, error) {
 	cur := r.current()
 	if cur.active == nil {
-		return "", ErrNoKey
+		return "", "", ErrNoKey
 	}
-	return token.Sign(c, cur.active.ID, cur.priv)
+	raw, err := token.Sign(c, cur.active.ID, cur.priv)
+	return raw, cur.active.ID, err
 }
 
-// newKey generates a pending key; kid = base64url(SHA-256(public key))[:16].
-func newKey(now time.Time) (storedKey, error) {
+// keyID is a key's kid: base64url(SHA-256(public key))[:16].
+func keyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
+}
+
+// newKey generates a pending key, its seed sealed.
+func (r *Ring) newKey(now time.Time) (storedKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return storedKey{}, fmt.Errorf("keys: generate Ed25519 key: %w", err)
 	}
-	sum := sha256.Sum256(pub)
-	return storedKey{
-		ID:      base64.RawURLEncoding.EncodeToString(sum[:])[:16],
-		Seed:    priv.Seed(),
-		Created: now.Unix(),
-	}, nil
+	kid := keyID(pub)
+	return storedKey{ID: kid, Sealed: r.o.Seal.Seal(priv.Seed(), keyAAD(kid)), Created: now.Unix()}, nil
+}
+
+// newAnchor generates the trust anchor, its seed sealed.
+func (r *Ring) newAnchor(now time.Time) (storedAnchor, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return storedAnchor{}, fmt.Errorf("keys: generate the trust anchor: %w", err)
+	}
+	id := token.AnchorID(pub)
+	return storedAnchor{ID: id, Sealed: r.o.Seal.Seal(priv.Seed(), anchorAAD(id)), Created: now.Unix()}, nil
+}
+
+func indexOf(sr *storedRing, kid string) int {
+	for i, k := range sr.Keys {
+		if k.ID == kid {
+			return i
+		}
+	}
+	return -1
 }
 
 func activeIndex(sr *storedRing) int {
 	best := -1
 	for i, k := range sr.Keys {
-		if k.Activated > 0 && k.Retired == 0 && (best < 0 || k.Activated > sr.Keys[best].Activated) {
+		if k.Activated > 0 && k.Retired == 0 && k.Revoked == 0 && (best < 0 || k.Activated > sr.Keys[best].Activated) {
 			best = i
 		}
 	}
@@ -556,18 +956,22 @@ func activeIndex(sr *storedRing) int {
 
 func pendingIndex(sr *storedRing) int {
 	for i, k := range sr.Keys {
-		if k.Activated == 0 {
+		if k.Activated == 0 && k.Revoked == 0 {
 			return i
 		}
 	}
 	return -1
 }
 
-// prune drops retired keys whose tokens have all expired.
+// prune drops retired and revoked keys whose tokens have all expired.
 func prune(sr *storedRing, now time.Time, retention time.Duration) bool {
 	kept := sr.Keys[:0:0]
 	for _, k := range sr.Keys {
-		if k.Retired > 0 && now.After(time.Unix(k.Retired, 0).Add(retention)) {
+		end := k.Retired
+		if k.Revoked > 0 {
+			end = k.Revoked
+		}
+		if end > 0 && now.After(time.Unix(end, 0).Add(retention)) {
 			continue
 		}
 		kept = append(kept, k)

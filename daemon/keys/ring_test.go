@@ -14,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -31,29 +33,44 @@ func (c *clock) Now() time.Time {
 	defer c.mu.Unlock()
 	return c.now
 }
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
 
-// recorder is a JWKSPublisher remembering what it was sent, and optionally
+var testSeal = func() *seal.Key {
+	k, _, err := seal.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// recorder is a KeysPublisher remembering what it was sent, and optionally
 // what the ring was signing with at that moment.
 type recorder struct {
 	mu      sync.Mutex
 	sets    []*token.KeySet
+	facts   []edgestate.KeysFact
 	signing []string
 	ring    *Ring
 }
 
-func (p *recorder) PublishKeys(_ context.Context, jwks []byte) error {
-	ks, err := token.ParseJWKS(jwks)
+func (p *recorder) PublishKeys(_ context.Context, f edgestate.KeysFact) error {
+	ks, err := token.ParseJWKS(f.JWKS)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sets = append(p.sets, ks)
+	p.facts = append(p.facts, f)
 	if p.ring != nil {
 		p.signing = append(p.signing, p.ring.KeyID())
 	}
@@ -69,9 +86,18 @@ func (p *recorder) last() *token.KeySet {
 	return p.sets[len(p.sets)-1]
 }
 
-func open(t *testing.T, js jetstream.JetStream, clk *clock, pub JWKSPublisher, mod ...func(*Options)) *Ring {
+func (p *recorder) lastFact() edgestate.KeysFact {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.facts) == 0 {
+		return edgestate.KeysFact{}
+	}
+	return p.facts[len(p.facts)-1]
+}
+
+func open(t *testing.T, js jetstream.JetStream, clk *clock, pub KeysPublisher, mod ...func(*Options)) *Ring {
 	t.Helper()
-	o := Options{Bucket: "keys", Lifetime: time.Hour, ClockSkew: time.Minute, Issuer: issuer, Publisher: pub, Now: clk.Now}
+	o := Options{Bucket: "keys", Lifetime: time.Hour, ClockSkew: time.Minute, Issuer: issuer, Seal: testSeal, Now: clk.Now}
 	for _, m := range mod {
 		m(&o)
 	}
@@ -79,9 +105,19 @@ func open(t *testing.T, js jetstream.JetStream, clk *clock, pub JWKSPublisher, m
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	if pub == nil {
+		pub = nopPublisher{}
+	}
+	if err := r.Start(natstest.Context(t), pub); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	t.Cleanup(r.Close)
 	return r
 }
+
+type nopPublisher struct{}
+
+func (nopPublisher) PublishKeys(context.Context, edgestate.KeysFact) error { return nil }
 
 func sess(clk *clock) *session.Session {
 	now := clk.Now()
@@ -240,7 +276,7 @@ type interleaved struct {
 	during func()
 }
 
-func (p *interleaved) PublishKeys(ctx context.Context, jwks []byte) error {
+func (p *interleaved) PublishKeys(ctx context.Context, kf edgestate.KeysFact) error {
 	p.mu.Lock()
 	f := p.during
 	p.during = nil
@@ -248,7 +284,7 @@ func (p *interleaved) PublishKeys(ctx context.Context, jwks []byte) error {
 	if f != nil {
 		f()
 	}
-	return p.recorder.PublishKeys(ctx, jwks)
+	return p.recorder.PublishKeys(ctx, kf)
 }
 
 // A replica publishing a JWKS read just before another replica rotated must
@@ -331,7 +367,7 @@ func TestOpenFinishesInterruptedRotation(t *testing.T) {
 	e, _ := kv.Get(natstest.Context(t), ringKey)
 	var sr storedRing
 	_ = json.Unmarshal(e.Value(), &sr)
-	k, _ := newKey(clk.Now())
+	k, _ := r.newKey(clk.Now())
 	sr.Keys = append(sr.Keys, k)
 	data, _ := json.Marshal(sr)
 	if _, err := kv.Update(natstest.Context(t), ringKey, data, e.Revision()); err != nil {
@@ -447,7 +483,7 @@ func TestOpenRejectsDamagedRing(t *testing.T) {
 		if _, err := kv.Put(ctx, ringKey, []byte(bad)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Open(ctx, srv.JS, Options{Bucket: "keys", Lifetime: time.Hour}); err == nil {
+		if _, err := Open(ctx, srv.JS, Options{Bucket: "keys", Lifetime: time.Hour, Seal: testSeal}); err == nil {
 			t.Errorf("Open with ring %q = nil error, want a refusal", bad)
 		}
 	}

@@ -14,7 +14,9 @@ import (
 )
 
 // Sign issues the session token of s: iss = Options.Issuer, aud = edgepass,
-// sid, sub, iat, exp and the identity claims. It implements oidcflow.Signer.
+// sid, sub, iat, exp and the identity claims. It records the signing key in
+// s.KeyID, so revoking that key can end the session. It implements
+// oidcflow.Signer.
 func (r *Ring) Sign(s *session.Session) (string, error) {
 	if s == nil {
 		return "", errors.New("keys: sign: nil session")
@@ -31,7 +33,32 @@ func (r *Ring) Sign(s *session.Session) (string, error) {
 		PreferredUsername: s.Username,
 		Groups:            s.Groups,
 	}
-	return r.SignClaims(c)
+	raw, kid, err := r.SignClaims(c)
+	if err != nil {
+		return "", err
+	}
+	s.KeyID = kid
+	return raw, nil
+}
+
+// KeyIDOf returns the kid named in a token's header, unverified ("" when
+// unreadable): callers that signed the token record it (session.Session.KeyID).
+func KeyIDOf(raw string) string {
+	hdr, _, ok := strings.Cut(raw, ".")
+	if !ok || len(hdr) > 512 {
+		return ""
+	}
+	data, err := base64.RawURLEncoding.DecodeString(hdr)
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if json.Unmarshal(data, &h) != nil {
+		return ""
+	}
+	return h.Kid
 }
 
 // Verifier checks tokens this daemon issued (issuer, audience, skew).

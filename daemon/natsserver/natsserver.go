@@ -5,7 +5,6 @@ package natsserver
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -23,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/config"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // Options says how to get a NATS connection.
@@ -36,11 +36,15 @@ type Options struct {
 	DataDir string
 	// SyncAlways fsyncs every JetStream write (power-loss safety).
 	SyncAlways bool
-	// EdgeUser and EdgePassword, when the password is set, turn on
-	// authentication on the embedded server: edges log in as EdgeUser and may
-	// only watch EdgeBucket and publish their heartbeat; the daemon uses an
-	// internal user with a random password (in-process only).
-	EdgeUser, EdgePassword, EdgeBucket string
+	// CredentialsDir holds the embedded server's credentials, generated on
+	// first start (Credentials): the daemon's and one password per edge
+	// (default DataDir/credentials).
+	CredentialsDir string
+	// Edges are the embedded server's edge users: each may only do what
+	// natsedge.EdgePermissions(EdgeBucket, edge) lists. There is no
+	// anonymous access on any address.
+	Edges      []string
+	EdgeBucket string
 
 	// URLs, Token, User, Password, CredentialsFile and CAFile configure the
 	// connection to an external server when Embedded is false.
@@ -54,14 +58,15 @@ type Options struct {
 }
 
 // FromConfig maps the nats settings onto Options.
-func FromConfig(c config.NATS) Options {
+func FromConfig(cfg *config.Configuration) Options {
+	c := cfg.NATS
 	return Options{
+		CredentialsDir:  cfg.CredentialsDir(),
 		Embedded:        c.Embedded.Enabled,
 		Listen:          c.Embedded.Listen,
 		DataDir:         c.Embedded.DataDir,
 		SyncAlways:      c.Embedded.SyncAlways,
-		EdgeUser:        c.Embedded.EdgeUser,
-		EdgePassword:    c.Embedded.EdgePassword,
+		Edges:           c.Embedded.Edges,
 		EdgeBucket:      c.EdgeBucket,
 		URLs:            c.URLs,
 		Token:           c.Token,
@@ -75,11 +80,13 @@ func FromConfig(c config.NATS) Options {
 // Conn is the daemon's NATS connection, its JetStream context and, when
 // embedded, the server it runs.
 type Conn struct {
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	server *server.Server
-	lock   *os.File // the embedded server's data directory lock
-	closed chan struct{}
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Credentials are the embedded server's users (nil when external).
+	Credentials *Credentials
+	server      *server.Server
+	lock        *os.File // the embedded server's data directory lock
+	closed      chan struct{}
 }
 
 // clientName is the daemon's connection name, as the NATS server shows it.
@@ -118,12 +125,19 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	}
 
 	if o.Embedded {
-		var daemonPassword string
-		if o.EdgePassword != "" {
-			daemonPassword = rand.Text()
-			common = append(common, nats.UserInfo(DaemonUser, daemonPassword))
+		if o.DataDir == "" {
+			return nil, errors.New("nats: embedded server needs a data directory; set nats.embedded.dataDir")
 		}
-		s, lock, err := startEmbedded(o, daemonPassword)
+		if o.CredentialsDir == "" {
+			o.CredentialsDir = filepath.Join(o.DataDir, "credentials")
+		}
+		creds, err := LoadCredentials(o.CredentialsDir, o.Edges)
+		if err != nil {
+			return nil, err
+		}
+		c.Credentials = creds
+		common = append(common, nats.UserInfo(DaemonUser, creds.Daemon))
+		s, lock, err := startEmbedded(o, creds)
 		if err != nil {
 			return nil, err
 		}
@@ -164,36 +178,28 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	return c, nil
 }
 
-// DaemonUser is the embedded server's internal user when edge
-// authentication is on; DaemonInboxPrefix is where the daemon receives replies.
+// DaemonUser is the embedded server's user for the daemon itself;
+// DaemonInboxPrefix is where the daemon receives replies.
 const (
-	DaemonUser        = "edgepass-daemon"
+	DaemonUser        = config.DaemonNATSUser
 	DaemonInboxPrefix = "_EDGEPASS_DAEMON"
 )
 
-// EdgePermissions is what an edge may do: create and delete consumers on
-// the edge bucket's stream, answer flow control, publish its heartbeat, and
-// receive on _INBOX.>. It cannot read the session or key buckets, write
-// facts, or see the daemon's replies.
-func EdgePermissions(bucket string) *server.Permissions {
-	stream := "KV_" + bucket
+// EdgePermissions is what the edge named edge may do on the embedded server:
+// exactly natsedge.EdgePermissions (its own inbox, its own consumers on the
+// edge bucket's stream, its own heartbeat subject). It cannot read the
+// session or key buckets, write facts, or see another edge's or the daemon's
+// traffic.
+func EdgePermissions(bucket, edge string) *server.Permissions {
+	pub, sub := natsedge.EdgePermissions(bucket, edge)
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + stream,
-			"$JS.API.CONSUMER.CREATE." + stream,
-			"$JS.API.CONSUMER.CREATE." + stream + ".>",
-			"$JS.API.CONSUMER.DELETE." + stream + ".>",
-			"$JS.API.CONSUMER.INFO." + stream + ".>",
-			"$JS.FC." + stream + ".>",
-			"edgepass.heartbeat." + bucket,
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
 	}
 }
 
 // startEmbedded locks the data directory and starts the server on it.
-func startEmbedded(o Options, daemonPassword string) (*server.Server, *os.File, error) {
+func startEmbedded(o Options, creds *Credentials) (*server.Server, *os.File, error) {
 	if o.DataDir == "" {
 		return nil, nil, errors.New("nats: embedded server needs a data directory; set nats.embedded.dataDir")
 	}
@@ -208,7 +214,7 @@ func startEmbedded(o Options, daemonPassword string) (*server.Server, *os.File, 
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := runEmbedded(o, daemonPassword, dir)
+	s, err := runEmbedded(o, creds, dir)
 	if err != nil {
 		if lock != nil {
 			lock.Close()
@@ -218,7 +224,7 @@ func startEmbedded(o Options, daemonPassword string) (*server.Server, *os.File, 
 	return s, lock, nil
 }
 
-func runEmbedded(o Options, daemonPassword, dir string) (*server.Server, error) {
+func runEmbedded(o Options, creds *Credentials, dir string) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "edgepass",
 		JetStream:          true,
@@ -229,17 +235,14 @@ func runEmbedded(o Options, daemonPassword, dir string) (*server.Server, error) 
 		JetStreamMaxMemory: -1,
 		JetStreamMaxStore:  -1,
 	}
-	if daemonPassword != "" {
-		if o.EdgeUser == "" || o.EdgeUser == DaemonUser {
-			return nil, fmt.Errorf("nats: embedded edge user %q is not usable; check nats.embedded.edgeUser", o.EdgeUser)
-		}
-		if o.EdgeBucket == "" {
-			return nil, errors.New("nats: embedded edge authentication needs the edge bucket name (nats.edgeBucket)")
-		}
-		opts.Users = []*server.User{
-			{Username: DaemonUser, Password: daemonPassword},
-			{Username: o.EdgeUser, Password: o.EdgePassword, Permissions: EdgePermissions(o.EdgeBucket)},
-		}
+	if o.EdgeBucket == "" && len(creds.Edges) > 0 {
+		return nil, errors.New("nats: embedded edge users need the edge bucket name (nats.edgeBucket)")
+	}
+	// Every client authenticates: with Users set and no NoAuthUser, the
+	// server refuses anonymous connections on every address.
+	opts.Users = []*server.User{{Username: DaemonUser, Password: creds.Daemon}}
+	for _, e := range creds.Edges {
+		opts.Users = append(opts.Users, &server.User{Username: e.Name, Password: e.Password, Permissions: EdgePermissions(o.EdgeBucket, e.Name)})
 	}
 	if o.Listen != "" {
 		host, portStr, err := net.SplitHostPort(o.Listen)

@@ -150,7 +150,8 @@ func TestEmbeddedErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no data dir", Options{Embedded: true}, "set nats.embedded.dataDir"},
-		{"data dir is a file", Options{Embedded: true, DataDir: filepath.Join(notADir, "sub")}, "check nats.embedded.dataDir"},
+		{"bad edge name", Options{Embedded: true, DataDir: t.TempDir(), Edges: []string{"../x"}, EdgeBucket: "e"}, "edge name \"../x\" is not usable"},
+		{"data dir is a file", Options{Embedded: true, DataDir: filepath.Join(notADir, "sub")}, "not a directory"},
 		{"bad listen", Options{Embedded: true, DataDir: t.TempDir(), Listen: "localhost"}, "check nats.embedded.listen"},
 		{"port in use", Options{Embedded: true, DataDir: t.TempDir(), Listen: strings.TrimPrefix(busy.ClientURL(), "nats://")}, "check nats.embedded.listen"},
 	}
@@ -167,13 +168,13 @@ func TestEmbeddedErrors(t *testing.T) {
 	}
 }
 
-// openWithEdgeAuth starts an embedded server whose edges log in as
-// edge / edge-password-0123456789 and may only use the bucket "edge".
+// openWithEdgeAuth starts an embedded server with one edge user, "edge",
+// allowed only natsedge.EdgePermissions on the bucket "edge".
 func openWithEdgeAuth(t *testing.T) *Conn {
 	t.Helper()
 	ctx := ctxT(t)
 	c, err := Open(ctx, Options{Embedded: true, DataDir: t.TempDir(), Listen: "127.0.0.1:0",
-		EdgeUser: "edge", EdgePassword: "edge-password-0123456789", EdgeBucket: "edge"})
+		Edges: []string{"edge"}, EdgeBucket: "edge"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,30 +182,122 @@ func openWithEdgeAuth(t *testing.T) *Conn {
 	return c
 }
 
+func edgePassword(t *testing.T, c *Conn) string {
+	t.Helper()
+	if c.Credentials == nil || len(c.Credentials.Edges) != 1 {
+		t.Fatalf("credentials = %+v", c.Credentials)
+	}
+	return c.Credentials.Edges[0].Password
+}
+
+// Attack: a local process (another user, a container, an app behind
+// Traefik) connects to the embedded NATS on loopback without credentials,
+// or guesses one, to read the signing keys and sessions.
+func TestAnonymousClientRefusedOnLoopback(t *testing.T) {
+	ctx := ctxT(t)
+	// The defaults: no edge list configured beyond the default, loopback listen.
+	c, err := Open(ctx, Options{Embedded: true, DataDir: t.TempDir(), Listen: "127.0.0.1:0", Edges: []string{"edge"}, EdgeBucket: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "keys"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string][]nats.Option{
+		"anonymous":             nil,
+		"edge, wrong password":  {nats.UserInfo("edge", "guess")},
+		"daemon, no password":   {nats.UserInfo(DaemonUser, "")},
+		"daemon, wrong":         {nats.UserInfo(DaemonUser, "guess")},
+		"token":                 {nats.Token("guess")},
+		"edge password as user": {nats.UserInfo(edgePassword(t, c), "")},
+	} {
+		nc, err := nats.Connect(c.ClientURL(), append(opts, nats.NoReconnect())...)
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connected; want an authorization error", name)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("%s: err = %v, want an authorization violation", name, err)
+		}
+	}
+}
+
+// The credentials are generated once, private to the daemon's user, and
+// kept across restarts; a hand-written file is used, a weak or
+// world-readable one refused.
+func TestCredentialsGeneratedOnceAndPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "credentials")
+	c1, err := LoadCredentials(dir, []string{"traefik-a", "traefik-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("credentials dir mode = %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+	for _, f := range []string{DaemonPasswordFile(dir), EdgePasswordFile(dir, "traefik-a"), EdgePasswordFile(dir, "traefik-b")} {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, %v; want 0600", f, fi.Mode().Perm(), err)
+		}
+	}
+	if !c1.Edges[0].Created || c1.Edges[0].Password == c1.Edges[1].Password || c1.Daemon == c1.Edges[0].Password || len(c1.Daemon) < minPasswordLength {
+		t.Fatalf("credentials not distinct and fresh: %+v", c1)
+	}
+	c2, err := LoadCredentials(dir, []string{"traefik-a", "traefik-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Daemon != c1.Daemon || c2.Edges[1].Password != c1.Edges[1].Password || c2.Edges[0].Created {
+		t.Fatal("a restart changed the credentials")
+	}
+	own := EdgePasswordFile(dir, "mine")
+	if err := os.WriteFile(own, []byte("chosen-by-the-operator-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c3, err := LoadCredentials(dir, []string{"mine"})
+	if err != nil || c3.Edges[0].Password != "chosen-by-the-operator-0123" {
+		t.Fatalf("operator's file: %+v, %v", c3, err)
+	}
+	for name, tc := range map[string]struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		"short":           {"short\n", 0o600, "fewer than"},
+		"world readable":  {"long-enough-password-0123\n", 0o644, "readable by other users"},
+		"with whitespace": {"long enough password 0123\n", 0o600, "whitespace"},
+	} {
+		d := t.TempDir()
+		if err := os.WriteFile(EdgePasswordFile(d, "e"), []byte(tc.content), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(EdgePasswordFile(d, "e"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadCredentials(d, []string{"e"}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+// Attack: an edge credential used to read the session and key buckets,
+// forge edge facts or snoop on other traffic.
 func TestEmbeddedEdgeAuthentication(t *testing.T) {
 	ctx := ctxT(t)
 	c := openWithEdgeAuth(t)
-	edgeKV, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "edge"})
-	if err != nil {
+	if _, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "edge"}); err != nil {
 		t.Fatal(err)
 	}
 	secrets, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "sessions"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = edgeKV.Put(ctx, "keys", []byte(`{"keys":[]}`))
 	_, _ = secrets.Put(ctx, "s1", []byte(`{"refreshToken":"secret"}`))
 
-	// Attack: connecting without credentials or with a wrong password.
-	for _, opts := range [][]nats.Option{nil, {nats.UserInfo("edge", "guess")}, {nats.UserInfo(DaemonUser, "guess")}} {
-		if nc, err := nats.Connect(c.ClientURL(), opts...); err == nil {
-			nc.Close()
-			t.Errorf("connected with %d options; want an authorization error", len(opts))
-		}
-	}
-
 	violations := make(chan error, 16)
-	edge, err := nats.Connect(c.ClientURL(), nats.UserInfo("edge", "edge-password-0123456789"),
+	edge, err := nats.Connect(c.ClientURL(), nats.UserInfo("edge", edgePassword(t, c)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	if err != nil {
 		t.Fatalf("edge user cannot connect: %v", err)
@@ -212,39 +305,18 @@ func TestEmbeddedEdgeAuthentication(t *testing.T) {
 	defer edge.Close()
 	ejs, _ := jetstream.New(edge)
 
-	// Allowed: watch the edge bucket, publish a heartbeat.
-	kv, err := ejs.KeyValue(ctx, "edge")
-	if err != nil {
-		t.Fatalf("edge cannot bind the edge bucket: %v", err)
-	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		t.Fatalf("edge cannot watch the edge bucket: %v", err)
-	}
-	select {
-	case e := <-w.Updates():
-		if e == nil || e.Key() != "keys" {
-			t.Fatalf("edge watch delivered %v", e)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("edge watch delivered nothing")
-	}
-	_ = w.Stop()
-	if err := edge.Publish("edgepass.heartbeat.edge", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-
 	// Refused: reading the session bucket, forging edge facts, snooping on
-	// KV writes and on the daemon's replies.
+	// KV writes, on the daemon's replies and on other inboxes.
 	shortCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := ejs.KeyValue(shortCtx, "sessions"); err == nil {
 		t.Error("edge user could bind the sessions bucket")
 	}
-	if _, err := kv.Put(shortCtx, "groups.x", []byte(`{"groups":["admins"],"at":1}`)); err == nil {
-		t.Error("edge user could write an edge fact")
+	if err := edge.Publish("$KV.edge.groups.x", []byte(`{"groups":["admins"],"at":1}`)); err != nil {
+		t.Fatal(err)
 	}
-	for _, subj := range []string{"$KV.sessions.>", DaemonInboxPrefix + ".>", "$JS.API.>"} {
+	forbidden := []string{"$KV.sessions.>", DaemonInboxPrefix + ".>", "$JS.API.>", "_INBOX.>", "_EDGEPASS.other.>"}
+	for _, subj := range forbidden {
 		if _, err := edge.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -252,19 +324,18 @@ func TestEmbeddedEdgeAuthentication(t *testing.T) {
 	_ = edge.Flush()
 	deadline := time.After(3 * time.Second)
 	got := 0
-	for got < 3 {
+	for got < len(forbidden)+1 {
 		select {
 		case err := <-violations:
 			if strings.Contains(err.Error(), "Permissions Violation") {
 				got++
 			}
 		case <-deadline:
-			t.Fatalf("%d of 3 forbidden subscriptions refused", got)
+			t.Fatalf("%d of %d forbidden operations refused", got, len(forbidden)+1)
 		}
 	}
-	// The daemon itself still works.
-	if _, err := secrets.Put(ctx, "s2", []byte(`{}`)); err != nil {
-		t.Errorf("daemon put after edge activity: %v", err)
+	if e, err := secrets.Get(ctx, "s1"); err != nil || string(e.Value()) != `{"refreshToken":"secret"}` {
+		t.Errorf("daemon read after edge activity: %v", err)
 	}
 }
 
@@ -281,13 +352,13 @@ func TestPluginWatcherWorksWithEdgePermissions(t *testing.T) {
 	if _, err := kv.Put(ctx, "revoke.session."+sid, []byte(`{"exp":4000000000}`)); err != nil {
 		t.Fatal(err)
 	}
-	beats, err := c.NC.SubscribeSync("edgepass.heartbeat.edge")
+	beats, err := c.NC.SubscribeSync(natsedge.HeartbeatSubject("edge", "edge"))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	w, err := natsedge.Shared(natsedge.Config{URLs: []string{c.ClientURL()}, Bucket: "edge", User: "edge",
-		Password: "edge-password-0123456789", ReplicaID: "plugin-test", Logf: t.Logf})
+		PasswordFile: c.Credentials.Edges[0].File, ReplicaID: "plugin-test", Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

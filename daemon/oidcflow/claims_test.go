@@ -2,6 +2,7 @@ package oidcflow
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"strings"
 	"testing"
@@ -34,7 +35,11 @@ func TestGroupsOverTheLimitAreCappedAtLoginAndRefresh(t *testing.T) {
 		"more bytes than MaxGroupBytes": {size: 200, n: 400, want: edgepub.MaxGroupBytes / 200},
 	}
 	srv := natstest.Start(t)
-	pub, err := edgepub.OpenPublisher(natstest.Context(t), srv.JS, edgepub.Options{Bucket: "edge", Lifetime: 2 * time.Hour})
+	_, anchor, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := edgepub.OpenPublisher(natstest.Context(t), srv.JS, edgepub.Options{Bucket: "edge", Lifetime: 2 * time.Hour, Anchor: anchor})
 	if err != nil {
 		t.Fatal(err)
 	}

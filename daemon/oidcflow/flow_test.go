@@ -591,3 +591,24 @@ func TestUsernameFallsBackToEmailThenSubject(t *testing.T) {
 		}
 	}
 }
+
+// Misleading health: after one successful discovery Ping said the IdP was
+// fine forever. It reports the IdP's state now; Discovered stays true.
+func TestPingReportsTheIdPNowAfterDiscovery(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.h.Discovered() {
+		t.Fatal("Discovered before any discovery")
+	}
+	if err := e.h.Ping(context.Background()); err != nil || !e.h.Discovered() {
+		t.Fatalf("IdP up: Ping %v, Discovered %v", err, e.h.Discovered())
+	}
+	e.idp.set(func(p *testIdP) { p.down = true })
+	err := e.h.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not answer now") || !e.h.Discovered() {
+		t.Fatalf("IdP down after discovery: Ping %v, Discovered %v; want an error and still discovered", err, e.h.Discovered())
+	}
+	e.idp.set(func(p *testIdP) { p.down = false })
+	if err := e.h.Ping(context.Background()); err != nil {
+		t.Fatalf("IdP back: %v", err)
+	}
+}

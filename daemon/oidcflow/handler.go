@@ -1,6 +1,8 @@
 // Package oidcflow is the daemon's OpenID Connect relying party: browser
-// login (authorization code + PKCE + state + nonce), logout (local and
-// RP-initiated), OIDC back-channel logout and periodic refresh at the IdP.
+// login (authorization code + PKCE + state + nonce, with login-loop
+// detection), logout (a same-origin POST with a session-bound token from a
+// confirmation page, then RP-initiated at the IdP), OIDC back-channel
+// logout and periodic refresh at the IdP.
 // It issues sessions through consumer interfaces (SessionStore, Signer,
 // EdgePublisher) that the daemon core implements.
 package oidcflow
@@ -37,9 +39,13 @@ type Handler struct {
 	// jtiMu makes check-and-record atomic.
 	seenJTI *expirable.LRU[string, struct{}]
 	jtiMu   sync.Mutex
-	// callbackPath is the path part of the redirect URI, where the login
-	// binding cookie is sent.
-	callbackPath string
+	// omittedNoted remembers which providers' missing logout-token claims
+	// were logged already (issuer + claims).
+	omittedNoted sync.Map
+	// cookies names the session, binding and loop cookies.
+	cookies cookies
+	// publicOrigin is publicURL's origin, as browsers send it in Origin.
+	publicOrigin string
 	// maxToken is the largest token that still fits one cookie.
 	maxToken int
 	now      func() time.Time
@@ -68,6 +74,11 @@ func New(opts Options) (*Handler, error) {
 		return nil, fmt.Errorf("oidcflow: session.allowedDomains: %w", err)
 	}
 	pub, _ := url.Parse(o.PublicURL) // checked by withDefaults
+	base := strings.TrimSuffix(pub.Path, "/")
+	ck, err := newCookies(o, base+"/callback", base+"/login")
+	if err != nil {
+		return nil, err
+	}
 	h := &Handler{
 		opts:      o,
 		log:       o.Logger,
@@ -83,8 +94,9 @@ func New(opts Options) (*Handler, error) {
 		},
 		pending:      expirable.NewLRU[string, pendingLogin](o.PendingLogins, nil, PendingTTL),
 		seenJTI:      expirable.NewLRU[string, struct{}](o.PendingLogins, nil, jtiMemory),
-		callbackPath: strings.TrimSuffix(pub.Path, "/") + "/callback",
-		maxToken:     maxCookieBytes - len(o.CookieName) - 1,
+		cookies:      ck,
+		publicOrigin: origin(pub),
+		maxToken:     maxCookieBytes - len(ck.session) - 1,
 		now:          time.Now,
 	}
 	return h, nil
@@ -98,17 +110,41 @@ const maxCookieBytes = 4096
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /login", h.login)
 	mux.HandleFunc("GET /callback", h.callback)
-	mux.HandleFunc("GET /logout", h.logout)
+	mux.HandleFunc("GET /logout", h.confirmLogout)
 	mux.HandleFunc("POST /logout", h.logout)
 	mux.HandleFunc("GET "+LoggedOutPath, h.loggedOut)
 	mux.HandleFunc("POST /backchannel-logout", h.backchannelLogout)
 }
 
-// Ping reports whether IdP discovery succeeded (or succeeds now); the admin
-// listener's /readyz uses it.
+// Ping reports whether the IdP answers now, for /readyz and the
+// edgepass_idp_up metric: until discovery has succeeded once it runs
+// discovery; after that it fetches the discovery document again, so an IdP
+// that went away is reported down instead of fine forever.
 func (h *Handler) Ping(ctx context.Context) error {
-	_, err := h.idp.get(ctx)
-	return err
+	if _, err := h.idp.get(ctx); err != nil {
+		return err
+	}
+	return h.idp.probe(ctx)
+}
+
+// Discovered reports whether IdP discovery has succeeded once: logins can
+// start from then on, and /verify, sign-out and revocation never need the
+// IdP, so readiness depends on this rather than on the IdP answering now.
+func (h *Handler) Discovered() bool {
+	return h.idp.current() != nil
+}
+
+// origin is the origin of an absolute URL as browsers write it in Origin:
+// lower-case scheme and host, default port left out.
+func origin(u *url.URL) string {
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if p := u.Port(); scheme == "https" && p == "443" || scheme == "http" && p == "80" {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	return scheme + "://" + host
 }
 
 func validCookieName(name string) bool {
@@ -129,15 +165,28 @@ func validCookieName(name string) bool {
 type page struct {
 	Title    string
 	Message  string
+	Items    []string // a list after the message
+	Form     *signOutForm
 	Link     string
 	LinkText string
+}
+
+// signOutForm is the sign-out confirmation's form: it posts back to
+// /logout with a token bound to the session (see logout.go).
+type signOutForm struct {
+	Action string // relative, so it posts to the origin the page came from
+	CSRF   string
+	RD     string // the return URL, already checked
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}} · edgepass</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p>{{if .Link}}<p><a href="{{.Link}}">{{.LinkText}}</a></p>{{end}}</body></html>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}button{font:inherit;padding:.4rem .9rem}li{margin:.3rem 0}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{- if .Items}}<ul>{{range .Items}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{- with .Form}}<form id="signout" method="post" action="{{.Action}}">{{if .CSRF}}<input type="hidden" name="csrf" value="{{.CSRF}}">{{end}}{{if .RD}}<input type="hidden" name="rd" value="{{.RD}}">{{end}}<button type="submit">Sign out</button></form>{{end}}
+{{- if .Link}}<p><a href="{{.Link}}">{{.LinkText}}</a></p>{{end}}</body></html>
 `))
 
 // noStore marks a response as private and uncacheable; every flow response
@@ -149,12 +198,22 @@ func noStore(w http.ResponseWriter) {
 
 // PageHeaders sets the headers of every HTML page the daemon serves: not
 // cached, never framed, no scripts, no Referer (the URL may hold a code).
-// forms lets the page post forms to its own origin (the status page's sign-out).
+// forms lets the page post forms to its own origin.
 func PageHeaders(w http.ResponseWriter, forms bool) {
+	var targets []string
+	if forms {
+		targets = []string{"'self'"}
+	}
+	pageHeaders(w, targets)
+}
+
+// pageHeaders is PageHeaders with the CSP form-action sources: browsers
+// also check the redirects after a form submission against them.
+func pageHeaders(w http.ResponseWriter, formTargets []string) {
 	noStore(w)
 	csp := "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-	if forms {
-		csp += "; form-action 'self'"
+	if len(formTargets) > 0 {
+		csp += "; form-action " + strings.Join(formTargets, " ")
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
@@ -167,7 +226,12 @@ func PageHeaders(w http.ResponseWriter, forms bool) {
 // render writes an HTML page with headers that forbid framing, scripts and
 // leaking the URL (it may hold a code) through Referer.
 func (h *Handler) render(w http.ResponseWriter, status int, p page) {
-	PageHeaders(w, false)
+	h.renderWith(w, status, p, nil)
+}
+
+// renderWith is render for a page with a form posting to formTargets.
+func (h *Handler) renderWith(w http.ResponseWriter, status int, p page, formTargets []string) {
+	pageHeaders(w, formTargets)
 	w.WriteHeader(status)
 	if err := pageTemplate.Execute(w, p); err != nil {
 		h.log.Debug("write page", "err", err)

@@ -8,13 +8,10 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	keyring "github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 	"golang.org/x/oauth2"
 )
-
-// bindingCookie ties a pending login to the browser that started it, so a
-// callback URL (code + state) planted in another browser is refused.
-func (h *Handler) bindingCookie() string { return h.opts.CookieName + "_login" }
 
 // login starts the authorization code flow: GET /login?rd=<return URL>.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
@@ -29,6 +26,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			h.log.Warn("login: return URL outside session.allowedDomains; using session.defaultRedirect", "rd", truncate(rd, 200))
 		}
 	}
+	if n, looping := h.bounced(w, r, r.URL.Query().Get("rd")); looping {
+		h.refuseLoop(w, returnTo, n)
+		return
+	}
 	p, err := h.idp.get(r.Context())
 	if err != nil {
 		h.log.Error("login: identity provider unavailable", "err", err)
@@ -37,22 +38,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	binding := ""
-	if c, err := r.Cookie(h.bindingCookie()); err == nil && len(c.Value) == 43 { // a session.NewID
+	if c, err := r.Cookie(h.cookies.binding); err == nil && len(c.Value) == 43 { // a session.NewID
 		binding = c.Value // reuse: several tabs may be logging in at once
 	} else {
 		binding = session.NewID()
 	}
 	state, nonce, verifier := rand.Text(), rand.Text(), oauth2.GenerateVerifier()
 	h.pending.Add(state, pendingLogin{nonce: nonce, verifier: verifier, binding: binding, returnTo: returnTo})
-	http.SetCookie(w, &http.Cookie{
-		Name:     h.bindingCookie(),
-		Value:    binding,
-		Path:     h.callbackPath,
-		MaxAge:   int(PendingTTL / time.Second),
-		Secure:   h.opts.CookieSecure,
-		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
-	})
+	http.SetCookie(w, h.cookies.hostOnly(h.cookies.binding, h.cookies.bindingPath, binding, PendingTTL))
 	noStore(w)
 	http.Redirect(w, r, p.oauth.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusFound)
 }
@@ -70,7 +63,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
-	c, err := r.Cookie(h.bindingCookie())
+	c, err := r.Cookie(h.cookies.binding)
 	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(pl.binding)) != 1 {
 		h.log.Warn("callback refused: state was issued to another browser")
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
@@ -175,6 +168,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	signed, _, err := h.signFitting(s)
 	if err == nil {
+		s.KeyID = keyring.KeyIDOf(signed) // revoking that key ends this session
 		err = h.opts.Store.Put(ctx, s)
 	}
 	if err != nil {
@@ -185,16 +179,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.Metrics.LoginSucceeded()
 	h.log.Info("login", "sub", s.Subject, "user", s.Username, "sid", session.Short(s.ID))
-	http.SetCookie(w, &http.Cookie{
-		Name:     h.opts.CookieName,
-		Value:    signed,
-		Path:     "/",
-		Domain:   h.opts.CookieDomain,
-		MaxAge:   int(h.opts.Lifetime / time.Second),
-		Secure:   h.opts.CookieSecure,
-		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
-	})
+	h.cookies.setSession(w, signed, h.opts.Lifetime)
+	h.cookies.clearLegacy(w, r)
 	noStore(w)
 	if pl.returnTo == "" {
 		h.render(w, http.StatusOK, page{Title: "Signed in", Message: "You are signed in. You can close this page."})

@@ -1,17 +1,16 @@
 package oidcflow
 
 import (
-	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
-
-	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -25,50 +24,186 @@ func (h *Handler) revokeSession(ctx context.Context, sid string, exp time.Time, 
 	return session.Revoker{Edge: h.opts.Edge, Store: h.opts.Store, Metrics: h.opts.Metrics}.Revoke(ctx, sid, exp, kind)
 }
 
-// logout handles GET|POST /logout?rd=: revoke, clear the cookie, then
-// RP-initiated logout at the IdP when it offers an end_session_endpoint.
+// Sign-out is a POST from the daemon's own pages: a GET, or a request
+// another site makes the browser send (a link, an image, an auto-submitted
+// form), never ends a session. GET /logout shows a confirmation page whose
+// form posts back with a token sealed over the session id.
+
+// csrfAAD binds a sign-out token to its purpose.
+const csrfAAD = "edgepass sign-out form"
+
+// csrfToken is the sign-out form's token for session sid: only this daemon
+// (and its replicas, which share the sealing key) can make one, and it
+// names one session.
+func (h *Handler) csrfToken(sid string) string {
+	return h.opts.Seal.Seal([]byte(sid), csrfAAD)
+}
+
+// csrfValid reports whether tok is the sign-out token of session sid.
+func (h *Handler) csrfValid(tok, sid string) bool {
+	if tok == "" || len(tok) > 512 {
+		return false
+	}
+	got, err := h.opts.Seal.Open(tok, csrfAAD)
+	return err == nil && subtle.ConstantTimeCompare(got, []byte(sid)) == 1
+}
+
+// sameOrigin reports whether the browser says the request comes from the
+// daemon's own pages: Origin is publicURL's origin, or Sec-Fetch-Site is
+// same-origin (the daemon reached under another name). Neither header can
+// be set by a page, and a browser sends at least one with a form POST.
+func (h *Handler) sameOrigin(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && strings.EqualFold(o, h.publicOrigin) {
+		return true
+	}
+	return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+}
+
+// logoutReturn checks a sign-out's return URL: outside the allowed
+// domains it is replaced by session.defaultRedirect.
+func (h *Handler) logoutReturn(rd string) string {
+	if rd == "" {
+		return h.opts.DefaultRedirect
+	}
+	if u, ok := h.returnURL.Check(rd); ok {
+		return u
+	}
+	h.log.Info("logout ignored a return URL outside the allowed domains", "rd", truncate(rd, 200))
+	return h.opts.DefaultRedirect
+}
+
+// formTargets are the CSP form-action sources of a page with the sign-out
+// form: browsers check the redirects after the submission too, which go to
+// the IdP's end_session endpoint and to the return URL.
+func (h *Handler) formTargets(returnTo string) []string {
+	out := []string{"'self'"}
+	add := func(raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || !cspHost(u.Host) {
+			return
+		}
+		if o := origin(u); !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	add(h.opts.PublicURL)
+	if p := h.idp.current(); p != nil {
+		add(p.endSession)
+	}
+	add(returnTo)
+	add(h.opts.DefaultRedirect)
+	return out
+}
+
+// cspHost reports whether host (with port) is safe in a CSP source list.
+func cspHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-:[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// PrepareSignOutPage sets the headers of a daemon page that carries a
+// sign-out form posting to /logout (the status page) and returns the form's
+// csrf field value: "" when the request carries no valid session.
+func (h *Handler) PrepareSignOutPage(w http.ResponseWriter, r *http.Request) string {
+	pageHeaders(w, h.formTargets(h.opts.DefaultRedirect))
+	if sids := h.sessionIDs(r); len(sids) > 0 {
+		return h.csrfToken(sids[0])
+	}
+	return ""
+}
+
+// confirmLogout handles GET /logout?rd=: the confirmation page. It changes
+// nothing, so any site may link to it.
+func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request) {
+	h.renderConfirm(w, http.StatusOK, h.sessionIDs(r), h.logoutReturn(r.URL.Query().Get("rd")))
+}
+
+// renderConfirm shows the sign-out confirmation with a form for the
+// browser's first session.
+func (h *Handler) renderConfirm(w http.ResponseWriter, status int, sids []string, returnTo string) {
+	p := page{
+		Title:   "Sign out?",
+		Message: "Sign out of edgepass in this browser: every site it protects will ask you to sign in again.",
+		Form:    &signOutForm{Action: "logout", RD: returnTo},
+	}
+	if len(sids) > 0 {
+		p.Form.CSRF = h.csrfToken(sids[0])
+	} else {
+		p.Message = "You have no edgepass session in this browser. Sign out anyway (also at the identity provider)?"
+	}
+	if returnTo != "" {
+		p.Link, p.LinkText = returnTo, "Cancel"
+	}
+	h.renderWith(w, status, p, h.formTargets(returnTo))
+}
+
+// refusal says why a POST /logout must not end anything ("" = allowed).
+func (h *Handler) refusal(r *http.Request, sids []string) string {
+	if !h.sameOrigin(r) {
+		return "not sent from the daemon's own page (Origin or Sec-Fetch-Site)"
+	}
+	if len(sids) == 0 {
+		return "" // no session to end: clearing cookies and the IdP's own confirmation are harmless
+	}
+	tok := r.PostForm.Get("csrf")
+	if tok == "" {
+		return "no sign-out token"
+	}
+	for _, sid := range sids {
+		if h.csrfValid(tok, sid) {
+			return ""
+		}
+	}
+	return "the sign-out token is not this session's"
+}
+
+// logout handles POST /logout (the confirmation form): revoke the
+// browser's sessions, clear the cookie, then RP-initiated logout at the IdP
+// when it offers an end_session_endpoint. A request that is not from the
+// daemon's own page with the session's token ends nothing: it gets the
+// confirmation page again (403).
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	returnTo := h.opts.DefaultRedirect
-	if rd := r.FormValue("rd"); rd != "" {
-		if u, ok := h.returnURL.Check(rd); ok {
-			returnTo = u
-		} else {
-			h.log.Info("logout ignored a return URL outside the allowed domains", "rd", truncate(rd, 200))
-		}
+	if err := r.ParseForm(); err != nil {
+		h.log.Info("logout: unreadable form", "err", err)
+		h.render(w, http.StatusBadRequest, page{Title: "Sign-out failed", Message: "The sign-out form could not be read. Please try again.",
+			Link: "logout", LinkText: "Sign out"})
+		return
 	}
-	var sess *session.Session
+	returnTo := h.logoutReturn(r.FormValue("rd"))
+	sids := h.sessionIDs(r)
+	if why := h.refusal(r, sids); why != "" {
+		h.log.Warn("logout refused: showing the confirmation page instead", "why", why,
+			"origin", truncate(r.Header.Get("Origin"), 100), "secFetchSite", truncate(r.Header.Get("Sec-Fetch-Site"), 20))
+		h.renderConfirm(w, http.StatusForbidden, sids, returnTo)
+		return
+	}
+	var hint string // id_token_hint for the IdP
 	revokeFailed := false
-	if c, err := r.Cookie(h.opts.CookieName); err == nil && c.Value != "" {
-		sid, err := h.opts.Tokens.SessionID(c.Value)
-		if err != nil {
-			h.log.Info("logout: cookie is not a valid session token; clearing it", "err", err)
+	for _, sid := range sids {
+		var exp time.Time // unknown: the edge revokes for a whole lifetime
+		if sess, _, err := h.opts.Store.Get(ctx, sid); err == nil {
+			exp = sess.ExpiresAt
+			if hint == "" {
+				hint = sess.IDToken
+			}
+		} else if !errors.Is(err, session.ErrNotFound) {
+			h.log.Warn("logout: cannot read the session; revoking it anyway", "err", err)
+		}
+		if err := h.revokeSession(ctx, sid, exp, KindLogout); err != nil {
+			h.log.Error("logout: cannot revoke the session", "err", err)
+			revokeFailed = true
 		} else {
-			var exp time.Time // unknown: the edge revokes for a whole lifetime
-			if sess, _, err = h.opts.Store.Get(ctx, sid); err == nil {
-				exp = sess.ExpiresAt
-			} else if !errors.Is(err, session.ErrNotFound) {
-				h.log.Warn("logout: cannot read the session; revoking it anyway", "err", err)
-			}
-			if err := h.revokeSession(ctx, sid, exp, KindLogout); err != nil {
-				h.log.Error("logout: cannot revoke the session", "err", err)
-				revokeFailed = true
-			} else {
-				h.log.Info("logout", "sid", session.Short(sid))
-			}
+			h.log.Info("logout", "sid", session.Short(sid))
 		}
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     h.opts.CookieName,
-		Value:    "",
-		Path:     "/",
-		Domain:   h.opts.CookieDomain,
-		MaxAge:   -1,
-		Secure:   h.opts.CookieSecure,
-		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
-	})
+	h.cookies.clearSession(w, r)
 	noStore(w)
 	if revokeFailed {
 		h.render(w, http.StatusBadGateway, page{
@@ -83,8 +218,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	} else if p.endSession != "" {
 		if u, err := url.Parse(p.endSession); err == nil {
 			v := u.Query()
-			if sess != nil && sess.IDToken != "" {
-				v.Set("id_token_hint", sess.IDToken)
+			if hint != "" {
+				v.Set("id_token_hint", hint)
 			}
 			v.Set("client_id", h.opts.ClientID)
 			// Providers accept only registered post-logout URIs (exact match),
@@ -153,19 +288,13 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		bclError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot verify the logout token now")
 		return
 	}
-	// VerifyLogout checks signature, iss, aud, exp, jti, sub or sid present,
-	// that the back-channel logout event is named and that no nonce is
-	// present (an ID token replayed as a logout token); checkLogoutToken adds
-	// what it leaves out (iat, the event's value).
-	lt, err := p.verifier.VerifyLogout(h.idp.clientContext(ctx), raw)
-	if err == nil {
-		err = checkLogoutToken(lt, h.now())
-	}
+	lt, err := verifyLogoutToken(h.idp.clientContext(ctx), p.keys, p.algs, h.opts.Issuer, h.opts.ClientID, raw, h.now())
 	if err != nil {
 		h.log.Warn("back-channel logout: token rejected", "err", err)
 		bclError(w, http.StatusBadRequest, "invalid_request", "logout token rejected")
 		return
 	}
+	h.noteOmittedClaims(lt)
 	jti := lt.Issuer + "\x00" + lt.TokenID
 	if !h.firstUse(jti) {
 		h.log.Warn("back-channel logout: token replayed", "jti", truncate(lt.TokenID, 64))
@@ -223,31 +352,19 @@ const (
 // back-channel logout token.
 const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
 
-// checkLogoutToken adds the checks of Back-Channel Logout 1.0 section 2.6
-// that go-oidc's VerifyLogout does not make: iat is required and recent
-// (which bounds how long a captured token can be replayed), and the event's
-// value is a JSON object.
-func checkLogoutToken(lt *oidc.LogoutToken, now time.Time) error {
-	if lt.IssuedAt.IsZero() {
-		return errors.New("logout token has no iat")
+// noteOmittedClaims says once per provider and set of claims which claims
+// its logout tokens leave out, so operators know why a token without exp or
+// sub was accepted.
+func (h *Handler) noteOmittedClaims(lt *logoutToken) {
+	if len(lt.Omitted) == 0 {
+		return
 	}
-	if lt.IssuedAt.After(now.Add(logoutTokenSkew)) {
-		return fmt.Errorf("logout token iat %s is in the future", lt.IssuedAt.UTC().Format(time.RFC3339))
+	key := lt.Issuer + "\x00" + strings.Join(lt.Omitted, ",")
+	if _, seen := h.omittedNoted.LoadOrStore(key, true); seen {
+		return
 	}
-	if now.Sub(lt.IssuedAt) > logoutTokenMaxAge {
-		return fmt.Errorf("logout token iat %s is older than %s", lt.IssuedAt.UTC().Format(time.RFC3339), logoutTokenMaxAge)
-	}
-	var c struct {
-		Events map[string]json.RawMessage `json:"events"`
-	}
-	if err := lt.Claims(&c); err != nil {
-		return fmt.Errorf("logout token claims: %w", err)
-	}
-	ev := bytes.TrimSpace(c.Events[backchannelEvent])
-	if len(ev) == 0 || ev[0] != '{' {
-		return fmt.Errorf("logout token: events[%q] is not a JSON object", backchannelEvent)
-	}
-	return nil
+	h.log.Info("back-channel logout: the provider's logout tokens omit optional claims; accepted (iat bounds their age, jti their reuse)",
+		"issuer", lt.Issuer, "omitted", strings.Join(lt.Omitted, ","))
 }
 
 // firstUse records a logout token id and reports whether it was new; the

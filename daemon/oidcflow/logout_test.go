@@ -1,17 +1,24 @@
 package oidcflow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"html"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -20,7 +27,7 @@ func (e *env) loggedIn(t *testing.T) (*http.Client, string) {
 	t.Helper()
 	c := browser(t)
 	resp := e.login(t, c, "")
-	ck := sessionCookie(resp, DefaultCookieName)
+	ck := sessionCookie(resp, e.h.cookies.session)
 	if ck == nil {
 		t.Fatalf("login failed: status %d", resp.StatusCode)
 	}
@@ -31,7 +38,7 @@ func TestLogoutRevokesAndRedirectsToEndSession(t *testing.T) {
 	e := newEnv(t, nil)
 	c, _ := e.loggedIn(t)
 	s := e.store.All()[0]
-	resp := get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://app.example.com/bye"))
+	resp := e.signOut(t, c, "https://app.example.com/bye")
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("logout status %d, want 302", resp.StatusCode)
 	}
@@ -76,7 +83,7 @@ func TestLogoutOfUnstoredSessionRevokesForALifetime(t *testing.T) {
 	if err := e.store.Delete(context.Background(), s.ID); err != nil {
 		t.Fatal(err)
 	}
-	if resp := get(t, c, e.srv.URL+"/logout"); resp.StatusCode != http.StatusFound {
+	if resp := e.signOut(t, c, ""); resp.StatusCode != http.StatusFound {
 		t.Fatalf("logout status %d, want 302", resp.StatusCode)
 	}
 	if got := e.edge.revokedSIDs(); !slices.Equal(got, []string{s.ID}) || !e.edge.sessions[0].exp.IsZero() {
@@ -84,14 +91,14 @@ func TestLogoutOfUnstoredSessionRevokesForALifetime(t *testing.T) {
 	}
 }
 
-func TestLogoutByPOST(t *testing.T) {
+// A return URL outside the allowed domains, posted with the form, falls
+// back to the default.
+func TestLogoutPOSTRefusesForeignReturnURL(t *testing.T) {
 	e := newEnv(t, nil)
 	c, _ := e.loggedIn(t)
-	resp, err := c.PostForm(e.srv.URL+"/logout", url.Values{"rd": {"https://evil.com/"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	form := e.confirmation(t, c, "")
+	form.Set("rd", "https://evil.com/")
+	resp := e.postLogout(t, c, form, map[string]string{"Origin": e.srv.URL})
 	if len(e.edge.revokedSIDs()) != 1 || len(e.store.All()) != 0 {
 		t.Fatalf("POST /logout did not revoke")
 	}
@@ -117,11 +124,11 @@ func TestLogoutWithoutEndSessionRedirectsToReturnURL(t *testing.T) {
 	e := newEnv(t, nil)
 	e.idp.set(func(p *testIdP) { p.noEndSession = true })
 	c, _ := e.loggedIn(t)
-	resp := get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://x.example.org/"))
+	resp := e.signOut(t, c, "https://x.example.org/")
 	if resp.Header.Get("Location") != "https://x.example.org/" {
 		t.Fatalf("redirected to %q", resp.Header.Get("Location"))
 	}
-	resp = get(t, c, e.srv.URL+"/logout?rd="+url.QueryEscape("https://evil.com/"))
+	resp = e.signOut(t, c, "https://evil.com/")
 	if resp.Header.Get("Location") != "https://app.example.com/" {
 		t.Fatalf("refused rd redirected to %q, want the default", resp.Header.Get("Location"))
 	}
@@ -135,7 +142,7 @@ func TestLogoutIgnoresForgedCookie(t *testing.T) {
 	c := browser(t)
 	u, _ := url.Parse(e.srv.URL)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: DefaultCookieName, Value: "fake." + b64([]byte(`{"sid":"`+victim+`"}`)) + ".forged"}})
-	resp := get(t, c, e.srv.URL+"/logout")
+	resp := e.signOut(t, c, "")
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -148,7 +155,7 @@ func TestLogoutReportsEdgeFailure(t *testing.T) {
 	e := newEnv(t, nil)
 	c, _ := e.loggedIn(t)
 	e.edge.fail = true
-	resp := get(t, c, e.srv.URL+"/logout")
+	resp := e.signOut(t, c, "")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502 when the edge cannot be told", resp.StatusCode)
 	}
@@ -186,14 +193,25 @@ func TestBackchannelLogoutRejectsForgedToken(t *testing.T) {
 		"other key": signRS256(t, otherKey(t), p.kid, map[string]any{"iss": p.issuer(), "aud": p.client, "iat": time.Now().Unix(),
 			"exp": time.Now().Add(time.Minute).Unix(), "jti": "j", "sub": p.sub,
 			"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}),
-		"no events":      p.logoutToken(func(c map[string]any) { delete(c, "events") }),
-		"wrong event":    p.logoutToken(func(c map[string]any) { c["events"] = map[string]any{"http://example.com/other": map[string]any{}} }),
-		"nonce present":  p.logoutToken(func(c map[string]any) { c["nonce"] = "n" }),
-		"other audience": p.logoutToken(func(c map[string]any) { c["aud"] = "another-client" }),
-		"other issuer":   p.logoutToken(func(c map[string]any) { c["iss"] = "https://evil.example.net" }),
-		"expired":        p.logoutToken(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
-		"no sub or sid":  p.logoutToken(func(c map[string]any) { delete(c, "sub") }),
-		"no jti":         p.logoutToken(func(c map[string]any) { delete(c, "jti") }),
+		"other key, no exp": signRS256(t, otherKey(t), p.kid, map[string]any{"iss": p.issuer(), "aud": p.client, "iat": time.Now().Unix(),
+			"jti": "j2", "sid": "idp-sid-1",
+			"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}),
+		"expired, no sub": p.logoutToken(func(c map[string]any) {
+			delete(c, "sub")
+			c["sid"] = "idp-sid-1"
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+		}),
+		"no sub, sid or exp":   p.logoutToken(func(c map[string]any) { delete(c, "sub"); delete(c, "exp") }),
+		"aud array without us": p.logoutToken(func(c map[string]any) { c["aud"] = []string{"x", "y"} }),
+		"iat a string":         p.logoutToken(func(c map[string]any) { c["iat"] = "now" }),
+		"no events":            p.logoutToken(func(c map[string]any) { delete(c, "events") }),
+		"wrong event":          p.logoutToken(func(c map[string]any) { c["events"] = map[string]any{"http://example.com/other": map[string]any{}} }),
+		"nonce present":        p.logoutToken(func(c map[string]any) { c["nonce"] = "n" }),
+		"other audience":       p.logoutToken(func(c map[string]any) { c["aud"] = "another-client" }),
+		"other issuer":         p.logoutToken(func(c map[string]any) { c["iss"] = "https://evil.example.net" }),
+		"expired":              p.logoutToken(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
+		"no sub or sid":        p.logoutToken(func(c map[string]any) { delete(c, "sub") }),
+		"no jti":               p.logoutToken(func(c map[string]any) { delete(c, "jti") }),
 		// A captured token replayed long after it was issued, though its exp is far away.
 		"stale iat": p.logoutToken(func(c map[string]any) {
 			c["iat"] = time.Now().Add(-time.Hour).Unix()
@@ -281,6 +299,71 @@ func TestBackchannelLogoutReplayedConcurrentlyRevokesOnce(t *testing.T) {
 	}
 	if got := len(e.edge.revokedSIDs()); got != 1 {
 		t.Fatalf("%d revocations published, want 1", got)
+	}
+}
+
+// Providers that leave exp (and sub) out of their logout tokens — certified
+// ones, and older Authentik releases — must still end the session: a refused
+// logout token leaves the user signed in at every edge.
+func TestBackchannelLogoutAcceptsTokenWithoutExpOrSub(t *testing.T) {
+	cases := map[string]func(c map[string]any){
+		"no exp": func(c map[string]any) { delete(c, "exp"); c["sid"] = "idp-sid-1" },
+		"no sub": func(c map[string]any) { delete(c, "sub"); c["sid"] = "idp-sid-1" },
+		"no exp and no sub, as the provider sends it": func(c map[string]any) {
+			delete(c, "exp")
+			delete(c, "sub")
+			c["sid"] = "idp-sid-1"
+		},
+		"no exp, sub only": func(c map[string]any) { delete(c, "exp") },
+	}
+	for name, mod := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.loggedIn(t)
+			if code := postLogoutToken(t, e, e.idp.logoutToken(mod)); code != http.StatusOK {
+				t.Fatalf("status %d, want 200", code)
+			}
+			if n := len(e.edge.revokedSIDs()); n != 1 {
+				t.Fatalf("%d sessions revoked at the edge, want 1", n)
+			}
+			if len(e.store.All()) != 0 {
+				t.Fatal("the session is still stored")
+			}
+		})
+	}
+	// Without exp, a replay is still refused: jti is used once, and an old iat
+	// is refused however the token is shaped.
+	e := newEnv(t, nil)
+	e.loggedIn(t)
+	tok := e.idp.logoutToken(func(c map[string]any) { delete(c, "exp"); delete(c, "sub"); c["sid"] = "idp-sid-1" })
+	if code := postLogoutToken(t, e, tok); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if code := postLogoutToken(t, e, tok); code != http.StatusBadRequest {
+		t.Errorf("replayed token without exp: status %d, want 400", code)
+	}
+	e.loggedIn(t)
+	old := e.idp.logoutToken(func(c map[string]any) {
+		delete(c, "exp")
+		c["iat"] = time.Now().Add(-time.Hour).Unix()
+	})
+	if code := postLogoutToken(t, e, old); code != http.StatusBadRequest {
+		t.Errorf("old token without exp: status %d, want 400", code)
+	}
+}
+
+// The operator learns once which claims the provider leaves out.
+func TestBackchannelLogoutNotesOmittedClaimsOnce(t *testing.T) {
+	var logs bytes.Buffer
+	e := newEnv(t, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	for range 3 {
+		e.loggedIn(t)
+		if code := postLogoutToken(t, e, e.idp.logoutToken(func(c map[string]any) { delete(c, "exp") })); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if n := strings.Count(logs.String(), "omit optional claims"); n != 1 {
+		t.Fatalf("omitted claims logged %d times, want once:\n%s", n, logs.String())
 	}
 }
 
@@ -517,5 +600,198 @@ func TestRefreshMergesConcurrentChange(t *testing.T) {
 	s := e.store.All()[0]
 	if s.Name != "changed elsewhere" || s.RefreshToken == before || s.RefreshToken == "" {
 		t.Fatalf("after refresh: name %q, refresh token rotated %v", s.Name, s.RefreshToken != before)
+	}
+}
+
+// confirmForm is the sign-out confirmation page's form: its hidden fields.
+var confirmFieldRe = regexp.MustCompile(`<input type="hidden" name="(csrf|rd)" value="([^"]*)"`)
+
+// confirmation GETs /logout?rd= and returns the form's hidden fields; the
+// page must be a sign-out confirmation with a POST form.
+func (e *env) confirmation(t *testing.T, c *http.Client, rd string) url.Values {
+	t.Helper()
+	u := e.srv.URL + "/logout"
+	if rd != "" {
+		u += "?rd=" + url.QueryEscape(rd)
+	}
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<form id="signout" method="post" action="logout">`) {
+		t.Fatalf("GET /logout: status %d, want 200 and a confirmation form; body %.300s", resp.StatusCode, body)
+	}
+	v := url.Values{}
+	for _, m := range confirmFieldRe.FindAllStringSubmatch(string(body), -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+// postLogout sends POST /logout with form fields and headers (cookies from c's jar).
+func (e *env) postLogout(t *testing.T, c *http.Client, form url.Values, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/logout", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// signOut does what a browser does on /logout?rd=: show the confirmation
+// page, then post its form from the daemon's own origin.
+func (e *env) signOut(t *testing.T, c *http.Client, rd string) *http.Response {
+	t.Helper()
+	return e.postLogout(t, c, e.confirmation(t, c, rd), map[string]string{"Origin": e.srv.URL, "Sec-Fetch-Site": "same-origin"})
+}
+
+// Attack: a cross-site link, image, redirect or auto-submitted form makes the
+// victim's browser request /logout and ends their session at every edge.
+func TestCrossSiteLogoutDoesNotEndSession(t *testing.T) {
+	cases := map[string]struct {
+		method string
+		hdr    map[string]string
+		// token: "" none, "own" the victim's (from its confirmation page),
+		// "other" another session's, "forged" a made-up one.
+		token string
+	}{
+		"top-level GET from another site":       {"GET", map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, ""},
+		"GET without fetch metadata":            {"GET", nil, ""},
+		"form POST from another origin":         {"POST", map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, ""},
+		"form POST from another origin w/token": {"POST", map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, "own"},
+		"POST with Origin null":                 {"POST", map[string]string{"Origin": "null"}, "own"},
+		"POST without Origin or fetch metadata": {"POST", nil, "own"},
+		"POST from a sibling subdomain":         {"POST", map[string]string{"Origin": "https://evil.example.org", "Sec-Fetch-Site": "same-site"}, "own"},
+		"same-origin POST without a token":      {"POST", map[string]string{"Origin": "SELF", "Sec-Fetch-Site": "same-origin"}, ""},
+		"same-origin POST with a forged token":  {"POST", map[string]string{"Origin": "SELF"}, "forged"},
+		"same-origin POST, another's token":     {"POST", map[string]string{"Sec-Fetch-Site": "same-origin"}, "other"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			other, _ := e.loggedIn(t)
+			victim, _ := e.loggedIn(t)
+			form := url.Values{"rd": {"https://app.example.com/"}}
+			switch c.token {
+			case "own":
+				form.Set("csrf", e.confirmation(t, victim, "").Get("csrf"))
+			case "other":
+				form.Set("csrf", e.confirmation(t, other, "").Get("csrf"))
+			case "forged":
+				form.Set("csrf", "es1.0000.AAAA")
+			}
+			hdr := map[string]string{}
+			for k, v := range c.hdr {
+				hdr[k] = strings.ReplaceAll(v, "SELF", e.srv.URL)
+			}
+			var resp *http.Response
+			if c.method == "GET" {
+				req, _ := http.NewRequest("GET", e.srv.URL+"/logout?rd="+url.QueryEscape("https://app.example.com/"), nil)
+				for k, v := range hdr {
+					req.Header.Set(k, v)
+				}
+				var err error
+				if resp, err = victim.Do(req); err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			} else {
+				resp = e.postLogout(t, victim, form, hdr)
+			}
+			if n := len(e.edge.revokedSIDs()); n != 0 || e.store.Len() != 2 {
+				t.Fatalf("status %d: %d sessions revoked at the edge, %d of 2 still stored; want none revoked", resp.StatusCode, n, e.store.Len())
+			}
+			for _, ck := range resp.Cookies() {
+				if strings.Contains(ck.Name, DefaultCookieName) && ck.MaxAge < 0 {
+					t.Errorf("the response deletes cookie %s", ck.Name)
+				}
+			}
+			if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, e.idp.issuer()) {
+				t.Errorf("the response sends the browser to the IdP's end_session: %s", loc)
+			}
+		})
+	}
+}
+
+// The confirmation page changes nothing, cannot be framed or cached, runs
+// no script, and lets its form (and the redirects after it) reach only the
+// daemon, the IdP and the return URL.
+func TestLogoutConfirmationPage(t *testing.T) {
+	e := newEnv(t, nil)
+	c, _ := e.loggedIn(t)
+	resp, err := c.Get(e.srv.URL + "/logout?rd=" + url.QueryEscape("https://wiki.example.org/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(e.edge.revokedSIDs()) != 0 || e.store.Len() != 1 || len(resp.Cookies()) != 0 {
+		t.Fatalf("GET /logout: status %d, revoked %v, cookies %v; want a page that changes nothing", resp.StatusCode, e.edge.revokedSIDs(), resp.Cookies())
+	}
+	hd := resp.Header
+	csp := hd.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self' " + e.srv.URL + " " + e.idp.issuer() + " https://wiki.example.org"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if hd.Get("X-Frame-Options") != "DENY" || hd.Get("Cache-Control") != "no-store" || hd.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("headers %v", hd)
+	}
+	for _, want := range []string{`<form id="signout" method="post" action="logout">`, `name="csrf"`, `name="rd" value="https://wiki.example.org/x"`, `<button type="submit">Sign out</button>`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(strings.ToLower(string(body)), "<script") || strings.Contains(string(body), "javascript:") {
+		t.Errorf("page has a script:\n%s", body)
+	}
+	// A refused POST shows the form again (403), so the user can still sign out.
+	form := url.Values{"csrf": {"es1.x.y"}}
+	r := e.postLogout(t, c, form, map[string]string{"Origin": e.srv.URL})
+	if r.StatusCode != http.StatusForbidden || e.store.Len() != 1 {
+		t.Fatalf("refused POST: status %d, %d stored", r.StatusCode, e.store.Len())
+	}
+	if resp := e.signOut(t, c, ""); resp.StatusCode != http.StatusFound || e.store.Len() != 0 {
+		t.Fatalf("sign-out after a refusal: status %d, %d stored", resp.StatusCode, e.store.Len())
+	}
+}
+
+// Replicas share the sealing key: a form shown by one is accepted by another.
+func TestLogoutFormWorksAcrossReplicas(t *testing.T) {
+	key, _, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) { o.Seal = key })
+	mux := http.NewServeMux()
+	e.replica(t).Register(mux)
+	other := httptest.NewServer(mux)
+	defer other.Close()
+	c, _ := e.loggedIn(t)
+	form := e.confirmation(t, c, "")
+	u, _ := url.Parse(e.srv.URL)
+	req, _ := http.NewRequest("POST", other.URL+"/logout", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", e.srv.URL) // both serve the same publicURL
+	for _, ck := range c.Jar.Cookies(u) {
+		req.AddCookie(ck)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || e.store.Len() != 0 {
+		t.Fatalf("POST to the other replica: status %d, %d stored; want the session ended", resp.StatusCode, e.store.Len())
 	}
 }

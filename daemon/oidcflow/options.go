@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 // SessionStore is where sessions live so that every daemon replica sees
@@ -64,6 +66,15 @@ type GroupOverrider interface {
 	GroupsOverride(ctx context.Context, subject string) (groups []string, ok bool, err error)
 }
 
+// Sealer encrypts and authenticates small values bound to a purpose (the
+// aad); *seal.Key implements it. The flow seals the sign-out form's token
+// and the login-loop cookie with it, so every replica must share the key:
+// a form shown by one replica is then accepted by another.
+type Sealer interface {
+	Seal(plaintext []byte, aad string) string
+	Open(sealed, aad string) ([]byte, error)
+}
+
 // Metrics receives the flow's events; *admin.Metrics implements it.
 type Metrics interface {
 	LoginSucceeded()
@@ -84,6 +95,9 @@ const (
 	ReasonUserinfo  = "userinfo"
 	ReasonForbidden = "forbidden_group"
 	ReasonSession   = "session"
+	// ReasonLoop: the browser kept coming back to /login with a session
+	// issued seconds ago (an edge refuses it); no more sessions are issued.
+	ReasonLoop = "login_loop"
 )
 
 // Revocation kinds reported to Metrics.Revoked: who ended the session.
@@ -113,10 +127,13 @@ type Options struct {
 	// them, at login and at every refresh.
 	RequiredGroups []string
 
-	Lifetime     time.Duration // session.lifetime, default 12h
-	CookieName   string        // session.cookieName, default edgepass_session
-	CookieDomain string        // session.cookieDomain, "" = host-only
-	CookieSecure bool          // session.cookieSecure
+	Lifetime time.Duration // session.lifetime, default 12h
+	// CookieName is session.cookieName (default edgepass_session), the base
+	// name: with CookieSecure and no CookieDomain the cookie is
+	// "__Host-"+CookieName (policy.HostCookieName), which edges accept too.
+	CookieName   string
+	CookieDomain string // session.cookieDomain, "" = host-only
+	CookieSecure bool   // session.cookieSecure
 	// AllowedDomains are the hosts a return URL may point at: exact host
 	// names / IP literals, or "*.example.com" for any subdomain.
 	AllowedDomains []string
@@ -132,6 +149,10 @@ type Options struct {
 	Tokens TokenVerifier // required
 	Edge   EdgePublisher // required
 	Groups GroupOverrider
+	// Seal protects the sign-out form's token and the login-loop cookie;
+	// give every replica the same key (serve passes keys.encryptionKeyFile's).
+	// nil: a random key of this process, which other replicas do not know.
+	Seal Sealer
 	// Metrics and Logger are optional.
 	Metrics Metrics
 	Logger  *slog.Logger
@@ -143,7 +164,7 @@ type Options struct {
 // Defaults for Options fields left empty.
 const (
 	DefaultLifetime      = 12 * time.Hour
-	DefaultCookieName    = "edgepass_session"
+	DefaultCookieName    = policy.DefaultCookieName
 	DefaultGroupsClaim   = "groups"
 	DefaultUsernameClaim = "preferred_username"
 	DefaultPendingLogins = 10000
@@ -222,6 +243,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.PendingLogins == 0 {
 		o.PendingLogins = DefaultPendingLogins
+	}
+	if o.Seal == nil {
+		k, _, err := seal.Generate()
+		if err != nil {
+			return o, fmt.Errorf("oidcflow: generate a sealing key: %w", err)
+		}
+		o.Seal = k
+		o.Logger.Info("no Options.Seal: sign-out forms and login-loop cookies are sealed with a key only this process knows")
 	}
 	return o, nil
 }

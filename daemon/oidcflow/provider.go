@@ -2,7 +2,9 @@ package oidcflow
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,6 +44,9 @@ type provider struct {
 	oauth      *oauth2.Config
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	// keys and algs verify back-channel logout tokens (see verifyLogoutToken).
+	keys signatureVerifier
+	algs []string
 }
 
 // get returns the discovered provider, running discovery if it has not
@@ -65,7 +70,9 @@ func (i *idp) get(ctx context.Context) (*provider, error) {
 		return nil, i.lastErr
 	}
 	var meta struct {
-		EndSession string `json:"end_session_endpoint"`
+		EndSession string   `json:"end_session_endpoint"`
+		JWKSURI    string   `json:"jwks_uri"`
+		Algs       []string `json:"id_token_signing_alg_values_supported"`
 	}
 	_ = p.Claims(&meta) // already decoded once by NewProvider; absent fields stay empty
 	i.ready = &provider{
@@ -79,9 +86,58 @@ func (i *idp) get(ctx context.Context) (*provider, error) {
 		},
 		verifier:   p.Verifier(&oidc.Config{ClientID: i.clientID}),
 		endSession: meta.EndSession,
+		// The key set outlives this request: it refetches the provider's
+		// keys on an unknown kid, with the configured HTTP client.
+		keys: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), i.client), meta.JWKSURI),
+		algs: meta.Algs,
 	}
 	i.lastErr = nil
 	return i.ready, nil
+}
+
+// current returns the discovered provider without running discovery (nil
+// until it has succeeded).
+func (i *idp) current() *provider {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.ready
+}
+
+// maxDiscoveryDoc bounds what probe reads of the discovery document.
+const maxDiscoveryDoc = 1 << 20
+
+// probe fetches the discovery document once more (no caching) and checks
+// that it names the configured issuer: whether the IdP answers now.
+func (i *idp) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	where := strings.TrimSuffix(i.issuer, "/") + "/.well-known/openid-configuration"
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("IdP at %s does not answer now: %s; new logins fail until it does (sessions, /verify and sign-out keep working)",
+			where, fmt.Sprintf(format, args...))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
+	if err != nil {
+		return fail("%v", err)
+	}
+	resp, err := i.client.Do(req)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail("status %d", resp.StatusCode)
+	}
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryDoc)).Decode(&doc); err != nil {
+		return fail("unreadable discovery document: %v", err)
+	}
+	if doc.Issuer != i.issuer {
+		return fail("the document names issuer %q, not %q", doc.Issuer, i.issuer)
+	}
+	return nil
 }
 
 // clientContext makes oauth2 and go-oidc use the configured HTTP client.

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/natsserver"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
+	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/daemon/verify"
 )
@@ -32,7 +35,8 @@ const (
 	StartTimeout = time.Minute
 	// ShutdownTimeout bounds draining HTTP requests and NATS on SIGTERM.
 	ShutdownTimeout = 20 * time.Second
-	// maintainInterval paces key rotation checks and the sessions gauge.
+	// maintainInterval paces key rotation checks, the horizon, bucket max
+	// ages and the sessions gauge.
 	maintainInterval = 30 * time.Second
 )
 
@@ -49,6 +53,8 @@ type Server struct {
 	beats  *edgepub.Heartbeats
 	oidc   *oidcflow.Handler
 	verify *verify.Handler
+	admin  *admin.Handler
+	probe  *jetStreamProbe
 
 	metrics  *admin.Metrics
 	sessions atomic.Int64
@@ -86,22 +92,48 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		return nil, err
 	}
 
-	if cfg.ExposedWithoutAuth() {
-		logger.Error("the embedded NATS server listens on a non-loopback address without authentication: anyone reaching it can read the signing keys and sessions; set nats.embedded.edgePasswordFile", "listen", cfg.NATS.Embedded.Listen)
-	}
-	no := natsserver.FromConfig(cfg.NATS)
+	no := natsserver.FromConfig(cfg)
 	no.Logger = logger
 	if s.nats, err = natsserver.Open(ctx, no); err != nil {
 		return nil, err
 	}
 	if s.nats.Embedded() {
-		logger.Info("embedded NATS with JetStream started", "dataDir", cfg.NATS.Embedded.DataDir, "clientURL", s.nats.ClientURL())
+		logger.Info("embedded NATS with JetStream started (authentication required)", "dataDir", cfg.NATS.Embedded.DataDir, "clientURL", s.nats.ClientURL())
+		for _, e := range s.nats.Credentials.Edges {
+			msg := "edge NATS credential"
+			if e.Created {
+				msg = "edge NATS credential generated"
+			}
+			logger.Info(msg+": give Traefik's edgepass middleware nats.user and nats.passwordFile", "nats.user", e.Name, "nats.passwordFile", absPath(e.File))
+		}
 	} else {
 		logger.Info("connected to NATS", "url", s.nats.NC.ConnectedUrlRedacted())
 	}
 
+	sealKey, created, err := seal.LoadOrCreate(cfg.Keys.EncryptionKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if created {
+		logger.Warn("generated the encryption key that seals signing keys and refresh tokens in NATS: back it up, and give every daemon replica this same file (keys.encryptionKeyFile)",
+			"file", absPath(cfg.Keys.EncryptionKeyFile), "encryptionKey", sealKey.ID())
+	} else {
+		logger.Info("encryption key loaded", "file", absPath(cfg.Keys.EncryptionKeyFile), "encryptionKey", sealKey.ID())
+	}
+	// The ring first (it holds the trust anchor the publisher signs with and
+	// the horizon every bucket is sized by); it publishes once the publisher
+	// exists.
+	if s.ring, err = keys.Open(ctx, s.nats.JS, keys.Options{
+		Bucket: cfg.NATS.KeyBucket, Replicas: cfg.NATS.Replicas,
+		Lifetime: lifetime, ClockSkew: time.Duration(cfg.Keys.ClockSkew),
+		RotationInterval: time.Duration(cfg.Keys.RotationInterval),
+		Issuer:           cfg.PublicURL, Seal: sealKey, Logger: logger,
+	}); err != nil {
+		return nil, err
+	}
 	if s.pub, err = edgepub.OpenPublisher(ctx, s.nats.JS, edgepub.Options{
-		Bucket: cfg.NATS.EdgeBucket, Replicas: cfg.NATS.Replicas, Lifetime: lifetime,
+		Bucket: cfg.NATS.EdgeBucket, Replicas: cfg.NATS.Replicas,
+		Anchor: s.ring.AnchorSigningKey(), Horizon: s.ring,
 		Observe: func(_ string, d time.Duration, err error) {
 			if err == nil {
 				s.metrics.ObservePublish(d)
@@ -110,20 +142,20 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 	}); err != nil {
 		return nil, err
 	}
-	if s.ring, err = keys.Open(ctx, s.nats.JS, keys.Options{
-		Bucket: cfg.NATS.KeyBucket, Replicas: cfg.NATS.Replicas,
-		Lifetime: lifetime, ClockSkew: time.Duration(cfg.Keys.ClockSkew),
-		RotationInterval: time.Duration(cfg.Keys.RotationInterval),
-		Issuer:           cfg.PublicURL, Publisher: s.pub, Logger: logger,
-	}); err != nil {
+	if err := s.ring.Start(ctx, s.pub); err != nil {
 		return nil, err
+	}
+	if err := writeAnchorFile(cfg.DataDir, s.ring.Anchor()); err != nil {
+		logger.Warn("cannot write the trust anchor file (edges still need trustAnchors; `edgepass keys anchor` prints it)", "err", err)
+	} else {
+		logger.Info("trust anchor written for edges and scripts", "file", absPath(AnchorFile(cfg.DataDir)))
 	}
 	if s.store, err = session.OpenStore(ctx, s.nats.JS, session.StoreOptions{
-		Bucket: cfg.NATS.SessionBucket, Lifetime: lifetime, Replicas: cfg.NATS.Replicas,
+		Bucket: cfg.NATS.SessionBucket, Lifetime: lifetime, Horizon: s.ring, Replicas: cfg.NATS.Replicas, Seal: sealKey,
 	}); err != nil {
 		return nil, err
 	}
-	if s.watch, err = edgepub.Watch(ctx, s.nats.JS, cfg.NATS.EdgeBucket, logger); err != nil {
+	if s.watch, err = edgepub.Watch(ctx, s.nats.JS, cfg.NATS.EdgeBucket, s.ring.AnchorKeys(), logger); err != nil {
 		return nil, err
 	}
 	select {
@@ -156,6 +188,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		Tokens:          s.ring,
 		Edge:            s.pub,
 		Groups:          s.pub,
+		Seal:            sealKey,
 		Metrics:         s.metrics,
 		Logger:          logger,
 	}); err != nil {
@@ -170,19 +203,59 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 	}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	adminHandler, err := admin.New(admin.Options{
+	if s.probe, err = newJetStreamProbe(ctx, s.nats.JS, cfg.NATS.SessionBucket, cfg.NATS.EdgeBucket); err != nil {
+		return nil, err
+	}
+	if s.admin, err = admin.New(admin.Options{
 		Token: cfg.Admin.Token, Store: s.store, Edge: adminEdge{s.pub}, Keys: s.ring,
-		Edges:   s.beats,
-		Checks:  map[string]admin.Pinger{"nats": s.nats, "idp": s.oidc},
+		Edges:        s.beats,
+		Checks:       readinessChecks(s.probe, s.oidc),
+		CheckTimeout: readyTimeout, CheckCache: readyCache,
 		Metrics: s.metrics, Logger: logger,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 
 	s.public = newHTTPServer(s.publicMux(), logger)
-	s.adminSrv = newHTTPServer(adminHandler, logger)
+	s.adminSrv = newHTTPServer(s.admin, logger)
 	return s, nil
+}
+
+// AnchorFile is where serve writes the trust anchor's public key (mode
+// 0644, public): a local harness or an operator reads it without the admin token.
+func AnchorFile(dataDir string) string { return filepath.Join(dataDir, "trust-anchor.pub") }
+
+// writeAnchorFile replaces the anchor file atomically (write, then rename).
+func writeAnchorFile(dataDir, anchor string) error {
+	if anchor == "" {
+		return errors.New("the key ring has no trust anchor")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dataDir, ".trust-anchor-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(anchor + "\n")
+	if werr == nil {
+		werr = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return werr
+	}
+	return os.Rename(tmp.Name(), AnchorFile(dataDir))
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // listen opens a listener, explaining a busy port or a foreign address in
@@ -243,9 +316,10 @@ func (s *Server) NATSURL() string { return s.nats.ClientURL() }
 func (s *Server) Serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { s.ring.Maintain(bg, maintainInterval) })
+	wg.Go(func() { s.maintain(bg) })
 	wg.Go(func() { s.oidc.RunRefresh(bg) })
 	wg.Go(func() { s.countSessions(bg) })
+	wg.Go(func() { s.admin.RunChecks(bg, readyInterval) })
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveHTTP(s.public, s.publicLn, "listen") }()
@@ -305,11 +379,40 @@ func (s *Server) close(ctx context.Context) error {
 		if s.ring != nil {
 			s.ring.Close()
 		}
+		if s.probe != nil {
+			pctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			s.probe.remove(pctx)
+			cancel()
+		}
 		if s.nats != nil {
 			err = s.nats.Close(ctx)
 		}
 	})
 	return err
+}
+
+// maintain runs the key ring's maintenance (rotation, horizon, republishing
+// the keys fact), then fits the edge and session buckets' max age to the
+// horizon (lowering it only once longer-lived tokens have all expired).
+func (s *Server) maintain(ctx context.Context) {
+	t := time.NewTicker(maintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.ring.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("keys: maintenance", "err", err)
+		}
+		if err := s.pub.FitTTL(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("edge bucket max age", "err", err)
+		}
+		if err := s.store.FitTTL(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("session bucket max age", "err", err)
+		}
+	}
 }
 
 // countSessions refreshes the edgepass_sessions gauge.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -32,7 +33,7 @@ func testConfig(t *testing.T, idp *fakeidp.IdP, dataDir string) *config.Configur
 		"--session.allowedDomains=127.0.0.1,*.example.com",
 		"--session.cookieSecure=false",
 		"--nats.embedded.listen=127.0.0.1:0",
-		"--nats.embedded.dataDir=" + dataDir,
+		"--dataDir=" + dataDir,
 		"--admin.token=" + adminToken,
 		"--log.level=debug",
 	}, nil)
@@ -216,14 +217,15 @@ func TestServeWiring(t *testing.T) {
 	}
 
 	// An edge heartbeat shows up at /api/v1/edges.
-	nc, err := nats.Connect(d.NATSURL())
+	edge := d.nats.Credentials.Edges[0]
+	nc, err := nats.Connect(d.NATSURL(), nats.UserInfo(edge.Name, edge.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	hb := fmt.Sprintf(`{"replica":"traefik-0","bucket":%q,"seq":3,"synced":true,"heardAgoMs":5,"at":%d}`, cfg.NATS.EdgeBucket, time.Now().UnixMilli())
 	eventually(t, "edge listed", func() bool {
-		_ = nc.Publish("edgepass.heartbeat."+cfg.NATS.EdgeBucket, []byte(hb))
+		_ = nc.Publish(natsedge.HeartbeatSubject(cfg.NATS.EdgeBucket, edge.Name), []byte(hb))
 		_, _, body := do(t, "GET", d.admin("/api/v1/edges"), bearer)
 		return strings.Contains(body, `"traefik-0"`)
 	})

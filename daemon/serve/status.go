@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -15,6 +14,8 @@ type statusData struct {
 	Groups            string
 	KeyID             string
 	Synced            bool
+	// CSRF is the sign-out form's token (oidcflow.PrepareSignOutPage).
+	CSRF string
 }
 
 var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
@@ -26,7 +27,7 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 {{if .SignedIn}}
 <p>You are signed in.</p>
 <dl><dt>User</dt><dd>{{.User}}</dd>{{if .Name}}<dt>Name</dt><dd>{{.Name}}</dd>{{end}}{{if .Email}}<dt>Email</dt><dd>{{.Email}}</dd>{{end}}{{if .Groups}}<dt>Groups</dt><dd>{{.Groups}}</dd>{{end}}</dl>
-<form method="post" action="logout"><button type="submit">Sign out</button></form>
+<form id="signout" method="post" action="logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
 {{else}}
 <p>You are not signed in.</p>
 <p><a class="button" href="login">Sign in</a></p>
@@ -41,7 +42,7 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	if c, ok := s.verify.Identify(r); ok {
 		d.signedIn(c)
 	}
-	oidcflow.PageHeaders(w, true)
+	d.CSRF = s.oidc.PrepareSignOutPage(w, r)
 	_ = statusTemplate.Execute(w, d)
 }
 

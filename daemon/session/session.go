@@ -5,7 +5,8 @@ package session
 import "time"
 
 // Session is one signed-in browser or API client. The refresh token and ID
-// token stay in the daemon: they are never sent to the edge.
+// token stay in the daemon: they are never sent to the edge, and the Store
+// keeps them sealed (package seal) in NATS.
 type Session struct {
 	// ID is the token's sid claim: 32 random bytes, base64url.
 	ID string `json:"id"`
@@ -26,6 +27,9 @@ type Session struct {
 	IDToken string `json:"idToken,omitempty"`
 	// IdPSessionID is the ID token's sid claim, matched by back-channel logout.
 	IdPSessionID string `json:"idpSid,omitempty"`
+	// KeyID is the kid of the key that signed the session's current token:
+	// revoking that key ends the session.
+	KeyID string `json:"kid,omitempty"`
 }
 
 // Public returns a copy without the secrets, for the admin API and logs.

@@ -10,8 +10,10 @@ import (
 	"sort"
 	"time"
 
-	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgepass/edgepass/daemon/kvbucket"
+	"github.com/edgepass/edgepass/daemon/seal"
 )
 
 // IDBytes is the entropy of a session id; ids are IDBytes random bytes in
@@ -54,20 +56,28 @@ func ValidID(id string) bool {
 type StoreOptions struct {
 	// Bucket is the KV bucket name (nats.sessionBucket).
 	Bucket string
-	// Lifetime is the session lifetime: the bucket's max age.
+	// Lifetime is this replica's session lifetime.
 	Lifetime time.Duration
+	// Horizon sizes the bucket's max age: the longest lifetime any replica
+	// still has sessions under (*keys.Ring); nil = Lifetime.
+	Horizon kvbucket.Horizon
 	// Replicas is the JetStream replica count (1 on a single server).
 	Replicas int
+	// Seal encrypts refresh and ID tokens at rest (keys.encryptionKeyFile); required.
+	Seal *seal.Key
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
 
 // Store keeps sessions in a JetStream KV bucket (file storage), key = session
 // id. Every write returns only after JetStream acknowledged it, so a session
-// handed to a browser survives a crash of the daemon.
+// handed to a browser survives a crash of the daemon. Refresh and ID tokens
+// are sealed, bound to their session id, transparently to callers.
 type Store struct {
-	kv  jetstream.KeyValue
-	now func() time.Time
+	bucket *kvbucket.Sized
+	kv     jetstream.KeyValue
+	seal   *seal.Key
+	now    func() time.Time
 }
 
 // OpenStore creates the bucket, or updates its settings, and returns the store.
@@ -78,14 +88,29 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, o StoreOptions) (*St
 	if o.Lifetime <= 0 {
 		return nil, errors.New("session store: lifetime must be positive (session.lifetime)")
 	}
+	if o.Seal == nil {
+		return nil, errors.New("session store: no encryption key (keys.encryptionKeyFile): refresh tokens are never stored in clear")
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	kv, err := kvbucket.Open(ctx, js, o.Bucket, "edgepass sessions (private to the daemon)", o.Lifetime, o.Replicas)
+	if o.Horizon == nil {
+		o.Horizon = kvbucket.FixedHorizon(o.Lifetime)
+	}
+	b, err := kvbucket.OpenSized(ctx, js, o.Bucket, "edgepass sessions (private to the daemon)", o.Replicas, o.Horizon, 0)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	return &Store{kv: kv, now: o.Now}, nil
+	return &Store{bucket: b, kv: b.KV, seal: o.Seal, now: o.Now}, nil
+}
+
+// FitTTL sets the bucket's max age to the horizon, lowering it once the
+// longest-lived sessions have expired; run it on the maintenance tick.
+func (st *Store) FitTTL(ctx context.Context) error {
+	if err := st.bucket.Fit(ctx); err != nil {
+		return fmt.Errorf("session store: %w", err)
+	}
+	return nil
 }
 
 // Put creates or replaces the session.
@@ -93,6 +118,9 @@ func (st *Store) Put(ctx context.Context, s *Session) error {
 	data, err := st.encode(s)
 	if err != nil {
 		return err
+	}
+	if err := st.bucket.Raise(ctx); err != nil {
+		return fmt.Errorf("session store: %w", err)
 	}
 	if _, err := st.kv.Put(ctx, s.ID, data); err != nil {
 		return fmt.Errorf("session store: put: %w", err)
@@ -106,6 +134,9 @@ func (st *Store) Update(ctx context.Context, s *Session, rev uint64) (uint64, er
 	data, err := st.encode(s)
 	if err != nil {
 		return 0, err
+	}
+	if err := st.bucket.Raise(ctx); err != nil {
+		return 0, fmt.Errorf("session store: %w", err)
 	}
 	n, err := st.kv.Update(ctx, s.ID, data, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -129,7 +160,7 @@ func (st *Store) Get(ctx context.Context, id string) (*Session, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("session store: get: %w", err)
 	}
-	s, err := decode(e.Value())
+	s, err := st.decode(e.Value())
 	if err != nil {
 		return nil, 0, fmt.Errorf("session store: get %s…: %w", Short(id), err)
 	}
@@ -177,9 +208,13 @@ func (st *Store) List(ctx context.Context, subject string) ([]Session, error) {
 				})
 				return out, nil
 			}
-			s, err := decode(e.Value())
+			s, err := st.decode(e.Value())
+			var wrongKey *seal.WrongKeyError
+			if errors.As(err, &wrongKey) {
+				return nil, fmt.Errorf("session store: list: %w", err)
+			}
 			if err != nil || !s.ExpiresAt.After(now) || (subject != "" && s.Subject != subject) {
-				continue
+				continue // damaged entries are skipped; Get reports them
 			}
 			out = append(out, *s)
 		case <-ctx.Done():
@@ -198,14 +233,26 @@ func (st *Store) encode(s *Session) ([]byte, error) {
 	if s.ExpiresAt.IsZero() {
 		return nil, errors.New("session store: session needs an expiry")
 	}
-	data, err := json.Marshal(s)
+	stored := *s
+	if stored.RefreshToken != "" {
+		stored.RefreshToken = st.seal.Seal([]byte(s.RefreshToken), refreshAAD(s.ID))
+	}
+	if stored.IDToken != "" {
+		stored.IDToken = st.seal.Seal([]byte(s.IDToken), idTokenAAD(s.ID))
+	}
+	data, err := json.Marshal(&stored)
 	if err != nil {
 		return nil, fmt.Errorf("session store: encode: %w", err)
 	}
 	return data, nil
 }
 
-func decode(data []byte) (*Session, error) {
+// Associated data binding a sealed secret to its session: a sealed refresh
+// token copied into another session's entry does not open there.
+func refreshAAD(sid string) string { return "edgepass session " + sid + " refresh token" }
+func idTokenAAD(sid string) string { return "edgepass session " + sid + " id token" }
+
+func (st *Store) decode(data []byte) (*Session, error) {
 	var s Session
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("decode session: %w", err)
@@ -213,5 +260,29 @@ func decode(data []byte) (*Session, error) {
 	if !ValidID(s.ID) || s.Subject == "" {
 		return nil, errors.New("decode session: missing id or subject")
 	}
+	var err error
+	if s.RefreshToken, err = st.open(s.RefreshToken, refreshAAD(s.ID)); err != nil {
+		return nil, fmt.Errorf("decode session: refresh token: %w", err)
+	}
+	if s.IDToken, err = st.open(s.IDToken, idTokenAAD(s.ID)); err != nil {
+		return nil, fmt.Errorf("decode session: ID token: %w", err)
+	}
 	return &s, nil
+}
+
+// open unseals v; a value an older edgepass stored in clear is returned as
+// is (sealed on the session's next write).
+func (st *Store) open(v, aad string) (string, error) {
+	if v == "" || !seal.IsSealed(v) {
+		return v, nil
+	}
+	plain, err := st.seal.Open(v, aad)
+	var wrongKey *seal.WrongKeyError
+	if errors.As(err, &wrongKey) {
+		return "", fmt.Errorf("session %w", err)
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(plain), nil
 }

@@ -10,7 +10,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/seal"
 )
+
+var testSeal = func() *seal.Key {
+	k, _, err := seal.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 func newSession(t *testing.T, sub string, issued time.Time) *Session {
 	t.Helper()
@@ -63,7 +72,7 @@ func TestStoreCRUD(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	now := time.Now()
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour})
+	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +167,7 @@ func TestStoreCRUD(t *testing.T) {
 func TestStoreSurvivesRestart(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour})
+	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +191,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	wg.Wait()
 
 	srv = srv.Restart()
-	st, err = OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour})
+	st, err = OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +209,11 @@ func TestStoreSurvivesRestart(t *testing.T) {
 func TestOpenStoreSetsBucketTTL(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	if _, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour}); err != nil {
+	if _, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal}); err != nil {
 		t.Fatal(err)
 	}
 	// A new lifetime in the configuration updates the existing bucket.
-	if _, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: 2 * time.Hour}); err != nil {
+	if _, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: 2 * time.Hour, Seal: testSeal}); err != nil {
 		t.Fatal(err)
 	}
 	kv, _ := srv.JS.KeyValue(ctx, "sessions")
@@ -218,7 +227,7 @@ func TestOpenStoreSetsBucketTTL(t *testing.T) {
 	if info := status.(*jetstream.KeyValueBucketStatus).StreamInfo(); info.Config.Storage != jetstream.FileStorage {
 		t.Errorf("storage = %s, want file", info.Config.Storage)
 	}
-	for _, o := range []StoreOptions{{Lifetime: time.Hour}, {Bucket: "x"}} {
+	for _, o := range []StoreOptions{{Lifetime: time.Hour, Seal: testSeal}, {Bucket: "x", Seal: testSeal}, {Bucket: "x", Lifetime: time.Hour}} {
 		if _, err := OpenStore(ctx, srv.JS, o); err == nil {
 			t.Errorf("OpenStore(%+v) = nil error", o)
 		}

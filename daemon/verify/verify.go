@@ -1,7 +1,9 @@
 // Package verify is the daemon's ForwardAuth endpoint (GET /verify) for edges
-// that cannot load the plugin: the same checks the plugin makes (signature,
-// issuer, audience, times, revocations, group overrides), answered with
-// identity headers, a 401, or a redirect to login.
+// that cannot load the plugin. It makes the plugin's decision — package
+// policy, shared with the plugin: signature, issuer, audience, times, the
+// lifetime bound, revocations, group overrides, the route's rules, identity
+// header names and values, navigation versus API — and answers with identity
+// headers, a 401 that says why, a 403, or a redirect to login.
 package verify
 
 import (
@@ -10,18 +12,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
-	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/returnurl"
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
-// Identity headers /verify answers with (Traefik copies them to the backend
-// request when listed in authResponseHeaders).
+// Identity headers /verify answers with when the route names none
+// (Traefik copies them to the backend request when they match
+// authResponseHeadersRegex).
 const (
 	HeaderUser   = "X-Auth-User"
 	HeaderEmail  = "X-Auth-Email"
@@ -32,6 +36,10 @@ const (
 // cacheSize is how many verified tokens are remembered, so a token costs
 // one signature check, not one per request.
 const cacheSize = 10000
+
+// policyCacheSize bounds the compiled route settings kept (one per distinct
+// /verify query, i.e. per ForwardAuth middleware).
+const policyCacheSize = 256
 
 // maxCandidates bounds the tokens tried per request (each costs a signature
 // check): a request stuffed with cookies cannot make the daemon do more.
@@ -45,11 +53,9 @@ type KeySource interface {
 	Verifier() *token.Verifier
 }
 
-// EdgeState is the part of edgestate.State /verify consults.
-type EdgeState interface {
-	Revoked(sid, subjectKey string, iat int64, now time.Time) bool
-	GroupsOverride(subjectKey string, iat int64) ([]string, bool)
-}
+// EdgeState is the part of edgestate.State the decision consults
+// (policy.State).
+type EdgeState = policy.State
 
 // Options configures the handler.
 type Options struct {
@@ -62,7 +68,7 @@ type Options struct {
 	// from X-Forwarded-* may name; any other host gets a login without rd.
 	AllowedDomains []string
 	// Observe, if set, receives each outcome: "ok", "unauthenticated",
-	// "revoked", "forbidden".
+	// "revoked", "forbidden", "misconfigured" (see Outcome).
 	Observe func(outcome string)
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -82,6 +88,7 @@ type Handler struct {
 	loginURL string
 	returnTo *returnurl.Policy
 	cache    *lru.Cache[string, verified]
+	policies *lru.Cache[string, *policy.Policy]
 }
 
 // New checks the options and returns the handler.
@@ -93,7 +100,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("verify: PublicURL is required")
 	}
 	if o.CookieName == "" {
-		o.CookieName = config.DefaultCookieName
+		o.CookieName = policy.DefaultCookieName
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -101,13 +108,13 @@ func New(o Options) (*Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	policy, err := returnurl.New(o.AllowedDomains)
+	returnTo, err := returnurl.New(o.AllowedDomains)
 	if err != nil {
 		return nil, fmt.Errorf("verify: session.allowedDomains: %w", err)
 	}
 	base := strings.TrimRight(o.PublicURL, "/")
 	h := &Handler{
-		returnTo: policy,
+		returnTo: returnTo,
 		o:        o,
 		verifier: o.Keys.Verifier(),
 		loginURL: base + "/login",
@@ -117,12 +124,19 @@ func New(o Options) (*Handler, error) {
 		return nil, fmt.Errorf("verify: cache: %w", err)
 	}
 	h.cache = c
+	if h.policies, err = lru.New[string, *policy.Policy](policyCacheSize); err != nil {
+		return nil, fmt.Errorf("verify: cache: %w", err)
+	}
 	return h, nil
 }
 
-// ServeHTTP implements GET /verify. Optional query parameters restrict the
-// route like the plugin's settings: allowedGroups, allowedUsers,
-// allowedEmailDomains (comma-separated; any match admits).
+// ServeHTTP implements GET /verify. Query parameters configure the route
+// with the plugin's settings: allowedGroups, allowedUsers,
+// allowedEmailDomains (comma-separated; any match admits), userHeader,
+// emailHeader, groupsHeader, nameHeader, subjectHeader, groupsSeparator and
+// stripHeaders. Without any *Header parameter the identity headers are
+// X-Auth-User, X-Auth-Email, X-Auth-Groups and X-Auth-Name. An unknown
+// parameter fails closed: 500, and the log names it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")
@@ -131,60 +145,186 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	now := h.o.Now()
-	c, outcome := h.authenticate(r, now)
-	if c == nil {
-		h.observe(outcome)
-		h.unauthenticated(w, r)
+	pol, err := h.routePolicy(r.URL.RawQuery)
+	if err != nil {
+		h.o.Logger.Error("verify: the ForwardAuth address's settings are wrong; refusing every request until they are fixed", "err", err)
+		h.observe("misconfigured")
+		writeJSON(w, http.StatusInternalServerError, "edgepass /verify is misconfigured; see the daemon's log")
 		return
 	}
-	q := r.URL.Query()
-	if !allowed(c, list(q.Get("allowedGroups")), list(q.Get("allowedUsers")), list(q.Get("allowedEmailDomains"))) {
-		h.observe("forbidden")
+	now := h.o.Now()
+	c, reason := h.authenticate(r, now)
+	var d policy.Decision
+	if c != nil {
+		d = pol.Decide(c, token.SubjectKey(c.Subject), h.o.State, now)
+		reason = d.Reason
+	}
+	h.observe(Outcome(reason))
+	switch {
+	case reason == policy.NotAllowed:
 		writeJSON(w, http.StatusForbidden, "forbidden")
 		return
+	case reason != "":
+		h.o.Logger.Debug("verify: refused", "reason", reason)
+		h.unauthenticated(w, r, reason)
+		return
 	}
-	h.observe("ok")
-	hdr.Set(HeaderUser, clean(c.User()))
-	hdr.Set(HeaderEmail, clean(c.Email))
-	hdr.Set(HeaderName, clean(c.Name))
-	groups := make([]string, 0, len(c.Groups))
-	for _, g := range c.Groups {
-		groups = append(groups, clean(g))
+	for i, name := range d.Names {
+		hdr.Set(name, d.Values[i])
 	}
-	hdr.Set(HeaderGroups, strings.Join(groups, ","))
 	w.WriteHeader(http.StatusOK)
 }
 
-// Identify returns the verified claims of the request's session token (the
-// same checks as ServeHTTP, without authorization), for the status page.
-func (h *Handler) Identify(r *http.Request) (*token.Claims, bool) {
-	c, _ := h.authenticate(r, h.o.Now())
-	return c, c != nil
+// Outcome is the metric label of a reason code: a small fixed set.
+func Outcome(reason string) string {
+	switch reason {
+	case "":
+		return "ok"
+	case policy.NotAllowed:
+		return "forbidden"
+	case policy.SessionRevoked, policy.UserRevoked, policy.TooLong:
+		return "revoked"
+	}
+	return "unauthenticated"
 }
 
-// authenticate returns the verified claims (groups overridden by the edge
-// state) or nil and why.
+// verifyParams are the query parameters /verify understands (the plugin's
+// route settings).
+var verifyParams = []string{
+	"allowedGroups", "allowedUsers", "allowedEmailDomains", "userHeader", "emailHeader",
+	"groupsHeader", "nameHeader", "subjectHeader", "groupsSeparator", "stripHeaders",
+}
+
+// routePolicy compiles the route settings of a /verify query, once per distinct
+// query.
+func (h *Handler) routePolicy(rawQuery string) (*policy.Policy, error) {
+	if p, ok := h.policies.Get(rawQuery); ok {
+		return p, nil
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", rawQuery, err)
+	}
+	var unknown []string
+	for k := range q {
+		known := false
+		for _, p := range verifyParams {
+			if k == p {
+				known = true
+			}
+		}
+		if !known {
+			msg := fmt.Sprintf("unknown setting %q", k)
+			if near := closest(k, verifyParams); near != "" {
+				msg += fmt.Sprintf("; did you mean %q?", near)
+			}
+			unknown = append(unknown, msg)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, errors.New(strings.Join(unknown, "; "))
+	}
+	rules := policy.Rules{
+		AllowedGroups: q["allowedGroups"], AllowedUsers: q["allowedUsers"], AllowedEmailDomains: q["allowedEmailDomains"],
+		UserHeader: q.Get("userHeader"), EmailHeader: q.Get("emailHeader"), GroupsHeader: q.Get("groupsHeader"),
+		NameHeader: q.Get("nameHeader"), SubjectHeader: q.Get("subjectHeader"),
+		GroupsSeparator: q.Get("groupsSeparator"), StripHeaders: q["stripHeaders"],
+	}
+	if !q.Has("userHeader") && !q.Has("emailHeader") && !q.Has("groupsHeader") && !q.Has("nameHeader") && !q.Has("subjectHeader") {
+		rules.UserHeader, rules.EmailHeader, rules.GroupsHeader, rules.NameHeader = HeaderUser, HeaderEmail, HeaderGroups, HeaderName
+	}
+	p, err := policy.Compile(rules)
+	if err != nil {
+		return nil, err
+	}
+	h.policies.Add(rawQuery, p)
+	return p, nil
+}
+
+// closest is the parameter nearest to name, if near enough to be a typo.
+func closest(name string, valid []string) string {
+	best, bestD := "", 4
+	for _, v := range valid {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(v)); d < bestD {
+			best, bestD = v, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Identify returns the verified claims of the request's session token,
+// refused when the edge state refuses it (revoked, too long), groups
+// overridden, for the status page.
+func (h *Handler) Identify(r *http.Request) (*token.Claims, bool) {
+	now := h.o.Now()
+	c, _ := h.authenticate(r, now)
+	if c == nil {
+		return nil, false
+	}
+	sk := token.SubjectKey(c.Subject)
+	switch {
+	case h.o.State.SessionRevoked(c.SessionID, now), h.o.State.UserRevoked(sk, c.IssuedAt, now), h.o.State.TooLong(c.IssuedAt, c.Expiry):
+		return nil, false
+	}
+	if g, ok := h.o.State.GroupsOverride(sk, c.IssuedAt); ok {
+		c.Groups = append([]string(nil), g...)
+	}
+	return c, true
+}
+
+// authenticate returns the verified claims of the first candidate token
+// that the edge state does not refuse, else nil and the reason of the last
+// refusal (policy reason codes).
 func (h *Handler) authenticate(r *http.Request, now time.Time) (*token.Claims, string) {
-	outcome := "unauthenticated"
+	reason := policy.NoToken
 	keys := h.o.Keys.PublicKeys()
 	for _, raw := range h.candidates(r) {
 		c, err := h.check(raw, keys, now)
 		if err != nil {
 			h.o.Logger.Debug("verify: token refused", "err", err)
+			reason = policy.TokenReason(err)
+			continue
+		}
+		if c.SessionID == "" {
+			reason = policy.BadToken
 			continue
 		}
 		sk := token.SubjectKey(c.Subject)
-		if h.o.State.Revoked(c.SessionID, sk, c.IssuedAt, now) {
-			outcome = "revoked"
+		switch {
+		case h.o.State.SessionRevoked(c.SessionID, now):
+			reason = policy.SessionRevoked
 			continue
-		}
-		if g, ok := h.o.State.GroupsOverride(sk, c.IssuedAt); ok {
-			c.Groups = append([]string(nil), g...)
+		case h.o.State.UserRevoked(sk, c.IssuedAt, now):
+			reason = policy.UserRevoked
+			continue
+		case h.o.State.TooLong(c.IssuedAt, c.Expiry):
+			reason = policy.TooLong
+			continue
 		}
 		return c, ""
 	}
-	return nil, outcome
+	return nil, reason
 }
 
 // check verifies raw, or finds it in the cache of tokens already verified
@@ -192,7 +332,7 @@ func (h *Handler) authenticate(r *http.Request, now time.Time) (*token.Claims, s
 // change.
 func (h *Handler) check(raw string, keys *token.KeySet, now time.Time) (*token.Claims, error) {
 	if e, ok := h.cache.Get(raw); ok && e.keys == keys {
-		if now.Unix() <= e.claims.Expiry+int64(h.verifier.Skew/time.Second) {
+		if now.Unix() < e.claims.Expiry+int64(h.verifier.Skew/time.Second) {
 			c := e.claims
 			return &c, nil
 		}
@@ -206,15 +346,18 @@ func (h *Handler) check(raw string, keys *token.KeySet, now time.Time) (*token.C
 	return c, nil
 }
 
-// candidates are the session cookie values, then a Bearer token, at most maxCandidates.
+// candidates are the session cookie values ("__Host-" name first, as the
+// plugin reads them), then a Bearer token, at most maxCandidates.
 func (h *Handler) candidates(r *http.Request) []string {
 	var out []string
-	for _, ck := range r.CookiesNamed(h.o.CookieName) {
-		if len(out) == maxCandidates {
-			return out
-		}
-		if ck.Value != "" {
-			out = append(out, ck.Value)
+	for _, name := range []string{policy.HostCookieName(h.o.CookieName), h.o.CookieName} {
+		for _, ck := range r.CookiesNamed(name) {
+			if len(out) == maxCandidates {
+				return out
+			}
+			if ck.Value != "" {
+				out = append(out, ck.Value)
+			}
 		}
 	}
 	if tok := token.Bearer(r.Header.Get("Authorization")); len(out) < maxCandidates && tok != "" {
@@ -223,9 +366,14 @@ func (h *Handler) candidates(r *http.Request) []string {
 	return out
 }
 
-// unauthenticated sends browsers to login and answers everything else 401.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) {
-	if isBrowserNavigation(r) {
+// unauthenticated sends browsers to login and answers everything else 401,
+// saying why in WWW-Authenticate (policy.Challenge, as the plugin does).
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, reason string) {
+	method := r.Header.Get("X-Forwarded-Method")
+	if method == "" {
+		method = r.Method
+	}
+	if policy.IsNavigation(method, r.Header) {
 		target := h.loginURL
 		if rd := h.returnURL(r); rd != "" {
 			target += "?rd=" + url.QueryEscape(rd)
@@ -234,24 +382,8 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="edgepass"`)
+	w.Header().Set("WWW-Authenticate", policy.Challenge(reason))
 	writeJSON(w, http.StatusUnauthorized, "authentication required")
-}
-
-// isBrowserNavigation: GET/HEAD of the original request, Accept has
-// text/html, no X-Requested-With (contracts.md).
-func isBrowserNavigation(r *http.Request) bool {
-	method := r.Header.Get("X-Forwarded-Method")
-	if method == "" {
-		method = r.Method
-	}
-	if method != http.MethodGet && method != http.MethodHead {
-		return false
-	}
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	return strings.Contains(strings.ToLower(r.Header.Get("Accept")), "text/html")
 }
 
 // returnURL rebuilds the original URL from X-Forwarded-Proto/Host/Uri, or
@@ -285,58 +417,6 @@ func (h *Handler) observe(outcome string) {
 		h.o.Observe(outcome)
 	}
 }
-
-func allowed(c *token.Claims, groups, users, domains []string) bool {
-	if len(groups) == 0 && len(users) == 0 && len(domains) == 0 {
-		return true
-	}
-	for _, g := range groups {
-		for _, have := range c.Groups {
-			if g == have {
-				return true
-			}
-		}
-	}
-	for _, u := range users {
-		if u == c.PreferredUsername || u == c.Subject || (c.Email != "" && strings.EqualFold(u, c.Email)) {
-			return true
-		}
-	}
-	if at := strings.LastIndexByte(c.Email, '@'); at >= 0 {
-		domain := strings.ToLower(c.Email[at+1:])
-		for _, d := range domains {
-			if strings.ToLower(strings.TrimPrefix(d, "@")) == domain {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func list(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// clean drops control characters so a claim cannot split or fold a header.
-func clean(s string) string {
-	if strings.IndexFunc(s, isControl) < 0 {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if isControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func writeJSON(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

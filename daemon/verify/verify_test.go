@@ -171,7 +171,11 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 			if rec.Code != http.StatusUnauthorized {
 				t.Fatalf("status %d, want 401", rec.Code)
 			}
-			if rec.Header().Get("WWW-Authenticate") != `Bearer realm="edgepass"` || rec.Body.String() != `{"error":"authentication required"}`+"\n" {
+			wantAuth := `Bearer realm="edgepass"`
+			if tc.raw != "" {
+				wantAuth = `Bearer realm="edgepass", error="invalid_token", error_description="`
+			}
+			if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), wantAuth) || rec.Body.String() != `{"error":"authentication required"}`+"\n" {
 				t.Errorf("401 response: %v %q", rec.Header(), rec.Body)
 			}
 			if rec.Header().Get(HeaderUser) != "" {
@@ -189,8 +193,16 @@ func mustDecode(s string) string {
 	return string(b)
 }
 
+// anchor signs the edge facts of these tests.
+var _, anchor = mustKey()
+
+func anchoredState() *edgestate.State {
+	ap := anchor.Public().(ed25519.PublicKey)
+	return edgestate.NewWithAnchors(token.NewKeySet(token.Key{ID: token.AnchorID(ap), Public: ap}))
+}
+
 func TestVerifyAppliesEdgeState(t *testing.T) {
-	st := edgestate.New()
+	st := anchoredState()
 	h := newHandler(t, st)
 	raw := sign(t, claims())
 	sk := token.SubjectKey("sub-1")
@@ -202,7 +214,11 @@ func TestVerifyAppliesEdgeState(t *testing.T) {
 	}
 	get := func() *httptest.ResponseRecorder { return serve(h, forwarded(withCookie(raw))) }
 
-	apply("groups."+sk, fmt.Sprintf(`{"groups":["admins"],"at":%d,"exp":%d}`, now.Unix(), now.Add(time.Hour).Unix()))
+	groups, err := edgestate.SignGroups(sk, edgestate.GroupsFact{Iat: now.UnixMilli(), Groups: []string{"admins"}, At: now.Unix(), Exp: now.Add(time.Hour).Unix()}, anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply("groups."+sk, string(groups))
 	if rec := get(); rec.Code != 200 || rec.Header().Get(HeaderGroups) != "admins" {
 		t.Errorf("group override: %d %q", rec.Code, rec.Header().Get(HeaderGroups))
 	}
@@ -212,22 +228,57 @@ func TestVerifyAppliesEdgeState(t *testing.T) {
 	if rec := get(); rec.Code != http.StatusUnauthorized {
 		t.Errorf("revoked session: status %d, want 401", rec.Code)
 	}
-	if err := st.Apply("revoke.session."+sid, "DEL", nil, 2, now); err != nil {
-		t.Fatal(err)
+	// Attack: deleting the revocation from the bucket does not lift it.
+	if err := st.Apply("revoke.session."+sid, "DEL", nil, 2, now); err == nil {
+		t.Error("a delete of a revocation was applied")
 	}
-	if rec := get(); rec.Code != 200 {
-		t.Errorf("after the revocation was deleted: status %d", rec.Code)
+	if rec := get(); rec.Code != http.StatusUnauthorized {
+		t.Errorf("after a delete of the revocation: status %d, want 401", rec.Code)
 	}
 
 	// Attack: a disabled user's older tokens.
-	apply("revoke.user."+sk, fmt.Sprintf(`{"before":%d,"exp":%d}`, now.Unix(), now.Add(time.Hour).Unix()))
-	if rec := get(); rec.Code != http.StatusUnauthorized {
+	st2 := anchoredState()
+	h = newHandler(t, st2)
+	if err := st2.Apply("revoke.user."+sk, "", []byte(fmt.Sprintf(`{"before":%d,"exp":%d}`, now.Unix(), now.Add(time.Hour).Unix())), 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if rec := serve(h, forwarded(withCookie(raw))); rec.Code != http.StatusUnauthorized {
 		t.Errorf("revoked user: status %d, want 401", rec.Code)
 	}
 	fresh := claims()
 	fresh.IssuedAt = now.Add(time.Second).Unix()
 	if rec := serve(h, forwarded(withCookie(sign(t, fresh)))); rec.Code != 200 {
 		t.Errorf("token issued after the user revocation: status %d, want 200", rec.Code)
+	}
+}
+
+func TestVerifyRefusesTokenLongerThanPublishedLifetime(t *testing.T) {
+	// Attack: a token minted with a leaked key for a year must not pass /verify when edges bound lifetimes to the published maximum.
+	st := anchoredState()
+	h := newHandler(t, st)
+	jwks, _ := token.NewKeySet(token.Key{ID: "k1", Public: pub}).MarshalJWKS()
+	kf, err := edgestate.SignKeys(edgestate.KeysFact{Iat: now.UnixMilli(), JWKS: jwks, MaxTokenLifetime: int64(12 * time.Hour / time.Second)}, anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(edgestate.KeyKeys, "", kf, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		lifetime time.Duration
+		status   int
+	}{
+		{"within the bound", 12 * time.Hour, 200},
+		{"a year", 365 * 24 * time.Hour, http.StatusUnauthorized},
+		{"one second over", 12*time.Hour + time.Second, http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		c := claims()
+		c.Expiry = c.IssuedAt + int64(tc.lifetime/time.Second)
+		if rec := serve(h, forwarded(withCookie(sign(t, c)))); rec.Code != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, rec.Code, tc.status)
+		}
 	}
 }
 
@@ -310,7 +361,9 @@ func TestVerifyStripsControlCharactersFromClaims(t *testing.T) {
 	c.Name = "Alice\r\nX-Admin: yes"
 	c.Groups = []string{"a\nb"}
 	rec := serve(h, forwarded(withCookie(sign(t, c))))
-	if rec.Code != 200 || rec.Header().Get(HeaderName) != "AliceX-Admin: yes" || rec.Header().Get(HeaderGroups) != "ab" {
+	// The plugin's rules (policy): control characters become spaces, and a
+	// group carrying one is left out rather than glued to another.
+	if rec.Code != 200 || rec.Header().Get(HeaderName) != "Alice  X-Admin: yes" || rec.Header().Get(HeaderGroups) != "" {
 		t.Errorf("headers = %q %q", rec.Header().Get(HeaderName), rec.Header().Get(HeaderGroups))
 	}
 }
@@ -475,5 +528,48 @@ func TestVerifyUserHeaderFallback(t *testing.T) {
 		if got := rec.Header().Get(HeaderUser); rec.Code != 200 || got != want {
 			t.Errorf("status %d, %s = %q, want %q", rec.Code, HeaderUser, got, want)
 		}
+	}
+}
+
+// Attack (self-inflicted): a misspelled route setting in the ForwardAuth
+// address (allowedGroup=admins) would admit everyone; /verify refuses every
+// request until it is fixed.
+func TestVerifyRefusesUnknownSettings(t *testing.T) {
+	h := newHandler(t, nil)
+	for _, q := range []string{"?allowedGroup=admins", "?userHeadr=X-User", "?allowedGroups=a&frobnicate=1", "?userHeader=X%20User", "?%zz"} {
+		r := forwarded(withCookie(sign(t, claims())))
+		r.URL, _ = url.Parse("/verify" + q)
+		if rec := serve(h, r); rec.Code != http.StatusInternalServerError || rec.Header().Get(HeaderUser) != "" {
+			t.Errorf("%s: status %d, want 500 and no identity", q, rec.Code)
+		}
+	}
+}
+
+// /verify takes the plugin's header-name settings; and a group carrying the
+// separator (an LDAP DN) never splits into groups the user is not in.
+func TestVerifyHeaderSettingsAndSeparatorGroups(t *testing.T) {
+	h := newHandler(t, nil)
+	c := claims()
+	c.Groups = []string{"dev", "x,admins", "cn=a;dc=b"}
+	r := forwarded(withCookie(sign(t, c)))
+	r.URL, _ = url.Parse("/verify?userHeader=Remote-User&groupsHeader=X-Groups&subjectHeader=X-Sub")
+	rec := serve(h, r)
+	if rec.Code != 200 || rec.Header().Get("Remote-User") != "alice" || rec.Header().Get("X-Groups") != "dev,cn=a;dc=b" || rec.Header().Get("X-Sub") != "sub-1" {
+		t.Fatalf("headers %v", rec.Header())
+	}
+	if rec.Header().Get(HeaderUser) != "" || rec.Header().Get(HeaderEmail) != "" {
+		t.Errorf("default header names sent although the route names its own: %v", rec.Header())
+	}
+	r = forwarded(withCookie(sign(t, c)))
+	if rec := serve(h, r); rec.Header().Get(HeaderGroups) != "dev,cn=a;dc=b" {
+		t.Errorf("default groups header = %q, want dev,cn=a;dc=b", rec.Header().Get(HeaderGroups))
+	}
+}
+
+func TestVerifyReadsHostPrefixedCookie(t *testing.T) {
+	h := newHandler(t, nil)
+	r := forwarded(func(r *http.Request) { r.Header.Set("Cookie", "__Host-edgepass_session="+sign(t, claims())) })
+	if rec := serve(h, r); rec.Code != 200 || rec.Header().Get(HeaderUser) != "alice" {
+		t.Fatalf("status %d headers %v", rec.Code, rec.Header())
 	}
 }

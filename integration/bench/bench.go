@@ -38,6 +38,13 @@ type Options struct {
 	MemoryRevocations int
 	// CookieGroups is the number of groups in the cookie-size token.
 	CookieGroups int
+	// ChurnPerS is how many edge-state changes per second the churn
+	// comparison publishes (0 skips it).
+	ChurnPerS int
+	// DaemonLogins is how long the daemon-capacity test signs in for (0
+	// skips it); DaemonWorkers how many browsers at once.
+	DaemonLogins  time.Duration
+	DaemonWorkers int
 	// Floor adds a fourth route with a trivial Yaegi plugin (YaegiFloor),
 	// to tell the edgepass plugin's own cost from any Yaegi plugin's.
 	Floor bool
@@ -63,11 +70,14 @@ func DefaultOptions() Options {
 			Pause:       time.Second,
 			Wrk:         "wrk",
 		},
-		Revocations:       200,
+		Revocations:       100,
 		AdminRevocations:  10,
 		RevocationTimeout: 5 * time.Second,
 		MemoryRevocations: 100000,
 		CookieGroups:      50,
+		ChurnPerS:         100,
+		DaemonLogins:      10 * time.Second,
+		DaemonWorkers:     4,
 		Profile:           true,
 		GoBenchTime:       "2s",
 	}
@@ -95,6 +105,8 @@ type Results struct {
 	// NATSEdge holds the natsedge package's own benchmarks, when it has any.
 	NATSEdge  []GoBenchResult
 	Memory    *EdgeMemory
+	Churn     *ChurnThroughput
+	Daemon    *DaemonCapacity
 	TokenCost *TokenCost
 	Cookie    *CookieSize
 	Problems  []string
@@ -202,7 +214,7 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 		return fmt.Errorf("%w\ncomponent logs:\n%s", err, s.Diagnostics(15))
 	}
 
-	edge, err := ConnectEdge(ctx, s.NATSURL)
+	edge, err := ConnectEdge(ctx, s.NATS)
 	if err != nil {
 		return fail(err)
 	}
@@ -225,9 +237,25 @@ func measureStack(ctx context.Context, o Options, bins *harness.Binaries, work s
 	}
 	res.Throughput = tp
 
+	if o.ChurnPerS > 0 {
+		logf("bench: plugin throughput quiet vs under %d edge-state changes/s for other users", o.ChurnPerS)
+		if c, err := MeasureChurn(ctx, s, edge, sess, o.Load, o.ChurnPerS, filepath.Join(o.OutDir, "wrk")); err != nil {
+			res.problem(fmt.Errorf("churn: %w", err))
+		} else {
+			res.Churn = &c
+		}
+	}
+	if o.DaemonLogins > 0 {
+		logf("bench: daemon capacity: logins for %s with %d browsers, then /verify under wrk", o.DaemonLogins, o.DaemonWorkers)
+		if d, err := MeasureDaemon(ctx, s, sess, o.Load, o.DaemonWorkers, o.DaemonLogins); err != nil {
+			res.problem(fmt.Errorf("daemon capacity: %w", err))
+		} else {
+			res.Daemon = &d
+		}
+	}
 	if o.Revocations > 0 {
-		logf("bench: revocation propagation, %d KV revocations of the session", o.Revocations)
-		if p, err := MeasureRevocationKV(ctx, s, edge, sess, o.Revocations, o.RevocationTimeout); err != nil {
+		logf("bench: revocation propagation, %d KV revocations of fresh sessions", o.Revocations)
+		if p, err := MeasureRevocationKV(ctx, s, edge, o.Revocations, o.RevocationTimeout); err != nil {
 			res.problem(fmt.Errorf("revocation propagation: %w", err))
 		} else {
 			res.Revocation = &p

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,7 @@ func startNATS(t *testing.T) string {
 func TestEdgeWaitHeartbeatSeesTheNewestAfterManyUnread(t *testing.T) {
 	url := startNATS(t)
 	ctx := context.Background()
-	if e, err := ConnectEdge(ctx, url); err == nil {
+	if e, err := ConnectEdge(ctx, harness.NATSAccess{URL: url}); err == nil {
 		e.Close()
 		t.Fatal("ConnectEdge succeeded without the edge bucket")
 	}
@@ -37,7 +38,7 @@ func TestEdgeWaitHeartbeatSeesTheNewestAfterManyUnread(t *testing.T) {
 	if err := createBucket(ctx, url); err != nil {
 		t.Fatal(err)
 	}
-	e, err := ConnectEdge(ctx, url)
+	e, err := ConnectEdge(ctx, harness.NATSAccess{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +47,12 @@ func TestEdgeWaitHeartbeatSeesTheNewestAfterManyUnread(t *testing.T) {
 	// 200 heartbeats nobody reads, then the one the caller waits for.
 	for i := 1; i <= 200; i++ {
 		data, _ := json.Marshal(natsedge.Heartbeat{Replica: ReplicaID, Seq: uint64(i)})
-		if err := e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket), data); err != nil {
+		if err := e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket, "edge"), data); err != nil {
 			t.Fatal(err)
 		}
 	}
 	other, _ := json.Marshal(natsedge.Heartbeat{Replica: "another-replica", Seq: 1000})
-	_ = e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket), other)
+	_ = e.NC.Publish(natsedge.HeartbeatSubject(natsedge.DefaultBucket, "edge"), other)
 	if err := e.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestEdgeWaitHeartbeatSeesTheNewestAfterManyUnread(t *testing.T) {
 func createBucket(ctx context.Context, url string) error {
 	e := &Edge{}
 	var err error
-	if e.NC, err = natsConnect(url); err != nil {
+	if e.NC, err = natsConnect(harness.NATSAccess{URL: url}); err != nil {
 		return err
 	}
 	defer e.Close()

@@ -107,7 +107,7 @@ const ReplicaID = "bench-traefik"
 // DynamicConfig renders the benchmark's file-provider configuration: one echo
 // service, three routers, the plugin injecting user/email/groups and
 // ForwardAuth to the daemon's /verify copying the same three headers.
-func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor bool) string {
+func DynamicConfig(echoURL, verifyURL string, edge harness.PluginOptions, floor bool) string {
 	router := func(v Variant, mw string) string {
 		s := fmt.Sprintf("    %s:\n      rule: \"PathPrefix(`%s`)\"\n      entryPoints: [web]\n      service: echo\n",
 			strings.TrimSuffix(v.Router, "@file"), v.Path)
@@ -133,8 +133,11 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
           userHeader: %s
           emailHeader: %s
           groupsHeader: %s
+          trustAnchors: [%q]
           nats:
             urls: [%q]
+            user: %q
+            passwordFile: %q
             bucket: %s
             replicaID: %s
     forwardauth:
@@ -146,7 +149,8 @@ func DynamicConfig(echoURL, verifyURL, loginURL, issuer, natsURL string, floor b
       loadBalancer:
         servers:
           - url: %q
-`, loginURL, issuer, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups, natsURL, natsedge.DefaultBucket, ReplicaID,
+`, edge.LoginURL, edge.Issuer, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups,
+			edge.TrustAnchor, edge.NATSURLs[0], edge.NATSUser, edge.NATSPasswordFile, natsedge.DefaultBucket, ReplicaID,
 			verifyURL, harness.HeaderUser, harness.HeaderEmail, harness.HeaderGroups, echoURL)
 }
 
@@ -163,7 +167,8 @@ type Stack struct {
 	// TraefikURL is the web entrypoint; APIURL Traefik's API (ping, routers).
 	TraefikURL string
 	APIURL     string
-	NATSURL    string
+	// NATS is the daemon-side access to the stack's NATS.
+	NATS harness.NATSAccess
 	// Debug: Traefik runs with api.debug (profiling endpoints).
 	Debug bool
 	// Variants are the routes compared, in table order.
@@ -192,7 +197,7 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 	}
 	s.Echo, s.Provider, s.Daemon = s.base.Echo, s.base.Provider, s.base.Daemon
 	edge := s.base.EdgePluginOptions(ReplicaID)
-	s.NATSURL = edge.NATSURLs[0]
+	s.NATS = s.base.NATSAccess()
 
 	webPort, err := harness.FreePort()
 	if err != nil {
@@ -210,7 +215,7 @@ func StartStack(bins *harness.Binaries, dir string, floor bool) (s *Stack, err e
 		Port:    webPort,
 		APIPort: apiPort,
 		LogDir:  s.LogDir,
-		Dynamic: DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", edge.LoginURL, edge.Issuer, s.NATSURL, floor),
+		Dynamic: DynamicConfig(s.Echo.URL, s.Daemon.PublicURL+"/verify", edge, floor),
 		Routers: variantRouters(s.Variants),
 	}
 	if floor {

@@ -18,7 +18,9 @@ func TestLogoutEndsSessionAtEdgesAndProvider(t *testing.T) {
 	mustStatus(t, s.Traefiks, path, bearer(alice.token), http.StatusOK, "before logout")
 
 	back := s.Traefiks[1].URL + harness.PathApp + "/after-logout"
-	page, err := alice.browser.Navigate(s.Daemon.PublicURL + "/logout?rd=" + url.QueryEscape(back))
+	// GET /logout only asks; the confirmation form (a same-origin POST
+	// with a CSRF token) signs out.
+	page, err := alice.browser.SignOut(s.Daemon.PublicURL + "/logout?rd=" + url.QueryEscape(back))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func spellings(name string) []string {
 
 // Scenario 8: every identity header name, in several casings and with
 // underscores, sent by the client never reaches the backend; only the
-// plugin's verified values do.
+// verified values do — through the plugin and through ForwardAuth.
 func TestHeaderSpoofingNeverReachesBackend(t *testing.T) {
 	s := shared(t)
 	alice := signIn(t, s, harness.AliceUser, harness.AlicePassword)
@@ -69,6 +69,10 @@ func TestHeaderSpoofingNeverReachesBackend(t *testing.T) {
 		// Whether a public path also identifies a signed-in user is the
 		// plugin's choice; if it does, only verified values may appear.
 		{"public path with a session", harness.PathPublic + "/spoof", bearer(alice.token), true, false},
+		// The daemon's /verify through Traefik's ForwardAuth with the
+		// authResponseHeadersRegex policy builds: the same names are
+		// stripped in every spelling (X_auth_user once got through).
+		{"ForwardAuth route", harness.PathFwd + "/spoof", bearer(alice.token), true, true},
 	}
 	for _, tr := range s.Traefiks {
 		for _, tg := range targets {

@@ -145,6 +145,14 @@ func (b *Browser) Submit(f *Form, button string, extra url.Values, prev []Hop) (
 		req, err = NavRequest("POST", f.Action, strings.NewReader(vals.Encode()))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			// What a browser adds to a form submission: the page's origin
+			// and the fetch metadata (the daemon's sign-out requires them).
+			if f.Origin != "" {
+				req.Header.Set("Origin", f.Origin)
+			}
+			req.Header.Set("Sec-Fetch-Site", fetchSite(f.Origin, req.URL))
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			req.Header.Set("Sec-Fetch-Dest", "document")
 		}
 	} else {
 		u, perr := url.Parse(f.Action)
@@ -158,6 +166,21 @@ func (b *Browser) Submit(f *Form, button string, extra url.Values, prev []Hop) (
 		return nil, err
 	}
 	return b.follow(req, prev)
+}
+
+// fetchSite is the Sec-Fetch-Site a browser sends for a request to target
+// from a page of origin from: same-origin, same-site (same scheme and host,
+// another port) or cross-site.
+func fetchSite(from string, target *url.URL) string {
+	switch f, err := url.Parse(from); {
+	case from == "" || err != nil:
+		return "none"
+	case Origin(f) == Origin(target):
+		return "same-origin"
+	case strings.EqualFold(f.Scheme, target.Scheme) && strings.EqualFold(f.Hostname(), target.Hostname()):
+		return "same-site"
+	}
+	return "cross-site"
 }
 
 func (b *Browser) follow(req *http.Request, hops []Hop) (*Page, error) {
@@ -263,6 +286,29 @@ func (b *Browser) ConfirmProviderLogout(page *Page) (*Page, bool, error) {
 	}
 	next, err := b.Submit(f, "logout", nil, page.Hops)
 	return next, true, err
+}
+
+// DaemonSignOutForm is the id of the daemon's sign-out confirmation form
+// (GET /logout shows it; only its POST ends the session).
+const DaemonSignOutForm = "signout"
+
+// SignOut signs out at the daemon as a person does: it opens logoutURL (the
+// daemon's /logout?rd=…), which shows a confirmation page, and submits its
+// form from that page, with the Origin and Sec-Fetch-Site a browser sends.
+// It returns where that lands: the provider's own sign-out confirmation
+// when the daemon does RP-initiated logout (see ConfirmProviderLogout),
+// else the return URL. Its Hops show the whole journey.
+func (b *Browser) SignOut(logoutURL string) (*Page, error) {
+	page, err := b.Navigate(logoutURL)
+	if err != nil {
+		return page, err
+	}
+	f := FindForm(page.Forms(), DaemonSignOutForm)
+	if f == nil {
+		return page, fmt.Errorf("browser: %s showed no sign-out confirmation (form id %q; status %d):\n%s\nbody: %.300s",
+			logoutURL, DaemonSignOutForm, page.Status, page.Trace(), page.Body)
+	}
+	return b.Submit(f, "", nil, page.Hops)
 }
 
 // Cookie returns the value of the named cookie the jar would send to rawURL.

@@ -13,6 +13,9 @@ type Form struct {
 	ID     string
 	Method string // upper case; GET when absent
 	Action string // absolute
+	// Origin is the origin of the page the form is on, which a browser
+	// sends as the submission's Origin (the daemon's sign-out checks it).
+	Origin string
 	Fields url.Values
 	// Buttons are submit buttons (name → value) that belong to the form.
 	Buttons map[string]string
@@ -79,7 +82,7 @@ func ParseForms(body string, base *url.URL) []*Form {
 					action = u.String()
 				}
 			}
-			cur = &Form{ID: attrs["id"], Method: method, Action: action, Fields: url.Values{}, Buttons: map[string]string{}}
+			cur = &Form{ID: attrs["id"], Method: method, Action: action, Origin: Origin(base), Fields: url.Values{}, Buttons: map[string]string{}}
 			forms = append(forms, cur)
 			if cur.ID != "" {
 				byID[cur.ID] = cur
@@ -103,6 +106,22 @@ func ParseForms(body string, base *url.URL) []*Form {
 		}
 	}
 	return forms
+}
+
+// Origin is u's origin as a browser writes it in an Origin header
+// (scheme://host[:port], default port left out).
+func Origin(u *url.URL) string {
+	if u == nil || u.Host == "" {
+		return ""
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if p := u.Port(); scheme == "https" && p == "443" || scheme == "http" && p == "80" {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	return scheme + "://" + host
 }
 
 func hasAttr(a map[string]string, name string) bool {

@@ -26,10 +26,12 @@ func (s *Stack) NATSAccess() NATSAccess {
 	if s.NATS != nil {
 		return NATSAccess{URL: s.NATS.URL, User: s.NATS.Spec.DaemonUser, Password: s.NATS.Spec.DaemonPassword}
 	}
-	return NATSAccess{URL: "nats://" + hostPort(s.Opts.Ports.NATS)}
+	pw, _ := s.Daemon.DaemonNATSPassword() // empty: the connect fails and says so
+	return NATSAccess{URL: "nats://" + hostPort(s.Opts.Ports.NATS), User: "edgepass-daemon", Password: pw}
 }
 
-func (a NATSAccess) connect(name string) (*nats.Conn, error) {
+// Connect dials the stack's NATS with these rights.
+func (a NATSAccess) Connect(name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200 * time.Millisecond)}
 	if a.User != "" {
 		opts = append(opts, nats.UserInfo(a.User, a.Password))
@@ -59,12 +61,12 @@ type HeartbeatWatcher struct {
 
 // WatchHeartbeats subscribes to the edge bucket's heartbeat subject.
 func WatchHeartbeats(a NATSAccess) (*HeartbeatWatcher, error) {
-	nc, err := a.connect("edgepass-e2e-heartbeats")
+	nc, err := a.Connect("edgepass-e2e-heartbeats")
 	if err != nil {
 		return nil, err
 	}
 	w := &HeartbeatWatcher{nc: nc, latest: map[string]Heartbeat{}, notify: make(chan struct{}, 1)}
-	_, err = nc.Subscribe(natsedge.HeartbeatSubject(natsedge.DefaultBucket), func(m *nats.Msg) {
+	_, err = nc.Subscribe(natsedge.HeartbeatWildcard(natsedge.DefaultBucket), func(m *nats.Msg) {
 		var hb Heartbeat
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -137,7 +139,7 @@ func (w *HeartbeatWatcher) Close() { w.nc.Close() }
 // EdgeKeys lists the keys of the edge bucket (for failure diagnostics: did
 // the daemon publish the fact the edge did not apply?).
 func EdgeKeys(ctx context.Context, a NATSAccess) ([]string, error) {
-	nc, err := a.connect("edgepass-e2e-inspect")
+	nc, err := a.Connect("edgepass-e2e-inspect")
 	if err != nil {
 		return nil, err
 	}

@@ -153,15 +153,22 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 			return s, err
 		}
 		ds.NATSURLs = []string{s.NATS.URL}
-		ds.NATSUser, ds.NATSPassword = s.NATS.Spec.DaemonUser, s.NATS.Spec.DaemonPassword
+		ds.NATSUser = s.NATS.Spec.DaemonUser
+		if ds.NATSPasswordFile, err = writeSecret(filepath.Join(o.Dir, "secrets"), "nats-daemon.password", s.NATS.Spec.DaemonPassword); err != nil {
+			return s, err
+		}
+		edgePW, err := writeSecret(filepath.Join(o.Dir, "secrets"), "nats-edge.password", s.NATS.Spec.EdgePassword)
+		if err != nil {
+			return s, err
+		}
 		s.edgeNATS = PluginOptions{
-			NATSURLs:     []string{"nats://" + hostPort(proxyPort)},
-			NATSUser:     s.NATS.Spec.EdgeUser,
-			NATSPassword: s.NATS.Spec.EdgePassword,
+			NATSURLs:         []string{"nats://" + hostPort(proxyPort)},
+			NATSUser:         s.NATS.Spec.EdgeUser,
+			NATSPasswordFile: edgePW,
 		}
 	} else {
 		ds.EmbeddedNATSPort = ports.NATS
-		s.edgeNATS = PluginOptions{NATSURLs: []string{"nats://" + hostPort(ports.NATS)}}
+		s.edgeNATS = PluginOptions{NATSURLs: []string{"nats://" + hostPort(ports.NATS)}, NATSUser: DefaultEdgeName}
 	}
 
 	s.Provider, err = StartProvider(ProviderSpec{
@@ -185,6 +192,12 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
+	if s.edgeNATS.TrustAnchor, err = s.Daemon.TrustAnchor(); err != nil {
+		return s, err
+	}
+	if !o.ExternalNATS {
+		s.edgeNATS.NATSPasswordFile = s.Daemon.EdgePasswordFile(DefaultEdgeName)
+	}
 
 	for i := 0; i < o.Replicas; i++ {
 		port := 0
@@ -204,6 +217,19 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// writeSecret writes a secret file (mode 0600) the way an operator
+// provisions one, and returns its path.
+func writeSecret(dir, name, value string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("harness: %w", err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(value+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("harness: write %s: %w", p, err)
+	}
+	return p, nil
 }
 
 // EdgePluginOptions is the plugin configuration of the stack's edges.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 // PluginModule is the plugin's module name, as in .traefik.yml and the
@@ -45,15 +48,55 @@ const (
 	HeaderExtraStrip = "X-Custom-Identity"
 )
 
+// ForwardAuthRules are the harness's ForwardAuth route settings: the same
+// identity headers and extra stripped name as its plugin routes, so the two
+// enforcement points are tested alike.
+func ForwardAuthRules() policy.Rules {
+	return policy.Rules{UserHeader: HeaderUser, EmailHeader: HeaderEmail, GroupsHeader: HeaderGroups,
+		NameHeader: HeaderName, SubjectHeader: HeaderSubject, StripHeaders: []string{HeaderExtraStrip}}
+}
+
+// ForwardAuthQuery is ForwardAuthRules as /verify's query.
+func ForwardAuthQuery() string {
+	r := ForwardAuthRules()
+	q := url.Values{}
+	q.Set("userHeader", r.UserHeader)
+	q.Set("emailHeader", r.EmailHeader)
+	q.Set("groupsHeader", r.GroupsHeader)
+	q.Set("nameHeader", r.NameHeader)
+	q.Set("subjectHeader", r.SubjectHeader)
+	q.Set("stripHeaders", strings.Join(r.StripHeaders, ","))
+	return "?" + q.Encode()
+}
+
+// ForwardAuthRegex is the authResponseHeadersRegex for rules (policy's).
+func ForwardAuthRegex(r policy.Rules) string {
+	p, err := policy.Compile(r)
+	if err != nil {
+		panic(err) // constant input
+	}
+	return p.ForwardAuthRegex()
+}
+
+// DefaultForwardAuthRegex is the regex for /verify's default headers
+// (X-Auth-User, -Email, -Groups, -Name), as deploy/traefik/dynamic.yml uses.
+func DefaultForwardAuthRegex() string {
+	return ForwardAuthRegex(policy.Rules{UserHeader: HeaderUser, EmailHeader: HeaderEmail, GroupsHeader: HeaderGroups, NameHeader: HeaderName})
+}
+
 // PluginOptions are the parts of the plugin's middleware configuration that
 // depend on the stack.
 type PluginOptions struct {
-	LoginURL     string
-	Issuer       string
-	NATSURLs     []string
-	NATSUser     string
-	NATSPassword string
-	ReplicaID    string
+	LoginURL string
+	Issuer   string
+	NATSURLs []string
+	NATSUser string
+	// NATSPasswordFile holds the edge's NATS password (the plugin reads it;
+	// no secret sits in the dynamic configuration).
+	NATSPasswordFile string
+	// TrustAnchor is the daemon's trust anchor (trustAnchors).
+	TrustAnchor string
+	ReplicaID   string
 	// JWKS, when set, is configured inline (the fallback until keys arrive
 	// over NATS).
 	JWKS string
@@ -106,6 +149,9 @@ http:
 		if p.JWKS != "" {
 			fmt.Fprintf(&b, "          jwks: %s\n", strconv.Quote(p.JWKS))
 		}
+		if p.TrustAnchor != "" {
+			fmt.Fprintf(&b, "          trustAnchors: [%q]\n", p.TrustAnchor)
+		}
 		fmt.Fprintf(&b, `          userHeader: %s
           emailHeader: %s
           groupsHeader: %s
@@ -119,7 +165,7 @@ http:
 		if len(p.NATSURLs) > 0 {
 			fmt.Fprintf(&b, "          nats:\n            urls: %s\n", yamlList(p.NATSURLs))
 			if p.NATSUser != "" {
-				fmt.Fprintf(&b, "            user: %q\n            password: %q\n", p.NATSUser, p.NATSPassword)
+				fmt.Fprintf(&b, "            user: %q\n            passwordFile: %q\n", p.NATSUser, p.NATSPasswordFile)
 			}
 			if p.ReplicaID != "" {
 				fmt.Fprintf(&b, "            replicaID: %q\n", p.ReplicaID)
@@ -177,13 +223,13 @@ http:
 	fmt.Fprintf(&b, `    forwardauth:
       forwardAuth:
         address: %q
-        authResponseHeaders: [%s, %s, %s, %s]
+        authResponseHeadersRegex: %q
   services:
     echo:
       loadBalancer:
         servers:
           - url: %q
-`, r.VerifyURL, HeaderUser, HeaderEmail, HeaderGroups, HeaderName, r.EchoURL)
+`, r.VerifyURL+ForwardAuthQuery(), ForwardAuthRegex(ForwardAuthRules()), r.EchoURL)
 	return b.String()
 }
 

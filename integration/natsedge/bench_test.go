@@ -111,3 +111,4 @@ func TestFlowControlOnLargeReplay(t *testing.T) {
 		t.Fatalf("stats %+v", w.Stats())
 	}
 }
+

@@ -6,6 +6,7 @@ package natsedge_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -23,8 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/token"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,14 +40,14 @@ const (
 	daemonPass = "daemon-pw"
 )
 
-// edgePermissions is what the edge's NATS user may do: create and delete its
-// consumer on the edge stream, answer flow control, publish heartbeats and
-// receive on its inbox. Running the client with only these proves it needs
-// nothing more.
-func edgePermissions() *server.Permissions {
+// edgePermissions is what the NATS user of the edge named edge may do:
+// exactly natsedge.EdgePermissions. Running the client with only these
+// proves it needs nothing more.
+func edgePermissions(edge string) *server.Permissions {
+	pub, sub := natsedge.EdgePermissions(bucket, edge)
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: harness.EdgePublish(bucket)},
-		Subscribe: &server.SubjectPermission{Allow: harness.EdgeSubscribe()},
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
 	}
 }
 
@@ -301,4 +303,33 @@ func (wr *writer) deleteConsumers(t testing.TB) []string {
 		}
 	}
 	return names
+}
+
+// newAnchor is the daemon's trust anchor: the private half signs keys and
+// groups facts, the text form configures the edge.
+func newAnchor(t testing.TB) (ed25519.PrivateKey, string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, token.FormatAnchor(pub)
+}
+
+func signedGroups(t testing.TB, anchor ed25519.PrivateKey, subjectKey string, at int64, groups ...string) string {
+	t.Helper()
+	v, err := edgestate.SignGroups(subjectKey, edgestate.GroupsFact{Iat: time.Now().UnixMilli(), Groups: groups, At: at}, anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
+}
+
+func signedKeys(t testing.TB, anchor ed25519.PrivateKey, jwks []byte) string {
+	t.Helper()
+	v, err := edgestate.SignKeys(edgestate.KeysFact{Iat: time.Now().UnixMilli(), JWKS: jwks, MaxTokenLifetime: 24 * 3600}, anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
 }

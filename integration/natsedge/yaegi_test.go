@@ -1,9 +1,11 @@
 package natsedge_test
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/traefik/yaegi/stdlib"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // edgeProgram drives the interpreted natsedge package. Its functions take
@@ -24,6 +28,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 var edges = map[string]*natsedge.Watcher{}
@@ -43,6 +48,31 @@ func EdgeStart(name, url, seed, caFile string, idleHeartbeatMs int64) string {
 	}
 	edges[name] = w
 	return ""
+}
+
+func EdgeStartAs(name, url, user, passwordFile, anchors string, crossCheckMs int64) string {
+	w, err := natsedge.Shared(natsedge.Config{
+		URLs:               []string{url},
+		ReplicaID:          "yaegi-" + name,
+		User:               user,
+		PasswordFile:       passwordFile,
+		TrustAnchors:       []string{anchors},
+		CrossCheckInterval: time.Duration(crossCheckMs) * time.Millisecond,
+		Logf:               func(string, ...any) {},
+	})
+	if err != nil {
+		return err.Error()
+	}
+	edges[name] = w
+	return ""
+}
+
+func EdgeConsumer(name string) string {
+	return edges[name].Stats().Consumer
+}
+
+func EdgeHasKeys(name string) bool {
+	return edges[name].State().Keys() != nil
 }
 
 func EdgeRevoked(name, sid string) bool {
@@ -69,6 +99,8 @@ func EdgeCount(name, what string) int64 {
 		return int64(st.Resyncs)
 	case "connects":
 		return int64(st.Connects)
+	case "hijacks":
+		return int64(st.Hijacks)
 	}
 	return -1
 }
@@ -80,11 +112,14 @@ func EdgeClose(name string) {
 
 // yaegiEdge is the interpreted program's API.
 type yaegiEdge struct {
-	start   func(name, url, seed, caFile string, idleHeartbeatMs int64) string
-	revoked func(name, sid string) bool
-	synced  func(name string) bool
-	count   func(name, what string) int64
-	close   func(name string)
+	start    func(name, url, seed, caFile string, idleHeartbeatMs int64) string
+	startAs  func(name, url, user, passwordFile, anchors string, crossCheckMs int64) string
+	consumer func(name string) string
+	hasKeys  func(name string) bool
+	revoked  func(name, sid string) bool
+	synced   func(name string) bool
+	count    func(name, what string) int64
+	close    func(name string)
 }
 
 // loadUnderYaegi interprets the plugin tree with yaegi v0.16.1 and only the
@@ -106,11 +141,14 @@ func loadUnderYaegi(t testing.TB) *yaegiEdge {
 		return v.Interface()
 	}
 	return &yaegiEdge{
-		start:   fn("EdgeStart").(func(string, string, string, string, int64) string),
-		revoked: fn("EdgeRevoked").(func(string, string) bool),
-		synced:  fn("EdgeSynced").(func(string) bool),
-		count:   fn("EdgeCount").(func(string, string) int64),
-		close:   fn("EdgeClose").(func(string)),
+		start:    fn("EdgeStart").(func(string, string, string, string, int64) string),
+		startAs:  fn("EdgeStartAs").(func(string, string, string, string, string, int64) string),
+		consumer: fn("EdgeConsumer").(func(string) string),
+		hasKeys:  fn("EdgeHasKeys").(func(string) bool),
+		revoked:  fn("EdgeRevoked").(func(string, string) bool),
+		synced:   fn("EdgeSynced").(func(string) bool),
+		count:    fn("EdgeCount").(func(string, string) int64),
+		close:    fn("EdgeClose").(func(string)),
 	}
 }
 
@@ -139,7 +177,7 @@ func TestUnderYaegi(t *testing.T) {
 		wr := newWriter(t, ns.url())
 		wr.put(t, "revoke.session.y1", revokeValue())
 		wr.put(t, "revoke.session.y2", `{"exp":`)
-		beats, err := wr.nc.SubscribeSync("edgepass.heartbeat." + bucket)
+		beats, err := wr.nc.SubscribeSync(natsedge.HeartbeatWildcard(bucket))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,6 +273,34 @@ func TestUnderYaegi(t *testing.T) {
 		}
 	})
 
+	t.Run("edge permissions, password file, signed keys and a hijack", func(t *testing.T) {
+		ns := startServer(t, func(o *server.Options) {
+			o.Users = []*server.User{
+				{Username: daemonUser, Password: daemonPass},
+				{Username: "y", Password: "y-pw", Permissions: edgePermissions("y")},
+			}
+		})
+		wr := newWriter(t, ns.url(), nats.UserInfo(daemonUser, daemonPass))
+		anchor, anchorText := newAnchor(t)
+		pub, _, _ := ed25519.GenerateKey(nil)
+		jwks, _ := token.NewKeySet(token.Key{ID: "k1", Public: pub}).MarshalJWKS()
+		wr.put(t, "keys", signedKeys(t, anchor, jwks))
+		pwFile := filepath.Join(t.TempDir(), "y.password")
+		if err := os.WriteFile(pwFile, []byte("y-pw\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if msg := y.startAs("perm", ns.url(), "y", pwFile, anchorText, 1000); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("perm")
+		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("perm") && y.hasKeys("perm") && y.consumer("perm") != "" })
+		time.Sleep(1500 * time.Millisecond)
+		hijack(t, wr, y.consumer("perm"))
+		wr.put(t, "revoke.session.h1", revokeValue())
+		waitFor(t, "hijack detected under yaegi", 10*time.Second, func() bool { return y.count("perm", "hijacks") >= 1 })
+		waitFor(t, "revocation after the hijack under yaegi", 20*time.Second, func() bool { return y.revoked("perm", "h1") })
+	})
+
 	t.Run("nkey over TLS", func(t *testing.T) {
 		kp, err := nkeys.CreateUser()
 		if err != nil {
@@ -247,7 +313,7 @@ func TestUnderYaegi(t *testing.T) {
 			o.TLS = true
 			o.TLSTimeout = 5
 			o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			o.Nkeys = []*server.NkeyUser{{Nkey: pub, Permissions: edgePermissions()}}
+			o.Nkeys = []*server.NkeyUser{{Nkey: pub, Permissions: edgePermissions("edge")}}
 			o.Users = []*server.User{{Username: daemonUser, Password: daemonPass}}
 		})
 		wr := newWriter(t, ns.url(), nats.UserInfo(daemonUser, daemonPass), nats.RootCAs(caFile))

@@ -151,6 +151,9 @@ func TestYaegiNewRefusesBadConfig(t *testing.T) {
 		{"bad jwks", "jwks", "{", "jwks"},
 		{"bad clockSkew", "clockSkew", "soon", "clockSkew"},
 		{"bad staleAction", "staleAction", "maybe", "staleAction"},
+		// Traefik's decoder drops unknown keys; ",remain" collects them, in Yaegi too.
+		{"misspelled allowedGroups", "allowedGroup", []any{"admins"}, `unknown setting "allowedGroup"; did you mean "allowedGroups"?`},
+		{"misspelled nats setting", "nats", map[string]any{"urls": "nats://127.0.0.1:4222", "pasword": "x"}, `unknown setting "nats.pasword"; did you mean "nats.password"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,12 +327,29 @@ func edgepassSelfCheck() string {
 	if err != nil {
 		return "marshal: " + err.Error()
 	}
-	st := edgestate.New()
+	anchorSeed := make([]byte, 32)
+	anchorSeed[0] = 7
+	anchor := ed25519.NewKeyFromSeed(anchorSeed)
+	anchors, err := token.ParseAnchors([]string{token.FormatAnchor(anchor.Public().(ed25519.PublicKey))})
+	if err != nil {
+		return "anchors: " + err.Error()
+	}
+	st := edgestate.NewWithAnchors(anchors)
 	changes := 0
-	st.OnChange(func() { changes++ })
+	st.OnChange(func(edgestate.Change) { changes++ })
 	v0 := st.Version()
-	if err := st.Apply("keys", "", jwks, 1, now); err != nil {
+	if err := st.Apply("keys", "", jwks, 1, now); err == nil {
+		return "unsigned keys fact accepted"
+	}
+	keysFact, err := edgestate.SignKeys(edgestate.KeysFact{Iat: 1, JWKS: jwks, MaxTokenLifetime: 3600}, anchor)
+	if err != nil {
+		return "sign keys: " + err.Error()
+	}
+	if err := st.Apply("keys", "", keysFact, 1, now); err != nil {
 		return "apply keys: " + err.Error()
+	}
+	if !st.TooLong(0, 3601) {
+		return "maxTokenLifetime not applied"
 	}
 	if _, ok := st.Keys().Lookup("k"); !ok {
 		return "keys not applied"
@@ -341,7 +361,11 @@ func edgepassSelfCheck() string {
 	if !st.Revoked("sid", key, c.IssuedAt, now) {
 		return "session not revoked"
 	}
-	if err := st.Apply("groups."+key, "", []byte(` + "`" + `{"groups":["x"],"at":9999999999}` + "`" + `), 3, now); err != nil {
+	groupsFact, err := edgestate.SignGroups(key, edgestate.GroupsFact{Iat: 2, Groups: []string{"x"}, At: 9999999999}, anchor)
+	if err != nil {
+		return "sign groups: " + err.Error()
+	}
+	if err := st.Apply("groups."+key, "", groupsFact, 3, now); err != nil {
 		return "apply groups: " + err.Error()
 	}
 	if g, ok := st.GroupsOverride(key, c.IssuedAt); !ok || g[0] != "x" {
@@ -350,7 +374,7 @@ func edgepassSelfCheck() string {
 	if err := st.Apply("bogus", "", []byte("{}"), 4, now); err == nil {
 		return "unknown key accepted"
 	}
-	if st.Version() == v0 || uint64(st.VersionCounter().Load()) != st.Version() || st.LastSeq() != 4 || st.Stats().Rejected != 1 {
+	if st.Version() == v0 || uint64(st.VersionCounter().Load()) != st.Version() || st.LastSeq() != 4 || st.Stats().Rejected != 2 {
 		return "version/seq/stats wrong"
 	}
 	if changes != 3 {

@@ -2,13 +2,23 @@
 // session and user revocations, group overrides and verification keys — fed by
 // entries of the edge KV bucket. Reads are cheap (one read lock, map lookups) and
 // Version tells a cache when its decisions may be out of date.
+//
+// Trust: whoever can write the edge bucket must not be able to widen access.
+// The facts that could (the verification keys, group overrides) are accepted
+// only when signed by a configured trust anchor (token.VerifyFact), bound to
+// their own key and never older than the fact held; the facts that narrow
+// access (revocations) only ever grow: a later put cannot shorten them and a
+// delete or purge is ignored.
 package edgestate
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +43,10 @@ const (
 	PrefixRevokeSession = "revoke.session."
 	PrefixRevokeUser    = "revoke.user."
 	PrefixGroups        = "groups."
+	// PrefixSnapshot: snapshot.<i>, the chunks of the daemon's signed
+	// snapshot (snapshot.go). Apply skips them: only a first sync reads
+	// them, through a SnapshotLoader.
+	PrefixSnapshot = "snapshot."
 )
 
 // Errors Apply wraps, so a watcher can count or log by kind.
@@ -41,7 +55,69 @@ var (
 	ErrMalformedValue = errors.New("edgestate: malformed value")
 	ErrTooLarge       = errors.New("edgestate: entry too large")
 	ErrUnknownOp      = errors.New("edgestate: unknown operation")
+	// ErrUnsigned: a keys or groups fact without a valid trust-anchor
+	// signature bound to its key (forged, or no trustAnchors configured).
+	ErrUnsigned = errors.New("edgestate: fact not signed by a trust anchor")
+	// ErrRollback: a signed fact older than the one held (a replay).
+	ErrRollback = errors.New("edgestate: signed fact older than the one held")
+	// ErrImmutable: a delete or purge of a fact that can only grow or be
+	// replaced by a signed fact (revocations, keys, groups).
+	ErrImmutable = errors.New("edgestate: fact cannot be deleted")
 )
+
+// SessionRevocation is the value of revoke.session.<sid>: tokens with that
+// sid are refused until Exp (unix seconds; 0 = for as long as the fact lives).
+type SessionRevocation struct {
+	Exp int64 `json:"exp"`
+}
+
+// UserRevocation is the value of revoke.user.<subject-key>: the user's tokens
+// issued at or before Before are refused until Exp.
+type UserRevocation struct {
+	Before int64 `json:"before"`
+	Exp    int64 `json:"exp"`
+}
+
+// GroupsFact is the signed payload of groups.<subject-key>: tokens of the
+// user issued at or before At get Groups instead of their own, until Exp;
+// Clear removes the override instead.
+type GroupsFact struct {
+	// Key is the fact's own key: a signature for one user cannot be copied
+	// onto another's.
+	Key string `json:"key"`
+	// Iat is when the daemon signed it (unix milliseconds): an older fact
+	// than the one held is a replay and is ignored.
+	Iat    int64    `json:"iat"`
+	Groups []string `json:"groups"`
+	Clear  bool     `json:"clear,omitempty"`
+	At     int64    `json:"at"`
+	Exp    int64    `json:"exp"`
+	// Admin marks an administrator's override (read by the daemon; edges
+	// apply both kinds alike).
+	Admin bool `json:"admin,omitempty"`
+}
+
+// KeysFact is the signed payload of keys: the verification keys, the key ids
+// revoked (never trusted again by this process, whatever a later fact says)
+// and the longest token lifetime the daemon issues.
+type KeysFact struct {
+	Key string `json:"key"` // always KeyKeys
+	Iat int64  `json:"iat"` // unix milliseconds
+	// JWKS is the verification key set (token.ParseJWKS form).
+	JWKS json.RawMessage `json:"jwks"`
+	// Revoked lists key ids that must never verify a token again.
+	Revoked []string `json:"revoked,omitempty"`
+	// MaxTokenLifetime (seconds) bounds exp - iat of any token the edge
+	// accepts: a token minted with a leaked key for a long life is refused.
+	MaxTokenLifetime int64 `json:"maxTokenLifetime"`
+}
+
+// maxGroupsRollbackWindow is how long a cleared group override is
+// remembered against replays of older overrides: longer than any fact lives.
+const maxGroupsRollbackWindow = 30 * 24 * time.Hour
+
+// maxRevokedKids bounds the process-wide list of revoked key ids.
+const maxRevokedKids = 4096
 
 // Stats are the counts a heartbeat or status page reports.
 type Stats struct {
@@ -58,22 +134,69 @@ type userFact struct {
 	before, exp int64
 }
 
+// sidDigest is the key of a session revocation in memory and in snapshots:
+// the first 16 bytes of SHA-256(sid). A 1,000,000-revocation edge keeps 20
+// bytes a revocation in its map instead of a string key; a collision (about
+// 2^-64 for a million revocations) could only refuse a session, never admit
+// one.
+func sidDigest(sid string) [16]byte {
+	sum := sha256.Sum256([]byte(sid))
+	var d [16]byte
+	copy(d[:], sum[:16])
+	return d
+}
+
+// exp32 is a session revocation's exp as stored: unix seconds in a uint32
+// (until 2106; later times are clamped, which only lengthens a revocation),
+// 0 = for as long as the fact lives.
+func exp32(exp int64) uint32 {
+	if exp <= 0 {
+		return 0
+	}
+	if exp > 0xFFFFFFFF {
+		return 0xFFFFFFFF
+	}
+	return uint32(exp)
+}
+
+// signedFact is the value of an accepted signed fact (keys, groups,
+// including cleared overrides) and the stream sequence it came at: a
+// snapshot carries signed facts verbatim, so every edge checks their
+// signatures itself.
+type signedFact struct {
+	raw string
+	seq uint64
+}
+
 type groupFact struct {
 	groups  []string
 	at, exp int64
+	iat     int64 // signing time (ms) of the fact, for rollback refusal
 }
 
 // State is the in-memory edge state; the zero value is not usable, call New.
 type State struct {
-	mu       sync.RWMutex
-	sessions map[string]int64 // sid -> exp
+	mu sync.RWMutex
+	// sessions: sidDigest(sid) -> exp32(exp). Revoked sessions are the
+	// bulk of the state (one per logout); users and groups are few.
+	sessions map[[16]byte]uint32
 	users    map[string]userFact
 	groups   map[string]groupFact
+	signed   map[string]signedFact // KV key -> the signed fact held (keys, groups)
 	keys     *token.KeySet
+	// Signed facts: the anchors that verify them, the held keys fact's
+	// signing time, revoked key ids and the token lifetime bound.
+	anchors     *token.KeySet
+	keysIat     int64
+	revokedKids map[string]bool
+	maxLifetime atomic.Int64 // seconds; 0 = no keys fact yet (no bound)
+	// groupsCleared remembers the signing time of cleared overrides, so an
+	// older override replayed after a clear is refused too.
+	groupsCleared map[string]int64
 
 	version   atomic.Int64
 	changeMu  sync.Mutex
-	onChange  func()
+	onChange  []func(Change)
 	lastSeq   atomic.Int64
 	lastHeard atomic.Int64 // unix nanoseconds, 0 = never
 	synced    atomic.Int32
@@ -81,161 +204,342 @@ type State struct {
 	syncLostHeard atomic.Int64
 	applied       atomic.Int64
 	rejected      atomic.Int64
+	// refusals counts requests the edge refused, by reason code (CountRefusal).
+	refusalsMu sync.Mutex
+	refusals   map[string]uint64
 }
 
-// New returns an empty state.
+// New returns an empty state without trust anchors: it refuses every keys
+// and groups fact (the edge then verifies with its inline JWKS only).
 func New() *State {
+	return NewWithAnchors(nil)
+}
+
+// NewWithAnchors returns an empty state that accepts keys and groups facts
+// signed by one of anchors (token.ParseAnchors).
+func NewWithAnchors(anchors *token.KeySet) *State {
 	return &State{
-		sessions: make(map[string]int64),
-		users:    make(map[string]userFact),
-		groups:   make(map[string]groupFact),
+		sessions:      make(map[[16]byte]uint32),
+		users:         make(map[string]userFact),
+		groups:        make(map[string]groupFact),
+		signed:        make(map[string]signedFact),
+		anchors:       anchors,
+		revokedKids:   make(map[string]bool),
+		groupsCleared: make(map[string]int64),
 	}
 }
 
-// factValue is any fact's JSON value (contracts.md): every kind may carry
-// exp; before, groups and at belong to one kind each and are checked there.
-type factValue struct {
-	Exp    int64     `json:"exp"`
-	Before *int64    `json:"before"`
-	Groups *[]string `json:"groups"`
-	At     *int64    `json:"at"`
+// revocationValue decodes both revocation kinds; before belongs to users.
+type revocationValue struct {
+	Exp    int64  `json:"exp"`
+	Before *int64 `json:"before"`
 }
 
 // Apply applies one KV entry: op "" (or "PUT") stores the fact, "DEL" and "PURGE"
-// remove it. Unknown keys, unknown operations and malformed or oversized values
-// leave the state unchanged, are counted in Stats.Rejected and returned as an
-// error for the caller to log; they are never fatal.
+// would remove it but are refused for every kind (see the package comment).
+// Unknown keys, unknown operations, unsigned or replayed signed facts and
+// malformed or oversized values leave the state unchanged, are counted in
+// Stats.Rejected and returned as an error for the caller to log; they are
+// never fatal.
+//
+// Snapshot chunks (snapshot.<i>) are skipped: neither applied nor refused.
+//
+// The stream sequence is recorded after the fact is applied, so a Cut,
+// which reads it under the state's lock, never claims a sequence whose fact
+// it lacks.
 func (s *State) Apply(key, op string, value []byte, seq uint64, now time.Time) error {
-	s.Touch(now)
-	if seq > 0 && int64(seq) > s.lastSeq.Load() {
-		s.lastSeq.Store(int64(seq))
+	s.lastHeard.Store(now.UnixNano())
+	if strings.HasPrefix(key, PrefixSnapshot) {
+		s.storeSeq(seq)
+		return nil
 	}
-	changed, err := s.apply(key, op, value)
+	c, changed, err := s.apply(key, op, value, seq)
+	s.storeSeq(seq)
 	if err != nil {
 		s.rejected.Add(1)
 		return err
 	}
 	s.applied.Add(1)
 	if changed {
-		s.changed()
+		s.changed(c)
 	}
 	return nil
 }
 
-// changed moves the version, then runs the OnChange function.
-func (s *State) changed() {
+// storeSeq raises the last stream sequence seen to seq.
+func (s *State) storeSeq(seq uint64) {
+	if seq > 0 && int64(seq) > s.lastSeq.Load() {
+		s.lastSeq.Store(int64(seq))
+	}
+}
+
+// Change says which decisions a change can affect, so a cache drops those
+// and keeps the rest: a revocation or group change for one user must not
+// cost every other user their cached decision.
+type Change struct {
+	// All: every decision (the verification keys or the lifetime bound).
+	All bool
+	// SessionID: the decisions of tokens with this sid.
+	SessionID string
+	// SubjectKey: the decisions of this user's tokens (token.SubjectKey).
+	SubjectKey string
+}
+
+// changed moves the version, then runs every OnChange function.
+func (s *State) changed(c Change) {
 	s.version.Add(1)
 	s.changeMu.Lock()
-	f := s.onChange
+	fs := s.onChange
 	s.changeMu.Unlock()
-	if f != nil {
-		f()
+	for i := 0; i < len(fs); i++ {
+		fs[i](c)
 	}
 }
 
-// OnChange sets f to run after every change that can alter a decision, once
-// the version has moved, in the goroutine that made the change (the NATS
-// watcher's): a cache whose readers cannot afford to compare versions drops
-// its decisions there instead. One function per State; a later call replaces it.
-func (s *State) OnChange(f func()) {
+// OnChange adds f to the functions run after every change that can alter a
+// decision, once the version has moved, in the goroutine that made the
+// change (the NATS watcher's): a cache whose readers cannot afford to compare
+// versions drops the affected decisions there instead. Functions add up; none
+// replaces another.
+func (s *State) OnChange(f func(Change)) {
 	s.changeMu.Lock()
-	s.onChange = f
+	next := make([]func(Change), 0, len(s.onChange)+1)
+	next = append(next, s.onChange...)
+	s.onChange = append(next, f)
 	s.changeMu.Unlock()
 }
 
-// apply stores or removes one fact; changed is false only for a keys entry
-// equal to the set already held (the daemon republishes its JWKS
-// periodically: that must not make every edge re-verify every token).
-func (s *State) apply(key, op string, value []byte) (changed bool, err error) {
+// apply stores one fact; changed is false when the state did not move (a
+// keys fact equal to the set held: the daemon republishes its JWKS
+// periodically, which must not make every edge re-verify every token).
+func (s *State) apply(key, op string, value []byte, seq uint64) (Change, bool, error) {
+	none := Change{}
 	if len(key) > MaxKeyLength {
-		return false, fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
+		return none, false, fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
 	}
 	if len(value) > MaxValueSize {
-		return false, fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
+		return none, false, fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
 	}
-	del := false
 	switch op {
 	case "", "PUT":
 	case "DEL", "PURGE":
-		del = true
+		if key == KeyKeys {
+			return none, false, fmt.Errorf("%w: %s of keys (the last signed key set stays)", ErrImmutable, op)
+		}
+		if kind, _ := splitKey(key); kind == "" {
+			return none, false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
+		}
+		return none, false, fmt.Errorf("%w: %s of %s (revocations only expire; a group override is cleared by a signed fact)", ErrImmutable, op, key)
 	default:
-		return false, fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
+		return none, false, fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
 	}
 
 	if key == KeyKeys {
-		if del {
-			s.mu.Lock()
-			s.keys = nil
-			s.mu.Unlock()
-			return true, nil
-		}
-		ks, err := token.ParseJWKS(value)
-		if err != nil {
-			return false, fmt.Errorf("%w: keys: %v", ErrMalformedValue, err)
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if ks.Equal(s.keys) {
-			return false, nil
-		}
-		s.keys = ks
-		return true, nil
+		changed, err := s.applyKeys(value, seq)
+		return Change{All: true}, changed, err
 	}
-
 	kind, id := splitKey(key)
 	if kind == "" {
-		return false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
+		return none, false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
 	}
-	if del {
-		s.mu.Lock()
-		switch kind {
-		case PrefixRevokeSession:
-			delete(s.sessions, id)
-		case PrefixRevokeUser:
-			delete(s.users, id)
-		case PrefixGroups:
-			delete(s.groups, id)
+	if kind == PrefixGroups {
+		changed, err := s.applyGroups(key, id, value, seq)
+		return Change{SubjectKey: id}, changed, err
+	}
+	if kind == PrefixRevokeSession {
+		// The daemon writes exactly {"exp":N}: read that without
+		// encoding/json (most of a replay is these); anything else takes
+		// the general path below.
+		exp, ok := parseExpValue(value)
+		if !ok {
+			var v revocationValue
+			if err := decodeRevocation(key, value, &v); err != nil {
+				return none, false, err
+			}
+			exp = v.Exp
 		}
-		s.mu.Unlock()
-		return true, nil
+		if s.revokeSession(sidDigest(id), exp32(exp)) {
+			return Change{SessionID: id}, true, nil
+		}
+		return none, false, nil
 	}
+	var v revocationValue
+	if err := decodeRevocation(key, value, &v); err != nil {
+		return none, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.Before == nil || *v.Before <= 0 {
+		return none, false, fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
+	}
+	old, held := s.users[id]
+	f := userFact{before: *v.Before, exp: v.Exp}
+	if held {
+		if old.before > f.before {
+			f.before = old.before
+		}
+		f.exp = laterExp(old.exp, true, f.exp)
+		if f == old {
+			return none, false, nil
+		}
+	}
+	s.users[id] = f
+	return Change{SubjectKey: id}, true, nil
+}
+
+// decodeRevocation decodes a revocation value with encoding/json.
+func decodeRevocation(key string, value []byte, v *revocationValue) error {
 	if err := checkJSONObject(value); err != nil {
-		return false, fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
-	var v factValue
-	if err := json.Unmarshal(value, &v); err != nil {
-		return false, fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+	if err := json.Unmarshal(value, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
 	if v.Exp < 0 {
-		return false, fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
+		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 	}
-	switch kind {
-	case PrefixRevokeSession:
-		s.mu.Lock()
-		s.sessions[id] = v.Exp
-		s.mu.Unlock()
-	case PrefixRevokeUser:
-		if v.Before == nil || *v.Before <= 0 {
-			return false, fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
-		}
-		s.mu.Lock()
-		s.users[id] = userFact{before: *v.Before, exp: v.Exp}
-		s.mu.Unlock()
-	case PrefixGroups:
-		if v.Groups == nil {
-			return false, fmt.Errorf("%w: %s: missing \"groups\"", ErrMalformedValue, key)
-		}
-		if v.At == nil || *v.At <= 0 {
-			return false, fmt.Errorf("%w: %s: want a positive \"at\"", ErrMalformedValue, key)
-		}
-		f := groupFact{groups: *v.Groups, at: *v.At, exp: v.Exp}
-		if f.groups == nil {
-			f.groups = []string{}
-		}
-		s.mu.Lock()
-		s.groups[id] = f
-		s.mu.Unlock()
+	return nil
+}
+
+// parseExpValue reads the daemon's exact session revocation value
+// {"exp":N}, N a JSON integer without sign or leading zero; false for any
+// other form (which encoding/json then decodes, or refuses).
+func parseExpValue(v []byte) (int64, bool) {
+	n := len(v)
+	if n < 9 || n > 27 || v[n-1] != '}' || string(v[:7]) != `{"exp":` {
+		return 0, false
 	}
+	if v[7] < '0' || v[7] > '9' || (v[7] == '0' && n > 9) {
+		return 0, false
+	}
+	exp, err := strconv.ParseInt(string(v[7:n-1]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return exp, true
+}
+
+// revokeSession merges a session revocation; false if the one held already
+// covers it.
+func (s *State) revokeSession(d [16]byte, exp uint32) bool {
+	s.mu.Lock()
+	old, held := s.sessions[d]
+	if held && (old == 0 || (exp != 0 && exp <= old)) {
+		s.mu.Unlock()
+		return false
+	}
+	s.sessions[d] = exp
+	s.mu.Unlock()
+	return true
+}
+
+// laterExp merges revocation expiries so a revocation only ever grows:
+// 0 means "as long as the fact lives" and beats any time.
+func laterExp(old int64, held bool, next int64) int64 {
+	if !held {
+		return next
+	}
+	if old == 0 || next == 0 {
+		return 0
+	}
+	if next > old {
+		return next
+	}
+	return old
+}
+
+// verified checks a signed fact and decodes its payload into dst, requiring
+// the payload to name key.
+func (s *State) verified(key string, value []byte, dst any) error {
+	if s.anchors == nil {
+		return fmt.Errorf("%w: %s: no trust anchor configured (set trustAnchors to the daemon's anchor)", ErrUnsigned, key)
+	}
+	payload, err := token.VerifyFact(bytes.TrimSpace(value), s.anchors)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnsigned, key, err)
+	}
+	if err := json.Unmarshal(payload, dst); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+	}
+	var named struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(payload, &named); err != nil || named.Key != key {
+		return fmt.Errorf("%w: %s: signed for key %q", ErrUnsigned, key, named.Key)
+	}
+	return nil
+}
+
+func (s *State) applyKeys(value []byte, seq uint64) (bool, error) {
+	var f KeysFact
+	if err := s.verified(KeyKeys, value, &f); err != nil {
+		return false, err
+	}
+	if f.Iat <= 0 || f.MaxTokenLifetime <= 0 {
+		return false, fmt.Errorf("%w: keys: want positive iat and maxTokenLifetime", ErrMalformedValue)
+	}
+	ks, err := token.ParseJWKS(f.JWKS)
+	if err != nil {
+		return false, fmt.Errorf("%w: keys: %v", ErrMalformedValue, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Iat < s.keysIat {
+		return false, fmt.Errorf("%w: keys signed at %d, holding %d", ErrRollback, f.Iat, s.keysIat)
+	}
+	for _, kid := range f.Revoked {
+		if len(s.revokedKids) < maxRevokedKids {
+			s.revokedKids[kid] = true
+		}
+	}
+	if len(s.revokedKids) > 0 {
+		var kept []token.Key
+		for _, k := range ks.Keys() {
+			if !s.revokedKids[k.ID] {
+				kept = append(kept, k)
+			}
+		}
+		ks = token.NewKeySet(kept...)
+	}
+	s.keysIat = f.Iat
+	s.signed[KeyKeys] = signedFact{raw: string(bytes.TrimSpace(value)), seq: seq}
+	lifetimeChanged := s.maxLifetime.Swap(f.MaxTokenLifetime) != f.MaxTokenLifetime
+	if ks.Equal(s.keys) && s.keys != nil && !lifetimeChanged {
+		return false, nil
+	}
+	s.keys = ks
+	return true, nil
+}
+
+func (s *State) applyGroups(key, id string, value []byte, seq uint64) (bool, error) {
+	var f GroupsFact
+	if err := s.verified(key, value, &f); err != nil {
+		return false, err
+	}
+	if f.Iat <= 0 || f.At <= 0 || f.Exp < 0 {
+		return false, fmt.Errorf("%w: %s: want positive iat and at", ErrMalformedValue, key)
+	}
+	if !f.Clear && f.Groups == nil {
+		return false, fmt.Errorf("%w: %s: missing \"groups\"", ErrMalformedValue, key)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := s.groupsCleared[id]
+	if g, ok := s.groups[id]; ok && g.iat > held {
+		held = g.iat
+	}
+	if f.Iat < held {
+		return false, fmt.Errorf("%w: %s signed at %d, holding %d", ErrRollback, key, f.Iat, held)
+	}
+	s.signed[key] = signedFact{raw: string(bytes.TrimSpace(value)), seq: seq}
+	if f.Clear {
+		_, had := s.groups[id]
+		delete(s.groups, id)
+		s.groupsCleared[id] = f.Iat
+		return had, nil
+	}
+	delete(s.groupsCleared, id)
+	s.groups[id] = groupFact{groups: f.Groups, at: f.At, exp: f.Exp, iat: f.Iat}
 	return true, nil
 }
 
@@ -291,17 +595,44 @@ func live(exp, now int64) bool {
 // refused by a session revocation or a user revocation with iat <= before.
 func (s *State) Revoked(sid, subjectKey string, iat int64, now time.Time) bool {
 	n := now.Unix()
-	s.mu.RLock()
-	exp, sessionRevoked := s.sessions[sid]
-	u, userRevoked := s.users[subjectKey]
-	s.mu.RUnlock()
-	if sessionRevoked && sid != "" && live(exp, n) {
+	if sid != "" && s.sessionRevoked(sid, n) {
 		return true
 	}
+	s.mu.RLock()
+	u, userRevoked := s.users[subjectKey]
+	s.mu.RUnlock()
 	if userRevoked && subjectKey != "" && iat <= u.before && live(u.exp, n) {
 		return true
 	}
 	return false
+}
+
+// SessionRevoked reports a session revocation in force for sid.
+func (s *State) SessionRevoked(sid string, now time.Time) bool {
+	if sid == "" {
+		return false
+	}
+	return s.sessionRevoked(sid, now.Unix())
+}
+
+func (s *State) sessionRevoked(sid string, now int64) bool {
+	d := sidDigest(sid)
+	s.mu.RLock()
+	exp, ok := s.sessions[d]
+	s.mu.RUnlock()
+	return ok && (exp == 0 || now <= int64(exp)+int64(PruneGrace/time.Second))
+}
+
+// UserRevoked reports a user revocation in force covering a token of the
+// user issued at iat.
+func (s *State) UserRevoked(subjectKey string, iat int64, now time.Time) bool {
+	if subjectKey == "" {
+		return false
+	}
+	s.mu.RLock()
+	u, ok := s.users[subjectKey]
+	s.mu.RUnlock()
+	return ok && iat <= u.before && live(u.exp, now.Unix())
 }
 
 // GroupsOverride returns the groups that replace a token's own when the override
@@ -314,6 +645,27 @@ func (s *State) GroupsOverride(subjectKey string, iat int64) ([]string, bool) {
 		return nil, false
 	}
 	return g.groups, true
+}
+
+// MaxTokenLifetime is the longest exp - iat the daemon issues (seconds), from
+// the signed keys fact; 0 until one arrived (no bound).
+func (s *State) MaxTokenLifetime() int64 {
+	return s.maxLifetime.Load()
+}
+
+// TooLong reports a token whose lifetime exceeds the published maximum: a
+// token minted with a leaked key for a long life.
+func (s *State) TooLong(iat, exp int64) bool {
+	max := s.maxLifetime.Load()
+	return max > 0 && exp-iat > max
+}
+
+// KeyRevoked reports a key id a signed keys fact revoked.
+func (s *State) KeyRevoked(kid string) bool {
+	s.mu.RLock()
+	r := s.revokedKids[kid]
+	s.mu.RUnlock()
+	return r
 }
 
 // Keys returns the verification keys received over NATS, nil until a `keys` entry
@@ -381,13 +733,16 @@ func (s *State) Synced() bool {
 }
 
 // Prune drops facts past their exp (plus PruneGrace) and returns how many.
+// It changes no decision — every token a dropped fact covered has expired
+// too — so it neither moves the version nor runs OnChange.
 func (s *State) Prune(now time.Time) int {
 	n := now.Unix()
 	dropped := 0
 	s.mu.Lock()
-	for id, exp := range s.sessions {
-		if !live(exp, n) {
-			delete(s.sessions, id)
+	grace := int64(PruneGrace / time.Second)
+	for d, exp := range s.sessions {
+		if exp != 0 && n > int64(exp)+grace {
+			delete(s.sessions, d)
 			dropped++
 		}
 	}
@@ -400,14 +755,47 @@ func (s *State) Prune(now time.Time) int {
 	for id, f := range s.groups {
 		if !live(f.exp, n) {
 			delete(s.groups, id)
+			delete(s.signed, PrefixGroups+id)
 			dropped++
 		}
 	}
-	s.mu.Unlock()
-	if dropped > 0 {
-		s.changed()
+	for id, iat := range s.groupsCleared {
+		// A cleared override's replay is harmless once any override it
+		// could bring back would have expired too.
+		if n > iat/1000+int64(maxGroupsRollbackWindow/time.Second) {
+			delete(s.groupsCleared, id)
+			delete(s.signed, PrefixGroups+id)
+		}
 	}
+	s.mu.Unlock()
 	return dropped
+}
+
+// maxRefusalReasons bounds the distinct reason codes counted.
+const maxRefusalReasons = 32
+
+// CountRefusal counts a request the edge refused for reason (a policy reason
+// code), for the edge's heartbeat and the daemon's metrics.
+func (s *State) CountRefusal(reason string) {
+	s.refusalsMu.Lock()
+	if s.refusals == nil {
+		s.refusals = map[string]uint64{}
+	}
+	if _, ok := s.refusals[reason]; ok || len(s.refusals) < maxRefusalReasons {
+		s.refusals[reason]++
+	}
+	s.refusalsMu.Unlock()
+}
+
+// Refusals returns a copy of the refusal counts by reason.
+func (s *State) Refusals() map[string]uint64 {
+	s.refusalsMu.Lock()
+	out := make(map[string]uint64, len(s.refusals))
+	for k, v := range s.refusals {
+		out[k] = v
+	}
+	s.refusalsMu.Unlock()
+	return out
 }
 
 // Stats returns the current counts.
@@ -419,4 +807,30 @@ func (s *State) Stats() Stats {
 	st.Rejected = uint64(s.rejected.Load())
 	st.LastSeq = s.LastSeq()
 	return st
+}
+
+// SignKeys is the value of the keys fact: f, named KeyKeys, signed with a
+// trust-anchor key. The daemon publishes it; tests forge with it.
+func SignKeys(f KeysFact, anchor ed25519.PrivateKey) ([]byte, error) {
+	f.Key = KeyKeys
+	return signFact(f, anchor)
+}
+
+// SignGroups is the value of groups.<subjectKey>: f, named after that key,
+// signed with a trust-anchor key.
+func SignGroups(subjectKey string, f GroupsFact, anchor ed25519.PrivateKey) ([]byte, error) {
+	f.Key = PrefixGroups + subjectKey
+	return signFact(f, anchor)
+}
+
+func signFact(v any, anchor ed25519.PrivateKey) ([]byte, error) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("edgestate: encode fact: %w", err)
+	}
+	raw, err := token.SignFact(payload, anchor)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(raw), nil
 }

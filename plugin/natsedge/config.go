@@ -5,13 +5,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // DefaultBucket is the edge KV bucket the daemon writes.
@@ -24,9 +28,12 @@ const (
 	DefaultIdleHeartbeat = 5 * time.Second
 	// HeartbeatInterval is how often the edge reports its sync state.
 	HeartbeatInterval = 5 * time.Second
+	// DefaultCrossCheckInterval is how often the edge compares the stream's
+	// last sequence with what its consumer delivered.
+	DefaultCrossCheckInterval = 10 * time.Second
 
 	defaultPort       = "4222"
-	dialTimeout       = 5 * time.Second
+	dialTimeout       = 2 * time.Second
 	handshakeTimeout  = 5 * time.Second
 	writeTimeout      = 5 * time.Second
 	requestTimeout    = 5 * time.Second
@@ -36,37 +43,66 @@ const (
 	createBackoffCap  = 5 * time.Second
 	inactiveThreshold = 30 * time.Second
 	maxURLs           = 32
+	maxLearned        = 32 // cluster peers taken from INFO connect_urls
 )
 
 // Config says how the edge reaches NATS. Every distinct Config gets one
 // process-wide Watcher (see Shared).
+//
+// Authentication is one of: Token (or TokenFile), User with Password (or
+// PasswordFile), NKeySeed (or NKeySeedFile), or CredsFile; a TLS client
+// certificate (CertFile and KeyFile) may come with any of them. Secret files
+// are read by Shared (a missing file is an error) and again at every
+// connection attempt, so a rotated file is picked up on the next reconnect.
 type Config struct {
 	// URLs are NATS servers: nats://host:port, tls://host:port or host:port.
 	// An entry may hold several comma-separated URLs. Credentials in a URL
 	// (nats://user:pass@host or nats://token@host) are used when the fields
-	// below are empty.
+	// below are empty. The servers are tried in random order; cluster peers
+	// the servers announce are added to the list.
 	URLs []string
 	// Bucket is the edge KV bucket (default "edgepass_edge").
 	Bucket string
-	// Token authenticates with a server auth token.
-	Token string
-	// User and Password authenticate with a username and password.
-	User, Password string
+	// Token authenticates with a server auth token; TokenFile holds it.
+	Token, TokenFile string
+	// User and Password authenticate with a username and password;
+	// PasswordFile holds the password.
+	User, Password, PasswordFile string
 	// NKeySeed is an NKey user seed ("SU..."); it signs the server nonce.
-	NKeySeed string
+	// NKeySeedFile holds it.
+	NKeySeed, NKeySeedFile string
+	// CredsFile is a NATS .creds file (user JWT and NKey seed), for servers
+	// in operator mode.
+	CredsFile string
+	// CertFile and KeyFile are a PEM TLS client certificate and its key.
+	CertFile, KeyFile string
 	// CAFile is a PEM bundle of CAs that sign the servers' certificates.
-	// Setting it (or using tls:// URLs) makes TLS mandatory.
+	// Setting it (or a client certificate, or tls:// URLs) makes TLS
+	// mandatory.
 	CAFile string
 	// TLSServerName overrides the name checked in the server certificate.
 	TLSServerName string
+	// EdgeName names the edge's inbox, consumers and heartbeat subject
+	// (default: User, else "edge"); it must match the credential's NATS
+	// permissions (EdgePermissions).
+	EdgeName string
 	// ReplicaID names this edge in heartbeats (default: the hostname).
 	ReplicaID string
+	// TrustAnchors are the daemon's trust-anchor public keys in text form
+	// (token.ParseAnchors). Keys and groups facts not signed by one are
+	// refused; with none, all of them are.
+	TrustAnchors []string
 	// InsecureSkipVerify disables certificate verification (testing only).
 	InsecureSkipVerify bool
 	// IdleHeartbeat is the consumer idle heartbeat (default 5s, minimum
 	// 100ms); a consumer silent for three of them is recreated. Client
 	// PINGs go out every four of them.
 	IdleHeartbeat time.Duration
+	// CrossCheckInterval is how often the edge compares the stream's last
+	// sequence with what its consumer delivered (default 10s, minimum
+	// 100ms); a consumer that delivers nothing while the stream moved on for
+	// a whole interval is recreated.
+	CrossCheckInterval time.Duration
 	// Logf receives diagnostics (default: the standard logger). It never
 	// receives secrets.
 	Logf func(format string, args ...any)
@@ -74,28 +110,32 @@ type Config struct {
 
 // serverURL is one parsed server address.
 type serverURL struct {
-	host   string // host:port for dialing
-	name   string // host name for TLS verification
-	tls    bool   // tls:// scheme
-	user   string // credentials from the URL
-	pass   string
-	token  string
-	redact string // printable form without credentials
+	host    string // host:port for dialing
+	name    string // host name for TLS verification
+	tls     bool   // tls:// scheme
+	user    string // credentials from the URL
+	pass    string
+	token   string
+	redact  string // printable form without credentials
+	learned bool   // announced by a server (INFO connect_urls), not configured
 }
 
 // settings is a validated Config with everything derived from it.
 type settings struct {
-	cfg       Config
-	servers   []serverURL
-	bucket    string
-	stream    string // KV_<bucket>
-	kvPrefix  string // $KV.<bucket>.
-	replica   string
-	tlsConfig *tls.Config // nil unless TLS is wanted or offered
-	wantTLS   bool
-	nkey      *nkeyUser
-	idleHB    time.Duration
-	logf      func(format string, args ...any)
+	cfg        Config
+	servers    []serverURL
+	bucket     string
+	stream     string // KV_<bucket>
+	kvPrefix   string // $KV.<bucket>.
+	replica    string
+	edge       string // the edge name: inbox, consumer names, heartbeat subject
+	anchors    *token.KeySet
+	tlsConfig  *tls.Config // nil unless TLS is wanted or offered
+	wantTLS    bool
+	hasAuth    bool // the Config (not a URL) carries credentials
+	idleHB     time.Duration
+	crossCheck time.Duration
+	logf       func(format string, args ...any)
 }
 
 // normalize applies the defaults and splits comma-separated URL entries,
@@ -116,7 +156,20 @@ func normalize(cfg Config) Config {
 	if cfg.IdleHeartbeat <= 0 {
 		cfg.IdleHeartbeat = DefaultIdleHeartbeat
 	}
+	if cfg.CrossCheckInterval <= 0 {
+		cfg.CrossCheckInterval = DefaultCrossCheckInterval
+	}
 	cfg.NKeySeed = strings.TrimSpace(cfg.NKeySeed)
+	var anchors []string
+	for _, a := range cfg.TrustAnchors {
+		for _, part := range strings.Split(a, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				anchors = append(anchors, part)
+			}
+		}
+	}
+	sort.Strings(anchors)
+	cfg.TrustAnchors = anchors
 	return cfg
 }
 
@@ -124,9 +177,10 @@ func normalize(cfg Config) Config {
 func canonicalKey(cfg Config) string {
 	cfg = normalize(cfg)
 	fields := []string{
-		strings.Join(cfg.URLs, ","), cfg.Bucket, cfg.Token, cfg.User, cfg.Password,
-		cfg.NKeySeed, cfg.CAFile, cfg.TLSServerName, cfg.ReplicaID,
-		strconv.FormatBool(cfg.InsecureSkipVerify), cfg.IdleHeartbeat.String(),
+		strings.Join(cfg.URLs, ","), cfg.Bucket, cfg.Token, cfg.TokenFile, cfg.User, cfg.Password,
+		cfg.PasswordFile, cfg.NKeySeed, cfg.NKeySeedFile, cfg.CredsFile, cfg.CertFile, cfg.KeyFile,
+		cfg.CAFile, cfg.TLSServerName, cfg.EdgeName, cfg.ReplicaID, strings.Join(cfg.TrustAnchors, ","),
+		strconv.FormatBool(cfg.InsecureSkipVerify), cfg.IdleHeartbeat.String(), cfg.CrossCheckInterval.String(),
 	}
 	var b strings.Builder
 	for i := 0; i < len(fields); i++ {
@@ -211,7 +265,7 @@ func redactURLError(err error) string {
 }
 
 // validate checks cfg and derives settings. It touches no network; it reads
-// the CA file.
+// the secret, certificate and CA files.
 func validate(cfg Config) (*settings, error) {
 	cfg = normalize(cfg)
 	s := &settings{cfg: cfg}
@@ -234,22 +288,43 @@ func validate(cfg Config) (*settings, error) {
 	}
 	s.stream = "KV_" + s.bucket
 	s.kvPrefix = "$KV." + s.bucket + "."
-	if cfg.NKeySeed != "" {
-		k, err := parseNKeySeed(cfg.NKeySeed)
-		if err != nil {
-			return nil, err
+	if err := checkAuthSettings(cfg); err != nil {
+		return nil, err
+	}
+	s.hasAuth = cfg.Token != "" || cfg.TokenFile != "" || cfg.User != "" || cfg.NKeySeed != "" || cfg.NKeySeedFile != "" || cfg.CredsFile != ""
+	// Read every secret once now, so a missing or bad file fails the
+	// configuration instead of a background loop.
+	if _, err := s.credentials(); err != nil {
+		return nil, err
+	}
+	s.edge = cfg.EdgeName
+	if s.edge == "" {
+		s.edge = cfg.User
+	}
+	if s.edge == "" {
+		s.edge = "edge"
+	}
+	if !ValidEdgeName(s.edge) {
+		from := "nats.edgeName"
+		if cfg.EdgeName == "" {
+			from = "nats.user (nats.edgeName is unset)"
 		}
-		s.nkey = k
+		return nil, fmt.Errorf("natsedge: nats.edgeName: %q from %s is not a valid edge name: use 1 to 64 letters, digits, '-' and '_', the name in the edge's NATS permissions", clip(s.edge, 80), from)
 	}
-	if cfg.Token != "" && (cfg.User != "" || cfg.NKeySeed != "") {
-		return nil, errors.New("natsedge: set only one of nats.token, nats.user or nats.nkeySeed")
-	}
-	if cfg.User != "" && cfg.NKeySeed != "" {
-		return nil, errors.New("natsedge: set only one of nats.user or nats.nkeySeed")
+	if len(cfg.TrustAnchors) > 0 {
+		ks, err := token.ParseAnchors(cfg.TrustAnchors)
+		if err != nil {
+			return nil, fmt.Errorf("natsedge: trustAnchors: %v", err)
+		}
+		s.anchors = ks
 	}
 	s.idleHB = cfg.IdleHeartbeat
 	if s.idleHB < 100*time.Millisecond {
 		return nil, errors.New("natsedge: idle heartbeat must be at least 100ms")
+	}
+	s.crossCheck = cfg.CrossCheckInterval
+	if s.crossCheck < 100*time.Millisecond {
+		return nil, errors.New("natsedge: cross-check interval must be at least 100ms")
 	}
 	s.replica = cfg.ReplicaID
 	if s.replica == "" {
@@ -259,7 +334,7 @@ func validate(cfg Config) (*settings, error) {
 		}
 		s.replica = h
 	}
-	s.wantTLS = cfg.CAFile != ""
+	s.wantTLS = cfg.CAFile != "" || cfg.CertFile != ""
 	for i := 0; i < len(s.servers); i++ {
 		if s.servers[i].tls {
 			s.wantTLS = true
@@ -277,6 +352,9 @@ func validate(cfg Config) (*settings, error) {
 		}
 		tc.RootCAs = pool
 	}
+	if _, err := s.clientCert(); err != nil {
+		return nil, err
+	}
 	s.tlsConfig = tc
 	s.logf = cfg.Logf
 	if s.logf == nil {
@@ -285,10 +363,152 @@ func validate(cfg Config) (*settings, error) {
 	return s, nil
 }
 
-// auth returns the credentials for server u: the Config's, else the URL's.
-func (s *settings) auth(u serverURL) (token, user, pass string) {
-	if s.cfg.Token != "" || s.cfg.User != "" || s.nkey != nil {
-		return s.cfg.Token, s.cfg.User, s.cfg.Password
+// checkAuthSettings refuses contradicting authentication settings.
+func checkAuthSettings(cfg Config) error {
+	pairs := [][3]string{
+		{cfg.Token, cfg.TokenFile, "nats.token and nats.tokenFile"},
+		{cfg.Password, cfg.PasswordFile, "nats.password and nats.passwordFile"},
+		{cfg.NKeySeed, cfg.NKeySeedFile, "nats.nkeySeed and nats.nkeySeedFile"},
 	}
-	return u.token, u.user, u.pass
+	for i := 0; i < len(pairs); i++ {
+		if pairs[i][0] != "" && pairs[i][1] != "" {
+			return fmt.Errorf("natsedge: set only one of %s (the file form keeps the secret out of Traefik's API)", pairs[i][2])
+		}
+	}
+	methods := 0
+	if cfg.Token != "" || cfg.TokenFile != "" {
+		methods++
+	}
+	if cfg.User != "" {
+		methods++
+	}
+	if cfg.NKeySeed != "" || cfg.NKeySeedFile != "" {
+		methods++
+	}
+	if cfg.CredsFile != "" {
+		methods++
+	}
+	if methods > 1 {
+		return errors.New("natsedge: set only one authentication method: nats.token(File), nats.user with nats.password(File), nats.nkeySeed(File) or nats.credsFile")
+	}
+	if (cfg.Password != "" || cfg.PasswordFile != "") && cfg.User == "" {
+		return errors.New("natsedge: nats.password and nats.passwordFile need nats.user")
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return errors.New("natsedge: set both nats.certFile and nats.keyFile for a TLS client certificate")
+	}
+	return nil
+}
+
+// credentials are what one connection attempt authenticates with.
+type credentials struct {
+	token, user, pass string
+	nkey              *nkeyUser
+	jwt               string
+}
+
+// maxSecretFile bounds a secret file: no credential is anywhere near it.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret file named by setting, trimmed of
+// surrounding white space. Errors name the setting and the path, never the
+// content.
+func readSecretFile(setting, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("natsedge: %s: %v; it is read at start and at every reconnect", setting, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", fmt.Errorf("natsedge: %s: read %s: %v", setting, path, err)
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("natsedge: %s: %s is larger than %d bytes; is it the right file?", setting, path, maxSecretFile)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("natsedge: %s: %s is empty", setting, path)
+	}
+	return v, nil
+}
+
+// credentials returns the configured credentials, reading the secret files
+// again (a rotated file takes effect at the next connection).
+func (s *settings) credentials() (credentials, error) {
+	cfg := s.cfg
+	var c credentials
+	var err error
+	c.token = cfg.Token
+	if cfg.TokenFile != "" {
+		if c.token, err = readSecretFile("nats.tokenFile", cfg.TokenFile); err != nil {
+			return c, err
+		}
+	}
+	c.user, c.pass = cfg.User, cfg.Password
+	if cfg.PasswordFile != "" {
+		if c.pass, err = readSecretFile("nats.passwordFile", cfg.PasswordFile); err != nil {
+			return c, err
+		}
+	}
+	if cfg.NKeySeed != "" {
+		if c.nkey, err = parseNKeySeed(cfg.NKeySeed); err != nil {
+			return c, err
+		}
+	}
+	if cfg.NKeySeedFile != "" {
+		seed, err := readSecretFile("nats.nkeySeedFile", cfg.NKeySeedFile)
+		if err != nil {
+			return c, err
+		}
+		if c.nkey, err = parseNKeySeed(seedLine(seed)); err != nil {
+			return c, fmt.Errorf("natsedge: nats.nkeySeedFile %s: %v", cfg.NKeySeedFile, err)
+		}
+	}
+	if cfg.CredsFile != "" {
+		data, err := readSecretFile("nats.credsFile", cfg.CredsFile)
+		if err != nil {
+			return c, err
+		}
+		jwt, seed, err := parseCreds([]byte(data))
+		if err != nil {
+			return c, fmt.Errorf("natsedge: nats.credsFile %s: %v", cfg.CredsFile, err)
+		}
+		c.jwt, c.nkey = jwt, seed
+	}
+	return c, nil
+}
+
+// seedLine picks the seed out of an .nk file that may carry comments: the
+// first line starting with "SU", else the whole text.
+func seedLine(text string) string {
+	lines := strings.Split(text, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "SU") {
+			return l
+		}
+	}
+	return text
+}
+
+// clientCert loads the TLS client certificate, or nil without one. It is
+// read again at every connection attempt (certificates are rotated).
+func (s *settings) clientCert() (*tls.Certificate, error) {
+	if s.cfg.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("natsedge: nats.certFile/nats.keyFile: %v", err)
+	}
+	return &cert, nil
+}
+
+// auth returns the credentials for server u: the Config's, else the URL's.
+func (s *settings) auth(u serverURL) (credentials, error) {
+	if s.hasAuth {
+		return s.credentials()
+	}
+	return credentials{token: u.token, user: u.user, pass: u.pass}, nil
 }

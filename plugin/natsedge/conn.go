@@ -37,6 +37,7 @@ type connectInfo struct {
 	User         string `json:"user,omitempty"`
 	Pass         string `json:"pass,omitempty"`
 	NKey         string `json:"nkey,omitempty"`
+	JWT          string `json:"jwt,omitempty"`
 	Sig          string `json:"sig,omitempty"`
 }
 
@@ -47,7 +48,7 @@ var errAuth = errors.New("server refused the connection:")
 // authenticates. setConn is told about the raw connection as soon as it
 // exists so that Close can interrupt a handshake.
 func (s *settings) dial(ctx context.Context, u serverURL, setConn func(net.Conn)) (*conn, error) {
-	d := &net.Dialer{Timeout: dialTimeout}
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", u.host)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", u.redact, err)
@@ -62,6 +63,16 @@ func (s *settings) dial(ctx context.Context, u serverURL, setConn func(net.Conn)
 }
 
 func (s *settings) handshake(ctx context.Context, nc net.Conn, u serverURL) (*conn, error) {
+	// Secret files and the client certificate are read at every attempt,
+	// so rotated ones are picked up; errors name the setting, not the secret.
+	cr, err := s.auth(u)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := s.clientCert()
+	if err != nil {
+		return nil, err
+	}
 	nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	c := &conn{nc: nc, server: u, p: newParser(nc)}
 	f, err := c.p.next()
@@ -74,13 +85,16 @@ func (s *settings) handshake(ctx context.Context, nc net.Conn, u serverURL) (*co
 	c.info = *f.info
 	useTLS := s.wantTLS || c.info.TLSRequired
 	if s.wantTLS && !c.info.TLSRequired && !c.info.TLSAvailable {
-		return nil, fmt.Errorf("%s does not offer TLS, but TLS is configured (tls:// URL or caFile); enable TLS on the server", u.redact)
+		return nil, fmt.Errorf("%s does not offer TLS, but TLS is configured (tls:// URL, caFile or certFile); enable TLS on the server", u.redact)
 	}
 	if useTLS {
 		if c.p.r.Buffered() > 0 {
 			return nil, fmt.Errorf("%w: %s sent data before the TLS handshake", errProtocol, u.redact)
 		}
 		tc := s.tlsConfig.Clone()
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{*cert}
+		}
 		tc.ServerName = s.cfg.TLSServerName
 		if tc.ServerName == "" {
 			tc.ServerName = u.name
@@ -105,10 +119,15 @@ func (s *settings) handshake(ctx context.Context, nc net.Conn, u serverURL) (*co
 		Headers:      true,
 		NoResponders: true,
 	}
-	ci.Token, ci.User, ci.Pass = s.auth(u)
-	if s.nkey != nil {
-		ci.NKey = s.nkey.public
-		ci.Sig = s.nkey.sign(c.info.Nonce)
+	ci.Token, ci.User, ci.Pass = cr.token, cr.user, cr.pass
+	switch {
+	case cr.jwt != "":
+		// Operator mode: the server knows the user by the JWT's subject.
+		ci.JWT = cr.jwt
+		ci.Sig = cr.nkey.sign(c.info.Nonce)
+	case cr.nkey != nil:
+		ci.NKey = cr.nkey.public
+		ci.Sig = cr.nkey.sign(c.info.Nonce)
 	}
 	payload, err := json.Marshal(ci)
 	if err != nil {

@@ -4,19 +4,32 @@
 //
 // nats.go cannot run inside Traefik (yaegi has no unsafe), so this package
 // speaks the NATS client protocol itself with the standard library: INFO,
-// CONNECT (token, user/password or NKey), PING/PONG, SUB/UNSUB, PUB, MSG and
-// HMSG, over TCP or TLS, with reconnects across several servers.
+// CONNECT (token, user/password, NKey, or a .creds file's JWT and NKey; with
+// an optional TLS client certificate), PING/PONG, SUB/UNSUB, PUB, MSG and
+// HMSG, over TCP or TLS. It tries the configured servers in random order,
+// learns the cluster peers they announce, and moves to another server at
+// once when a connection is lost. Secret files are read again at every
+// connection attempt.
 //
-// On each connection it creates an ordered, ephemeral push consumer on the
-// bucket's stream (KV_<bucket>) through the JetStream API, replays the bucket
+// NATS is not trusted to be private. Each edge has a name (EdgeName, else
+// User, else "edge") and its credential needs exactly
+// EdgePermissions(bucket, edge): its own inbox (InboxPrefix), STREAM.INFO of
+// the bucket's stream, create/delete of its named consumers
+// (ConsumerName(edge, 0..ConsumerSlots-1)), their flow control, and its
+// heartbeat subject (HeartbeatSubject). No other edge can read its
+// deliveries or touch its consumers.
+//
+// On each connection it creates a named push consumer (action "create", in
+// a random free slot) on the bucket's stream KV_<bucket>, replays the bucket
 // into an edgestate.State and then follows it live. A consumer sequence gap,
-// three missed idle heartbeats or a reconnect recreate the consumer from the
-// last applied stream sequence + 1. Every 5s the edge publishes its sync
-// state on edgepass.heartbeat.<bucket>.
-//
-// The edge's NATS user needs: publish on $JS.API.CONSUMER.CREATE.KV_<bucket>
-// (and .>), $JS.API.CONSUMER.DELETE.KV_<bucket>.>, $JS.FC.KV_<bucket>.> and
-// edgepass.heartbeat.<bucket>; subscribe on _INBOX.>.
+// three missed idle heartbeats, a reconnect, or traffic on its deliver
+// subject that its own consumer cannot have sent recreate the consumer from
+// the last applied stream sequence + 1, in another slot. Every
+// CrossCheckInterval it compares the stream's last sequence (STREAM.INFO)
+// with what was applied: a consumer that delivers nothing while the stream
+// moved on for a whole interval has been deleted or replaced, and is
+// recreated too (Stats.Hijacks). Every 5s the edge publishes its sync state
+// on HeartbeatSubject(bucket, edge).
 //
 // Everything here must load in yaegi v0.16.1: standard library only, no
 // generics, no named integer types compared with typed constants, no

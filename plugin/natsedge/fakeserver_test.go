@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,10 @@ type fakeServer struct {
 	authorize func(c map[string]any, nonce string) bool
 	// answerPings makes the server answer client PINGs.
 	answerPings bool
+	// connectURLs are announced in INFO (cluster peers).
+	connectURLs []string
+	// clientCAs makes the TLS server require a client certificate signed by one of them.
+	clientCAs *x509.CertPool
 }
 
 // clientOp is one operation the client sent.
@@ -78,7 +83,7 @@ func (s *fakeServer) accept() {
 
 func (s *fakeServer) handle(nc net.Conn) {
 	s.mu.Lock()
-	authorize, maxPayload, cert := s.authorize, s.maxPayload, s.tlsCert
+	authorize, maxPayload, cert, urls, clientCAs := s.authorize, s.maxPayload, s.tlsCert, s.connectURLs, s.clientCAs
 	s.mu.Unlock()
 	nonce := "nonce-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	info := map[string]any{
@@ -86,13 +91,21 @@ func (s *fakeServer) handle(nc net.Conn) {
 		"max_payload": maxPayload, "nonce": nonce, "auth_required": authorize != nil,
 		"tls_required": cert != nil,
 	}
+	if len(urls) > 0 {
+		info["connect_urls"] = urls
+	}
 	b, _ := json.Marshal(info)
 	if _, err := fmt.Fprintf(nc, "INFO %s\r\n", b); err != nil {
 		nc.Close()
 		return
 	}
 	if cert != nil {
-		tc := tls.Server(nc, &tls.Config{Certificates: []tls.Certificate{*cert}})
+		tcfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+		if clientCAs != nil {
+			tcfg.ClientCAs = clientCAs
+			tcfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		tc := tls.Server(nc, tcfg)
 		if err := tc.Handshake(); err != nil {
 			nc.Close()
 			return
@@ -201,15 +214,19 @@ func (fc *fakeConn) expect(t *testing.T, verb, subjectPrefix string, timeout tim
 
 // createReq is a parsed consumer create request.
 type createReq struct {
-	reply  string
-	req    createRequest
-	subSID string // sid of the deliver subscription
+	reply   string
+	subject string
+	name    string // the consumer name in the subject
+	req     createRequest
+	subSID  string // sid of the deliver subscription
 }
 
-// expectCreate waits for SUB <deliver> and the consumer create request.
+// expectCreate waits for SUB <deliver> and the named consumer create request
+// ($JS.API.CONSUMER.CREATE.KV_<bucket>.<name>, action "create").
 func (fc *fakeConn) expectCreate(t *testing.T, bucket string, timeout time.Duration) createReq {
 	t.Helper()
 	subs := map[string]string{}
+	prefix := "$JS.API.CONSUMER.CREATE.KV_" + bucket
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -217,11 +234,18 @@ func (fc *fakeConn) expectCreate(t *testing.T, bucket string, timeout time.Durat
 			if op.verb == "SUB" && len(op.args) == 2 {
 				subs[op.args[0]] = op.args[1]
 			}
-			if op.verb == "PUB" && len(op.args) == 3 && op.args[0] == "$JS.API.CONSUMER.CREATE.KV_"+bucket {
+			if op.verb == "PUB" && len(op.args) == 3 && strings.HasPrefix(op.args[0], prefix) {
 				var cr createReq
-				cr.reply = op.args[1]
+				cr.subject, cr.reply = op.args[0], op.args[1]
+				if !strings.HasPrefix(cr.subject, prefix+".") || strings.Count(cr.subject, ".") != 5 {
+					t.Fatalf("consumer create on %s: want the 6-token named form %s.<name>", cr.subject, prefix)
+				}
+				cr.name = cr.subject[len(prefix)+1:]
 				if err := json.Unmarshal(op.payload, &cr.req); err != nil {
 					t.Fatalf("create request %q: %v", op.payload, err)
+				}
+				if cr.req.Config.Name != cr.name || cr.req.Action != "create" {
+					t.Fatalf("create request on %s: config name %q action %q", cr.subject, cr.req.Config.Name, cr.req.Action)
 				}
 				cr.subSID = subs[cr.req.Config.DeliverSubject]
 				if cr.subSID == "" {
@@ -237,14 +261,45 @@ func (fc *fakeConn) expectCreate(t *testing.T, bucket string, timeout time.Durat
 }
 
 // replyCreated answers a create request with a consumer info.
-func (fc *fakeConn) replyCreated(cr createReq, name string, pending int) {
-	body := fmt.Sprintf(`{"type":"io.nats.jetstream.api.v1.consumer_create_response","stream_name":"%s","name":"%s","num_pending":%d}`, cr.req.Stream, name, pending)
-	fc.send(fmt.Sprintf("MSG %s 1 %d\r\n%s\r\n", cr.reply, len(body), body))
+func (fc *fakeConn) replyCreated(cr createReq, pending int) {
+	fc.replyCreatedAt(cr, pending, 0)
+}
+
+// replyCreatedAt answers a create request with a consumer info whose
+// delivered.stream_seq is streamSeq.
+func (fc *fakeConn) replyCreatedAt(cr createReq, pending int, streamSeq uint64) {
+	body := fmt.Sprintf(`{"type":"io.nats.jetstream.api.v1.consumer_create_response","stream_name":"%s","name":"%s","delivered":{"consumer_seq":0,"stream_seq":%d},"num_pending":%d}`, cr.req.Stream, cr.name, streamSeq, pending)
+	fc.reply(cr.reply, body)
+}
+
+// replyError answers a request with a JetStream API error.
+func (fc *fakeConn) replyError(reply string, code, errCode int, desc string) {
+	fc.reply(reply, fmt.Sprintf(`{"type":"io.nats.jetstream.api.v1.consumer_create_response","error":{"code":%d,"err_code":%d,"description":%q}}`, code, errCode, desc))
+}
+
+// reply sends body to a reply subject (on the client's reply subscription, sid 1).
+func (fc *fakeConn) reply(reply, body string) {
+	fc.send(fmt.Sprintf("MSG %s 1 %d\r\n%s\r\n", reply, len(body), body))
+}
+
+// expectStreamInfo waits for a STREAM.INFO request and returns its reply subject.
+func (fc *fakeConn) expectStreamInfo(t *testing.T, bucket string, timeout time.Duration) string {
+	t.Helper()
+	op := fc.expect(t, "PUB", "$JS.API.STREAM.INFO.KV_"+bucket, timeout)
+	if op.args[0] != "$JS.API.STREAM.INFO.KV_"+bucket || len(op.args) != 3 {
+		t.Fatalf("stream info request %v", op.args)
+	}
+	return op.args[1]
+}
+
+// replyStreamInfo answers a STREAM.INFO request with the stream's last sequence.
+func (fc *fakeConn) replyStreamInfo(reply, bucket string, last uint64) {
+	fc.reply(reply, fmt.Sprintf(`{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"KV_%s","subjects":["$KV.%s.>"]},"state":{"messages":1,"first_seq":1,"last_seq":%d}}`, bucket, bucket, last))
 }
 
 // deliver sends one KV entry on the consumer's deliver subject.
-func (fc *fakeConn) deliver(cr createReq, bucket, consumer, key, op, value string, sseq, cseq, pending int) {
-	reply := fmt.Sprintf("$JS.ACK.KV_%s.%s.1.%d.%d.%d.%d", bucket, consumer, sseq, cseq, time.Now().UnixNano(), pending)
+func (fc *fakeConn) deliver(cr createReq, bucket, key, op, value string, sseq, cseq, pending int) {
+	reply := fmt.Sprintf("$JS.ACK.KV_%s.%s.1.%d.%d.%d.%d", bucket, cr.name, sseq, cseq, time.Now().UnixNano(), pending)
 	subject := "$KV." + bucket + "." + key
 	if op == "" {
 		fc.send(fmt.Sprintf("MSG %s %s %s %d\r\n%s\r\n", subject, cr.subSID, reply, len(value), value))

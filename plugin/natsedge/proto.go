@@ -49,16 +49,17 @@ const (
 
 // serverInfo is the part of the server's INFO the client uses.
 type serverInfo struct {
-	ServerID     string `json:"server_id"`
-	Version      string `json:"version"`
-	Proto        int    `json:"proto"`
-	MaxPayload   int64  `json:"max_payload"`
-	Headers      bool   `json:"headers"`
-	AuthRequired bool   `json:"auth_required"`
-	TLSRequired  bool   `json:"tls_required"`
-	TLSAvailable bool   `json:"tls_available"`
-	Nonce        string `json:"nonce"`
-	LameDuck     bool   `json:"ldm"`
+	ServerID     string   `json:"server_id"`
+	Version      string   `json:"version"`
+	Proto        int      `json:"proto"`
+	MaxPayload   int64    `json:"max_payload"`
+	Headers      bool     `json:"headers"`
+	AuthRequired bool     `json:"auth_required"`
+	TLSRequired  bool     `json:"tls_required"`
+	TLSAvailable bool     `json:"tls_available"`
+	Nonce        string   `json:"nonce"`
+	LameDuck     bool     `json:"ldm"`
+	ConnectURLs  []string `json:"connect_urls"`
 }
 
 // header is one header line of an HMSG.

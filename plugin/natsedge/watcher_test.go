@@ -2,6 +2,7 @@ package natsedge
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -20,6 +21,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 const testBucket = "edge"
@@ -86,10 +90,10 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // activate runs the consumer handshake and returns the create request.
-func activate(t *testing.T, fc *fakeConn, name string, pending int) createReq {
+func activate(t *testing.T, fc *fakeConn, pending int) createReq {
 	t.Helper()
 	cr := fc.expectCreate(t, testBucket, 5*time.Second)
-	fc.replyCreated(cr, name, pending)
+	fc.replyCreated(cr, pending)
 	return cr
 }
 
@@ -168,9 +172,21 @@ func TestNKeySignatureIsChecked(t *testing.T) {
 	}
 }
 
+// testAnchor is the daemon's trust anchor in the tests: the edge is
+// configured with its public half (Config.TrustAnchors).
+func testAnchor(t *testing.T) (ed25519.PrivateKey, string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, token.FormatAnchor(pub)
+}
+
 func TestReplayAppliesEntriesAndReportsSync(t *testing.T) {
+	priv, anchor := testAnchor(t)
 	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
+	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, TrustAnchors: []string{anchor}})
 	fc := srv.next(5 * time.Second)
 	cr := fc.expectCreate(t, testBucket, 5*time.Second)
 	c := cr.req.Config
@@ -179,21 +195,26 @@ func TestReplayAppliesEntriesAndReportsSync(t *testing.T) {
 		!c.MemStorage || c.Replicas != 1 || c.HeadersOnly || c.ReplayPolicy != "instant" || c.InactiveThreshold <= 0 || c.OptStartSeq != 0 {
 		t.Fatalf("consumer config = %+v", cr.req)
 	}
-	if !strings.HasPrefix(c.DeliverSubject, "_INBOX.") {
-		t.Fatalf("deliver subject %q is not a private inbox", c.DeliverSubject)
+	if !strings.HasPrefix(c.DeliverSubject, "_EDGEPASS.edge.") || len(c.DeliverSubject) < len("_EDGEPASS.edge.")+32 {
+		t.Fatalf("deliver subject %q is not under the edge's private inbox", c.DeliverSubject)
 	}
-	fc.replyCreated(cr, "C1", 4)
+	fc.replyCreated(cr, 4)
 	exp := time.Now().Add(time.Hour).Unix()
-	fc.deliver(cr, testBucket, "C1", "revoke.session.sidA", "", fmt.Sprintf(`{"exp":%d}`, exp), 1, 1, 3)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.sidB", "", fmt.Sprintf(`{"exp":%d}`, exp), 2, 2, 2)
-	fc.deliver(cr, testBucket, "C1", "groups.subj", "", `{"groups":["ops"],"at":100}`, 3, 3, 1)
+	groups, err := edgestate.SignGroups("subj", edgestate.GroupsFact{Iat: time.Now().UnixMilli(), Groups: []string{"ops"}, At: 100}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.deliver(cr, testBucket, "revoke.session.sidA", "", fmt.Sprintf(`{"exp":%d}`, exp), 1, 1, 3)
+	fc.deliver(cr, testBucket, "revoke.session.sidB", "", fmt.Sprintf(`{"exp":%d}`, exp), 2, 2, 2)
+	fc.deliver(cr, testBucket, "groups.subj", "", string(groups), 3, 3, 1)
 	if w.State().Synced() {
 		t.Fatal("synced before the pending count reached 0")
 	}
-	fc.deliver(cr, testBucket, "C1", "revoke.session.sidB", "DEL", "", 4, 4, 0)
-	hb := fc.expect(t, "PUB", "edgepass.heartbeat.edge", 5*time.Second)
+	// A delete of a revocation is refused (revocations only expire).
+	fc.deliver(cr, testBucket, "revoke.session.sidB", "DEL", "", 4, 4, 0)
+	hb := fc.expect(t, "PUB", "edgepass.heartbeat.edge.edge", 5*time.Second)
 	st := w.State()
-	if !st.Synced() || !st.Revoked("sidA", "", 0, time.Now()) || st.Revoked("sidB", "", 0, time.Now()) || st.LastSeq() != 4 {
+	if !st.Synced() || !st.Revoked("sidA", "", 0, time.Now()) || !st.Revoked("sidB", "", 0, time.Now()) || st.LastSeq() != 4 || st.Stats().Rejected != 1 {
 		t.Fatalf("state after replay: synced %v sidA %v sidB %v seq %d", st.Synced(), st.Revoked("sidA", "", 0, time.Now()), st.Revoked("sidB", "", 0, time.Now()), st.LastSeq())
 	}
 	if g, ok := st.GroupsOverride("subj", 50); !ok || len(g) != 1 || g[0] != "ops" {
@@ -203,8 +224,8 @@ func TestReplayAppliesEntriesAndReportsSync(t *testing.T) {
 	if err := json.Unmarshal(hb.payload, &beat); err != nil {
 		t.Fatal(err)
 	}
-	if beat["replica"] != "edge-1" || beat["bucket"] != "edge" || beat["seq"] != float64(4) || beat["synced"] != true || beat["revokedSessions"] != float64(1) || beat["groups"] != float64(1) {
-		t.Fatalf("heartbeat = %s", hb.payload)
+	if hb.args[0] != "edgepass.heartbeat.edge.edge" || beat["edge"] != "edge" || beat["replica"] != "edge-1" || beat["bucket"] != "edge" || beat["seq"] != float64(4) || beat["synced"] != true || beat["revokedSessions"] != float64(2) || beat["groups"] != float64(1) {
+		t.Fatalf("heartbeat on %s = %s", hb.args[0], hb.payload)
 	}
 	for _, k := range []string{"heardAgoMs", "revokedUsers", "rejected", "at"} {
 		if _, ok := beat[k]; !ok {
@@ -217,7 +238,7 @@ func TestEmptyBucketIsSyncedAtCreation(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	activate(t, fc, "C1", 0)
+	activate(t, fc, 0)
 	waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
 }
 
@@ -227,13 +248,13 @@ func TestMalformedDeliveriesAreCountedNotFatal(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 5)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.x", "", `{not json`, 1, 1, 4)
-	fc.deliver(cr, testBucket, "C1", "whatever.key", "", `{}`, 2, 2, 3)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.y", "", strings.Repeat("a", 100<<10), 3, 3, 2)
+	cr := activate(t, fc, 5)
+	fc.deliver(cr, testBucket, "revoke.session.x", "", `{not json`, 1, 1, 4)
+	fc.deliver(cr, testBucket, "whatever.key", "", `{}`, 2, 2, 3)
+	fc.deliver(cr, testBucket, "revoke.session.y", "", strings.Repeat("a", 100<<10), 3, 3, 2)
 	// A reply subject that is not a JetStream ack: skipped, not applied.
 	fc.send(fmt.Sprintf("MSG $KV.edge.revoke.session.z %s $JS.ACK.bogus 2\r\n{}\r\n", cr.subSID))
-	fc.deliver(cr, testBucket, "C1", "revoke.session.ok", "", `{"exp":0}`, 4, 4, 0)
+	fc.deliver(cr, testBucket, "revoke.session.ok", "", `{"exp":0}`, 4, 4, 0)
 	waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
 	if got := w.State().Stats().Rejected; got != 3 {
 		t.Fatalf("rejected = %d, want 3", got)
@@ -250,9 +271,9 @@ func TestReconnectResumesFromLastAppliedSequence(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 2)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.a", "", `{"exp":0}`, 41, 1, 1)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.b", "", `{"exp":0}`, 42, 2, 0)
+	cr := activate(t, fc, 2)
+	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 41, 1, 1)
+	fc.deliver(cr, testBucket, "revoke.session.b", "", `{"exp":0}`, 42, 2, 0)
 	waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
 	fc.close()
 	fc2 := srv.next(5 * time.Second)
@@ -260,8 +281,8 @@ func TestReconnectResumesFromLastAppliedSequence(t *testing.T) {
 	if cr2.req.Config.DeliverPolicy != "by_start_sequence" || cr2.req.Config.OptStartSeq != 43 {
 		t.Fatalf("after reconnect: deliver_policy %s opt_start_seq %d, want by_start_sequence 43", cr2.req.Config.DeliverPolicy, cr2.req.Config.OptStartSeq)
 	}
-	fc2.replyCreated(cr2, "C2", 1)
-	fc2.deliver(cr2, testBucket, "C2", "revoke.session.c", "", `{"exp":0}`, 43, 1, 0)
+	fc2.replyCreated(cr2, 1)
+	fc2.deliver(cr2, testBucket, "revoke.session.c", "", `{"exp":0}`, 43, 1, 0)
 	waitFor(t, "revocation after reconnect", 5*time.Second, func() bool { return w.State().Revoked("c", "", 0, time.Now()) })
 	if st := w.Stats(); st.Connects != 2 || st.Disconnects != 1 {
 		t.Fatalf("stats %+v", st)
@@ -272,16 +293,16 @@ func TestFlowControlIsAnswered(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 1)
-	fc.status(cr, "$JS.FC.KV_edge.C1.abc", "NATS/1.0 100 FlowControl Request\r\n\r\n")
-	op := fc.expect(t, "PUB", "$JS.FC.KV_edge.C1.abc", 5*time.Second)
+	cr := activate(t, fc, 1)
+	fc.status(cr, "$JS.FC.KV_edge."+cr.name+".abc", "NATS/1.0 100 FlowControl Request\r\n\r\n")
+	op := fc.expect(t, "PUB", "$JS.FC.KV_edge."+cr.name+".abc", 5*time.Second)
 	if len(op.args) != 2 || op.args[1] != "0" {
 		t.Fatalf("flow control reply %v, want an empty message", op.args)
 	}
 	// A heartbeat that says the consumer is stalled on flow control names
 	// the subject to answer.
-	fc.status(cr, "", "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\nNats-Last-Stream: 0\r\nNats-Consumer-Stalled: $JS.FC.KV_edge.C1.def\r\n\r\n")
-	fc.expect(t, "PUB", "$JS.FC.KV_edge.C1.def", 5*time.Second)
+	fc.status(cr, "", "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\nNats-Last-Stream: 0\r\nNats-Consumer-Stalled: $JS.FC.KV_edge."+cr.name+".def\r\n\r\n")
+	fc.expect(t, "PUB", "$JS.FC.KV_edge."+cr.name+".def", 5*time.Second)
 	if w.Stats().FlowControls != 2 {
 		t.Fatalf("flow controls = %d", w.Stats().FlowControls)
 	}
@@ -292,11 +313,11 @@ func TestHeartbeatStallRecreatesConsumer(t *testing.T) {
 	hb := 100 * time.Millisecond
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, IdleHeartbeat: hb})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 1)
+	cr := activate(t, fc, 1)
 	if cr.req.Config.IdleHeartbeat != int64(hb) {
 		t.Fatalf("idle_heartbeat %d", cr.req.Config.IdleHeartbeat)
 	}
-	fc.deliver(cr, testBucket, "C1", "revoke.session.a", "", `{"exp":0}`, 7, 1, 0)
+	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 7, 1, 0)
 	// Heartbeats keep the consumer alive...
 	for i := 0; i < 6; i++ {
 		time.Sleep(hb)
@@ -310,7 +331,7 @@ func TestHeartbeatStallRecreatesConsumer(t *testing.T) {
 	if unsub.args[0] != cr.subSID {
 		t.Fatalf("UNSUB %v", unsub.args)
 	}
-	fc.expect(t, "PUB", "$JS.API.CONSUMER.DELETE.KV_edge.C1", 5*time.Second)
+	fc.expect(t, "PUB", "$JS.API.CONSUMER.DELETE.KV_edge."+cr.name, 5*time.Second)
 	cr2 := fc.expectCreate(t, testBucket, 5*time.Second)
 	if cr2.req.Config.DeliverPolicy != "by_start_sequence" || cr2.req.Config.OptStartSeq != 8 || cr2.subSID == cr.subSID {
 		t.Fatalf("recreated consumer %+v sid %s", cr2.req.Config, cr2.subSID)
@@ -324,9 +345,9 @@ func TestSequenceGapRecreatesConsumer(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 3)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.a", "", `{"exp":0}`, 10, 1, 2)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.c", "", `{"exp":0}`, 12, 3, 0) // cseq 2 lost
+	cr := activate(t, fc, 3)
+	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 10, 1, 2)
+	fc.deliver(cr, testBucket, "revoke.session.c", "", `{"exp":0}`, 12, 3, 0) // cseq 2 lost
 	cr2 := fc.expectCreate(t, testBucket, 5*time.Second)
 	if cr2.req.Config.OptStartSeq != 11 {
 		t.Fatalf("opt_start_seq %d, want 11", cr2.req.Config.OptStartSeq)
@@ -335,10 +356,10 @@ func TestSequenceGapRecreatesConsumer(t *testing.T) {
 		t.Fatal("applied the message after the gap")
 	}
 	// Messages still arriving for the old consumer are ignored.
-	fc.deliver(cr, testBucket, "C1", "revoke.session.old", "", `{"exp":0}`, 13, 4, 0)
-	fc.replyCreated(cr2, "C2", 2)
-	fc.deliver(cr2, testBucket, "C2", "revoke.session.b", "", `{"exp":0}`, 11, 1, 1)
-	fc.deliver(cr2, testBucket, "C2", "revoke.session.c", "", `{"exp":0}`, 12, 2, 0)
+	fc.deliver(cr, testBucket, "revoke.session.old", "", `{"exp":0}`, 13, 4, 0)
+	fc.replyCreated(cr2, 2)
+	fc.deliver(cr2, testBucket, "revoke.session.b", "", `{"exp":0}`, 11, 1, 1)
+	fc.deliver(cr2, testBucket, "revoke.session.c", "", `{"exp":0}`, 12, 2, 0)
 	waitFor(t, "caught up after the gap", 5*time.Second, func() bool { return w.State().Revoked("c", "", 0, time.Now()) })
 	if !w.State().Revoked("b", "", 0, time.Now()) || w.State().Revoked("old", "", 0, time.Now()) || w.Stats().Gaps != 1 {
 		t.Fatalf("after resync: stats %+v", w.Stats())
@@ -349,8 +370,8 @@ func TestHeartbeatReportingMissedMessagesRecreatesConsumer(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 1)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.a", "", `{"exp":0}`, 5, 1, 0)
+	cr := activate(t, fc, 1)
+	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 5, 1, 0)
 	fc.status(cr, "", "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 2\r\nNats-Last-Stream: 6\r\n\r\n")
 	cr2 := fc.expectCreate(t, testBucket, 5*time.Second)
 	if cr2.req.Config.OptStartSeq != 6 || w.Stats().Gaps != 1 {
@@ -371,7 +392,7 @@ func TestMissingBucketIsRetriedAndLoggedOnce(t *testing.T) {
 	if n := logs.count("does not exist yet"); n != 1 {
 		t.Fatalf("logged the missing bucket %d times:\n%s", n, logs)
 	}
-	fc.replyCreated(cr, "C1", 0)
+	fc.replyCreated(cr, 0)
 	waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
 }
 
@@ -422,7 +443,7 @@ func TestServerErrors(t *testing.T) {
 	srv := newFakeServer(t)
 	w, logs := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	activate(t, fc, "C1", 0)
+	activate(t, fc, 0)
 	fc.send("-ERR 'Permissions Violation for Publish to \"edgepass.heartbeat.edge\"'\r\n")
 	waitFor(t, "log", 5*time.Second, func() bool { return logs.count("Permissions Violation") > 0 })
 	if w.Stats().Disconnects != 0 {
@@ -446,7 +467,7 @@ func TestFailsOverToNextURL(t *testing.T) {
 	w, _ := startWatcher(t, Config{URLs: []string{"nats://" + deadAddr + ", " + srv.ln.Addr().String()}})
 	srv.next(5 * time.Second)
 	waitFor(t, "connected", 5*time.Second, func() bool { return w.Stats().Connected })
-	if st := w.Stats(); st.ConnectFailures < 1 || st.Server != "nats://"+srv.ln.Addr().String() {
+	if st := w.Stats(); st.ConnectFailures > 1 || st.Server != "nats://"+srv.ln.Addr().String() {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -606,7 +627,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	fc := srv.next(5 * time.Second)
-	activate(t, fc, "C1", 0)
+	activate(t, fc, 0)
 	waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
 	w.Close()
 	select {
@@ -654,13 +675,13 @@ func TestOversizedEntryIsSkippedNotFatal(t *testing.T) {
 	srv := newFakeServer(t, func(s *fakeServer) { s.maxPayload = 8 << 20 })
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 3)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.big", "", strings.Repeat("x", maxKeepPayload+1), 1, 1, 2)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.hdr", "", "", 2, 2, 1)
+	cr := activate(t, fc, 3)
+	fc.deliver(cr, testBucket, "revoke.session.big", "", strings.Repeat("x", maxKeepPayload+1), 1, 1, 2)
+	fc.deliver(cr, testBucket, "revoke.session.hdr", "", "", 2, 2, 1)
 	// A header block that is not NATS/1.0.
 	hdr := "XXXX/1.0\r\n\r\n"
-	fc.send(fmt.Sprintf("HMSG $KV.edge.revoke.session.bad %s $JS.ACK.KV_edge.C1.1.3.3.0.1 %d %d\r\n%s\r\n", cr.subSID, len(hdr), len(hdr), hdr))
-	fc.deliver(cr, testBucket, "C1", "revoke.session.ok", "", `{"exp":0}`, 4, 4, 0)
+	fc.send(fmt.Sprintf("HMSG $KV.edge.revoke.session.bad %s $JS.ACK.KV_edge.%s.1.3.3.0.1 %d %d\r\n%s\r\n", cr.subSID, cr.name, len(hdr), len(hdr), hdr))
+	fc.deliver(cr, testBucket, "revoke.session.ok", "", `{"exp":0}`, 4, 4, 0)
 	waitFor(t, "ok", 5*time.Second, func() bool { return w.State().Revoked("ok", "", 0, time.Now()) })
 	st := w.Stats()
 	if st.Oversized != 1 || st.Malformed != 1 || st.Disconnects != 0 || st.Resyncs != 0 || w.State().Revoked("bad", "", 0, time.Now()) || w.State().Revoked("big", "", 0, time.Now()) {
@@ -677,9 +698,9 @@ func TestForeignStreamDeliveryIsIgnored(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 1)
-	fc.send(fmt.Sprintf("MSG $KV.edge.revoke.session.evil %s $JS.ACK.KV_other.C1.1.1.1.0.0 2\r\n{}\r\n", cr.subSID))
-	fc.deliver(cr, testBucket, "C1", "revoke.session.ok", "", `{"exp":0}`, 1, 1, 0)
+	cr := activate(t, fc, 1)
+	fc.send(fmt.Sprintf("MSG $KV.edge.revoke.session.evil %s $JS.ACK.KV_other.%s.1.1.1.0.0 2\r\n{}\r\n", cr.subSID, cr.name))
+	fc.deliver(cr, testBucket, "revoke.session.ok", "", `{"exp":0}`, 1, 1, 0)
 	waitFor(t, "ok", 5*time.Second, func() bool { return w.State().Revoked("ok", "", 0, time.Now()) })
 	if w.State().Revoked("evil", "", 0, time.Now()) || w.Stats().Malformed != 1 {
 		t.Fatalf("stats %+v", w.Stats())
@@ -692,10 +713,10 @@ func TestExpiredFactsArePruned(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, IdleHeartbeat: 100 * time.Millisecond})
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 2)
+	cr := activate(t, fc, 2)
 	old := time.Now().Add(-time.Hour).Unix()
-	fc.deliver(cr, testBucket, "C1", "revoke.session.old", "", fmt.Sprintf(`{"exp":%d}`, old), 1, 1, 1)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.new", "", revokeJSON(time.Hour), 2, 2, 0)
+	fc.deliver(cr, testBucket, "revoke.session.old", "", fmt.Sprintf(`{"exp":%d}`, old), 1, 1, 1)
+	fc.deliver(cr, testBucket, "revoke.session.new", "", revokeJSON(time.Hour), 2, 2, 0)
 	waitFor(t, "applied", 5*time.Second, func() bool { return w.State().Revoked("new", "", 0, time.Now()) })
 	waitFor(t, "expired fact pruned", 5*time.Second, func() bool { return w.State().Stats().Sessions == 1 })
 }
@@ -713,7 +734,7 @@ func TestPanickingLoggerDoesNotStopTheWatcher(t *testing.T) {
 	w := start(s, "test:"+t.Name())
 	defer w.Close()
 	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, "C1", 1)
-	fc.deliver(cr, testBucket, "C1", "revoke.session.a", "", `{"exp":0}`, 1, 1, 0)
+	cr := activate(t, fc, 1)
+	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 1, 1, 0)
 	waitFor(t, "applied", 5*time.Second, func() bool { return w.State().Revoked("a", "", 0, time.Now()) })
 }

@@ -29,7 +29,11 @@ func TestRunCommands(t *testing.T) {
 		stderr  string
 	}{
 		{"help", []string{"edgepass", "--help"}, nil, 0, "edgepass serve --help lists every setting", ""},
-		{"help names every admin command", []string{"edgepass", "help"}, nil, 0, "groups clear <sub>", ""},
+		{"help names every admin command", []string{"edgepass", "help"}, nil, 0, "groups clear <user>", ""},
+		{"help explains how to name a sub", []string{"edgepass", "--help"}, nil, 0, "sub:<sub> (or --sub)", ""},
+		{"one command's help", []string{"edgepass", "users", "revoke", "--help"}, nil, 0, "Usage: edgepass users revoke <user>", ""},
+		{"help for one command", []string{"edgepass", "help", "keys", "revoke"}, nil, 0, "Usage: edgepass keys revoke <kid>", ""},
+		{"forwardauth-regex needs no daemon", []string{"edgepass", "forwardauth-regex", "--userHeader=X-User"}, nil, 0, "x[-_]user|", ""},
 		{"no command", []string{"edgepass"}, nil, 2, "", "Commands"},
 		{"version", []string{"edgepass", "version"}, nil, 0, "edgepass dev", ""},
 		{"serve help lists settings", []string{"edgepass", "serve", "--help"}, nil, 0, "--oidc.issuer", ""},
@@ -166,7 +170,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 		"EDGEPASS_OIDC_CLIENTID=edgepass",
 		"EDGEPASS_SESSION_COOKIESECURE=false",
 		"EDGEPASS_NATS_EMBEDDED_LISTEN=" + natsAddr,
-		"EDGEPASS_NATS_EMBEDDED_DATADIR=" + filepath.Join(dir, "nats"),
+		"EDGEPASS_DATADIR=" + dir,
 		"EDGEPASS_ADMIN_LISTEN=" + admin,
 		"EDGEPASS_ADMIN_TOKENFILE=" + tokenFile,
 	}
@@ -198,6 +202,14 @@ func TestKillNineLosesNothing(t *testing.T) {
 	}
 	sid := list.Sessions[0].ID
 
+	anchor, err := os.ReadFile(filepath.Join(dir, "trust-anchor.pub"))
+	if err != nil || len(strings.TrimSpace(string(anchor))) != 43 {
+		t.Fatalf("trust anchor file: %v %q", err, anchor)
+	}
+	if !strings.Contains(d.stderr.String(), "trustAnchors") {
+		t.Errorf("the log does not tell how to configure the edges' trustAnchors:\n%s", d.stderr.String())
+	}
+
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +232,12 @@ func TestKillNineLosesNothing(t *testing.T) {
 	cli.Env = append(env, "EDGEPASS_ADMIN_URL=http://"+admin, "EDGEPASS_ADMIN_TOKEN="+adminToken)
 	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), sid) {
 		t.Errorf("edgepass sessions list: %v\n%s", err, out)
+	}
+	// The trust anchor survives the kill: edges keep their configuration.
+	cli = exec.Command(bin, "keys", "anchor")
+	cli.Env = append(env, "EDGEPASS_ADMIN_URL=http://"+admin, "EDGEPASS_ADMIN_TOKEN="+adminToken)
+	if out, err := cli.Output(); err != nil || string(out) != string(anchor) {
+		t.Errorf("edgepass keys anchor after kill -9 = %q, %v; want %q", out, err, anchor)
 	}
 
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {

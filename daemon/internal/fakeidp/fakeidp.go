@@ -33,6 +33,7 @@ type IdP struct {
 	mu    sync.Mutex
 	user  User
 	codes map[string]grant
+	down  bool
 }
 
 type grant struct {
@@ -66,12 +67,26 @@ func (p *IdP) SetUser(u User) {
 	p.mu.Unlock()
 }
 
+// SetDown makes discovery answer 503 (down) or work again: an IdP outage.
+func (p *IdP) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
 
 func (p *IdP) discovery(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		http.Error(w, "identity provider down", http.StatusServiceUnavailable)
+		return
+	}
 	writeJSON(w, map[string]any{
 		"issuer":                                p.URL,
 		"authorization_endpoint":                p.URL + "/authorize",

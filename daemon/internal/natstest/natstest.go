@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/natsserver"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // Server is an embedded nats-server with JetStream file storage in Dir.
@@ -31,13 +32,28 @@ func start(t testing.TB, dir, listen string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := natsserver.Open(ctx, natsserver.Options{Embedded: true, DataDir: dir, Listen: listen})
+	c, err := natsserver.Open(ctx, natsserver.Options{Embedded: true, DataDir: dir, Listen: listen,
+		Edges: []string{EdgeUser}, EdgeBucket: natsedge.DefaultBucket})
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
 	s := &Server{t: t, Dir: dir, Listen: listen, Conn: c}
 	t.Cleanup(func() { s.Stop() })
 	return s
+}
+
+// EdgeUser is the edge user every test server has (permissions of
+// natsedge.EdgePermissions on the default edge bucket).
+const EdgeUser = "edge"
+
+// EdgePassword is EdgeUser's generated password.
+func (s *Server) EdgePassword() string {
+	for _, e := range s.Credentials.Edges {
+		if e.Name == EdgeUser {
+			return e.Password
+		}
+	}
+	return ""
 }
 
 // Stop drains and shuts the server down (JetStream flushed); safe to repeat.

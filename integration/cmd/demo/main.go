@@ -90,7 +90,8 @@ func run() error {
 	}
 
 	tr := stack.Traefiks[0].URL
-	cliBase := fmt.Sprintf("%s --admin.url=%s --admin.token=%s", bins.Daemon, stack.Daemon.AdminURL, *adminToken)
+	cliBase := fmt.Sprintf("%s --admin.url=%s --admin.token=%s", bins.Daemon, stack.Daemon.AdminURL, stack.Opts.AdminToken)
+	anchor, _ := stack.Daemon.TrustAnchor()
 	fmt.Printf(`
 edgepass demo is running.
 
@@ -105,7 +106,10 @@ edgepass demo is running.
   Revoke one       %[4]s -- <sid>
   Give bob admins  %[5]s -- bob staff,admins
 
-  Daemon status %[2]s/  ·  admin API %[6]s  ·  provider %[7]s  ·  NATS nats://127.0.0.1:%[8]d
+  Daemon status %[2]s/  ·  admin API %[6]s  ·  provider %[7]s
+  NATS             nats://127.0.0.1:%[8]d (authentication required; Traefik logs in as
+                   user edge with passwordFile %[10]s)
+  Trust anchor     %[11]s (the plugin's trustAnchors)
   Logs             %[9]s
 
 Press Ctrl-C to stop.
@@ -113,7 +117,8 @@ Press Ctrl-C to stop.
 		strings.Replace(cliBase, " --admin.url", " sessions list --admin.url", 1),
 		strings.Replace(cliBase, " --admin.url", " sessions revoke --admin.url", 1),
 		strings.Replace(cliBase, " --admin.url", " groups set --admin.url", 1),
-		stack.Daemon.AdminURL, stack.Provider.Issuer, stack.Opts.Ports.NATS, stack.LogDir)
+		stack.Daemon.AdminURL, stack.Provider.Issuer, stack.Opts.Ports.NATS, stack.LogDir,
+		stack.Daemon.EdgePasswordFile(harness.DefaultEdgeName), anchor)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

@@ -1,0 +1,886 @@
+package natsedge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// event is one frame (or the read error that ended the connection).
+type event struct {
+	f   frame
+	err error
+}
+
+// readLoop forwards frames to the session until the connection fails or the
+// session ends. The channel is bounded: a slow session slows the reader,
+// which slows the server (TCP back-pressure) rather than growing memory.
+func readLoop(c *conn, out chan event, stop chan struct{}) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.nc.Close()
+			select {
+			case out <- event{err: fmt.Errorf("internal error reading from %s (please report): %v", c.server.redact, r)}:
+			case <-stop:
+			}
+		}
+	}()
+	for {
+		f, err := c.p.next()
+		if err == nil && f.kind == opInfo {
+			c.p.setMaxPayload(f.info.MaxPayload)
+		}
+		select {
+		case out <- event{f: f, err: err}:
+		case <-stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Consumer phases within a session.
+const (
+	phaseWait     = iota // waiting until nextCreate to create a consumer
+	phaseCreating        // request sent, waiting for the reply
+	phaseActive          // consumer confirmed and delivering
+)
+
+// Kinds of JetStream API request; replies arrive on <inbox>.r.<n>.
+const (
+	reqCreate = iota + 1
+	reqInfo
+	reqDelete
+)
+
+// pendingReq is a JetStream API request waiting for its reply.
+type pendingReq struct {
+	kind      int
+	sent      time.Time
+	knownLast uint64 // for a create: the stream's last sequence known when it was sent
+}
+
+// maxPendingReqs bounds the requests waiting for a reply.
+const maxPendingReqs = 16
+
+// session is the state of one connection.
+type session struct {
+	w       *Watcher
+	c       *conn
+	inbox   string
+	nextSID uint64
+
+	phase       int
+	deliverSID  uint64
+	name        string // the consumer requested or held
+	slot        int
+	confirmed   bool  // the server confirmed the consumer named name
+	slotOrder   []int // slots to try for this create, in order
+	slotIdx     int
+	expectDseq  uint64
+	createReq   string // reply subject of the outstanding create
+	reqDeadline time.Time
+	nextCreate  time.Time
+	createFails int
+	lastDeliver time.Time
+	lastResync  time.Time
+	delivered   uint64 // data messages from the current consumer
+	// snapshot: the current consumer reads the snapshot.> subjects (the
+	// first sync's snapshot phase), not the whole bucket.
+	snapshot bool
+
+	// Cross-check of the consumer against the stream (see onStreamInfo).
+	nextCheck       time.Time
+	behindSince     time.Time
+	behindDelivered uint64
+	resetSince      time.Time // the stream was seen below what was applied
+
+	reqs      map[string]pendingReq
+	pingsOut  int
+	lastPing  time.Time
+	lastBeat  time.Time
+	lastPrune time.Time
+	reqN      uint64
+	buf       []byte
+}
+
+var errStale = errors.New("server stopped answering PINGs")
+
+// newInbox returns the edge's private inbox for one connection: its inbox
+// prefix (which only its credential may subscribe to) and 128 random bits.
+func newInbox(edge string) string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails since Go 1.24
+	return InboxPrefix(edge) + "." + hex.EncodeToString(b[:])
+}
+
+// session follows the bucket on c until the connection fails or the watcher
+// closes.
+func (w *Watcher) session(c *conn) error {
+	// At most 32 frames (of at most maxKeepPayload each) wait here.
+	events := make(chan event, 32)
+	stop := make(chan struct{})
+	defer close(stop)
+	go readLoop(c, events, stop)
+
+	now := time.Now()
+	ss := &session{w: w, c: c, inbox: newInbox(w.s.edge), nextSID: 1, lastPing: now, lastBeat: now, lastPrune: now, reqs: map[string]pendingReq{}, slot: -1}
+	// Replies to JetStream API requests arrive on <inbox>.r.<n>.
+	ss.buf = appendSub(ss.buf[:0], ss.inbox+".r.*", 1)
+	ss.nextSID = 2
+	ss.phase = phaseWait
+	ss.nextCreate = now
+	ss.nextCheck = now.Add(w.s.crossCheck)
+	// The consumer of a connection lost moments ago is still on the server
+	// (until its inactive threshold): delete it so its slot is free again.
+	avoid := -1
+	if w.prevConsumer != "" && now.Sub(w.prevLost) < inactiveThreshold-5*time.Second {
+		ss.request(reqDelete, "$JS.API.CONSUMER.DELETE."+w.s.stream+"."+w.prevConsumer, nil, now)
+		avoid = w.prevSlot
+	}
+	w.prevConsumer = ""
+	defer func() {
+		if ss.confirmed {
+			w.prevConsumer, w.prevSlot, w.prevLost = ss.name, ss.slot, time.Now()
+		}
+	}()
+	ss.planSlots(avoid)
+	if err := ss.flush(); err != nil {
+		return err
+	}
+
+	tick := w.s.idleHB / 5
+	if tick > time.Second {
+		tick = time.Second
+	}
+	// Cross-checks run on a fixed schedule, late by at most a tick.
+	if cc := w.s.crossCheck / 10; cc < tick {
+		tick = cc
+	}
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	if err := ss.onTick(now); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-w.ctx.Done():
+			return nil
+		case ev := <-events:
+			if ev.err != nil {
+				return ev.err
+			}
+			if err := ss.onFrame(ev.f); err != nil {
+				return err
+			}
+		case t := <-ticker.C:
+			if err := ss.onTick(t); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// flush writes and empties the session's output buffer.
+func (ss *session) flush() error {
+	if len(ss.buf) == 0 {
+		return nil
+	}
+	err := ss.c.write(ss.buf)
+	if cap(ss.buf) > 64*1024 {
+		ss.buf = nil
+	} else {
+		ss.buf = ss.buf[:0]
+	}
+	if err != nil {
+		return fmt.Errorf("write to %s: %w", ss.c.server.redact, err)
+	}
+	return nil
+}
+
+// request publishes a JetStream API request with a fresh reply subject and
+// remembers it; it returns the reply subject.
+func (ss *session) request(kind int, subject string, body []byte, now time.Time) string {
+	ss.reqN++
+	reply := ss.inbox + ".r." + strconv.FormatUint(ss.reqN, 10)
+	ss.buf = appendPub(ss.buf, subject, reply, nil, body)
+	if len(ss.reqs) >= maxPendingReqs {
+		// Unanswered cross-checks and deletes go; the create waits.
+		for k := range ss.reqs {
+			if k != ss.createReq {
+				delete(ss.reqs, k)
+			}
+		}
+	}
+	ss.reqs[reply] = pendingReq{kind: kind, sent: now, knownLast: ss.w.knownLast}
+	return reply
+}
+
+// expireRequests forgets requests older than maxAge.
+func (ss *session) expireRequests(now time.Time, maxAge time.Duration) {
+	for k, r := range ss.reqs {
+		if now.Sub(r.sent) > maxAge {
+			delete(ss.reqs, k)
+		}
+	}
+}
+
+func (ss *session) onTick(now time.Time) error {
+	w := ss.w
+	pingEvery := 4 * w.s.idleHB
+	if now.Sub(ss.lastPing) >= pingEvery {
+		if ss.pingsOut >= maxPingsOut {
+			return errStale
+		}
+		ss.pingsOut++
+		ss.lastPing = now
+		ss.buf = append(ss.buf, "PING\r\n"...)
+	}
+	switch ss.phase {
+	case phaseWait:
+		if !now.Before(ss.nextCreate) {
+			ss.createConsumer(now)
+		}
+	case phaseCreating:
+		if now.After(ss.reqDeadline) {
+			ss.createFailed(now, fmt.Errorf("no reply to the consumer create request within %s", requestTimeout))
+		}
+	case phaseActive:
+		if now.Sub(ss.lastDeliver) > 3*w.s.idleHB {
+			w.count(func(st *Stats) { st.Stalls++ })
+			w.logf("no heartbeat from consumer %s on stream %s for %s; recreating it from sequence %d", ss.name, w.s.stream, now.Sub(ss.lastDeliver).Round(time.Millisecond), w.lastSeq+1)
+			ss.resync(now)
+		}
+	}
+	if !now.Before(ss.nextCheck) {
+		slot := ss.nextCheck
+		ss.nextCheck = ss.nextCheck.Add(w.s.crossCheck)
+		if ss.nextCheck.Before(now) {
+			slot, ss.nextCheck = now, now.Add(w.s.crossCheck)
+		}
+		ss.expireRequests(now, requestTimeout)
+		if ss.phase == phaseActive && !ss.snapshot && !w.infoDenied {
+			// The check counts as made at its scheduled time: checks are
+			// then exactly an interval apart, whatever the tick.
+			ss.request(reqInfo, "$JS.API.STREAM.INFO."+w.s.stream, nil, slot)
+		}
+	}
+	if now.Sub(ss.lastBeat) >= HeartbeatInterval {
+		ss.publishHeartbeat(now)
+	}
+	// Prune every six idle heartbeats (30s by default).
+	if now.Sub(ss.lastPrune) >= 6*w.s.idleHB {
+		ss.lastPrune = now
+		w.state.Prune(now)
+	}
+	return ss.flush()
+}
+
+func (ss *session) onFrame(f frame) error {
+	switch f.kind {
+	case opPing:
+		ss.buf = append(ss.buf, "PONG\r\n"...)
+	case opPong:
+		ss.pingsOut = 0
+	case opInfo:
+		ss.w.learn(f.info.ConnectURLs, ss.c.server)
+		if f.info.LameDuck {
+			return errLameDuck
+		}
+	case opErr:
+		// A permissions violation leaves the connection up; anything else
+		// is followed by the server closing it.
+		if strings.Contains(strings.ToLower(f.err), "permissions violation") {
+			ss.onPermissionsViolation(f.err)
+			break
+		}
+		return fmt.Errorf("server %s reported: %s", ss.c.server.redact, f.err)
+	case opMsg:
+		now := time.Now()
+		m := f.msg
+		switch {
+		case m.sid == 1:
+			ss.onReply(m, now)
+		case m.sid == ss.deliverSID && ss.deliverSID != 0:
+			ss.onDelivery(m, now)
+		}
+	}
+	return ss.flush()
+}
+
+// onPermissionsViolation explains a refused operation. Without STREAM.INFO
+// the cross-check is turned off (logged once) rather than retried.
+func (ss *session) onPermissionsViolation(msg string) {
+	w := ss.w
+	if strings.Contains(msg, "$JS.API.STREAM.INFO.") {
+		if !w.infoDenied {
+			w.infoDenied = true
+			w.logf("server %s refused $JS.API.STREAM.INFO.%s to edge %q: the consumer cross-check is off; grant the edge natsedge.EdgePermissions(%q, %q)", ss.c.server.redact, w.s.stream, w.s.edge, w.s.bucket, w.s.edge)
+		}
+		return
+	}
+	w.logErr("", fmt.Errorf("server %s refused an operation of edge %q: %s; the edge's NATS user needs exactly natsedge.EdgePermissions(%q, %q): publish on $JS.API.STREAM.INFO.%s, $JS.API.CONSUMER.CREATE.%s.edge_%s_<0-7>, $JS.API.CONSUMER.DELETE.%s.edge_%s_<0-7>, $JS.FC.%s.edge_%s_<0-7>.* and %s; subscribe on %s.>",
+		ss.c.server.redact, w.s.edge, clip(msg, 200), w.s.bucket, w.s.edge, w.s.stream, w.s.stream, w.s.edge, w.s.stream, w.s.edge, w.s.stream, w.s.edge, HeartbeatSubject(w.s.bucket, w.s.edge), InboxPrefix(w.s.edge)))
+}
+
+// consumerConfig is the JetStream consumer config the watcher asks for: an
+// ordered push consumer (what nats.go's KV Watch uses), named so that the
+// edge's permissions can be limited to its own consumers.
+type consumerConfig struct {
+	Name              string `json:"name"`
+	Description       string `json:"description,omitempty"`
+	DeliverSubject    string `json:"deliver_subject"`
+	DeliverPolicy     string `json:"deliver_policy"`
+	OptStartSeq       uint64 `json:"opt_start_seq,omitempty"`
+	AckPolicy         string `json:"ack_policy"`
+	FilterSubject     string `json:"filter_subject"`
+	FlowControl       bool   `json:"flow_control"`
+	IdleHeartbeat     int64  `json:"idle_heartbeat"`
+	MemStorage        bool   `json:"mem_storage"`
+	InactiveThreshold int64  `json:"inactive_threshold"`
+	ReplayPolicy      string `json:"replay_policy"`
+	HeadersOnly       bool   `json:"headers_only"`
+	Replicas          int    `json:"num_replicas"`
+}
+
+type createRequest struct {
+	Stream string         `json:"stream_name"`
+	Config consumerConfig `json:"config"`
+	// Action "create" fails (err_code 10148) rather than replace a consumer
+	// that already has the name.
+	Action string `json:"action"`
+}
+
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+type sequenceInfo struct {
+	Consumer uint64 `json:"consumer_seq"`
+	Stream   uint64 `json:"stream_seq"`
+}
+
+type createResponse struct {
+	Error      apiError     `json:"error"`
+	Name       string       `json:"name"`
+	NumPending uint64       `json:"num_pending"`
+	Delivered  sequenceInfo `json:"delivered"`
+}
+
+type streamInfoResponse struct {
+	Error apiError `json:"error"`
+	State struct {
+		FirstSeq uint64 `json:"first_seq"`
+		LastSeq  uint64 `json:"last_seq"`
+	} `json:"state"`
+}
+
+// JetStream API error codes.
+const (
+	jsErrStreamNotFound = 10059
+	jsErrConsumerExists = 10148 // action create on a name in use with another config
+)
+
+// planSlots orders the consumer slots to try: random (replicas sharing a
+// credential spread out), with avoid (the slot just given up) last.
+func (ss *session) planSlots(avoid int) {
+	order := make([]int, ConsumerSlots)
+	for i := 0; i < ConsumerSlots; i++ {
+		order[i] = i
+	}
+	for i := ConsumerSlots - 1; i > 0; i-- {
+		j := ss.w.rnd.Intn(i + 1)
+		order[i], order[j] = order[j], order[i]
+	}
+	if avoid >= 0 {
+		for i := 0; i < ConsumerSlots-1; i++ {
+			if order[i] == avoid {
+				order[i], order[ConsumerSlots-1] = order[ConsumerSlots-1], order[i]
+				break
+			}
+		}
+	}
+	ss.slotOrder = order
+	ss.slotIdx = 0
+}
+
+// createConsumer subscribes a fresh deliver subject and asks the server for
+// the consumer in the next planned slot, from the last applied sequence + 1
+// (or everything).
+func (ss *session) createConsumer(now time.Time) {
+	w := ss.w
+	if ss.slotIdx >= len(ss.slotOrder) {
+		ss.planSlots(ss.slot)
+	}
+	ss.slot = ss.slotOrder[ss.slotIdx]
+	ss.name = ConsumerName(w.s.edge, ss.slot)
+	ss.confirmed = false
+	ss.deliverSID = ss.nextSID
+	ss.nextSID++
+	deliver := ss.inbox + ".d." + strconv.FormatUint(ss.deliverSID, 10)
+	ss.buf = appendSub(ss.buf, deliver, ss.deliverSID)
+	// A first sync with trust anchors reads the signed snapshot first
+	// (same consumer names, so the same permissions).
+	ss.snapshot = w.lastSeq == 0 && !w.snapDone && w.s.anchors != nil
+	filter := w.s.kvPrefix + ">"
+	if ss.snapshot {
+		filter = w.s.kvPrefix + edgestate.PrefixSnapshot + ">"
+		if w.snap == nil {
+			w.snap = w.state.NewSnapshotLoader()
+		}
+	}
+	cc := consumerConfig{
+		Name:              ss.name,
+		Description:       "edgepass edge " + w.s.edge + " replica " + clip(w.s.replica, 64),
+		DeliverSubject:    deliver,
+		DeliverPolicy:     "last_per_subject",
+		AckPolicy:         "none",
+		FilterSubject:     filter,
+		FlowControl:       true,
+		IdleHeartbeat:     int64(w.s.idleHB),
+		MemStorage:        true,
+		InactiveThreshold: int64(inactiveThreshold),
+		ReplayPolicy:      "instant",
+		HeadersOnly:       false,
+		Replicas:          1,
+	}
+	if w.lastSeq > 0 && !ss.snapshot {
+		cc.DeliverPolicy = "by_start_sequence"
+		cc.OptStartSeq = w.lastSeq + 1
+	}
+	body, _ := json.Marshal(createRequest{Stream: w.s.stream, Config: cc, Action: "create"})
+	ss.createReq = ss.request(reqCreate, "$JS.API.CONSUMER.CREATE."+w.s.stream+"."+ss.name, body, now)
+	ss.phase = phaseCreating
+	ss.reqDeadline = now.Add(requestTimeout)
+	ss.expectDseq = 1
+	ss.delivered = 0
+	ss.behindSince = time.Time{}
+}
+
+// createFailed schedules another attempt with backoff, logging err unless nil.
+func (ss *session) createFailed(now time.Time, err error) {
+	w := ss.w
+	if ss.snapshot {
+		// No snapshot then: the next attempt replays the bucket.
+		w.snapDone, w.snap = true, nil
+		ss.snapshot = false
+	}
+	ss.dropConsumer(now)
+	ss.createFails++
+	ss.phase = phaseWait
+	ss.nextCreate = now.Add(w.backoff(ss.createFails, createBackoffCap))
+	ss.createReq = ""
+	ss.planSlots(-1)
+	if err != nil {
+		w.logErr("cannot watch bucket "+w.s.bucket+": ", err)
+	}
+}
+
+// dropConsumer unsubscribes the current deliver subject and deletes the
+// consumer on the server if it was ours (its inactive threshold would remove
+// it anyway).
+func (ss *session) dropConsumer(now time.Time) {
+	w := ss.w
+	if ss.deliverSID != 0 {
+		ss.buf = appendUnsub(ss.buf, ss.deliverSID)
+		ss.deliverSID = 0
+	}
+	if ss.confirmed {
+		ss.request(reqDelete, "$JS.API.CONSUMER.DELETE."+w.s.stream+"."+ss.name, nil, now)
+		ss.confirmed = false
+	}
+	w.count(func(st *Stats) { st.Consumer = "" })
+}
+
+// resync deletes the consumer and creates one in another slot from the last
+// applied sequence + 1. The edge is not synced until that one caught up.
+func (ss *session) resync(now time.Time) {
+	ss.w.count(func(st *Stats) { st.Resyncs++ })
+	ss.w.state.SetSynced(false)
+	ss.dropConsumer(now)
+	ss.phase = phaseWait
+	ss.createReq = ""
+	ss.planSlots(ss.slot)
+	// A consumer that keeps failing the same way should not spin.
+	rapid := now.Sub(ss.lastResync) < time.Second
+	ss.lastResync = now
+	if rapid {
+		ss.nextCreate = now.Add(time.Second)
+		return
+	}
+	ss.createConsumer(now)
+}
+
+// hijacked reports a consumer that is not (only) ours and recreates it.
+func (ss *session) hijacked(now time.Time, why string) {
+	w := ss.w
+	w.count(func(st *Stats) { st.Hijacks++ })
+	w.logf("consumer %s on stream %s: %s; it may have been deleted or replaced by another NATS client; recreating it from sequence %d", ss.name, w.s.stream, why, w.lastSeq+1)
+	ss.resync(now)
+	// Tell the daemon at once that this edge is not synced.
+	ss.publishHeartbeat(now)
+}
+
+// onReply handles a reply to a JetStream API request.
+func (ss *session) onReply(m *message, now time.Time) {
+	r, ok := ss.reqs[m.subject]
+	if !ok {
+		return // late, or unknown
+	}
+	delete(ss.reqs, m.subject)
+	switch r.kind {
+	case reqCreate:
+		if m.subject == ss.createReq && ss.phase == phaseCreating {
+			ss.onCreateReply(m, r, now)
+		}
+	case reqInfo:
+		ss.onStreamInfo(m, r, now)
+	}
+}
+
+func (ss *session) onCreateReply(m *message, req pendingReq, now time.Time) {
+	w := ss.w
+	if m.status == 503 {
+		ss.createFailed(now, errors.New("no JetStream responders (is JetStream enabled on the server and the account?)"))
+		return
+	}
+	if m.status != 0 || m.badHeader || m.oversized {
+		ss.createFailed(now, fmt.Errorf("unexpected reply to the consumer create request (status %d %s)", m.status, clip(m.description, 64)))
+		return
+	}
+	var r createResponse
+	if err := json.Unmarshal(m.data, &r); err != nil {
+		ss.createFailed(now, fmt.Errorf("bad reply to the consumer create request: %v", err))
+		return
+	}
+	if r.Error.Code != 0 || r.Error.ErrCode != 0 {
+		switch r.Error.ErrCode {
+		case jsErrStreamNotFound:
+			if w.missingSince.IsZero() {
+				w.logf("bucket %s does not exist yet (no stream %s); waiting for the edgepass daemon to create it", w.s.bucket, w.s.stream)
+				w.missingSince = now
+			}
+			ss.createFailed(now, nil) // logged once above, not on every retry
+			return
+		case jsErrConsumerExists:
+			// Another replica sharing the credential holds this slot (or
+			// a consumer of ours lingers): try the next one.
+			w.count(func(st *Stats) { st.SlotsTaken++ })
+			if ss.deliverSID != 0 {
+				ss.buf = appendUnsub(ss.buf, ss.deliverSID)
+				ss.deliverSID = 0
+			}
+			ss.slotIdx++
+			if ss.slotIdx < len(ss.slotOrder) {
+				ss.createConsumer(now)
+				return
+			}
+			ss.createFailed(now, fmt.Errorf("all %d consumer slots of edge %q on stream %s are taken: more than %d replicas share this credential, or consumers of replicas that went away linger (for up to %s); give each group of replicas its own edge name", ConsumerSlots, w.s.edge, w.s.stream, ConsumerSlots, inactiveThreshold))
+			return
+		}
+		ss.createFailed(now, fmt.Errorf("server refused consumer %s: %s (code %d, err_code %d)", ss.name, clip(r.Error.Description, 200), r.Error.Code, r.Error.ErrCode))
+		return
+	}
+	if r.Name != ss.name {
+		ss.createFailed(now, fmt.Errorf("reply to the create request of consumer %s names consumer %q", ss.name, clip(r.Name, 64)))
+		return
+	}
+	if !w.missingSince.IsZero() {
+		w.logf("bucket %s is available; following it", w.s.bucket)
+		w.missingSince = time.Time{}
+	}
+	ss.confirmed = true
+	ss.phase = phaseActive
+	ss.createFails = 0
+	ss.lastDeliver = now
+	ss.createReq = ""
+	name := ss.name
+	w.count(func(st *Stats) {
+		st.ConsumersCreated++
+		st.Consumer = name
+	})
+	w.state.Touch(now)
+	if ss.snapshot {
+		if r.NumPending == 0 {
+			ss.finishSnapshot(now) // no snapshot in the bucket
+		}
+		return
+	}
+	if r.NumPending == 0 {
+		// Nothing after the consumer's start is waiting: every stream
+		// sequence up to the last one known before the create, and up to
+		// where the consumer starts, is accounted for (applied, expired or
+		// superseded). The cross-check must not expect deliveries for them.
+		if req.knownLast > w.floor {
+			w.floor = req.knownLast
+		}
+		if r.Delivered.Stream > w.floor {
+			w.floor = r.Delivered.Stream
+		}
+		if ss.expectDseq == 1 {
+			ss.markSynced(now)
+		}
+	}
+}
+
+// onStreamInfo is the cross-check: the stream's last sequence against what
+// the consumer delivered. A consumer that delivers nothing for a whole
+// interval while the stream holds sequences beyond what was applied is not
+// delivering to this edge (deleted, or replaced by a consumer someone else
+// pointed at the edge's inbox): it is recreated.
+func (ss *session) onStreamInfo(m *message, req pendingReq, now time.Time) {
+	w := ss.w
+	if m.status != 0 || m.badHeader || m.oversized {
+		return
+	}
+	var r streamInfoResponse
+	if err := json.Unmarshal(m.data, &r); err != nil || r.Error.Code != 0 || r.Error.ErrCode != 0 {
+		return
+	}
+	last := r.State.LastSeq
+	w.knownLast = last
+	w.mu.Lock()
+	w.stats.CrossChecks++
+	w.mu.Unlock()
+	if ss.phase != phaseActive || ss.snapshot {
+		return
+	}
+	if last < w.lastSeq {
+		// The stream restarted below what the edge applied (the bucket was
+		// recreated): a consumer from lastSeq+1 would never deliver its
+		// new facts. Seen for a whole interval, replay it from the start.
+		if ss.resetSince.IsZero() {
+			ss.resetSince = req.sent
+			return
+		}
+		if req.sent.Sub(ss.resetSince) >= w.s.crossCheck {
+			w.logf("stream %s is at sequence %d, below the %d this edge applied: the bucket was recreated; replaying it from the start", w.s.stream, last, w.lastSeq)
+			w.lastSeq, w.floor, ss.resetSince = 0, 0, time.Time{}
+			ss.resync(now)
+		}
+		return
+	}
+	ss.resetSince = time.Time{}
+	accounted := w.lastSeq
+	if w.floor > accounted {
+		accounted = w.floor
+	}
+	if last <= accounted {
+		ss.behindSince = time.Time{}
+		return
+	}
+	if ss.behindSince.IsZero() || ss.delivered != ss.behindDelivered {
+		// Behind, but the message may be in flight, or the consumer is
+		// still catching up: look again next interval.
+		ss.behindSince = req.sent
+		ss.behindDelivered = ss.delivered
+		return
+	}
+	if req.sent.Sub(ss.behindSince) < w.s.crossCheck {
+		return
+	}
+	ss.hijacked(now, fmt.Sprintf("the stream is at sequence %d, the edge applied %d, and nothing arrived for %s", last, accounted, req.sent.Sub(ss.behindSince).Round(time.Millisecond)))
+}
+
+// markSynced records that the edge has caught up and reports it once.
+func (ss *session) markSynced(now time.Time) {
+	if ss.w.state.Synced() {
+		return
+	}
+	ss.w.state.SetSynced(true)
+	ss.publishHeartbeat(now)
+}
+
+// onDelivery handles a message on the consumer's deliver subject.
+func (ss *session) onDelivery(m *message, now time.Time) {
+	w := ss.w
+	if m.status != 0 {
+		ss.onStatus(m, now)
+		return
+	}
+	a, ok := parseAck(m.reply)
+	if !ok || a.stream != w.s.stream {
+		w.count(func(st *Stats) { st.Malformed++ })
+		return
+	}
+	if a.consumer != ss.name {
+		// Attack: another consumer pointed at this edge's inbox.
+		ss.hijacked(now, fmt.Sprintf("a message from consumer %q arrived on its deliver subject", clip(a.consumer, 64)))
+		return
+	}
+	ss.lastDeliver = now
+	if a.consumerSeq != ss.expectDseq {
+		w.count(func(st *Stats) { st.Gaps++ })
+		w.logf("consumer sequence gap on %s (got %d, want %d); recreating the consumer from sequence %d", ss.name, a.consumerSeq, ss.expectDseq, w.lastSeq+1)
+		ss.resync(now)
+		return
+	}
+	ss.expectDseq++
+	ss.delivered++
+	w.mu.Lock()
+	w.stats.Delivered++
+	w.mu.Unlock()
+	prefix := w.s.kvPrefix
+	switch {
+	case a.streamSeq <= w.lastSeq:
+		// Already applied (a resync never asks for these, but be safe).
+	case m.oversized:
+		w.lastSeq = a.streamSeq
+		w.count(func(st *Stats) { st.Oversized++ })
+		w.state.Touch(now)
+	case m.badHeader || !strings.HasPrefix(m.subject, prefix):
+		w.lastSeq = a.streamSeq
+		w.count(func(st *Stats) { st.Malformed++ })
+		w.state.Touch(now)
+	default:
+		w.lastSeq = a.streamSeq
+		op := m.header("KV-Operation")
+		key := m.subject[len(prefix):]
+		// Apply counts and reports refused entries; they are never fatal.
+		if err := w.state.Apply(key, op, m.data, a.streamSeq, now); err != nil {
+			w.logRejected(key, a.streamSeq, err, now)
+		}
+	}
+	if a.pending == 0 {
+		ss.markSynced(now)
+	}
+}
+
+// fcConsumer returns the stream and consumer a flow-control subject belongs
+// to: "$JS.FC.<stream>.<consumer>.<id>" or, in the newer form,
+// "$JS.FC.<domain>.<account hash>.<stream>.<consumer>.<id>".
+func fcConsumer(subject string) (string, string, bool) {
+	if !strings.HasPrefix(subject, "$JS.FC.") || len(subject) > maxSubjectLen || strings.ContainsAny(subject, " \t\r\n*>") {
+		return "", "", false
+	}
+	t := strings.Split(subject, ".")
+	switch len(t) {
+	case 5:
+		return t[2], t[3], true
+	case 7:
+		return t[4], t[5], true
+	}
+	return "", "", false
+}
+
+// ownFC reports whether subject is a flow-control subject of this edge's
+// current consumer.
+func (ss *session) ownFC(subject string) bool {
+	stream, consumer, ok := fcConsumer(subject)
+	return ok && stream == ss.w.s.stream && consumer == ss.name
+}
+
+// onStatus handles heartbeats, flow control and errors on the deliver subject.
+func (ss *session) onStatus(m *message, now time.Time) {
+	w := ss.w
+	if m.status != 100 {
+		w.logf("consumer %s on stream %s reported %d %s; recreating it", ss.name, w.s.stream, m.status, clip(m.description, 64))
+		ss.resync(now)
+		return
+	}
+	if strings.HasPrefix(m.description, "FlowControl") {
+		if m.reply == "" {
+			return
+		}
+		if !ss.ownFC(m.reply) {
+			ss.hijacked(now, fmt.Sprintf("a flow-control request of another consumer arrived on its deliver subject (%s)", clip(m.reply, 128)))
+			return
+		}
+		ss.lastDeliver = now
+		w.state.Touch(now)
+		ss.buf = appendPub(ss.buf, m.reply, "", nil, nil)
+		w.count(func(st *Stats) { st.FlowControls++ })
+		return
+	}
+	// Idle heartbeat. It must come from this edge's consumer: its counts
+	// can only be at or beyond what the edge received from it.
+	if last := m.header("Nats-Last-Stream"); last != "" {
+		if n, ok := parseUint(last); ok && n < w.lastSeq {
+			ss.hijacked(now, fmt.Sprintf("a heartbeat says stream sequence %d, below the %d applied: it comes from another consumer", n, w.lastSeq))
+			return
+		}
+	}
+	if last := m.header("Nats-Last-Consumer"); last != "" {
+		n, ok := parseUint(last)
+		if ok && n+1 < ss.expectDseq {
+			ss.hijacked(now, fmt.Sprintf("a heartbeat says %d messages delivered, but the edge received %d: it comes from another consumer", n, ss.expectDseq-1))
+			return
+		}
+		if ok && n >= ss.expectDseq {
+			w.count(func(st *Stats) { st.Gaps++ })
+			w.logf("heartbeat shows missed messages on %s (server delivered %d, got %d); recreating the consumer from sequence %d", ss.name, n, ss.expectDseq-1, w.lastSeq+1)
+			ss.resync(now)
+			return
+		}
+	}
+	ss.lastDeliver = now
+	w.state.Touch(now)
+	// A stalled consumer names the flow-control reply it is waiting for.
+	if fc := m.header("Nats-Consumer-Stalled"); fc != "" && ss.ownFC(fc) {
+		ss.buf = appendPub(ss.buf, fc, "", nil, nil)
+		w.count(func(st *Stats) { st.FlowControls++ })
+	}
+	if ss.phase == phaseActive && ss.behindSince.IsZero() {
+		// The server only sends idle heartbeats once nothing is pending;
+		// not while the cross-check saw the stream beyond the edge.
+		ss.markSynced(now)
+	}
+}
+
+// Heartbeat is what each edge replica reports every HeartbeatInterval on
+// HeartbeatSubject(bucket, edge), so the daemon can show every replica's sync
+// state. The daemon takes the edge name from the subject, not from Edge.
+type Heartbeat struct {
+	Edge            string `json:"edge"`
+	Replica         string `json:"replica"`
+	Bucket          string `json:"bucket"`
+	Seq             uint64 `json:"seq"` // last applied stream sequence
+	Synced          bool   `json:"synced"`
+	HeardAgoMs      int64  `json:"heardAgoMs"` // -1: never heard from NATS
+	RevokedSessions int    `json:"revokedSessions"`
+	RevokedUsers    int    `json:"revokedUsers"`
+	Groups          int    `json:"groups"`
+	Rejected        uint64 `json:"rejected"`
+	At              int64  `json:"at"` // unix ms, the edge's clock
+}
+
+func (ss *session) publishHeartbeat(now time.Time) {
+	w := ss.w
+	ss.lastBeat = now
+	st := w.state.Stats()
+	ws := w.Stats()
+	hb := Heartbeat{
+		Edge:            w.s.edge,
+		Replica:         w.s.replica,
+		Bucket:          w.s.bucket,
+		Seq:             w.lastSeq,
+		Synced:          w.state.Synced(),
+		HeardAgoMs:      -1,
+		RevokedSessions: st.Sessions,
+		RevokedUsers:    st.Users,
+		Groups:          st.Groups,
+		Rejected:        st.Rejected + ws.Oversized + ws.Malformed,
+		At:              now.UnixMilli(),
+	}
+	if lh := w.state.LastHeard(); !lh.IsZero() {
+		hb.HeardAgoMs = now.Sub(lh).Milliseconds()
+		if hb.HeardAgoMs < 0 {
+			hb.HeardAgoMs = 0
+		}
+	}
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return
+	}
+	ss.buf = appendPub(ss.buf, HeartbeatSubject(w.s.bucket, w.s.edge), "", nil, body)
+	w.count(func(st *Stats) { st.Heartbeats++ })
+}

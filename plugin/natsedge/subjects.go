@@ -1,0 +1,72 @@
+package natsedge
+
+import "strconv"
+
+// ConsumerSlots is how many named consumers one edge name may hold on the
+// edge stream at once: replicas sharing a credential take different slots.
+const ConsumerSlots = 8
+
+// maxEdgeName bounds an edge name (it appears in subjects and consumer names).
+const maxEdgeName = 64
+
+// ValidEdgeName reports whether name can name an edge: 1 to 64 letters,
+// digits, '-' and '_' (no '.', '*' or '>', so an edge's subjects never
+// overlap another edge's).
+func ValidEdgeName(name string) bool {
+	if len(name) == 0 || len(name) > maxEdgeName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// InboxPrefix is the subject prefix of an edge's inbox: JetStream API replies
+// and its consumers' deliveries arrive under InboxPrefix(edge) + ".>", which
+// only that edge's credential may subscribe to.
+func InboxPrefix(edge string) string { return "_EDGEPASS." + edge }
+
+// ConsumerName is the name of an edge's consumer in slot (0 to
+// ConsumerSlots-1) on the edge stream.
+func ConsumerName(edge string, slot int) string {
+	return "edge_" + edge + "_" + strconv.Itoa(slot)
+}
+
+// HeartbeatSubject is where the edge named edge reports its sync state for
+// bucket; the daemon takes the edge name from the subject.
+func HeartbeatSubject(bucket, edge string) string {
+	return "edgepass.heartbeat." + bucket + "." + edge
+}
+
+// HeartbeatWildcard matches every edge's heartbeat subject for bucket.
+func HeartbeatWildcard(bucket string) string {
+	return "edgepass.heartbeat." + bucket + ".*"
+}
+
+// EdgePermissions is everything the NATS credential of the edge named edge
+// needs on bucket, and all it may have (docs/contracts.md, "NATS: who may do
+// what"): the stream's INFO, create and delete of its own named consumers,
+// their flow-control replies and its heartbeat subject; subscribe on its own
+// inbox only. No _INBOX.>, no consumer INFO/LIST/NAMES, no ephemeral creates,
+// no other stream, no $KV publishes, no direct gets.
+func EdgePermissions(bucket, edge string) (publish, subscribe []string) {
+	stream := "KV_" + bucket
+	publish = append(publish, "$JS.API.STREAM.INFO."+stream)
+	for n := 0; n < ConsumerSlots; n++ {
+		publish = append(publish, "$JS.API.CONSUMER.CREATE."+stream+"."+ConsumerName(edge, n))
+	}
+	for n := 0; n < ConsumerSlots; n++ {
+		publish = append(publish, "$JS.API.CONSUMER.DELETE."+stream+"."+ConsumerName(edge, n))
+	}
+	for n := 0; n < ConsumerSlots; n++ {
+		publish = append(publish, "$JS.FC."+stream+"."+ConsumerName(edge, n)+".*")
+	}
+	publish = append(publish, HeartbeatSubject(bucket, edge))
+	subscribe = []string{InboxPrefix(edge) + ".>"}
+	return publish, subscribe
+}

@@ -1,0 +1,139 @@
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// FactType is the JOSE "typ" of a signed edge fact. Session tokens carry
+// "JWT" (or nothing) and facts carry this, and each verifier refuses the
+// other's, so a fact can never be replayed as a session and a session token
+// never introduces a fact.
+const FactType = "edgepass-fact"
+
+// MaxFactSize bounds a signed fact (the edge bucket's value limit): larger
+// input is refused before any decoding.
+const MaxFactSize = 64 << 10
+
+// ErrAnchor marks a trust anchor that cannot be used (bad encoding or length).
+var ErrAnchor = errors.New("token: bad trust anchor")
+
+// AnchorID is the kid of a trust-anchor public key: the first 16 characters
+// of base64url(SHA-256(key)), the same derivation as session keys.
+func AnchorID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
+}
+
+// FormatAnchor is the text form of a trust-anchor public key that edges are
+// configured with (plugin setting trustAnchors): base64url, no padding.
+func FormatAnchor(pub ed25519.PublicKey) string {
+	return b64.EncodeToString(pub)
+}
+
+// ParseAnchors reads trust-anchor public keys in FormatAnchor's form into a
+// key set keyed by AnchorID.
+func ParseAnchors(texts []string) (*KeySet, error) {
+	var keys []Key
+	for _, t := range texts {
+		t = strings.TrimSpace(t)
+		pub, err := b64.DecodeString(t)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: %q is not a base64url Ed25519 public key (43 characters, as `edgepass keys anchor` prints it)", ErrAnchor, clipText(t, 60))
+		}
+		keys = append(keys, Key{ID: AnchorID(pub), Public: ed25519.PublicKey(pub)})
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: none given", ErrAnchor)
+	}
+	return NewKeySet(keys...), nil
+}
+
+func clipText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// SignFact signs payload, which must be one JSON object, with a trust-anchor
+// key; the result is a compact JWS whose header names FactType.
+func SignFact(payload []byte, priv ed25519.PrivateKey) (string, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return "", fmt.Errorf("token: sign fact: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	if err := checkObject(payload, nil); err != nil {
+		return "", fmt.Errorf("token: sign fact: payload: %v", err)
+	}
+	kid := AnchorID(priv.Public().(ed25519.PublicKey))
+	hdr, err := json.Marshal(wireHeader{Alg: "EdDSA", Typ: FactType, Kid: kid})
+	if err != nil {
+		return "", fmt.Errorf("token: sign fact: header: %w", err)
+	}
+	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(payload)
+	out := input + "." + b64.EncodeToString(ed25519.Sign(priv, []byte(input)))
+	if len(out) > MaxFactSize {
+		return "", fmt.Errorf("%w: signed fact is %d bytes, limit %d", ErrTooLarge, len(out), MaxFactSize)
+	}
+	return out, nil
+}
+
+// VerifyFact checks a signed fact against the trust anchors and returns its
+// payload: one JSON object with unique members. Every failure wraps one of
+// the package's sentinel errors.
+func VerifyFact(raw []byte, anchors *KeySet) ([]byte, error) {
+	if len(raw) > MaxFactSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxFactSize)
+	}
+	s := string(raw)
+	if strings.Count(s, ".") != 2 || strings.ContainsAny(s, "\r\n \t") {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	dot1 := strings.IndexByte(s, '.')
+	dot2 := dot1 + 1 + strings.IndexByte(s[dot1+1:], '.')
+	hdrSeg, payloadSeg, sigSeg := s[:dot1], s[dot1+1:dot2], s[dot2+1:]
+	if hdrSeg == "" || payloadSeg == "" || sigSeg == "" {
+		return nil, fmt.Errorf("%w: empty segment", ErrMalformed)
+	}
+	hdrJSON, err := b64.DecodeString(hdrSeg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
+	}
+	if err := checkObject(hdrJSON, allowedHeader); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	var h wireHeader
+	if err := json.Unmarshal(hdrJSON, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if h.Alg != "EdDSA" {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
+	}
+	if h.Typ != FactType {
+		return nil, fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, FactType)
+	}
+	pub, ok := anchors.Lookup(h.Kid)
+	if !ok {
+		return nil, fmt.Errorf("%w: fact signed by %q, not a configured trust anchor", ErrUnknownKey, h.Kid)
+	}
+	sig, err := b64.DecodeString(sigSeg)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
+	}
+	if !ed25519.Verify(pub, []byte(s[:dot2]), sig) {
+		return nil, ErrSignature
+	}
+	payload, err := b64.DecodeString(payloadSeg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload encoding: %v", ErrMalformed, err)
+	}
+	if err := checkObject(payload, nil); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	return payload, nil
+}
