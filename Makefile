@@ -3,6 +3,10 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 300000x
 DAEMON_BIN := daemon/bin/edgepass
+# The release: a tag (v0.2.0), or git describe's v0.2.0-3-gabc1234[-dirty].
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -X github.com/edgepass/edgepass/daemon/version.Version=$(VERSION) -X github.com/edgepass/edgepass/daemon/version.Commit=$(COMMIT)
 
 .PHONY: all build test test-unit test-integration fuzz lint bench demo traefik clean
 
@@ -11,7 +15,7 @@ all: build
 ## build: compile the plugin (natively, as a check) and the daemon binary
 build:
 	$(GO) build ./plugin/...
-	cd daemon && $(GO) build -o bin/edgepass ./cmd/edgepass
+	cd daemon && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgepass ./cmd/edgepass
 
 ## test: everything CI runs — unit tests, yaegi tests, NATS tests, short fuzzing, end to end
 test: test-unit fuzz test-integration

@@ -7,9 +7,9 @@ import (
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
-// entry is everything the request path needs for one verified token, computed
-// once: immutable after it is stored (a state change stores a new entry).
-type entry struct {
+// decision is everything the request path needs for one verified token, computed
+// once: immutable after it is stored (a state change stores a new decision).
+type decision struct {
 	claims     *token.Claims
 	keys       *token.KeySet // the set the signature was checked against
 	expires    int64         // exp + skew: unusable from this unix second on
@@ -27,7 +27,7 @@ type entry struct {
 	hdrValues [][]string
 }
 
-// tokenCache is a bounded map from raw token to entry. A sync.Map keeps the hit
+// tokenCache is a bounded map from raw token to decision. A sync.Map keeps the hit
 // path to one call (Load) under Yaegi; when full, expired entries and a random
 // eighth of the rest are dropped (no generics, no LRU bookkeeping on hits).
 type tokenCache struct {
@@ -41,15 +41,15 @@ func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: int64(max)}
 }
 
-func (c *tokenCache) get(raw string) *entry {
+func (c *tokenCache) get(raw string) *decision {
 	v, ok := c.m.Load(raw)
 	if !ok {
 		return nil
 	}
-	return v.(*entry)
+	return v.(*decision)
 }
 
-func (c *tokenCache) put(raw string, e *entry, now int64) {
+func (c *tokenCache) put(raw string, e *decision, now int64) {
 	if c.n.Load() >= c.max {
 		c.evict(now)
 	}
@@ -78,7 +78,7 @@ func (c *tokenCache) evict(now int64) {
 	}
 	i := 0
 	c.m.Range(func(k, v any) bool {
-		e := v.(*entry)
+		e := v.(*decision)
 		i++
 		if e.expires <= now || i%8 == 0 || c.max < 8 {
 			if _, loaded := c.m.LoadAndDelete(k); loaded {

@@ -169,10 +169,10 @@ type settings struct {
 	cacheSize    int
 	maxStaleSec  int64 // 0 = off
 	refuseStale  bool
-	// special: public paths or stale refusal configured, so every request
-	// takes serveSlow (the line index stays empty).
-	special bool
-	nats    NATSConfig // URLs trimmed and split
+	// lineIndexOff: public paths or stale refusal configured, so every
+	// request takes serveSlow (the line index stays empty).
+	lineIndexOff bool
+	nats         NATSConfig // URLs trimmed and split
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -322,7 +322,7 @@ func compile(cfg *Config) (*settings, error) {
 	if s.maxStaleSec > 0 && len(s.nats.URLs) == 0 {
 		return nil, fieldErr("maxStaleness", "needs nats.urls (staleness is about the NATS edge state)")
 	}
-	s.special = len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale
+	s.lineIndexOff = len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale
 	return s, nil
 }
 

@@ -32,10 +32,10 @@ type Middleware struct {
 	state   *edgestate.State // nil without NATS
 	version *atomic.Int64    // the line index group's: state's version counter, or localVersion
 	strip   *stripper
-	cache   *tokenCache // raw token -> entry
-	lines   *lineIndex  // exact Cookie/Authorization header line -> servable entry
+	cache   *tokenCache // raw token -> decision
+	lines   *lineIndex  // exact Cookie/Authorization header line -> servable decision
 	// fast is lines.m, read directly by ServeHTTP (one field, not two). It stays
-	// empty when s.special is set: indexLine never fills it then, so every
+	// empty when s.lineIndexOff is set: indexLine never fills it then, so every
 	// request takes serveSlow.
 	fast *sync.Map
 	// clock is time.Now in production; tests move it (and drop expired
@@ -78,7 +78,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // attach makes m read state (nil: no NATS): its version counter for cached
 // tokens and its line-index group, emptied on every change of that state.
 func (m *Middleware) attach(state *edgestate.State) {
-	g := groupFor(state)
+	g := versionGroupFor(state)
 	m.state = state
 	m.version = g.version
 	m.lines = newLineIndex(g, m.s.cacheSize, func() int64 { return m.clock().Unix() })
@@ -109,7 +109,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if len(line) == 1 {
 		v, _ := m.fast.Load(line[0])
-		if e, ok := v.(*entry); ok {
+		if e, ok := v.(*decision); ok {
 			if h.WriteSubset(refuseWrites, e.keep) != nil {
 				m.restrip(h, line[0], e)
 			}
@@ -127,7 +127,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // outside the line's keep set: names to strip, or harmless ones the memo may
 // not hold yet. If the memo learned names since the line was indexed, the
 // line is indexed again with them, so the client's next request is fast.
-func (m *Middleware) restrip(h http.Header, line string, e *entry) {
+func (m *Middleware) restrip(h http.Header, line string, e *decision) {
 	if keep := m.strip.clean(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
 		le := *e // already a line entry: only keep changes
 		le.keep = keep
@@ -140,7 +140,7 @@ func (m *Middleware) restrip(h http.Header, line string, e *entry) {
 // to strip, expiry, edge-state changes and refusals.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	keep := m.strip.clean(r.Header)
-	if m.s.special && m.serveSpecial(rw, r) {
+	if m.s.lineIndexOff && m.serveSpecial(rw, r) {
 		return
 	}
 	h := r.Header
@@ -172,7 +172,7 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	if e == nil || now >= e.expires || m.version.Load() != e.version {
 		e, reason = m.resolve(raw, e, now)
 	}
-	if line != "" && !m.s.special {
+	if line != "" && !m.s.lineIndexOff {
 		m.indexLine(line, bearer, e, keep, now)
 	}
 	if e != nil {
@@ -223,7 +223,7 @@ const maxLineKey = 2 * token.MaxTokenSize
 // decisions go in, each a copy of the token's entry carrying keep, the header
 // names its requests may bring without taking the slow path, and with
 // removeCookie the line without the session cookie as one more header.
-func (m *Middleware) indexLine(line string, bearer bool, e *entry, keep map[string]bool, now int64) {
+func (m *Middleware) indexLine(line string, bearer bool, e *decision, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
 		return
 	}
@@ -271,7 +271,7 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 
 // resolve is the slow path of the token lookup: first sight (verify), expiry
 // (drop), or an edge-state change since the entry was computed (recompute).
-func (m *Middleware) resolve(raw string, e *entry, now int64) (*entry, string) {
+func (m *Middleware) resolve(raw string, e *decision, now int64) (*decision, string) {
 	if raw == "" {
 		return nil, policy.NoToken
 	}
@@ -356,7 +356,7 @@ func (m *Middleware) keys() *token.KeySet {
 // leaves the entry at an old version, which the line index refuses and the
 // next request recomputes (the other order could stamp a check against removed
 // keys with the new version).
-func (m *Middleware) verify(raw string, now int64) (*entry, string) {
+func (m *Middleware) verify(raw string, now int64) (*decision, string) {
 	version := m.version.Load()
 	ks := m.keys()
 	c, err := m.s.verifier.Verify(raw, ks, time.Unix(now, 0))
@@ -374,7 +374,7 @@ func (m *Middleware) verify(raw string, now int64) (*entry, string) {
 // recompute makes a cached entry's decision again after the edge state
 // changed; if the keys changed (rotation, revocation) the token is verified
 // again.
-func (m *Middleware) recompute(raw string, old *entry, now int64) (*entry, string) {
+func (m *Middleware) recompute(raw string, old *decision, now int64) (*decision, string) {
 	version := m.version.Load()
 	ks := m.keys()
 	if ks != old.keys {
@@ -391,8 +391,8 @@ func (m *Middleware) recompute(raw string, old *entry, now int64) (*entry, strin
 // headers. version is the edge-state version read before anything the
 // decision depends on (keys included): a change racing with the computation
 // leaves the entry stale, and the next request recomputes it.
-func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *entry {
-	e := &entry{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version}
+func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *decision {
+	e := &decision{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version}
 	var st policy.State
 	if m.state != nil {
 		st = m.state

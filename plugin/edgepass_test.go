@@ -368,7 +368,7 @@ func TestNewHarmlessHeaderIsLearnedForTheLine(t *testing.T) {
 		t.Fatal("harmless header stripped")
 	}
 	v, _ := m.fast.Load(line)
-	if e, ok := v.(*entry); !ok || !e.keep["X-Trace-Id"] {
+	if e, ok := v.(*decision); !ok || !e.keep["X-Trace-Id"] {
 		t.Fatal("the indexed line does not carry the learned header name")
 	}
 }
@@ -715,7 +715,7 @@ func TestStaleState(t *testing.T) {
 			m, rec, clk, st := withState(t, nil)
 			m.s.maxStaleSec = 60
 			m.s.refuseStale = action == "refuse"
-			m.s.special = m.s.refuseStale
+			m.s.lineIndexOff = m.s.refuseStale
 			raw := sign(t, testClaims())
 			// Attack window: a starting edge replaying the bucket has not seen
 			// every revocation yet; strict mode waits for the first catch-up.
@@ -860,8 +860,8 @@ func TestRemoveCookieOnIndexedLine(t *testing.T) {
 		r.Header.Set("X-Trace-Id", "1")
 		serve(m, r)
 		v, _ = m.fast.Load(tt.line)
-		if n := strings.Count(strings.Join(v.(*entry).hdrNames, ","), "Cookie"); n != 1 || !v.(*entry).keep["X-Trace-Id"] {
-			t.Fatalf("re-indexed line sets Cookie %d times (want 1), keep has X-Trace-Id: %v", n, v.(*entry).keep["X-Trace-Id"])
+		if n := strings.Count(strings.Join(v.(*decision).hdrNames, ","), "Cookie"); n != 1 || !v.(*decision).keep["X-Trace-Id"] {
+			t.Fatalf("re-indexed line sets Cookie %d times (want 1), keep has X-Trace-Id: %v", n, v.(*decision).keep["X-Trace-Id"])
 		}
 	}
 }

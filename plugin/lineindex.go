@@ -35,13 +35,13 @@ const idleIndex = 2 * time.Minute
 // to make as many distinct lines as it likes.
 const maxIndexBytes = 16 << 20
 
-// lineIndex is one middleware's map from header line to servable entry. Inserts
+// lineIndex is one middleware's map from header line to servable decision. Inserts
 // and emptying are serialized by mu, and an insert checks the entry's version
 // under it, so a decision computed before a change never lands after the
 // change emptied the index.
 type lineIndex struct {
-	m     sync.Map // line -> *entry: allowed, not revoked, keep set
-	group *indexGroup
+	m     sync.Map // line -> *decision: allowed, not revoked, keep set
+	group *versionGroup
 	max   int
 	now   func() int64 // the middleware's clock, in unix seconds
 
@@ -58,7 +58,7 @@ type lineIndex struct {
 
 // indexGroup is every lineIndex whose decisions depend on one version counter
 // (an edge state's, or localVersion without NATS).
-type indexGroup struct {
+type versionGroup struct {
 	version *atomic.Int64
 	mu      sync.Mutex
 	members map[*lineIndex]bool
@@ -68,25 +68,25 @@ var (
 	// localVersion is the version of middlewares without NATS: nothing changes it.
 	localVersion atomic.Int64
 
-	groupsMu sync.Mutex
-	groups   = map[*atomic.Int64]*indexGroup{}
-	ticking  bool
+	versionGroupsMu sync.Mutex
+	versionGroups   = map[*atomic.Int64]*versionGroup{}
+	ticking         bool
 )
 
 // groupFor returns the process-wide group for an edge state (nil: no NATS),
 // hooking the state's changes to it on first use. Bounded: one per distinct
 // NATS setting, plus one.
-func groupFor(state *edgestate.State) *indexGroup {
+func versionGroupFor(state *edgestate.State) *versionGroup {
 	version := &localVersion
 	if state != nil {
 		version = state.VersionCounter()
 	}
-	groupsMu.Lock()
-	defer groupsMu.Unlock()
-	g := groups[version]
+	versionGroupsMu.Lock()
+	defer versionGroupsMu.Unlock()
+	g := versionGroups[version]
 	if g == nil {
-		g = &indexGroup{version: version, members: map[*lineIndex]bool{}}
-		groups[version] = g
+		g = &versionGroup{version: version, members: map[*lineIndex]bool{}}
+		versionGroups[version] = g
 		if state != nil {
 			state.OnChange(g.changed)
 		}
@@ -94,7 +94,7 @@ func groupFor(state *edgestate.State) *indexGroup {
 	return g
 }
 
-func newLineIndex(g *indexGroup, max int, now func() int64) *lineIndex {
+func newLineIndex(g *versionGroup, max int, now func() int64) *lineIndex {
 	return &lineIndex{group: g, max: max, now: now, bySession: map[string]map[string]bool{}, bySubject: map[string]map[string]bool{}}
 }
 
@@ -103,7 +103,7 @@ func newLineIndex(g *indexGroup, max int, now func() int64) *lineIndex {
 // ticker. Joining comes before the version check, both under x.mu: a change
 // either finds x in the group (and empties it after this put) or moved the
 // version before the check (and e is refused).
-func (x *lineIndex) put(line string, e *entry, now int64) {
+func (x *lineIndex) put(line string, e *decision, now int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.joined {
@@ -155,7 +155,7 @@ func (x *lineIndex) drop(line string) {
 	}
 	x.n--
 	x.bytes -= len(line)
-	e := v.(*entry)
+	e := v.(*decision)
 	if e.claims != nil {
 		dropLine(x.bySession, e.claims.SessionID, line)
 	}
@@ -221,7 +221,7 @@ func (x *lineIndex) expire() {
 	}
 	var expired []string
 	x.m.Range(func(k, v any) bool {
-		if v.(*entry).expires <= now {
+		if v.(*decision).expires <= now {
 			expired = append(expired, k.(string))
 		}
 		return true
@@ -247,14 +247,14 @@ func clearMap(m *sync.Map) {
 }
 
 // join and leave are called with x.mu held (lock order: index, then group).
-func (g *indexGroup) join(x *lineIndex) {
+func (g *versionGroup) join(x *lineIndex) {
 	g.mu.Lock()
 	g.members[x] = true
 	g.mu.Unlock()
 	startTicker()
 }
 
-func (g *indexGroup) leave(x *lineIndex) {
+func (g *versionGroup) leave(x *lineIndex) {
 	g.mu.Lock()
 	delete(g.members, x)
 	g.mu.Unlock()
@@ -262,7 +262,7 @@ func (g *indexGroup) leave(x *lineIndex) {
 
 // snapshot copies the member set: each member is then locked on its own,
 // never while holding g.mu.
-func (g *indexGroup) snapshot() []*lineIndex {
+func (g *versionGroup) snapshot() []*lineIndex {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	members := make([]*lineIndex, 0, len(g.members))
@@ -274,20 +274,20 @@ func (g *indexGroup) snapshot() []*lineIndex {
 
 // changed drops from every member the decisions a change of the edge state
 // can affect.
-func (g *indexGroup) changed(c edgestate.Change) {
+func (g *versionGroup) changed(c edgestate.Change) {
 	for _, x := range g.snapshot() {
 		x.forget(c)
 	}
 }
 
 // expire drops expired decisions from every member (the ticker).
-func (g *indexGroup) expire() {
+func (g *versionGroup) expire() {
 	for _, x := range g.snapshot() {
 		x.expire()
 	}
 }
 
-func (g *indexGroup) size() int {
+func (g *versionGroup) size() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.members)
@@ -296,8 +296,8 @@ func (g *indexGroup) size() int {
 // startTicker starts the process-wide goroutine that drops expired decisions
 // once per TickInterval (so no token outlives exp + clockSkew + TickInterval).
 func startTicker() {
-	groupsMu.Lock()
-	defer groupsMu.Unlock()
+	versionGroupsMu.Lock()
+	defer versionGroupsMu.Unlock()
 	if !ticking {
 		ticking = true
 		go tick()
@@ -308,12 +308,12 @@ func tick() {
 	t := time.NewTicker(TickInterval)
 	defer t.Stop()
 	for range t.C {
-		groupsMu.Lock()
-		all := make([]*indexGroup, 0, len(groups))
-		for _, g := range groups {
+		versionGroupsMu.Lock()
+		all := make([]*versionGroup, 0, len(versionGroups))
+		for _, g := range versionGroups {
 			all = append(all, g)
 		}
-		groupsMu.Unlock()
+		versionGroupsMu.Unlock()
 		for _, g := range all {
 			g.expire()
 		}

@@ -132,7 +132,7 @@ func TestStateChangeDropsOnlyAffectedDecisions(t *testing.T) {
 // refused one has still joined its group, so the next change empties it.
 func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 	m, _, _, st := withState(t, nil)
-	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
+	e := &decision{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	apply(t, st, "revoke.session.x", "", `{"exp":`+strconv.FormatInt(testNow.Unix()+60, 10)+`}`)
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
 	if m.lines.len() != 0 {
@@ -152,7 +152,7 @@ func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 // back once it has expired.
 func TestLineIndexRefusesExpiredDecision(t *testing.T) {
 	m, _, _ := newTest(t, nil)
-	e := &entry{version: m.version.Load(), expires: testNow.Unix()}
+	e := &decision{version: m.version.Load(), expires: testNow.Unix()}
 	m.lines.put("edgepass_session=x", e, testNow.Unix())
 	if m.lines.len() != 0 {
 		t.Fatal("an expired decision went into the line index")
@@ -165,7 +165,7 @@ func TestLineIndexRefusesExpiredDecision(t *testing.T) {
 func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 	m, _, clk, st := withState(t, nil)
 	g := m.lines.group
-	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
+	e := &decision{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	m.lines.put("a", e, testNow.Unix())
 	if g.size() != 1 {
 		t.Fatalf("group has %d members, want 1", g.size())
@@ -191,7 +191,7 @@ func TestIdleLineIndexLeavesGroupAndRejoins(t *testing.T) {
 
 func TestLineIndexIsBounded(t *testing.T) {
 	m, _, _ := newTest(t, func(c *Config) { c.CacheSize = 16 })
-	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
+	e := &decision{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	for i := 0; i < 100; i++ {
 		m.lines.put("line-"+strconv.Itoa(i), e, testNow.Unix())
 		if n := m.lines.len(); n > 16 {
@@ -204,7 +204,7 @@ func TestLineIndexIsBounded(t *testing.T) {
 // distinct lines of the largest size the index accepts.
 func TestLineIndexIsBoundedInBytes(t *testing.T) {
 	m, _, clk := newTest(t, func(c *Config) { c.CacheSize = 1_000_000 })
-	e := &entry{version: m.version.Load(), expires: testNow.Unix() + 3600}
+	e := &decision{version: m.version.Load(), expires: testNow.Unix() + 3600}
 	pad := strings.Repeat("x", maxLineKey-16)
 	for i := 0; i < 2*maxIndexBytes/maxLineKey; i++ {
 		m.lines.put(strconv.Itoa(i)+pad, e, testNow.Unix())
@@ -232,7 +232,7 @@ func TestLineIndexIsBoundedInBytes(t *testing.T) {
 	checkBytes("after puts")
 	m.lines.remove(strconv.Itoa(2*maxIndexBytes/maxLineKey-1) + pad)
 	checkBytes("after remove")
-	old := &entry{version: m.version.Load(), expires: testNow.Unix() + 1}
+	old := &decision{version: m.version.Load(), expires: testNow.Unix() + 1}
 	m.lines.put("short-lived", old, testNow.Unix())
 	clk.set(testNow.Add(2 * time.Second))
 	checkBytes("after expiry")

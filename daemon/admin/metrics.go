@@ -27,6 +27,7 @@ type Metrics struct {
 	logins      prometheus.Counter
 	failures    *prometheus.CounterVec
 	revocations *prometheus.CounterVec
+	capped      *prometheus.CounterVec
 	publish     prometheus.Histogram
 	verify      *prometheus.CounterVec
 	ready       prometheus.Gauge
@@ -51,6 +52,10 @@ func NewMetrics(sessionCount func() int) *Metrics {
 			Name: "edgepass_revocations_total",
 			Help: "Revoked sessions and users, by source (logout, backchannel, refresh, admin_session, admin_user, admin_key).",
 		}, []string{"kind"}),
+		capped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgepass_groups_capped_total",
+			Help: "Users' group lists cut to edgepass's limits at login or refresh (edges never see the rest), by limit: count (MaxGroups), bytes (MaxGroupBytes), name (MaxGroupName).",
+		}, []string{"limit"}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edgepass_publish_seconds",
 			Help:    "Time to publish one edge fact to NATS.",
@@ -76,7 +81,7 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		}),
 	}
 	m.reg.MustRegister(m.ready, m.up[CheckIdP], m.up[CheckJetStream])
-	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.publish, m.verify,
+	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.capped, m.publish, m.verify,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sessionCount != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -105,6 +110,14 @@ func (m *Metrics) LoginFailed(reason string) {
 func (m *Metrics) Revoked(kind string) {
 	if m != nil {
 		m.revocations.WithLabelValues(kind).Inc()
+	}
+}
+
+// GroupsCapped counts a group list cut to edgepub's limits; limit is one
+// of oidcflow's Limit* constants, so a cut that edges would hide shows up.
+func (m *Metrics) GroupsCapped(limit string) {
+	if m != nil {
+		m.capped.WithLabelValues(limit).Inc()
 	}
 }
 

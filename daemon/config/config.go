@@ -24,6 +24,8 @@ type Configuration struct {
 	PublicURL string `description:"External base URL of the daemon (scheme://host[:port]); also the token issuer (iss)." json:"publicURL"`
 	Listen    string `description:"Address of the browser listener (login, callback, logout, /verify, JWKS)." json:"listen"`
 	DataDir   string `description:"Directory of the daemon's local state: generated NATS credentials (credentials/), the encryption key and, by default, the embedded NATS store (nats/). Created with mode 0700." json:"dataDir"`
+	// TrustedProxies decide who the client is for the login rate limit.
+	TrustedProxies []string `description:"Proxies in front of the daemon (IP addresses or CIDRs, e.g. Traefik's): from these peers the last X-Forwarded-For hop that is not itself a trusted proxy is the client, for session.loginRateLimit; from any other peer the header is ignored." json:"trustedProxies"`
 
 	OIDC    OIDC    `description:"OpenID Connect provider (the IdP)." json:"oidc"`
 	Session Session `description:"Sessions and the session cookie." json:"session"`
@@ -43,6 +45,7 @@ type OIDC struct {
 	GroupsClaim      string   `description:"ID token / userinfo claim holding the user's groups." json:"groupsClaim"`
 	UsernameClaim    string   `description:"Claim used as the username." json:"usernameClaim"`
 	RequiredGroups   []string `description:"If set, only users in at least one of these groups may sign in." json:"requiredGroups"`
+	GroupsInclude    []string `description:"If set, only these of the IdP's groups reach the edges (exact names, or prefixes ending in *, e.g. team-*); applied at login and refresh before anything else, so it must keep every requiredGroups entry." json:"groupsInclude"`
 }
 
 // Session configures session lifetime, the cookie and where logins may return to.
@@ -54,6 +57,8 @@ type Session struct {
 	AllowedDomains  []string        `description:"Hosts a login may redirect back to (exact, or \"*.example.com\" for subdomains). Default: the publicURL host." json:"allowedDomains"`
 	DefaultRedirect string          `description:"Where a login without rd= lands. Default: publicURL + \"/\"." json:"defaultRedirect"`
 	RefreshInterval ptypes.Duration `description:"How often sessions are re-checked at the IdP with their refresh token (0 = never)." json:"refreshInterval"`
+	LoginRateLimit  int             `description:"Requests per minute one client (address; IPv6 per /64; see trustedProxies) may send to each of /login and /callback; more are answered 429 with Retry-After (0 = no limit)." json:"loginRateLimit"`
+	LoginRateBurst  int             `description:"Requests one client may send at once before session.loginRateLimit applies." json:"loginRateBurst"`
 }
 
 // Keys configures the Ed25519 signing key ring.
@@ -123,14 +128,22 @@ const (
 	DefaultLifetime      = 12 * time.Hour
 	DefaultRefresh       = 5 * time.Minute
 	DefaultClockSkew     = time.Minute
+	// DefaultLoginRateLimit and DefaultLoginRateBurst leave room for a
+	// person retrying and for an office behind one NAT address.
+	DefaultLoginRateLimit = 60
+	DefaultLoginRateBurst = 20
 )
+
+// DefaultTrustedProxies is loopback: Traefik in front on the same host.
+var DefaultTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
 
 // New returns the configuration with every default set.
 func New() *Configuration {
 	return &Configuration{
-		PublicURL: DefaultPublicURL,
-		Listen:    DefaultListen,
-		DataDir:   DefaultDataDir,
+		PublicURL:      DefaultPublicURL,
+		Listen:         DefaultListen,
+		DataDir:        DefaultDataDir,
+		TrustedProxies: append([]string(nil), DefaultTrustedProxies...),
 		OIDC: OIDC{
 			Scopes:        []string{"openid", "profile", "email", "groups", "offline_access"},
 			GroupsClaim:   "groups",
@@ -141,6 +154,8 @@ func New() *Configuration {
 			CookieName:      DefaultCookieName,
 			CookieSecure:    true,
 			RefreshInterval: ptypes.Duration(DefaultRefresh),
+			LoginRateLimit:  DefaultLoginRateLimit,
+			LoginRateBurst:  DefaultLoginRateBurst,
 		},
 		Keys: Keys{
 			ClockSkew: ptypes.Duration(DefaultClockSkew),

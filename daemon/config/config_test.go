@@ -53,6 +53,10 @@ func TestDefaults(t *testing.T) {
 		{"keyBucket", c.NATS.KeyBucket, "edgepass_keys"},
 		{"admin.listen", c.Admin.Listen, "127.0.0.1:8001"},
 		{"log.level", c.Log.Level, "info"},
+		{"session.loginRateLimit", c.Session.LoginRateLimit, 60},
+		{"session.loginRateBurst", c.Session.LoginRateBurst, 20},
+		{"trustedProxies", c.TrustedProxies, []string{"127.0.0.0/8", "::1/128"}},
+		{"oidc.groupsInclude", len(c.OIDC.GroupsInclude), 0},
 	}
 	for _, tc := range checks {
 		if !reflect.DeepEqual(tc.got, tc.want) {
@@ -268,6 +272,36 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// The HA settings load from a file and flags: the rate limit, the proxies
+// trusted for X-Forwarded-For and the groups edges get.
+func TestHASettings(t *testing.T) {
+	f := writeFile(t, "ha.yml", `
+oidc:
+  issuer: https://idp.example.com
+  clientID: x
+  groupsInclude: ["team-*", admins]
+  requiredGroups: [admins]
+session:
+  loginRateLimit: 120
+  loginRateBurst: 40
+trustedProxies: [10.0.0.0/8, "fd00::/8", 192.0.2.7]
+admin:
+  token: `+testToken+`
+`)
+	c, err := Load([]string{"--configFile=" + f}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, "groupsInclude", c.OIDC.GroupsInclude, []string{"team-*", "admins"})
+	want(t, "loginRateLimit", c.Session.LoginRateLimit, 120)
+	want(t, "loginRateBurst", c.Session.LoginRateBurst, 40)
+	want(t, "trustedProxies", c.TrustedProxies, []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7"})
+	c, err = Load(append(append([]string{}, minimal...), "--session.loginRateLimit=0"), nil)
+	if err != nil || c.Session.LoginRateLimit != 0 {
+		t.Fatalf("rate limit off: %v, %d", err, c.Session.LoginRateLimit)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -310,6 +344,12 @@ func TestValidate(t *testing.T) {
 		{"edge name with a dot", []string{"--nats.embedded.edges=a.b"}, "config: nats.embedded.edges: \"a.b\""},
 		{"edge name clashes with the daemon", []string{"--nats.embedded.edges=edgepass-daemon"}, "config: nats.embedded.edges: \"edgepass-daemon\" is the daemon's own NATS user"},
 		{"no data dir", []string{"--dataDir="}, "config: dataDir: required"},
+		{"negative rate limit", []string{"--session.loginRateLimit=-1"}, "config: session.loginRateLimit: must not be negative (0 turns the limit off)"},
+		{"negative burst", []string{"--session.loginRateBurst=-5"}, "config: session.loginRateBurst: must not be negative"},
+		{"trusted proxy not a CIDR", []string{"--trustedProxies=traefik.internal"}, "config: trustedProxies: \"traefik.internal\" is not an IP address or CIDR"},
+		{"trusted proxy bad prefix", []string{"--trustedProxies=10.0.0.0/33"}, "config: trustedProxies: \"10.0.0.0/33\""},
+		{"groupsInclude with a star inside", []string{"--oidc.groupsInclude=team-*-admins"}, "config: oidc.groupsInclude: \"team-*-admins\": \"*\" may only end a prefix"},
+		{"required group filtered out", []string{"--oidc.groupsInclude=team-*", "--oidc.requiredGroups=wiki-users"}, "config: oidc.requiredGroups: \"wiki-users\" is not kept by oidc.groupsInclude"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,9 @@ func TestExampleFile(t *testing.T) {
 	want(t, "embedded", c.NATS.Embedded.Enabled, true)
 	want(t, "nats listen", c.NATS.Embedded.Listen, "127.0.0.1:4222")
 	want(t, "admin listen", c.Admin.Listen, "127.0.0.1:8001")
+	want(t, "loginRateLimit", c.Session.LoginRateLimit, 60)
+	want(t, "loginRateBurst", c.Session.LoginRateBurst, 20)
+	want(t, "trustedProxies", c.TrustedProxies, []string{"127.0.0.0/8", "::1/128"})
 	if _, err := Load([]string{"--configFile=../examples/edgepass.yml"}, nil); err == nil {
 		t.Error("example loads without an admin token; it must require one")
 	}

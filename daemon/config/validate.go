@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -64,6 +65,7 @@ func (c *Configuration) Validate() error {
 	if !slices.Contains(c.OIDC.Scopes, "openid") {
 		bad("oidc.scopes", "must include openid (got %q)", c.OIDC.Scopes)
 	}
+	checkGroupsInclude(c.OIDC.GroupsInclude, c.OIDC.RequiredGroups, bad)
 	required("oidc.groupsClaim", c.OIDC.GroupsClaim)
 	required("oidc.usernameClaim", c.OIDC.UsernameClaim)
 
@@ -113,6 +115,17 @@ func (c *Configuration) Validate() error {
 	}
 	if c.Session.RefreshInterval < 0 {
 		bad("session.refreshInterval", "must not be negative")
+	}
+	if c.Session.LoginRateLimit < 0 {
+		bad("session.loginRateLimit", "must not be negative (0 turns the limit off); requests per minute per client, e.g. 60")
+	}
+	if c.Session.LoginRateBurst < 0 {
+		bad("session.loginRateBurst", "must not be negative; requests a client may send at once, e.g. 20")
+	}
+	for _, p := range c.TrustedProxies {
+		if !validAddrOrCIDR(p) {
+			bad("trustedProxies", "%q is not an IP address or CIDR; e.g. 127.0.0.1/32, 10.0.0.0/8 or fd00::/8", p)
+		}
 	}
 
 	// Keys.
@@ -217,6 +230,50 @@ func (c *Configuration) Validate() error {
 		bad("log.level", "%q: use debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// validAddrOrCIDR reports whether s is an IP address or a CIDR prefix.
+func validAddrOrCIDR(s string) bool {
+	if strings.Contains(s, "/") {
+		_, err := netip.ParsePrefix(s)
+		return err == nil
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// checkGroupsInclude checks oidc.groupsInclude's patterns (exact names, or
+// prefixes ending in "*") and that they keep every required group: the
+// filter applies first, so a required group it drops locks everyone out.
+func checkGroupsInclude(include, required []string, bad func(setting, format string, args ...any)) {
+	all := len(include) == 0
+	var exact, prefixes []string
+	for _, p := range include {
+		body, prefix := strings.CutSuffix(p, "*")
+		switch {
+		case p == "" || strings.TrimSpace(p) != p:
+			bad("oidc.groupsInclude", "%q: give a group name, or a prefix ending in * (no surrounding spaces)", p)
+			return
+		case strings.Contains(body, "*"):
+			bad("oidc.groupsInclude", "%q: \"*\" may only end a prefix, e.g. team-*", p)
+			return
+		case prefix && body == "":
+			all = true
+		case prefix:
+			prefixes = append(prefixes, body)
+		default:
+			exact = append(exact, p)
+		}
+	}
+	if all {
+		return
+	}
+	for _, g := range required {
+		kept := slices.Contains(exact, g) || slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(g, p) })
+		if !kept {
+			bad("oidc.requiredGroups", "%q is not kept by oidc.groupsInclude %q, so nobody could sign in; add it to oidc.groupsInclude", g, include)
+		}
+	}
 }
 
 // loopbackHost reports whether browsers treat http://host as a secure

@@ -109,12 +109,15 @@ type storedRing struct {
 	Keys    []storedKey     `json:"keys"`
 	Anchor  *storedAnchor   `json:"anchor,omitempty"`
 	Horizon []lifetimeEntry `json:"horizon,omitempty"`
+	// StateKeys seal pending logins (statekey.go).
+	StateKeys []storedStateKey `json:"stateKeys,omitempty"`
 }
 
 func (sr storedRing) clone() storedRing {
 	out := storedRing{
-		Keys:    append([]storedKey(nil), sr.Keys...),
-		Horizon: append([]lifetimeEntry(nil), sr.Horizon...),
+		Keys:      append([]storedKey(nil), sr.Keys...),
+		Horizon:   append([]lifetimeEntry(nil), sr.Horizon...),
+		StateKeys: append([]storedStateKey(nil), sr.StateKeys...),
 	}
 	if sr.Anchor != nil {
 		a := *sr.Anchor
@@ -135,6 +138,8 @@ type snapshot struct {
 	revoked []string
 	legacy  bool      // plaintext seeds present
 	created time.Time // when the active key started signing
+	// stateKeys are the login-state keys, newest (the one sealing) first.
+	stateKeys []*seal.Key
 }
 
 // KeyInfo describes one key for status output (no private material).
@@ -163,6 +168,7 @@ type Ring struct {
 	stop        func()
 	done        chan struct{}
 	lastPublish atomic.Int64 // unix nanoseconds of the last keys fact published
+	stateReload atomic.Int64 // unix nanoseconds of the last read for an unknown login-state key
 }
 
 var (
@@ -224,6 +230,11 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error)
 			sr.Keys = append(sr.Keys, k)
 			changed = true
 		}
+		added, err := r.ensureStateKey(sr, now)
+		if err != nil {
+			return false, err
+		}
+		changed = pruneStateKeys(sr, now) || added || changed
 		return r.extendHorizon(sr, now) || changed, nil
 	}); err != nil {
 		return nil, err
@@ -416,6 +427,11 @@ func (r *Ring) build(sr storedRing, rev uint64) (*snapshot, error) {
 		}
 		snap.anchor = priv
 	}
+	states, err := r.buildStateKeys(&sr)
+	if err != nil {
+		return nil, err
+	}
+	snap.stateKeys = states
 	snap.public = token.NewKeySet(pubs...)
 	if snap.public.Len() > 0 {
 		jwks, err := snap.public.MarshalJWKS()
@@ -517,6 +533,11 @@ func (r *Ring) Rotate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	r.o.Logger.Info("keys: rotated signing key", "kid", kid)
+	// An operator rotating keys means every key: the login-state key too
+	// (logins already started keep working with the previous one).
+	if _, err := r.RotateLoginStateKey(ctx); err != nil {
+		return kid, err
+	}
 	return kid, nil
 }
 
@@ -714,6 +735,9 @@ func (r *Ring) Tick(ctx context.Context) error {
 		extended := r.extendHorizon(sr, now)
 		return pruneHorizon(sr, now) || extended, nil
 	}); err != nil {
+		return err
+	}
+	if err := r.tickStateKeys(ctx); err != nil {
 		return err
 	}
 	cur := r.current()

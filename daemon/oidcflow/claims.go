@@ -14,8 +14,12 @@ import (
 )
 
 // maxClaimLen bounds a string claim; longer values are dropped. Group lists
-// are cut to edgepub's limits, so publishing them at refresh cannot fail.
+// are filtered (oidc.groupsInclude) and then cut to edgepub's limits, with
+// a warning and a metric, so publishing them cannot fail.
 const maxClaimLen = 512
+
+// maxParsedGroups bounds how many entries of a groups claim are read at all.
+const maxParsedGroups = 100_000
 
 // identity is the user as the IdP describes them.
 type identity struct {
@@ -83,8 +87,8 @@ func (c claimSet) str(name string) string {
 }
 
 // groups returns a groups claim: an array of strings, or one string.
-// Non-strings, empty and oversized names and duplicates are dropped; the
-// list is cut at edgepub.MaxGroups names or edgepub.MaxGroupBytes bytes.
+// Non-strings, empty names and duplicates are dropped; the limits apply
+// later (shapeGroups), after oidc.groupsInclude.
 func (c claimSet) groups(name string) ([]string, bool) {
 	v, ok := c.lookup(name)
 	if !ok || v == nil {
@@ -100,19 +104,115 @@ func (c claimSet) groups(name string) ([]string, bool) {
 		return nil, false
 	}
 	out := make([]string, 0, min(len(raw), edgepub.MaxGroups))
-	total := 0
-	for _, g := range raw {
-		s, ok := g.(string)
-		if !ok || s == "" || len(s) > edgepub.MaxGroupName || slices.Contains(out, s) {
-			continue
-		}
-		if len(out) == edgepub.MaxGroups || total+len(s) > edgepub.MaxGroupBytes {
+	seen := make(map[string]bool, min(len(raw), edgepub.MaxGroups))
+	for i, g := range raw {
+		if i == maxParsedGroups {
 			break
 		}
-		total += len(s)
+		s, ok := g.(string)
+		if !ok || s == "" || seen[s] {
+			continue
+		}
+		seen[s] = true
 		out = append(out, s)
 	}
 	return out, true
+}
+
+// groupFilter is oidc.groupsInclude: exact names and prefixes ("team-*").
+type groupFilter struct {
+	exact    map[string]bool
+	prefixes []string
+	all      bool
+}
+
+// newGroupFilter checks and compiles oidc.groupsInclude; empty keeps all.
+func newGroupFilter(patterns []string) (*groupFilter, error) {
+	f := &groupFilter{exact: map[string]bool{}, all: len(patterns) == 0}
+	for _, p := range patterns {
+		body, prefix := strings.CutSuffix(p, "*")
+		switch {
+		case p == "" || strings.TrimSpace(p) != p:
+			return nil, fmt.Errorf("oidc.groupsInclude %q: give a group name, or a prefix ending in \"*\" (no surrounding spaces)", p)
+		case strings.Contains(body, "*"):
+			return nil, fmt.Errorf("oidc.groupsInclude %q: \"*\" may only end a prefix (\"team-*\")", p)
+		case prefix && body == "":
+			f.all = true
+		case prefix:
+			f.prefixes = append(f.prefixes, body)
+		default:
+			f.exact[p] = true
+		}
+	}
+	return f, nil
+}
+
+// keeps reports whether group g passes the filter.
+func (f *groupFilter) keeps(g string) bool {
+	if f.all || f.exact[g] {
+		return true
+	}
+	for _, p := range f.prefixes {
+		if strings.HasPrefix(g, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// filter returns the groups that pass, in their order.
+func (f *groupFilter) filter(groups []string) []string {
+	if f.all {
+		return groups
+	}
+	out := make([]string, 0, len(groups))
+	for _, g := range groups {
+		if f.keeps(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// shapeGroups turns the IdP's groups into the list edges get: first
+// oidc.groupsInclude, then edgepub's limits (names over MaxGroupName
+// dropped; the list cut at MaxGroups names or MaxGroupBytes bytes), with a
+// warning and edgepass_groups_capped_total for whatever is cut, so nothing
+// disappears silently.
+func (h *Handler) shapeGroups(subject string, groups []string) []string {
+	groups = h.include.filter(groups)
+	out := make([]string, 0, min(len(groups), edgepub.MaxGroups))
+	total, long := 0, 0
+	limit, first := "", ""
+	for _, g := range groups {
+		switch {
+		case len(g) > edgepub.MaxGroupName:
+			long++
+			continue
+		case limit != "":
+		case len(out) == edgepub.MaxGroups:
+			limit, first = LimitCount, g
+		case total+len(g) > edgepub.MaxGroupBytes:
+			limit, first = LimitBytes, g
+		}
+		if limit != "" {
+			continue
+		}
+		total += len(g)
+		out = append(out, g)
+	}
+	if limit != "" {
+		h.opts.Metrics.GroupsCapped(limit)
+		h.log.Warn("groups over edgepass's limits: edges see only the first ones; keep just the groups edges need with oidc.groupsInclude",
+			"sub", subject, "kept", len(out), "dropped", len(groups)-len(out)-long, "limit", limit,
+			"maxGroups", edgepub.MaxGroups, "maxGroupBytes", edgepub.MaxGroupBytes, "firstDropped", first)
+	}
+	if long > 0 {
+		h.opts.Metrics.GroupsCapped(LimitName)
+		h.log.Warn("groups with names over edgepass's limit dropped: edges never see them",
+			"sub", subject, "dropped", long, "maxGroupName", edgepub.MaxGroupName)
+	}
+	return out
 }
 
 // fill takes what c has and id still lacks.
@@ -164,6 +264,9 @@ func (h *Handler) identify(ctx context.Context, p *provider, subject string, idC
 	}
 	// Named as the edges name a user (username, else email, else sub).
 	id.Username = (&token.Claims{PreferredUsername: id.Username, Email: id.Email, Subject: id.Subject}).User()
+	if id.hasGroups {
+		id.Groups = h.shapeGroups(subject, id.Groups)
+	}
 	return id, nil
 }
 
@@ -200,8 +303,9 @@ func (h *Handler) prioritize(groups []string) []string {
 // errTokenTooLarge means even a token without groups does not fit a cookie.
 var errTokenTooLarge = errors.New("session token exceeds the cookie size limit even without groups")
 
-// signFitting signs s, dropping trailing groups until the token fits one
-// cookie. It returns the token and the groups it carries.
+// signFitting signs s with as many of its groups as fit one cookie
+// (required groups first). It returns the token and the groups it carries;
+// the caller makes sure edges learn the rest (issueToken).
 func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
 	c := *s
 	c.Groups = h.prioritize(s.Groups)
@@ -232,10 +336,7 @@ func (h *Handler) signFitting(s *session.Session) (string, []string, error) {
 	if best == "" {
 		return "", nil, errTokenTooLarge
 	}
-	kept := all[:lo-1]
-	h.log.Warn("session token too large for a cookie; dropped groups from the token",
-		"sub", s.Subject, "kept", len(kept), "dropped", len(all)-len(kept), "droppedGroups", all[len(kept):])
-	return best, kept, nil
+	return best, all[:lo-1], nil
 }
 
 // signIfFits signs c and reports whether the token fits a cookie; a signer

@@ -26,15 +26,22 @@ type cookies struct {
 	// name a browser may hold it under (edges accept both), "" if none.
 	session, legacy string
 	// binding ties a pending login to the browser that started it, so a
-	// callback URL (code + state) planted in another browser is refused.
+	// callback URL (code + state) planted in another browser is refused;
+	// its path covers /login, which reuses it for every tab signing in.
 	binding, bindingPath string
+	// statePrefix + the state's first characters names the cookie a
+	// pending login travels in (loginstate.go); statePath covers /login
+	// (which trims them) and /callback.
+	statePrefix, statePath string
 	// loop counts bounces back to /login (see loop.go).
 	loop, loopPath string
 }
 
 // newCookies names the cookies: "__Host-" + name wherever the prefix's rules
 // hold (Secure and host-only; the path is then "/"), the plain name elsewhere.
-func newCookies(o Options, callbackPath, loginPath string) (cookies, error) {
+// basePath is publicURL's path without the trailing slash.
+func newCookies(o Options, basePath string) (cookies, error) {
+	loginPath := basePath + "/login"
 	base := o.CookieName
 	if strings.HasPrefix(base, hostPrefix) && (!o.CookieSecure || o.CookieDomain != "") ||
 		strings.HasPrefix(base, "__Secure-") && !o.CookieSecure {
@@ -61,7 +68,9 @@ func newCookies(o Options, callbackPath, loginPath string) (cookies, error) {
 		c.legacy = base
 	}
 	c.binding = name(base+"_login", true)
-	c.bindingPath = path(c.binding, callbackPath)
+	c.bindingPath = path(c.binding, basePath+"/") // /login reuses it for several tabs
+	c.statePrefix = name(base+"_state_", true)
+	c.statePath = path(c.statePrefix, basePath+"/")
 	c.loop = name(base+"_loop", true)
 	c.loopPath = path(c.loop, loginPath)
 	return c, nil

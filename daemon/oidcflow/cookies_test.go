@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 )
@@ -36,6 +37,17 @@ func TestCookieNamesUseHostPrefixWhereAllowed(t *testing.T) {
 				t.Fatalf("/login set cookies %v, want %s", names(resp.Cookies()), c.wantBinding)
 			}
 			checkPrefixRules(t, binding)
+			var state *http.Cookie
+			for _, ck := range resp.Cookies() {
+				if strings.HasPrefix(ck.Name, c.wantBinding[:len(c.wantBinding)-len("login")]+"state_") {
+					state = ck
+				}
+			}
+			if state == nil || !state.HttpOnly || state.SameSite != http.SameSiteLaxMode || state.MaxAge != int(PendingTTL/time.Second) {
+				t.Fatalf("/login set cookies %v; want a login-state cookie named like %sstate_…, HttpOnly, SameSite=Lax, for %s",
+					names(resp.Cookies()), c.wantBinding[:len(c.wantBinding)-len("login")], PendingTTL)
+			}
+			checkPrefixRules(t, state)
 			resp = get(t, cl, get(t, cl, resp.Header.Get("Location")).Header.Get("Location"))
 			sess := sessionCookie(resp, c.wantSession)
 			if sess == nil {

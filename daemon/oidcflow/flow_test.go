@@ -27,6 +27,9 @@ type env struct {
 	edge    *fakeEdge
 	metrics *fakeMetrics
 	opts    Options
+	// mux serves the handler's endpoints, for requests made without a
+	// network round trip (floods, chosen remote addresses).
+	mux *http.ServeMux
 }
 
 func newEnv(t *testing.T, mod func(o *Options)) *env {
@@ -60,7 +63,7 @@ func newEnv(t *testing.T, mod func(o *Options)) *env {
 	}
 	h.idp.retryAfter = 0
 	h.Register(mux)
-	e.h, e.opts = h, o
+	e.h, e.opts, e.mux = h, o, mux
 	return e
 }
 
@@ -408,6 +411,9 @@ func TestGroupOverrideAppliedAtLogin(t *testing.T) {
 	if err != nil || !slices.Equal(fc.Groups, []string{"set-by-admin"}) {
 		t.Fatalf("token groups %v (err %v), want the admin override", fc, err)
 	}
+	if len(e.edge.groups) != 0 {
+		t.Errorf("login published %v over the admin override", e.edge.groups)
+	}
 }
 
 func TestGroupsFilteredToFitCookie(t *testing.T) {
@@ -440,6 +446,10 @@ func TestGroupsFilteredToFitCookie(t *testing.T) {
 	}
 	if len(s.Groups) != len(groups) {
 		t.Errorf("session keeps %d groups, want all %d", len(s.Groups), len(groups))
+	}
+	// Nothing is dropped silently: every edge gets the whole list as a groups fact.
+	if got := e.edge.groups["user-1"]; len(got) != len(groups) {
+		t.Errorf("published %d groups for the edges, want all %d", len(got), len(groups))
 	}
 }
 
@@ -479,18 +489,27 @@ func TestSessionStoreFailureIsGeneric(t *testing.T) {
 	}
 }
 
+// Pending logins live in the browser, at most PendingLogins of them: the
+// oldest one's cookie is dropped when another login starts, so the cookies
+// a browser sends stay bounded.
 func TestPendingLoginsBounded(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.PendingLogins = 3 })
 	c := browser(t)
 	first := e.startLogin(t, c, "")
+	var rest []string
 	for i := 0; i < 3; i++ {
-		e.startLogin(t, c, "")
+		rest = append(rest, e.startLogin(t, c, ""))
 	}
-	if n := e.h.pending.Len(); n != 3 {
-		t.Fatalf("%d pending logins, want the bound 3", n)
+	if n := len(e.stateCookies(t, c)); n != 3 {
+		t.Fatalf("browser holds %d pending logins, want the bound 3", n)
 	}
 	if resp := get(t, c, first); resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("evicted login: status %d, want 400", resp.StatusCode)
+		t.Fatalf("dropped login: status %d, want 400", resp.StatusCode)
+	}
+	for i, cb := range rest {
+		if resp := get(t, c, cb); resp.StatusCode != http.StatusFound {
+			t.Fatalf("login %d within the bound: status %d, want 302", i+1, resp.StatusCode)
+		}
 	}
 }
 

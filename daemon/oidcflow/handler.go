@@ -1,8 +1,10 @@
 // Package oidcflow is the daemon's OpenID Connect relying party: browser
-// login (authorization code + PKCE + state + nonce, with login-loop
-// detection), logout (a same-origin POST with a session-bound token from a
-// confirmation page, then RP-initiated at the IdP), OIDC back-channel
-// logout and periodic refresh at the IdP.
+// login (authorization code + PKCE + state + nonce; the pending login
+// sealed in the browser, so any replica completes it; a per-client rate
+// limit; login-loop detection; groups that do not fit a cookie published to
+// the edges as a groups fact), logout (a same-origin POST with a
+// session-bound token from a confirmation page, then RP-initiated at the
+// IdP), OIDC back-channel logout and periodic refresh at the IdP.
 // It issues sessions through consumer interfaces (SessionStore, Signer,
 // EdgePublisher) that the daemon core implements.
 package oidcflow
@@ -16,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -34,7 +37,11 @@ type Handler struct {
 	log       *slog.Logger
 	returnURL *returnurl.Policy
 	idp       *idp
-	pending   *expirable.LRU[string, pendingLogin]
+	// include is oidc.groupsInclude; limiter the per-client rate limit
+	// of /login and /callback (rateWarned: when it last logged).
+	include    *groupFilter
+	limiter    *rateLimiter
+	rateWarned atomic.Int64
 	// seenJTI remembers logout token ids (issuer + jti) for jtiMemory;
 	// jtiMu makes check-and-record atomic.
 	seenJTI *expirable.LRU[string, struct{}]
@@ -42,21 +49,13 @@ type Handler struct {
 	// omittedNoted remembers which providers' missing logout-token claims
 	// were logged already (issuer + claims).
 	omittedNoted sync.Map
-	// cookies names the session, binding and loop cookies.
+	// cookies names the session, binding, login-state and loop cookies.
 	cookies cookies
 	// publicOrigin is publicURL's origin, as browsers send it in Origin.
 	publicOrigin string
 	// maxToken is the largest token that still fits one cookie.
 	maxToken int
 	now      func() time.Time
-}
-
-// pendingLogin is what /login remembers for /callback, keyed by state.
-type pendingLogin struct {
-	nonce    string
-	verifier string // PKCE code verifier
-	binding  string // value of the browser's login binding cookie
-	returnTo string // already checked against the allowed domains
 }
 
 // New checks opts and builds the handler. It does not contact the IdP:
@@ -75,7 +74,15 @@ func New(opts Options) (*Handler, error) {
 	}
 	pub, _ := url.Parse(o.PublicURL) // checked by withDefaults
 	base := strings.TrimSuffix(pub.Path, "/")
-	ck, err := newCookies(o, base+"/callback", base+"/login")
+	ck, err := newCookies(o, base)
+	if err != nil {
+		return nil, err
+	}
+	include, err := newGroupFilter(o.GroupsInclude) // checked by withDefaults
+	if err != nil {
+		return nil, fmt.Errorf("oidcflow: %w", err)
+	}
+	limiter, err := newRateLimiter(o.LoginRateLimit, o.LoginRateBurst, o.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +99,9 @@ func New(opts Options) (*Handler, error) {
 			client:      &http.Client{Timeout: idpTimeout},
 			retryAfter:  discoveryRetry,
 		},
-		pending:      expirable.NewLRU[string, pendingLogin](o.PendingLogins, nil, PendingTTL),
-		seenJTI:      expirable.NewLRU[string, struct{}](o.PendingLogins, nil, jtiMemory),
+		include:      include,
+		limiter:      limiter,
+		seenJTI:      expirable.NewLRU[string, struct{}](jtiEntries, nil, jtiMemory),
 		cookies:      ck,
 		publicOrigin: origin(pub),
 		maxToken:     maxCookieBytes - len(ck.session) - 1,
@@ -101,6 +109,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	return h, nil
 }
+
+// jtiEntries bounds the logout token ids remembered against replay.
+const jtiEntries = 10000
 
 // maxCookieBytes is what browsers keep of one cookie's name=value, and also
 // the edge's token.MaxTokenSize.

@@ -449,11 +449,14 @@ type fakeMetrics struct {
 	logins   int
 	failures map[string]int
 	revoked  map[string]int
+	capped   map[string]int
 }
 
 func newFakeMetrics() *fakeMetrics {
-	return &fakeMetrics{failures: map[string]int{}, revoked: map[string]int{}}
+	return &fakeMetrics{failures: map[string]int{}, revoked: map[string]int{}, capped: map[string]int{}}
 }
+
+func (m *fakeMetrics) GroupsCapped(limit string) { m.mu.Lock(); m.capped[limit]++; m.mu.Unlock() }
 
 func (m *fakeMetrics) LoginSucceeded() { m.mu.Lock(); m.logins++; m.mu.Unlock() }
 func (m *fakeMetrics) LoginFailed(r string) {

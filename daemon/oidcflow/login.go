@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -15,6 +16,9 @@ import (
 
 // login starts the authorization code flow: GET /login?rd=<return URL>.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if h.rateLimited(w, r, "/login") {
+		return
+	}
 	returnTo := h.opts.DefaultRedirect
 	if rd := r.URL.Query().Get("rd"); rd != "" {
 		// A return URL outside the allowed domains is an open-redirect
@@ -43,28 +47,45 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	} else {
 		binding = session.NewID()
 	}
-	state, nonce, verifier := rand.Text(), rand.Text(), oauth2.GenerateVerifier()
-	h.pending.Add(state, pendingLogin{nonce: nonce, verifier: verifier, binding: binding, returnTo: returnTo})
+	now := h.now()
+	st := loginState{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(),
+		Binding: binding, ReturnTo: returnTo, Exp: now.Add(PendingTTL).UnixNano()}
+	ck, err := h.sealState(st)
+	if err != nil {
+		h.log.Error("login: cannot store the login in a cookie", "err", err)
+		h.fail(w, http.StatusInternalServerError, ReasonState, "Sign-in unavailable",
+			"edgepass could not start the sign-in. Please try again in a moment.")
+		return
+	}
+	h.trimStates(w, r, binding, now)
+	http.SetCookie(w, ck)
 	http.SetCookie(w, h.cookies.hostOnly(h.cookies.binding, h.cookies.bindingPath, binding, PendingTTL))
 	noStore(w)
-	http.Redirect(w, r, p.oauth.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusFound)
+	http.Redirect(w, r, p.oauth.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), http.StatusFound)
 }
 
 // callback finishes the flow: GET /callback?code=&state=.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	if h.rateLimited(w, r, "/callback") {
+		return
+	}
 	ctx := r.Context()
 	q := r.URL.Query()
-	state := q.Get("state")
-	pl, ok := h.pending.Get(state)
-	// Remove is the single-use check: of two concurrent callbacks with the
-	// same state, only one sees true.
-	if state == "" || !ok || !h.pending.Remove(state) {
+	pl, err := h.takeState(w, r, q.Get("state"), h.now())
+	if err != nil {
+		switch {
+		case errors.Is(err, errNoState):
+			h.log.Debug("callback refused", "reason", err)
+		case errors.Is(err, errStateExpired):
+			h.log.Info("callback refused", "reason", err)
+		default:
+			h.log.Warn("callback refused", "reason", err)
+		}
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
 			"This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
-	c, err := r.Cookie(h.cookies.binding)
-	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(pl.binding)) != 1 {
+	if !h.boundTo(r, pl.Binding) {
 		h.log.Warn("callback refused: state was issued to another browser")
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
 			"This sign-in attempt was not started in this browser. Please start again.")
@@ -88,7 +109,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"The identity provider cannot be reached right now. Please try again in a moment.")
 		return
 	}
-	tok, err := p.oauth.Exchange(h.idp.clientContext(ctx), code, oauth2.VerifierOption(pl.verifier))
+	tok, err := p.oauth.Exchange(h.idp.clientContext(ctx), code, oauth2.VerifierOption(pl.Verifier))
 	if err != nil {
 		h.log.Warn("callback: code exchange failed", "err", err)
 		status := http.StatusBadGateway
@@ -112,7 +133,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(pl.nonce)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(pl.Nonce)) != 1 {
 		h.log.Warn("callback: ID token nonce does not match this login")
 		h.fail(w, http.StatusBadRequest, ReasonNonce, "Sign-in failed", "The identity provider's answer could not be verified.")
 		return
@@ -143,13 +164,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"Your account is not in a group that may use these sites. Ask an administrator for access.")
 		return
 	}
-	groups := id.Groups
+	groups, override := id.Groups, overrideNone
 	if h.opts.Groups != nil {
 		og, ok, err := h.opts.Groups.GroupsOverride(ctx, id.Subject)
 		if err != nil {
 			h.log.Warn("callback: cannot read the admin group override; using the IdP's groups", "sub", id.Subject, "err", err)
+			override = overrideUnknown
 		} else if ok {
-			groups = og
+			groups, override = og, overrideAdmin
 		}
 	}
 	now := h.now().Truncate(time.Second)
@@ -166,7 +188,15 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		IDToken:      rawID,
 		IdPSessionID: id.IdPSID,
 	}
-	signed, _, err := h.signFitting(s)
+	signed, err := h.issueToken(ctx, s, override)
+	var gerr *groupsFactError
+	if errors.As(err, &gerr) {
+		h.log.Error("callback: the user's groups do not fit the session cookie and cannot reach the edges; not issuing a token with groups missing",
+			"sub", id.Subject, "groups", len(s.Groups), "err", gerr.err)
+		h.fail(w, http.StatusInternalServerError, ReasonGroups, "Sign-in failed",
+			"edgepass could not publish your group memberships. Please try again in a moment.")
+		return
+	}
 	if err == nil {
 		s.KeyID = keyring.KeyIDOf(signed) // revoking that key ends this session
 		err = h.opts.Store.Put(ctx, s)
@@ -182,11 +212,73 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	h.cookies.setSession(w, signed, h.opts.Lifetime)
 	h.cookies.clearLegacy(w, r)
 	noStore(w)
-	if pl.returnTo == "" {
+	if pl.ReturnTo == "" {
 		h.render(w, http.StatusOK, page{Title: "Signed in", Message: "You are signed in. You can close this page."})
 		return
 	}
-	http.Redirect(w, r, pl.returnTo, http.StatusFound)
+	http.Redirect(w, r, pl.ReturnTo, http.StatusFound)
+}
+
+// boundTo reports whether the request carries the login binding cookie
+// sealed into its login. A browser may send two (an older edgepass set it
+// on /callback only), so each is compared.
+func (h *Handler) boundTo(r *http.Request, binding string) bool {
+	for i, c := range r.CookiesNamed(h.cookies.binding) {
+		if i == maxSessionCookies {
+			break
+		}
+		if subtle.ConstantTimeCompare([]byte(c.Value), []byte(binding)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// overrideState is what a login knows of an administrator's group override.
+type overrideState int
+
+const (
+	overrideNone    overrideState = iota // none in force (or no GroupOverrider)
+	overrideAdmin                        // in force: the session carries its groups
+	overrideUnknown                      // could not be read
+)
+
+// groupsFactError means the groups fact a token needed was not published.
+type groupsFactError struct{ err error }
+
+func (e *groupsFactError) Error() string { return "publish groups fact: " + e.err.Error() }
+
+// issueToken signs the session's token. When the user's groups do not all
+// fit one cookie, it first publishes the whole list as a signed groups fact
+// (its at, the publishing time, is at or after s.IssuedAt, so every edge
+// gives this token, and the user's older ones, the whole list) and only
+// then returns the token, carrying the groups that fit. An administrator's
+// override is republished as the administrator's, so a login never turns
+// it into an IdP list; when the override could not be read, nothing is
+// published (it might be one) and the login fails.
+func (h *Handler) issueToken(ctx context.Context, s *session.Session, override overrideState) (string, error) {
+	signed, kept, err := h.signFitting(s)
+	if err != nil || len(kept) == len(s.Groups) {
+		return signed, err
+	}
+	switch override {
+	case overrideUnknown:
+		err = errors.New("the administrator's group override could not be read, and publishing the IdP's groups could replace it")
+	case overrideAdmin:
+		if ap, ok := h.opts.Edge.(AdminGroupsPublisher); ok {
+			err = ap.SetAdminGroups(ctx, s.Subject, s.Groups)
+		} else {
+			err = errors.New("the edge publisher cannot republish an administrator's override (no SetAdminGroups)")
+		}
+	default:
+		err = h.opts.Edge.SetGroups(ctx, s.Subject, s.Groups)
+	}
+	if err != nil {
+		return "", &groupsFactError{err}
+	}
+	h.log.Info("login: the user's groups do not fit the session cookie; published them to the edges as a groups fact",
+		"sub", s.Subject, "groups", len(s.Groups), "inToken", len(kept), "adminOverride", override == overrideAdmin)
+	return signed, nil
 }
 
 // truncate shortens attacker-controlled values before they reach a log.

@@ -66,10 +66,18 @@ type GroupOverrider interface {
 	GroupsOverride(ctx context.Context, subject string) (groups []string, ok bool, err error)
 }
 
+// AdminGroupsPublisher is optional on EdgePublisher (*edgepub.Publisher
+// has it): a login whose administrator's override does not fit a cookie
+// republishes the override as the administrator's, so it stays an override.
+type AdminGroupsPublisher interface {
+	SetAdminGroups(ctx context.Context, subject string, groups []string) error
+}
+
 // Sealer encrypts and authenticates small values bound to a purpose (the
-// aad); *seal.Key implements it. The flow seals the sign-out form's token
-// and the login-loop cookie with it, so every replica must share the key:
-// a form shown by one replica is then accepted by another.
+// aad); *seal.Key and *keys.LoginStateSealer implement it. The flow seals
+// the sign-out form's token, the login-loop cookie and pending logins with
+// it, so every replica must share the keys: what one replica sealed is
+// then accepted by another.
 type Sealer interface {
 	Seal(plaintext []byte, aad string) string
 	Open(sealed, aad string) ([]byte, error)
@@ -82,7 +90,17 @@ type Metrics interface {
 	LoginFailed(reason string)
 	// Revoked takes one of the Kind* constants.
 	Revoked(kind string)
+	// GroupsCapped counts a user's group list cut to edgepub's limits;
+	// limit is one of the Limit* constants.
+	GroupsCapped(limit string)
 }
+
+// Limits a group list was cut at, reported to Metrics.GroupsCapped.
+const (
+	LimitCount = "count" // edgepub.MaxGroups
+	LimitBytes = "bytes" // edgepub.MaxGroupBytes
+	LimitName  = "name"  // edgepub.MaxGroupName
+)
 
 // Login failure reasons reported to Metrics.LoginFailed.
 const (
@@ -98,6 +116,12 @@ const (
 	// ReasonLoop: the browser kept coming back to /login with a session
 	// issued seconds ago (an edge refuses it); no more sessions are issued.
 	ReasonLoop = "login_loop"
+	// ReasonRateLimited: a client went over LoginRateLimit on /login or
+	// /callback and was answered 429.
+	ReasonRateLimited = "rate_limited"
+	// ReasonGroups: the user's groups did not fit the token and the groups
+	// fact carrying them could not be published, so no token was issued.
+	ReasonGroups = "groups"
 )
 
 // Revocation kinds reported to Metrics.Revoked: who ended the session.
@@ -126,6 +150,11 @@ type Options struct {
 	// RequiredGroups: when non-empty, a user must be in at least one of
 	// them, at login and at every refresh.
 	RequiredGroups []string
+	// GroupsInclude (oidc.groupsInclude) keeps only the IdP groups edges
+	// need: exact names, or prefixes ending in "*"; empty keeps all. It
+	// applies at login and refresh before anything else (requiredGroups,
+	// limits, the token), so it must keep every required group.
+	GroupsInclude []string
 
 	Lifetime time.Duration // session.lifetime, default 12h
 	// CookieName is session.cookieName (default edgepass_session), the base
@@ -153,12 +182,29 @@ type Options struct {
 	// give every replica the same key (serve passes keys.encryptionKeyFile's).
 	// nil: a random key of this process, which other replicas do not know.
 	Seal Sealer
+	// StateSeal seals pending logins into the browser's login-state
+	// cookies, so any replica completes any callback and no replica keeps
+	// memory per pending login; serve passes keys.Ring.LoginStateSealer()
+	// (shared through the key ring, rotated). nil: Seal.
+	StateSeal Sealer
 	// Metrics and Logger are optional.
 	Metrics Metrics
 	Logger  *slog.Logger
-	// PendingLogins bounds logins between /login and /callback (default
-	// 10000); each may take PendingTTL.
+	// PendingLogins bounds the logins one browser has started and not
+	// finished (several tabs signing in at once): starting one more drops
+	// the oldest. Default DefaultPendingLogins; each may take PendingTTL.
 	PendingLogins int
+	// LoginRateLimit is how many requests per minute one client may send to
+	// each of /login and /callback (session.loginRateLimit); 0 = no limit.
+	// LoginRateBurst is how many it may send at once (default a third of
+	// the limit, at least 1).
+	LoginRateLimit int
+	LoginRateBurst int
+	// TrustedProxies (trustedProxies: CIDRs or addresses) are the peers
+	// whose X-Forwarded-For names the client for the rate limit (its last
+	// hop not itself a trusted proxy). nil: DefaultTrustedProxies, loopback
+	// (Traefik in front); an empty list trusts no peer.
+	TrustedProxies []string
 }
 
 // Defaults for Options fields left empty.
@@ -167,8 +213,14 @@ const (
 	DefaultCookieName    = policy.DefaultCookieName
 	DefaultGroupsClaim   = "groups"
 	DefaultUsernameClaim = "preferred_username"
-	DefaultPendingLogins = 10000
+	// DefaultPendingLogins is how many logins one browser may have in
+	// flight (tabs signing in at once).
+	DefaultPendingLogins = 4
 )
+
+// DefaultTrustedProxies are the peers trusted for X-Forwarded-For when
+// Options.TrustedProxies is empty: loopback, where Traefik usually runs.
+var DefaultTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
 
 // PendingTTL is how long a login may take between /login and /callback.
 const PendingTTL = 10 * time.Minute
@@ -213,6 +265,18 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Lifetime < 0 || o.RefreshInterval < 0 || o.PendingLogins < 0 {
 		errs = append(errs, errors.New("durations and sizes must not be negative"))
 	}
+	if o.LoginRateLimit < 0 || o.LoginRateBurst < 0 {
+		errs = append(errs, fmt.Errorf("session.loginRateLimit (%d) and session.loginRateBurst (%d) must not be negative; 0 turns the limit off", o.LoginRateLimit, o.LoginRateBurst))
+	}
+	if inc, err := newGroupFilter(o.GroupsInclude); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, g := range o.RequiredGroups {
+			if !inc.keeps(g) {
+				errs = append(errs, fmt.Errorf("oidc.requiredGroups %q is not kept by oidc.groupsInclude %q, so nobody could sign in; add it to oidc.groupsInclude", g, o.GroupsInclude))
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return o, fmt.Errorf("oidcflow: %w", errors.Join(errs...))
 	}
@@ -244,19 +308,29 @@ func (o Options) withDefaults() (Options, error) {
 	if o.PendingLogins == 0 {
 		o.PendingLogins = DefaultPendingLogins
 	}
+	if o.TrustedProxies == nil {
+		o.TrustedProxies = DefaultTrustedProxies
+	}
+	if o.LoginRateLimit > 0 && o.LoginRateBurst == 0 {
+		o.LoginRateBurst = max(1, o.LoginRateLimit/3)
+	}
 	if o.Seal == nil {
 		k, _, err := seal.Generate()
 		if err != nil {
 			return o, fmt.Errorf("oidcflow: generate a sealing key: %w", err)
 		}
 		o.Seal = k
-		o.Logger.Info("no Options.Seal: sign-out forms and login-loop cookies are sealed with a key only this process knows")
+		o.Logger.Info("no Options.Seal: sign-out forms, login-loop cookies and (without Options.StateSeal) pending logins are sealed with a key only this process knows; other replicas cannot open them")
+	}
+	if o.StateSeal == nil {
+		o.StateSeal = o.Seal
 	}
 	return o, nil
 }
 
 type noMetrics struct{}
 
-func (noMetrics) LoginSucceeded()    {}
-func (noMetrics) LoginFailed(string) {}
-func (noMetrics) Revoked(string)     {}
+func (noMetrics) LoginSucceeded()     {}
+func (noMetrics) LoginFailed(string)  {}
+func (noMetrics) Revoked(string)      {}
+func (noMetrics) GroupsCapped(string) {}

@@ -176,6 +176,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		ClientSecret: cfg.OIDC.ClientSecret,
 		Scopes:       cfg.OIDC.Scopes, GroupsClaim: cfg.OIDC.GroupsClaim, UsernameClaim: cfg.OIDC.UsernameClaim,
 		RequiredGroups:  cfg.OIDC.RequiredGroups,
+		GroupsInclude:   cfg.OIDC.GroupsInclude,
 		Lifetime:        lifetime,
 		CookieName:      cfg.Session.CookieName,
 		CookieDomain:    cfg.Session.CookieDomain,
@@ -191,6 +192,12 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		Seal:            sealKey,
 		Metrics:         s.metrics,
 		Logger:          logger,
+		// Pending logins travel sealed in the browser with the ring's
+		// rotated login-state key: any replica completes any callback.
+		StateSeal:      s.ring.LoginStateSealer(),
+		LoginRateLimit: cfg.Session.LoginRateLimit,
+		LoginRateBurst: cfg.Session.LoginRateBurst,
+		TrustedProxies: cfg.TrustedProxies,
 	}); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
@@ -397,6 +404,7 @@ func (s *Server) close(ctx context.Context) error {
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(maintainInterval)
 	defer t.Stop()
+	snap := s.pub.NewSnapshotWriter(s.watch, edgepub.SnapshotOptions{Logger: s.log})
 	for {
 		select {
 		case <-ctx.Done():
@@ -411,6 +419,9 @@ func (s *Server) maintain(ctx context.Context) {
 		}
 		if err := s.store.FitTTL(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("session bucket max age", "err", err)
+		}
+		if _, err := snap.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("edge snapshot", "err", err)
 		}
 	}
 }

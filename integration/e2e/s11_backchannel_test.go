@@ -32,3 +32,39 @@ func TestProviderLogoutRevokesThroughBackchannel(t *testing.T) {
 		t.Errorf("the provider did not log a delivered back-channel logout:\n%s", s.Provider.Tail(10))
 	}
 }
+
+// A provider whose logout tokens carry neither exp nor sub (a certified
+// provider's current release; older Authentik releases) must still end the
+// session at every edge within a second: before, the daemon answered 400
+// and the user stayed signed in until the session's lifetime ran out.
+func TestProviderLogoutWithoutExpAndSubReachesEveryEdge(t *testing.T) {
+	s := shared(t)
+	if err := s.Provider.SetLogoutTokenOmit("exp", "sub"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Provider.SetLogoutTokenOmit() })
+	bob := signIn(t, s, harness.BobUser, harness.BobPassword)
+	path := harness.PathApp + "/backchannel-no-exp"
+	mustStatus(t, s.Traefiks, path, bearer(bob.token), http.StatusOK, "before the provider logout")
+
+	page, err := bob.browser.Navigate(s.Provider.Issuer + "/session/end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, confirmed, err := bob.browser.ConfirmProviderLogout(page)
+	if err != nil || !confirmed {
+		t.Fatalf("provider logout (confirmed %v): %v\n%s", confirmed, err, page.Trace())
+	}
+	took := waitStatus(t, s, s.Traefiks, path, bearer(bob.token), http.StatusUnauthorized, 5*time.Second, "back-channel logout without exp and sub")
+	for name, d := range took {
+		if d > time.Second {
+			t.Errorf("%s refused the session %s after the provider's logout, want within 1s", name, d)
+		}
+	}
+	if !s.Provider.LogContains("logout token sent without exp,sub") {
+		t.Errorf("the provider did not send a logout token without exp and sub:\n%s", s.Provider.Tail(10))
+	}
+	if !s.Daemon.LogContains("omit optional claims") {
+		t.Errorf("the daemon did not note the omitted claims:\n%s", s.Daemon.Tail(10))
+	}
+}

@@ -319,7 +319,10 @@ func TestHijackedConsumerIsDetectedAndResynced(t *testing.T) {
 	for target == nil {
 		infos := stream.ListConsumers(ctx)
 		for ci := range infos.Info() {
-			if strings.HasSuffix(ci.Config.Description, " "+victim.Spec.Name) && ci.Config.DeliverSubject != "" {
+			// The edge's live consumer: the whole bucket, a subscriber
+			// on its deliver subject (not a snapshot or lingering one).
+			if strings.HasSuffix(ci.Config.Description, " "+victim.Spec.Name) && ci.Config.DeliverSubject != "" &&
+				ci.Config.FilterSubject == "$KV."+natsedge.DefaultBucket+".>" && ci.PushBound {
 				target = ci
 			}
 		}

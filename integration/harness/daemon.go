@@ -139,6 +139,9 @@ session:
   allowedDomains: %s
   defaultRedirect: %q
   refreshInterval: 0s
+  # Every test browser is 127.0.0.1: one client for the rate limit, which
+  # the suite would exhaust. The limit has its own tests (daemon/oidcflow).
+  loginRateLimit: 0
 %sadmin:
   listen: %q
   token: %q

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,7 +44,29 @@ type ProviderSpec struct {
 // Provider is a running OIDC provider.
 type Provider struct {
 	*Proc
-	Issuer string
+	Issuer       string
+	clientSecret string
+}
+
+// SetLogoutTokenOmit makes the provider leave claims ("exp", "sub") out of
+// its back-channel logout tokens, as some certified providers do; none
+// restores its normal tokens.
+func (p *Provider) SetLogoutTokenOmit(claims ...string) error {
+	req, err := http.NewRequest(http.MethodPost, p.Issuer+"/test/logout-token-omit", strings.NewReader(url.Values{"omit": {strings.Join(claims, ",")}}.Encode()))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("edgepass", p.clientSecret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("harness: provider: set logout token mode: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("harness: provider: set logout token mode: %s", resp.Status)
+	}
+	return nil
 }
 
 // StartProvider starts the provider and waits until its discovery document is
@@ -73,7 +96,7 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{Proc: p, Issuer: issuer}, nil
+	return &Provider{Proc: p, Issuer: issuer, clientSecret: s.ClientSecret}, nil
 }
 
 // httpOK GETs url and wants a 200.

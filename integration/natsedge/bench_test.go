@@ -111,4 +111,3 @@ func TestFlowControlOnLargeReplay(t *testing.T) {
 		t.Fatalf("stats %+v", w.Stats())
 	}
 }
-

@@ -17,6 +17,7 @@ import (
 	"github.com/traefik/yaegi/stdlib"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -25,6 +26,7 @@ import (
 // and return only native types so the test can call them.
 const edgeProgram = `
 import (
+	"strings"
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/natsedge"
@@ -83,6 +85,18 @@ func EdgeSynced(name string) bool {
 	return edges[name].State().Synced()
 }
 
+func EdgeGroups(name, subjectKey string, iat int64) string {
+	g, ok := edges[name].State().GroupsOverride(subjectKey, iat)
+	if !ok {
+		return "-"
+	}
+	return strings.Join(g, ",")
+}
+
+func EdgeUserRevoked(name, subjectKey string, iat int64) bool {
+	return edges[name].State().UserRevoked(subjectKey, iat, time.Now())
+}
+
 func EdgeCount(name, what string) int64 {
 	w := edges[name]
 	st := w.Stats()
@@ -101,12 +115,21 @@ func EdgeCount(name, what string) int64 {
 		return int64(st.Connects)
 	case "hijacks":
 		return int64(st.Hijacks)
+	case "delivered":
+		return int64(st.Delivered)
+	case "snapshotseq":
+		return int64(st.SnapshotSeq)
+	case "snapshotchunks":
+		return int64(st.SnapshotChunks)
+	case "snapshotrefused":
+		return int64(st.SnapshotRefused)
 	}
 	return -1
 }
 
 func EdgeClose(name string) {
 	edges[name].Close()
+	delete(edges, name)
 }
 `
 
@@ -117,6 +140,8 @@ type yaegiEdge struct {
 	consumer func(name string) string
 	hasKeys  func(name string) bool
 	revoked  func(name, sid string) bool
+	groups   func(name, subjectKey string, iat int64) string
+	userRev  func(name, subjectKey string, iat int64) bool
 	synced   func(name string) bool
 	count    func(name, what string) int64
 	close    func(name string)
@@ -146,6 +171,8 @@ func loadUnderYaegi(t testing.TB) *yaegiEdge {
 		consumer: fn("EdgeConsumer").(func(string) string),
 		hasKeys:  fn("EdgeHasKeys").(func(string) bool),
 		revoked:  fn("EdgeRevoked").(func(string, string) bool),
+		groups:   fn("EdgeGroups").(func(string, string, int64) string),
+		userRev:  fn("EdgeUserRevoked").(func(string, string, int64) bool),
 		synced:   fn("EdgeSynced").(func(string) bool),
 		count:    fn("EdgeCount").(func(string, string) int64),
 		close:    fn("EdgeClose").(func(string)),
@@ -299,6 +326,63 @@ func TestUnderYaegi(t *testing.T) {
 		wr.put(t, "revoke.session.h1", revokeValue())
 		waitFor(t, "hijack detected under yaegi", 10*time.Second, func() bool { return y.count("perm", "hijacks") >= 1 })
 		waitFor(t, "revocation after the hijack under yaegi", 20*time.Second, func() bool { return y.revoked("perm", "h1") })
+	})
+
+	t.Run("snapshot and the compact session map", func(t *testing.T) {
+		ns := startServer(t, nil)
+		wr := newWriter(t, ns.url())
+		d := startDaemonSide(t, wr)
+		f := &facts{}
+		d.populate(t, f, "ys", 5000)
+		res := d.snapshot(t)
+		d.populate(t, f, "yt", 100) // after the cut
+		if msg := y.startAs("snap", ns.url(), "", "", d.anchorText, 0); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("snap")
+		// Written while the edge loads the snapshot.
+		d.putRaw(t, edgestate.PrefixRevokeSession+sid("ydur", 1), []byte(revokeValue()))
+		last := d.streamLast(t)
+		waitFor(t, "synced from the snapshot under yaegi", 60*time.Second, func() bool {
+			return y.synced("snap") && y.count("snap", "seq") >= int64(last)
+		})
+		d.caughtUp(t)
+		if y.count("snap", "snapshotseq") != int64(res.Seq) || y.count("snap", "snapshotchunks") != int64(res.Chunks) || y.count("snap", "rejected") != 0 {
+			t.Fatalf("snapshot seq %d chunks %d rejected %d, want %d %d 0", y.count("snap", "snapshotseq"), y.count("snap", "snapshotchunks"), y.count("snap", "rejected"), res.Seq, res.Chunks)
+		}
+		if y.count("snap", "delivered") > int64(2*res.Chunks+300) {
+			t.Fatalf("%d entries delivered: the snapshot did not spare the replay", y.count("snap", "delivered"))
+		}
+		ref := d.watch.State()
+		now := time.Now()
+		f.sids = append(f.sids, sid("ydur", 1))
+		for i, s := range f.sids {
+			if i%7 != 0 && i < len(f.sids)-120 {
+				continue // a sample of the bulk, every fact after the cut
+			}
+			if y.revoked("snap", s) != ref.SessionRevoked(s, now) {
+				t.Fatalf("session %s: yaegi edge %v, full replay %v", s, y.revoked("snap", s), ref.SessionRevoked(s, now))
+			}
+		}
+		if y.count("snap", "sessions") != int64(ref.Stats().Sessions) {
+			t.Fatalf("sessions %d, full replay %d", y.count("snap", "sessions"), ref.Stats().Sessions)
+		}
+		for _, sub := range f.subjects {
+			sk := token.SubjectKey(sub)
+			want := "-"
+			if g, ok := ref.GroupsOverride(sk, 1); ok {
+				want = strings.Join(g, ",")
+			}
+			if got := y.groups("snap", sk, 1); got != want {
+				t.Fatalf("groups of %s: yaegi edge %q, full replay %q", sub, got, want)
+			}
+			if y.userRev("snap", sk, 1) != ref.UserRevoked(sk, 1, now) {
+				t.Fatalf("user %s differs", sub)
+			}
+		}
+		if !y.hasKeys("snap") {
+			t.Fatal("keys fact not applied")
+		}
 	})
 
 	t.Run("nkey over TLS", func(t *testing.T) {

@@ -11,6 +11,12 @@
 //   POST_LOGOUT_REDIRECT_URIS  comma-separated post-logout redirect URIs
 //   BACKCHANNEL_LOGOUT_URI     the daemon's /backchannel-logout ("" = none)
 //   USERS_FILE                 optional JSON file replacing the built-in users
+//   LOGOUT_TOKEN_OMIT          claims left out of back-channel logout tokens
+//                              ("exp", "sub" or "exp,sub"), as some certified
+//                              providers and older Authentik releases send them;
+//                              POST /test/logout-token-omit (HTTP basic auth with
+//                              the edgepass client's credentials, form field
+//                              omit) changes it at run time
 //
 // It prints "ready <issuer>" on stdout once listening.
 
@@ -39,6 +45,12 @@ if (redirectUris.length === 0) fail('set REDIRECT_URIS to the daemon\'s /callbac
 const postLogoutRedirectUris = list(process.env.POST_LOGOUT_REDIRECT_URIS);
 const backchannelLogoutUri = process.env.BACKCHANNEL_LOGOUT_URI || '';
 const issuer = `http://127.0.0.1:${port}`;
+let logoutTokenOmit = list(process.env.LOGOUT_TOKEN_OMIT);
+
+// The provider's signing key, generated here (not by oidc-provider) so this
+// server can also sign the logout tokens of the omit mode above.
+const { privateKey: signingKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJWK = { ...signingKey.export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
 
 // Users: sub = the login name. Passwords are compared in constant time.
 let users = {
@@ -113,6 +125,7 @@ ${body}
 
 const provider = new Provider(issuer, {
   clients: [client],
+  jwks: { keys: [signingJWK] },
   findAccount,
   claims: {
     openid: ['sub'],
@@ -164,6 +177,31 @@ const provider = new Provider(issuer, {
 });
 
 provider.on('server_error', (ctx, err) => console.error('oidcprovider: server_error', err));
+
+// In omit mode, back-channel logout tokens are built here with the claims
+// the mode leaves out; otherwise oidc-provider's own are sent.
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+const originalBackchannelLogout = provider.Client.prototype.backchannelLogout;
+provider.Client.prototype.backchannelLogout = async function backchannelLogout(sub, sid) {
+  if (logoutTokenOmit.length === 0) return originalBackchannelLogout.call(this, sub, sid);
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    iss: issuer, aud: this.clientId, iat: now, exp: now + 120, jti: crypto.randomBytes(16).toString('hex'),
+    sub, sid, events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+  };
+  for (const c of logoutTokenOmit) delete claims[c];
+  const input = `${b64url(JSON.stringify({ alg: 'RS256', typ: 'logout+jwt', kid: signingJWK.kid }))}.${b64url(JSON.stringify(claims))}`;
+  const token = `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), signingKey))}`;
+  const res = await fetch(this.backchannelLogoutUri, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ logout_token: token }).toString(),
+  });
+  if (res.status !== 200 && res.status !== 204) {
+    throw new Error(`expected 200 OK from ${this.backchannelLogoutUri}, got: ${res.status}`);
+  }
+  console.log(`oidcprovider: logout token sent without ${logoutTokenOmit.join(',')}`);
+};
 provider.on('backchannel.error', (ctx, err, c, accountId, sid) => {
   console.error(`oidcprovider: back-channel logout to ${c.backchannelLogoutUri} for ${accountId} sid ${sid} failed: ${err.message}`);
 });
@@ -275,9 +313,35 @@ async function interaction(req, res, parts) {
   send(res, 404, page('Error', '<p>not found</p>'));
 }
 
+// setLogoutTokenOmit serves POST /test/logout-token-omit for the test suite.
+async function setLogoutTokenOmit(req, res) {
+  const want = `Basic ${Buffer.from(`edgepass:${clientSecret}`).toString('base64')}`;
+  const got = String(req.headers.authorization || '');
+  if (req.method !== 'POST' || got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
+    res.statusCode = 403;
+    res.end('forbidden\n');
+    return;
+  }
+  const form = await readForm(req);
+  const omit = list(form.get('omit'));
+  if (omit.some((c) => c !== 'exp' && c !== 'sub')) {
+    res.statusCode = 400;
+    res.end('omit may name exp and sub only\n');
+    return;
+  }
+  logoutTokenOmit = omit;
+  console.log(`oidcprovider: logout tokens now omit [${omit.join(',')}]`);
+  res.statusCode = 204;
+  res.end();
+}
+
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
+  if (url.pathname === '/test/logout-token-omit') {
+    await setLogoutTokenOmit(req, res);
+    return;
+  }
   const parts = url.pathname.split('/').filter(Boolean);
   if (parts[0] === 'interaction' && parts.length >= 2 && parts.length <= 3) {
     try {

@@ -249,6 +249,49 @@ type revocationValue struct {
 // it lacks.
 func (s *State) Apply(key, op string, value []byte, seq uint64, now time.Time) error {
 	s.lastHeard.Store(now.UnixNano())
+	// Most of a replay is session revocations in the daemon's exact form
+	// {"exp":N} (N a JSON integer: no sign, no leading zero): they are
+	// applied here inline, without encoding/json and without a call per
+	// step (under yaegi each call costs a frame). Anything else, including
+	// every other form of the same value, takes the general path.
+	p := len(PrefixRevokeSession)
+	n := len(value)
+	if op == "" && len(key) > p && len(key) <= MaxKeyLength && key[:p] == PrefixRevokeSession &&
+		n >= 9 && n <= 27 && value[n-1] == '}' && string(value[:7]) == `{"exp":` &&
+		value[7] >= '0' && value[7] <= '9' && (value[7] != '0' || n == 9) &&
+		!strings.ContainsAny(key[p:], ".*> \t\r\n") {
+		if exp, err := strconv.ParseInt(string(value[7:n-1]), 10, 64); err == nil {
+			sum := sha256.Sum256([]byte(key[p:]))
+			var d [16]byte
+			copy(d[:], sum[:16])
+			e := uint32(0xFFFFFFFF)
+			if exp < 0xFFFFFFFF {
+				e = uint32(exp)
+			}
+			s.mu.Lock()
+			old, held := s.sessions[d]
+			grows := !held || (old != 0 && (e == 0 || e > old))
+			if grows {
+				s.sessions[d] = e
+			}
+			s.mu.Unlock()
+			if seq > 0 && int64(seq) > s.lastSeq.Load() {
+				s.lastSeq.Store(int64(seq))
+			}
+			s.applied.Add(1)
+			if grows {
+				// changed(), inline.
+				s.version.Add(1)
+				s.changeMu.Lock()
+				fs := s.onChange
+				s.changeMu.Unlock()
+				for i := 0; i < len(fs); i++ {
+					fs[i](Change{SessionID: key[p:]})
+				}
+			}
+			return nil
+		}
+	}
 	if strings.HasPrefix(key, PrefixSnapshot) {
 		s.storeSeq(seq)
 		return nil
@@ -347,18 +390,12 @@ func (s *State) apply(key, op string, value []byte, seq uint64) (Change, bool, e
 		return Change{SubjectKey: id}, changed, err
 	}
 	if kind == PrefixRevokeSession {
-		// The daemon writes exactly {"exp":N}: read that without
-		// encoding/json (most of a replay is these); anything else takes
-		// the general path below.
-		exp, ok := parseExpValue(value)
-		if !ok {
-			var v revocationValue
-			if err := decodeRevocation(key, value, &v); err != nil {
-				return none, false, err
-			}
-			exp = v.Exp
+		// (The daemon's exact form was handled in Apply.)
+		var v revocationValue
+		if err := decodeRevocation(key, value, &v); err != nil {
+			return none, false, err
 		}
-		if s.revokeSession(sidDigest(id), exp32(exp)) {
+		if s.revokeSession(sidDigest(id), exp32(v.Exp)) {
 			return Change{SessionID: id}, true, nil
 		}
 		return none, false, nil
@@ -399,24 +436,6 @@ func decodeRevocation(key string, value []byte, v *revocationValue) error {
 		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 	}
 	return nil
-}
-
-// parseExpValue reads the daemon's exact session revocation value
-// {"exp":N}, N a JSON integer without sign or leading zero; false for any
-// other form (which encoding/json then decodes, or refuses).
-func parseExpValue(v []byte) (int64, bool) {
-	n := len(v)
-	if n < 9 || n > 27 || v[n-1] != '}' || string(v[:7]) != `{"exp":` {
-		return 0, false
-	}
-	if v[7] < '0' || v[7] > '9' || (v[7] == '0' && n > 9) {
-		return 0, false
-	}
-	exp, err := strconv.ParseInt(string(v[7:n-1]), 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return exp, true
 }
 
 // revokeSession merges a session revocation; false if the one held already

@@ -53,6 +53,10 @@ const (
 	maxSnapshotGen = 64
 	// maxSnapshotGens bounds the generations a loader tracks at once.
 	maxSnapshotGens = 16
+	// MaxSnapshotCopyDelay: a chunk stored in the stream longer than this
+	// after it was signed was not written by the daemon's writer (which
+	// stores each chunk as it signs it) but copied back later: refused.
+	MaxSnapshotCopyDelay = time.Hour
 )
 
 // ErrSnapshot wraps why a snapshot chunk or cut cannot be used.
@@ -355,10 +359,17 @@ func (s *State) NewSnapshotLoader() *SnapshotLoader {
 }
 
 // Add verifies one entry of the snapshot.> subjects and applies its facts.
-// Deletes and purges (of chunk keys beyond a newer generation's n) are
-// ignored; an entry that is not a genuine chunk is refused with an error
-// and changes nothing.
-func (l *SnapshotLoader) Add(key, op string, value []byte) error {
+// seq is the entry's stream sequence and stored when the server stored it
+// (0 and the zero time when unknown). Deletes and purges (of chunk keys
+// beyond a newer generation's n) are ignored; an entry that is not a genuine
+// chunk, as written by the daemon into this stream, is refused with an error
+// and changes nothing:
+//   - not signed by a trust anchor for its own key, or out of format;
+//   - claiming a cut at or after its own sequence: the daemon writes chunks
+//     after the cut, so it was copied from another stream (a bucket deleted
+//     and created again restarts its sequences);
+//   - stored more than MaxSnapshotCopyDelay after it was signed: copied back.
+func (l *SnapshotLoader) Add(key, op string, value []byte, seq uint64, stored time.Time) error {
 	if op == "DEL" || op == "PURGE" {
 		return nil
 	}
@@ -368,6 +379,12 @@ func (l *SnapshotLoader) Add(key, op string, value []byte) error {
 	var p snapshotPayload
 	if err := verifySnapshot(key, value, l.s.anchors, &p); err != nil {
 		return err
+	}
+	if seq > 0 && p.Seq >= seq {
+		return fmt.Errorf("%w: %s at sequence %d claims a cut at %d: copied from another stream", ErrSnapshot, key, seq, p.Seq)
+	}
+	if !stored.IsZero() && stored.Sub(time.UnixMilli(p.Iat)) > MaxSnapshotCopyDelay {
+		return fmt.Errorf("%w: %s stored %s after it was signed: copied back", ErrSnapshot, key, stored.Sub(time.UnixMilli(p.Iat)).Round(time.Second))
 	}
 	g := l.gens[p.Gen]
 	if g == nil {

@@ -31,7 +31,17 @@
 // recreated too (Stats.Hijacks). Every 5s the edge publishes its sync state
 // on HeartbeatSubject(bucket, edge).
 //
+// The first sync of an edge with trust anchors starts with the daemon's
+// signed snapshot (docs/contracts.md, "Snapshots"): a consumer in one of its
+// slots reads the snapshot.> subjects, each verified chunk is applied, and
+// the bucket's consumer then starts after the sequence of the newest
+// complete generation (or replays everything when none is complete).
+//
 // Everything here must load in yaegi v0.16.1: standard library only, no
 // generics, no named integer types compared with typed constants, no
-// channel receive inside a multi-value return.
+// channel receive inside a multi-value return, no nil in a tuple assignment
+// (`p.x, p.y = nil, true` panics with "reflect: New(nil)"; assign one by
+// one). The per-message path is plain code: under yaegi a method call costs
+// about 2 µs, a function call 0.8 µs, a call into the standard library
+// 0.3 µs and a closure a frame of its own.
 package natsedge

@@ -154,15 +154,35 @@ func (p *parser) readLine() ([]byte, error) {
 }
 
 // next reads the next operation. Any error leaves the stream unusable.
+//
+// It runs once per message: the line is read inline and MSG, the common
+// case, goes straight to readMsg (under yaegi every call costs a frame).
 func (p *parser) next() (frame, error) {
 	for {
-		line, err := p.readLine()
+		line, err := p.r.ReadSlice('\n')
 		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return frame{}, protoErrorf("line longer than %d bytes", maxLineLen)
+			}
+			if len(line) > 0 && errors.Is(err, io.EOF) {
+				return frame{}, io.ErrUnexpectedEOF
+			}
 			return frame{}, err
+		}
+		line = line[:len(line)-1]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
 		}
 		if len(line) == 0 {
 			// Tolerate empty lines between operations.
 			continue
+		}
+		if len(line) > 4 && line[0] == 'M' && line[1] == 'S' && line[2] == 'G' && line[3] == ' ' {
+			m, err := readMsg(p, line[4:], false)
+			if err != nil {
+				return frame{}, err
+			}
+			return frame{kind: opMsg, msg: m}, nil
 		}
 		verb, rest := splitVerb(line)
 		if verb != "MSG" && verb != "HMSG" {
@@ -170,7 +190,7 @@ func (p *parser) next() (frame, error) {
 		}
 		switch verb {
 		case "MSG", "HMSG":
-			m, err := p.readMsg(rest, verb == "HMSG")
+			m, err := readMsg(p, rest, verb == "HMSG")
 			if err != nil {
 				return frame{}, err
 			}
@@ -220,7 +240,8 @@ func clip(s string, n int) string {
 
 // readMsg parses "MSG <subject> <sid> [reply] <size>" or
 // "HMSG <subject> <sid> [reply] <hdr size> <total size>" and its payload.
-func (p *parser) readMsg(args []byte, hasHeaders bool) (*message, error) {
+// (A function, not a method: cheaper under yaegi.)
+func readMsg(p *parser, args []byte, hasHeaders bool) (*message, error) {
 	f := strings.Fields(string(args))
 	m := &message{}
 	// MSG subject sid [reply] total; HMSG subject sid [reply] hdrlen total.
@@ -236,10 +257,11 @@ func (p *parser) readMsg(args []byte, hasHeaders bool) (*message, error) {
 	default:
 		return nil, protoErrorf("%s with %d arguments", verb, len(f))
 	}
-	total, err := parseSize(f[len(f)-1])
+	n, err := strconv.ParseUint(f[len(f)-1], 10, 31)
 	if err != nil {
-		return nil, err
+		return nil, protoErrorf("bad size %q", clip(f[len(f)-1], 16))
 	}
+	total := int(n)
 	var hdrLen int
 	if hasHeaders {
 		if hdrLen, err = parseSize(f[len(f)-2]); err != nil {
@@ -273,13 +295,15 @@ func (p *parser) readMsg(args []byte, hasHeaders bool) (*message, error) {
 		m.oversized = true
 		return m, nil
 	}
-	buf := make([]byte, total)
+	// The payload and its CRLF in one read.
+	buf := make([]byte, total+2)
 	if _, err := io.ReadFull(p.r, buf); err != nil {
 		return nil, err
 	}
-	if err := p.expectCRLF(); err != nil {
-		return nil, err
+	if buf[total] != '\r' || buf[total+1] != '\n' {
+		return nil, protoErrorf("payload not followed by CRLF")
 	}
+	buf = buf[:total]
 	if hasHeaders {
 		if !parseHeaders(buf[:hdrLen], m) {
 			m.badHeader = true
@@ -361,10 +385,10 @@ type ackInfo struct {
 // parseAck parses "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>"
 // and the newer "$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]"
 // (9 tokens, or 11 or more, as nats.go accepts).
-func parseAck(reply string) (ackInfo, bool) {
-	var a ackInfo
-	if !strings.HasPrefix(reply, "$JS.ACK.") {
-		return a, false
+// It runs once per delivery: strconv calls inline, no helper frames.
+func parseAck(reply string, a *ackInfo) bool {
+	if len(reply) < 8 || reply[:8] != "$JS.ACK." {
+		return false
 	}
 	t := strings.Split(reply, ".")
 	var rest []string
@@ -374,31 +398,31 @@ func parseAck(reply string) (ackInfo, bool) {
 	case len(t) >= 11 && len(t) <= 16:
 		rest = t[4:]
 	default:
-		return a, false
+		return false
 	}
 	a.stream, a.consumer = rest[0], rest[1]
-	var ok bool
-	if a.delivered, ok = parseUint(rest[2]); !ok {
-		return a, false
+	if a.stream == "" || a.consumer == "" {
+		return false
 	}
-	if a.streamSeq, ok = parseUint(rest[3]); !ok {
-		return a, false
+	var err error
+	if a.delivered, err = strconv.ParseUint(rest[2], 10, 64); err != nil {
+		return false
 	}
-	if a.consumerSeq, ok = parseUint(rest[4]); !ok {
-		return a, false
+	if a.streamSeq, err = strconv.ParseUint(rest[3], 10, 64); err != nil {
+		return false
 	}
-	ts, ok := parseUint(rest[5])
-	if !ok {
-		return a, false
+	if a.consumerSeq, err = strconv.ParseUint(rest[4], 10, 64); err != nil {
+		return false
+	}
+	ts, err := strconv.ParseUint(rest[5], 10, 64)
+	if err != nil {
+		return false
 	}
 	a.timestamp = int64(ts)
-	if a.pending, ok = parseUint(rest[6]); !ok {
-		return a, false
+	if a.pending, err = strconv.ParseUint(rest[6], 10, 64); err != nil {
+		return false
 	}
-	if a.stream == "" || a.consumer == "" {
-		return a, false
-	}
-	return a, true
+	return true
 }
 
 func parseUint(s string) (uint64, bool) {

@@ -272,7 +272,8 @@ func TestParseAck(t *testing.T) {
 		{"", false, ackInfo{}},
 	}
 	for _, tt := range tests {
-		got, ok := parseAck(tt.reply)
+		var got ackInfo
+		ok := parseAck(tt.reply, &got)
 		if ok != tt.ok || (ok && got != tt.want) {
 			t.Errorf("parseAck(%q) = %+v, %v; want %+v, %v", tt.reply, got, ok, tt.want, tt.ok)
 		}

@@ -724,6 +724,9 @@ func TestTrustAnchorsGateSignedFacts(t *testing.T) {
 			srv := newFakeServer(t)
 			w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, TrustAnchors: tt.anchors})
 			fc := srv.next(5 * time.Second)
+			if len(tt.anchors) > 0 {
+				noSnapshot(t, fc)
+			}
 			cr := activate(t, fc, 1)
 			fc.deliver(cr, testBucket, "keys", "", string(fact), 1, 1, 0)
 			waitFor(t, "applied", 5*time.Second, func() bool { return w.State().LastSeq() == 1 })

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/edgestate"
 )
 
 // event is one frame (or the read error that ended the connection).
@@ -177,6 +179,16 @@ func (w *Watcher) session(c *conn) error {
 			if ev.err != nil {
 				return ev.err
 			}
+			// A delivery, the common case, without onFrame's detour.
+			if f := ev.f; f.kind == opMsg && ss.deliverSID != 0 && f.msg.sid == ss.deliverSID {
+				onDelivery(ss, f.msg, time.Now())
+				if len(ss.buf) > 0 {
+					if err := ss.flush(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			if err := ss.onFrame(ev.f); err != nil {
 				return err
 			}
@@ -309,7 +321,7 @@ func (ss *session) onFrame(f frame) error {
 		case m.sid == 1:
 			ss.onReply(m, now)
 		case m.sid == ss.deliverSID && ss.deliverSID != 0:
-			ss.onDelivery(m, now)
+			onDelivery(ss, m, now)
 		}
 	}
 	return ss.flush()
@@ -471,7 +483,8 @@ func (ss *session) createFailed(now time.Time, err error) {
 	w := ss.w
 	if ss.snapshot {
 		// No snapshot then: the next attempt replays the bucket.
-		w.snapDone, w.snap = true, nil
+		w.snapDone = true
+		w.snap = nil
 		ss.snapshot = false
 	}
 	ss.dropConsumer(now)
@@ -701,15 +714,22 @@ func (ss *session) markSynced(now time.Time) {
 }
 
 // onDelivery handles a message on the consumer's deliver subject.
-func (ss *session) onDelivery(m *message, now time.Time) {
+//
+// It runs once per KV entry, interpreted, and a first sync without a
+// snapshot is one entry per fact: it stays plain (no closures, which cost a
+// frame each under yaegi; no helper calls where an inline statement does;
+// a function rather than a method, which yaegi calls several times faster).
+func onDelivery(ss *session, m *message, now time.Time) {
 	w := ss.w
 	if m.status != 0 {
 		ss.onStatus(m, now)
 		return
 	}
-	a, ok := parseAck(m.reply)
-	if !ok || a.stream != w.s.stream {
-		w.count(func(st *Stats) { st.Malformed++ })
+	var a ackInfo
+	if !parseAck(m.reply, &a) || a.stream != w.s.stream {
+		w.mu.Lock()
+		w.stats.Malformed++
+		w.mu.Unlock()
 		return
 	}
 	if a.consumer != ss.name {
@@ -729,21 +749,35 @@ func (ss *session) onDelivery(m *message, now time.Time) {
 	w.mu.Lock()
 	w.stats.Delivered++
 	w.mu.Unlock()
+	if ss.snapshot {
+		ss.onSnapshotEntry(m, &a, now)
+		if a.pending == 0 {
+			ss.finishSnapshot(now)
+		}
+		return
+	}
 	prefix := w.s.kvPrefix
 	switch {
 	case a.streamSeq <= w.lastSeq:
 		// Already applied (a resync never asks for these, but be safe).
 	case m.oversized:
 		w.lastSeq = a.streamSeq
-		w.count(func(st *Stats) { st.Oversized++ })
+		w.mu.Lock()
+		w.stats.Oversized++
+		w.mu.Unlock()
 		w.state.Touch(now)
-	case m.badHeader || !strings.HasPrefix(m.subject, prefix):
+	case m.badHeader || len(m.subject) <= len(prefix) || m.subject[:len(prefix)] != prefix:
 		w.lastSeq = a.streamSeq
-		w.count(func(st *Stats) { st.Malformed++ })
+		w.mu.Lock()
+		w.stats.Malformed++
+		w.mu.Unlock()
 		w.state.Touch(now)
 	default:
 		w.lastSeq = a.streamSeq
-		op := m.header("KV-Operation")
+		op := ""
+		if len(m.headers) > 0 {
+			op = m.header("KV-Operation")
+		}
 		key := m.subject[len(prefix):]
 		// Apply counts and reports refused entries; they are never fatal.
 		if err := w.state.Apply(key, op, m.data, a.streamSeq, now); err != nil {
@@ -753,6 +787,65 @@ func (ss *session) onDelivery(m *message, now time.Time) {
 	if a.pending == 0 {
 		ss.markSynced(now)
 	}
+}
+
+// onSnapshotEntry hands an entry of the snapshot consumer to the loader: a
+// verified chunk's facts are applied at once; which sequence the edge
+// resumes after is decided when the consumer caught up (finishSnapshot).
+func (ss *session) onSnapshotEntry(m *message, a *ackInfo, now time.Time) {
+	w := ss.w
+	w.state.Touch(now)
+	prefix := w.s.kvPrefix
+	if m.oversized || m.badHeader || !strings.HasPrefix(m.subject, prefix) || w.snap == nil {
+		w.mu.Lock()
+		w.stats.SnapshotRefused++
+		w.mu.Unlock()
+		return
+	}
+	key := m.subject[len(prefix):]
+	var stored time.Time
+	if a.timestamp > 0 {
+		stored = time.Unix(0, a.timestamp)
+	}
+	if err := w.snap.Add(key, m.header("KV-Operation"), m.data, a.streamSeq, stored); err != nil {
+		w.mu.Lock()
+		w.stats.SnapshotRefused++
+		w.mu.Unlock()
+		w.logRejected(key, a.streamSeq, err, now)
+		return
+	}
+	chunks := uint64(w.snap.Chunks)
+	w.mu.Lock()
+	w.stats.SnapshotChunks = chunks
+	w.mu.Unlock()
+}
+
+// finishSnapshot ends the snapshot phase once its consumer caught up: the
+// newest complete generation, if any, is where the edge resumes (its
+// sequence + 1); without one the whole bucket is replayed. Either way the
+// edge is synced only once the bucket's own consumer caught up.
+func (ss *session) finishSnapshot(now time.Time) {
+	w := ss.w
+	l := w.snap
+	w.snap = nil // (one assignment each: yaegi fails a nil in a tuple assignment)
+	w.snapDone = true
+	if l != nil {
+		gen, seq, ok := l.Best()
+		if ok {
+			l.Adopt(seq, now)
+			w.lastSeq = seq
+			w.mu.Lock()
+			w.stats.SnapshotSeq = seq
+			w.mu.Unlock()
+			w.logf("loaded snapshot %s of bucket %s: %d facts in %d chunks, consistent with sequence %d; following the bucket from %d", clip(gen, 64), w.s.bucket, l.Facts, l.Chunks, seq, seq+1)
+		} else if l.Seen() > 0 {
+			w.logf("no complete snapshot in bucket %s (%d generations seen, %d chunks applied); replaying the whole bucket", w.s.bucket, l.Seen(), l.Chunks)
+		}
+	}
+	ss.dropConsumer(now)
+	ss.snapshot = false
+	ss.planSlots(ss.slot)
+	ss.createConsumer(now)
 }
 
 // fcConsumer returns the stream and consumer a flow-control subject belongs
@@ -828,6 +921,14 @@ func (ss *session) onStatus(m *message, now time.Time) {
 	if fc := m.header("Nats-Consumer-Stalled"); fc != "" && ss.ownFC(fc) {
 		ss.buf = appendPub(ss.buf, fc, "", nil, nil)
 		w.count(func(st *Stats) { st.FlowControls++ })
+	}
+	if ss.phase == phaseActive && ss.snapshot {
+		// Idle: the snapshot consumer has delivered everything (unless it
+		// is stalled on flow control).
+		if m.header("Nats-Consumer-Stalled") == "" {
+			ss.finishSnapshot(now)
+		}
+		return
 	}
 	if ss.phase == phaseActive && ss.behindSince.IsZero() {
 		// The server only sends idle heartbeats once nothing is pending;

@@ -73,8 +73,8 @@ type Watcher struct {
 	// good (a snapshot adopted, none complete, or the attempt failed).
 	snap     *edgestate.SnapshotLoader
 	snapDone bool
-	rnd          *mrand.Rand
-	pool         serverPool
+	rnd      *mrand.Rand
+	pool     serverPool
 }
 
 // serverPool is the list of servers to try: the configured ones in random

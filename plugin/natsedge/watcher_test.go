@@ -89,6 +89,18 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
+// noSnapshot answers the first sync's snapshot consumer (an edge with trust
+// anchors reads snapshot.> first) as a bucket without a snapshot.
+func noSnapshot(t *testing.T, fc *fakeConn) {
+	t.Helper()
+	cr := fc.expectCreate(t, testBucket, 5*time.Second)
+	c := cr.req.Config
+	if c.FilterSubject != "$KV.edge.snapshot.>" || c.DeliverPolicy != "last_per_subject" || c.OptStartSeq != 0 {
+		t.Fatalf("snapshot consumer config = %+v", cr.req)
+	}
+	fc.replyCreated(cr, 0)
+}
+
 // activate runs the consumer handshake and returns the create request.
 func activate(t *testing.T, fc *fakeConn, pending int) createReq {
 	t.Helper()
@@ -188,6 +200,7 @@ func TestReplayAppliesEntriesAndReportsSync(t *testing.T) {
 	srv := newFakeServer(t)
 	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, TrustAnchors: []string{anchor}})
 	fc := srv.next(5 * time.Second)
+	noSnapshot(t, fc)
 	cr := fc.expectCreate(t, testBucket, 5*time.Second)
 	c := cr.req.Config
 	if cr.req.Stream != "KV_edge" || c.DeliverPolicy != "last_per_subject" || c.AckPolicy != "none" ||

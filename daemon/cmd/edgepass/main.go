@@ -9,18 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	cmdcli "github.com/edgepass/edgepass/daemon/cli"
 	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/serve"
+	"github.com/edgepass/edgepass/daemon/version"
 )
-
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args, os.Environ(), os.Stdout, os.Stderr))
@@ -97,7 +93,9 @@ func isHelp(a string) bool { return a == "--help" || a == "-help" || a == "-h" }
 // runServe runs the daemon until SIGINT or SIGTERM.
 func runServe(cfg *config.Configuration, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level(cfg.Log.Level)}))
-	logger.Info("starting edgepass", "version", versionString())
+	v := version.Get()
+	logger = logger.With("version", v.Version)
+	logger.Info("starting edgepass", "commit", v.Commit, "go", v.Go)
 	if cfg.ConfigFile != "" {
 		logger.Info("configuration loaded", "file", cfg.ConfigFile)
 	}
@@ -130,17 +128,4 @@ func level(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-func versionString() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
-		}
-	}
-	return fmt.Sprintf("edgepass %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
+func versionString() string { return version.Get().String() }
