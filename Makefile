@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/edgepass/edgepass/daemon/version.Version=$(VERSION) -X github.com/edgepass/edgepass/daemon/version.Commit=$(COMMIT)
 
-.PHONY: all build test test-unit test-integration fuzz lint bench demo traefik clean
+.PHONY: all build test test-unit test-integration fuzz lint bench demo traefik helm image clean
 
 all: build
 
@@ -16,6 +16,11 @@ all: build
 build:
 	$(GO) build ./plugin/...
 	cd daemon && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgepass ./cmd/edgepass
+
+## image: the daemon's OCI image, built without a container engine, at daemon/bin/edgepass-image.tar
+## (docker load -i / podman load -i / skopeo copy oci-archive:…); deploy/Dockerfile is the Docker way
+image:
+	cd integration && $(GO) run ./cmd/image -version "$(VERSION)" -commit "$(COMMIT)" -out ../daemon/bin/edgepass-image.tar
 
 ## test: everything CI runs — unit tests, yaegi tests, NATS tests, short fuzzing, end to end
 test: test-unit fuzz test-integration
@@ -27,7 +32,7 @@ test-unit:
 
 # Traefik is built first, visibly: go test would hide a first build's five
 # minutes of progress. The harness installs the OIDC provider's npm packages.
-test-integration: traefik
+test-integration: traefik helm
 	cd integration && $(GO) vet ./... && $(GO) test -count=1 -p 1 -timeout 45m ./...
 
 ## fuzz: run each fuzz target for $(FUZZTIME) executions (a count: see scripts/fuzz.sh)
@@ -48,6 +53,10 @@ bench:
 ## demo: Traefik + plugin, daemon + embedded NATS, a local OIDC provider and a demo app
 demo:
 	cd integration && $(GO) run ./cmd/demo
+
+## helm: build the helm CLI (v4) from the Go module proxy once, for the chart tests
+helm:
+	@scripts/build-helm.sh >/dev/null
 
 ## traefik: build Traefik v3.6.12 from the Go module proxy once (cached in ~/.cache/edgepass);
 ## bench and demo build it themselves when needed (harness.Build), showing its progress

@@ -124,9 +124,10 @@ const (
 	maxCacheSize       = 1000000
 	defaultStaleAction = "serve"
 	defaultBucket      = natsedge.DefaultBucket
-	// minMaxStaleness is twice the idle heartbeat: the longest a healthy, idle
-	// edge goes without hearing from NATS, with room for one late heartbeat.
-	minMaxStaleness = 2 * natsedge.DefaultIdleHeartbeat
+	// minMaxStaleness keeps a healthy, idle edge (heard from every idle
+	// heartbeat, 1s) far from the bound: GC pauses and a busy server must
+	// not make it flap.
+	minMaxStaleness = 10 * time.Second
 )
 
 // CreateConfig returns the default configuration Traefik decodes the user's onto.

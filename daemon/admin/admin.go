@@ -73,7 +73,7 @@ type KeyRing interface {
 // EdgeLister reports the latest heartbeat of every edge replica;
 // *edgepub.Heartbeats implements it.
 type EdgeLister interface {
-	// List returns the replicas sorted by replica id.
+	// List returns the replicas sorted by edge name, then replica id.
 	List() []EdgeStatus
 }
 

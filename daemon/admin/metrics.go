@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgepass/edgepass/daemon/version"
 )
 
 // Revocation kinds counted by the admin API; oidcflow adds logout,
@@ -30,6 +32,7 @@ type Metrics struct {
 	capped      *prometheus.CounterVec
 	publish     prometheus.Histogram
 	verify      *prometheus.CounterVec
+	refresh     *prometheus.CounterVec
 	ready       prometheus.Gauge
 	up          map[string]prometheus.Gauge // by check name
 }
@@ -66,6 +69,10 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		Name: "edgepass_verify_total",
 		Help: "Answers of the ForwardAuth endpoint /verify, by outcome (ok, unauthenticated, revoked, forbidden).",
 	}, []string{"outcome"})
+	m.refresh = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgepass_refresh_total",
+		Help: "Periodic re-checks of sessions at the IdP, by outcome (unchanged, groups_changed, revoked, skipped, error).",
+	}, []string{"outcome"})
 	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "edgepass_ready",
 		Help: "1 when /readyz answers ready: this replica can issue and revoke sessions.",
@@ -81,6 +88,13 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		}),
 	}
 	m.reg.MustRegister(m.ready, m.up[CheckIdP], m.up[CheckJetStream])
+	info := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "edgepass_build_info",
+		Help: "The daemon's release: always 1, with the version, commit and Go version as labels.",
+	}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(info.Version, info.Commit, info.Go).Set(1)
+	m.reg.MustRegister(build, m.refresh)
 	m.reg.MustRegister(m.logins, m.failures, m.revocations, m.capped, m.publish, m.verify,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sessionCount != nil {
@@ -90,6 +104,41 @@ func NewMetrics(sessionCount func() int) *Metrics {
 		}, func() float64 { return float64(sessionCount()) }))
 	}
 	return m
+}
+
+// Labels lists every value of the labelled counters, so every series
+// exists (at 0) from the first scrape.
+type Labels struct {
+	LoginFailures, Revocations, VerifyOutcomes, RefreshOutcomes, GroupLimits []string
+}
+
+// InitSeries creates every labelled series at zero.
+func (m *Metrics) InitSeries(l Labels) {
+	if m == nil {
+		return
+	}
+	for _, v := range l.LoginFailures {
+		m.failures.WithLabelValues(v)
+	}
+	for _, v := range append(append([]string(nil), l.Revocations...), KindAdminSession, KindAdminUser, KindAdminKey) {
+		m.revocations.WithLabelValues(v)
+	}
+	for _, v := range l.VerifyOutcomes {
+		m.verify.WithLabelValues(v)
+	}
+	for _, v := range l.RefreshOutcomes {
+		m.refresh.WithLabelValues(v)
+	}
+	for _, v := range l.GroupLimits {
+		m.capped.WithLabelValues(v)
+	}
+}
+
+// Refreshed counts one session re-check at the IdP by outcome.
+func (m *Metrics) Refreshed(outcome string) {
+	if m != nil {
+		m.refresh.WithLabelValues(outcome).Inc()
+	}
 }
 
 // LoginSucceeded counts a completed login.

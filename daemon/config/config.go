@@ -42,8 +42,9 @@ type OIDC struct {
 	ClientSecret     string   `description:"OAuth2 client secret (prefer clientSecretFile)." json:"-"`
 	ClientSecretFile string   `description:"File holding the client secret (trailing newline ignored)." json:"clientSecretFile"`
 	Scopes           []string `description:"Scopes requested at login." json:"scopes"`
-	GroupsClaim      string   `description:"ID token / userinfo claim holding the user's groups." json:"groupsClaim"`
-	UsernameClaim    string   `description:"Claim used as the username." json:"usernameClaim"`
+	GroupsClaim      []string `description:"Where the user's groups are: one or more claim paths into the ID token and userinfo claims, whose groups are merged (in order, duplicates dropped) before groupsInclude applies. A claim name (groups), a nested path (realm_access.roles), a key with punctuation in brackets and quotes (resource_access[\"my-client\"].roles), and .keys() at the end to take an object's keys ([\"urn:zitadel:iam:org:project:roles\"].keys()). In flags and variables, paths are separated by commas." json:"groupsClaim"`
+	UserClaims       []string `description:"Claims naming the user (the token's preferred_username, the edges' user header), in order: the first one holding a string wins; email counts only when not marked unverified; the sub when none does. Claim paths as in groupsClaim." json:"userClaims"`
+	UsernameClaim    string   `description:"Older form of userClaims: usernameClaim: upn means userClaims: [upn, email, sub]. Set one of the two." json:"usernameClaim"`
 	RequiredGroups   []string `description:"If set, only users in at least one of these groups may sign in." json:"requiredGroups"`
 	GroupsInclude    []string `description:"If set, only these of the IdP's groups reach the edges (exact names, or prefixes ending in *, e.g. team-*); applied at login and refresh before anything else, so it must keep every requiredGroups entry." json:"groupsInclude"`
 }
@@ -109,7 +110,8 @@ type Admin struct {
 
 // Log configures logging.
 type Log struct {
-	Level string `description:"Log level: debug, info, warn or error." json:"level"`
+	Level  string `description:"Log level: debug, info, warn or error." json:"level"`
+	Format string `description:"Log format: text (key=value lines) or json (one JSON object per line, for log shippers)." json:"format"`
 }
 
 // Defaults, in one place.
@@ -134,6 +136,13 @@ const (
 	DefaultLoginRateBurst = 20
 )
 
+// DefaultGroupsClaim is oidc.groupsClaim's default.
+const DefaultGroupsClaim = "groups"
+
+// DefaultUserClaims is oidc.userClaims' default: the order edges have
+// always named a user in.
+var DefaultUserClaims = []string{"preferred_username", "email", "sub"}
+
 // DefaultTrustedProxies is loopback: Traefik in front on the same host.
 var DefaultTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
 
@@ -145,9 +154,9 @@ func New() *Configuration {
 		DataDir:        DefaultDataDir,
 		TrustedProxies: append([]string(nil), DefaultTrustedProxies...),
 		OIDC: OIDC{
-			Scopes:        []string{"openid", "profile", "email", "groups", "offline_access"},
-			GroupsClaim:   "groups",
-			UsernameClaim: "preferred_username",
+			Scopes:      []string{"openid", "profile", "email", "groups", "offline_access"},
+			GroupsClaim: []string{DefaultGroupsClaim},
+			UserClaims:  append([]string(nil), DefaultUserClaims...),
 		},
 		Session: Session{
 			Lifetime:        ptypes.Duration(DefaultLifetime),
@@ -175,6 +184,6 @@ func New() *Configuration {
 			Listen: DefaultAdminListen,
 			URL:    DefaultAdminURL,
 		},
-		Log: Log{Level: "info"},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }

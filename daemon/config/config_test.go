@@ -36,8 +36,9 @@ func TestDefaults(t *testing.T) {
 		{"publicURL", c.PublicURL, "http://127.0.0.1:8000"},
 		{"listen", c.Listen, "127.0.0.1:8000"},
 		{"scopes", c.OIDC.Scopes, []string{"openid", "profile", "email", "groups", "offline_access"}},
-		{"groupsClaim", c.OIDC.GroupsClaim, "groups"},
-		{"usernameClaim", c.OIDC.UsernameClaim, "preferred_username"},
+		{"groupsClaim", c.OIDC.GroupsClaim, []string{"groups"}},
+		{"userClaims", c.OIDC.UserClaims, []string{"preferred_username", "email", "sub"}},
+		{"usernameClaim (older form of userClaims)", c.OIDC.UsernameClaim, ""},
 		{"lifetime", time.Duration(c.Session.Lifetime), 12 * time.Hour},
 		{"cookieName", c.Session.CookieName, "edgepass_session"},
 		{"cookieSecure", c.Session.CookieSecure, true},
@@ -53,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		{"keyBucket", c.NATS.KeyBucket, "edgepass_keys"},
 		{"admin.listen", c.Admin.Listen, "127.0.0.1:8001"},
 		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "text"},
 		{"session.loginRateLimit", c.Session.LoginRateLimit, 60},
 		{"session.loginRateBurst", c.Session.LoginRateBurst, 20},
 		{"trustedProxies", c.TrustedProxies, []string{"127.0.0.0/8", "::1/128"}},
@@ -126,7 +128,7 @@ func TestLayers(t *testing.T) {
 				want(t, "rotationInterval", time.Duration(c.Keys.RotationInterval), 24*time.Hour)
 				want(t, "embedded", c.NATS.Embedded.Enabled, false)
 				want(t, "urls", c.NATS.URLs, []string{"nats://nats-1:4222", "tls://nats-2:4222"})
-				want(t, "groupsClaim default kept", c.OIDC.GroupsClaim, "groups")
+				want(t, "groupsClaim default kept", c.OIDC.GroupsClaim, []string{"groups"})
 				want(t, "log", c.Log.Level, "debug")
 			},
 		},
@@ -341,6 +343,7 @@ func TestValidate(t *testing.T) {
 		{"replicas", []string{"--nats.replicas=7"}, "config: nats.replicas"},
 		{"admin on public listener", []string{"--admin.listen=127.0.0.1:8000"}, "config: admin.listen: must differ from listen"},
 		{"log level", []string{"--log.level=verbose"}, "config: log.level"},
+		{"log format", []string{"--log.format=xml"}, "config: log.format: \"xml\": use text or json"},
 		{"edge name with a dot", []string{"--nats.embedded.edges=a.b"}, "config: nats.embedded.edges: \"a.b\""},
 		{"edge name clashes with the daemon", []string{"--nats.embedded.edges=edgepass-daemon"}, "config: nats.embedded.edges: \"edgepass-daemon\" is the daemon's own NATS user"},
 		{"no data dir", []string{"--dataDir="}, "config: dataDir: required"},

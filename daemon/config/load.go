@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/traefik/paerser/env"
@@ -144,6 +145,11 @@ func (c *Configuration) setDerived() {
 		if c.Keys.EncryptionKeyFile == "" {
 			c.Keys.EncryptionKeyFile = filepath.Join(c.DataDir, "encryption.key")
 		}
+	}
+	// oidc.usernameClaim, the older form of oidc.userClaims, applies when
+	// userClaims was left at its default (Validate refuses a contradiction).
+	if c.OIDC.UsernameClaim != "" && slices.Equal(c.OIDC.UserClaims, DefaultUserClaims) {
+		c.OIDC.UserClaims = usernameClaimOrder(c.OIDC.UsernameClaim)
 	}
 	host := publicHost(c.PublicURL)
 	if len(c.Session.AllowedDomains) == 0 && host != "" {

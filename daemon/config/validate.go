@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/claimpath"
 	"github.com/edgepass/edgepass/daemon/returnurl"
 )
 
@@ -66,8 +67,7 @@ func (c *Configuration) Validate() error {
 		bad("oidc.scopes", "must include openid (got %q)", c.OIDC.Scopes)
 	}
 	checkGroupsInclude(c.OIDC.GroupsInclude, c.OIDC.RequiredGroups, bad)
-	required("oidc.groupsClaim", c.OIDC.GroupsClaim)
-	required("oidc.usernameClaim", c.OIDC.UsernameClaim)
+	checkClaimPaths(&c.OIDC, bad)
 
 	// Session.
 	lifetime := time.Duration(c.Session.Lifetime)
@@ -229,6 +229,11 @@ func (c *Configuration) Validate() error {
 	default:
 		bad("log.level", "%q: use debug, info, warn or error", c.Log.Level)
 	}
+	switch strings.ToLower(c.Log.Format) {
+	case "text", "json":
+	default:
+		bad("log.format", "%q: use text or json", c.Log.Format)
+	}
 	return errors.Join(errs...)
 }
 
@@ -274,6 +279,48 @@ func checkGroupsInclude(include, required []string, bad func(setting, format str
 			bad("oidc.requiredGroups", "%q is not kept by oidc.groupsInclude %q, so nobody could sign in; add it to oidc.groupsInclude", g, include)
 		}
 	}
+}
+
+// checkClaimPaths checks oidc.groupsClaim and oidc.userClaims (package
+// claimpath's syntax) and that usernameClaim, their older form, does not
+// contradict userClaims.
+func checkClaimPaths(o *OIDC, bad func(setting, format string, args ...any)) {
+	if len(o.GroupsClaim) == 0 {
+		bad("oidc.groupsClaim", "required: at least one claim path; set %s (e.g. groups, or realm_access.roles)", hint("oidc.groupsClaim"))
+	}
+	for _, raw := range o.GroupsClaim {
+		if _, err := claimpath.Parse(raw); err != nil {
+			bad("oidc.groupsClaim", "%v; write %s", err, claimpath.Syntax)
+		}
+	}
+	if len(o.UserClaims) == 0 {
+		bad("oidc.userClaims", "required: at least one claim; e.g. %s", strings.Join(DefaultUserClaims, ","))
+	}
+	for _, raw := range o.UserClaims {
+		p, err := claimpath.Parse(raw)
+		switch {
+		case err != nil:
+			bad("oidc.userClaims", "%v; write %s", err, claimpath.Syntax)
+		case p.Keys():
+			bad("oidc.userClaims", "%q: .keys() yields a list, and a user name is one string; name a string claim such as preferred_username", raw)
+		}
+	}
+	if o.UsernameClaim != "" && !slices.Equal(o.UserClaims, usernameClaimOrder(o.UsernameClaim)) {
+		bad("oidc.usernameClaim", "%q and oidc.userClaims %q are both set; usernameClaim is the older form of userClaims: [%s]; keep only userClaims",
+			o.UsernameClaim, o.UserClaims, strings.Join(usernameClaimOrder(o.UsernameClaim), ", "))
+	}
+}
+
+// usernameClaimOrder is what oidc.usernameClaim has always meant: that
+// claim, else the email, else the sub.
+func usernameClaimOrder(claim string) []string {
+	out := []string{claim}
+	for _, c := range DefaultUserClaims[1:] {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // loopbackHost reports whether browsers treat http://host as a secure

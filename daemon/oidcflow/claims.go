@@ -2,11 +2,14 @@ package oidcflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/edgepass/edgepass/daemon/claimpath"
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -29,41 +32,69 @@ type identity struct {
 	Name     string
 	IdPSID   string
 	Groups   []string
-	// hasGroups is false when neither the ID token nor userinfo carried the
-	// groups claim.
+	// hasGroups is false when neither the ID token nor userinfo carried any
+	// of the oidc.groupsClaim paths.
 	hasGroups bool
 	// emailUnverified: a claim set said email_verified false; the address is
 	// not passed on, whatever another claim set says.
 	emailUnverified bool
+	// users[i] is the first value found for oidc.userClaims[i];
+	// groupsAt[i] the groups at oidc.groupsClaim[i], found[i] when present.
+	users    []string
+	groupsAt [][]string
+	found    []bool
 }
 
 // claimSet is decoded JSON claims.
 type claimSet map[string]any
 
-// lookup finds a claim by its literal name, else by a dotted path
-// ("realm_access.roles"): namespaced claims like "https://x/groups" contain
-// dots themselves.
-func (c claimSet) lookup(name string) (any, bool) {
-	if v, ok := c[name]; ok {
-		return v, true
-	}
-	if !strings.Contains(name, ".") {
-		return nil, false
-	}
-	var cur any = map[string]any(c)
-	for _, part := range strings.Split(name, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[part]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
+// claimMapping is oidc.groupsClaim and oidc.userClaims, parsed.
+type claimMapping struct {
+	groups []claimpath.Path
+	user   []claimpath.Path
+	// warned remembers the paths already logged as having a shape that
+	// yields no groups (an object without .keys()).
+	warned sync.Map
 }
 
-// str returns a string claim, or "" when absent, not a string or too long.
+// DefaultUserClaims is oidc.userClaims' default: the claims naming the
+// user, first present wins.
+var DefaultUserClaims = []string{"preferred_username", "email", "sub"}
+
+// newClaimMapping parses the groups and user claim paths; errors name the
+// setting, the path and the expected syntax.
+func newClaimMapping(groups, user []string) (*claimMapping, error) {
+	m := &claimMapping{}
+	var errs []error
+	for _, raw := range groups {
+		p, err := claimpath.Parse(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("oidc.groupsClaim: %w; write %s", err, claimpath.Syntax))
+			continue
+		}
+		m.groups = append(m.groups, p)
+	}
+	for _, raw := range user {
+		p, err := claimpath.Parse(raw)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("oidc.userClaims: %w; write %s", err, claimpath.Syntax))
+			continue
+		case p.Keys():
+			errs = append(errs, fmt.Errorf("oidc.userClaims %q: .keys() yields a list, and a user name is one string; name a string claim such as preferred_username", raw))
+			continue
+		}
+		m.user = append(m.user, p)
+	}
+	if len(groups) == 0 {
+		errs = append(errs, errors.New("oidc.groupsClaim: give at least one claim path, e.g. groups"))
+	}
+	if len(user) == 0 {
+		errs = append(errs, fmt.Errorf("oidc.userClaims: give at least one claim, e.g. %s", strings.Join(DefaultUserClaims, ", ")))
+	}
+	return m, errors.Join(errs...)
+}
+
 // emailUnverified reports an explicit email_verified false (a JSON bool, or
 // the string some providers send): such an address may belong to someone
 // else, and edges authorize on email domains, so it is not passed on.
@@ -77,8 +108,14 @@ func (c claimSet) emailUnverified() bool {
 	return false
 }
 
+// str returns a top-level string claim, or "" when absent, not a string or
+// too long.
 func (c claimSet) str(name string) string {
-	v, _ := c.lookup(name)
+	return clean(c[name])
+}
+
+// clean is v when it is a string of acceptable length, else "".
+func clean(v any) string {
 	s, _ := v.(string)
 	if len(s) > maxClaimLen {
 		return ""
@@ -86,12 +123,14 @@ func (c claimSet) str(name string) string {
 	return s
 }
 
-// groups returns a groups claim: an array of strings, or one string.
-// Non-strings, empty names and duplicates are dropped; the limits apply
-// later (shapeGroups), after oidc.groupsInclude.
-func (c claimSet) groups(name string) ([]string, bool) {
-	v, ok := c.lookup(name)
-	if !ok || v == nil {
+// groupsAt returns the groups at p: an array of strings, one string, or
+// with .keys() an object's keys. Non-strings, empty names and duplicates
+// are dropped; the limits apply later (shapeGroups), after
+// oidc.groupsInclude. A value of another shape counts as absent and is
+// logged once per path (the fix is usually a .keys() suffix).
+func (h *Handler) groupsAt(c claimSet, p claimpath.Path) ([]string, bool) {
+	v, found, err := p.Lookup(c)
+	if !found || (v == nil && err == nil) {
 		return nil, false
 	}
 	var raw []any
@@ -101,6 +140,16 @@ func (c claimSet) groups(name string) ([]string, bool) {
 	case string:
 		raw = []any{t}
 	default:
+		hint, shape := "give a path to a list of strings or a string", jsonType(v)
+		switch _, obj := v.(map[string]any); {
+		case err != nil:
+			hint, shape = "keys() needs a JSON object; remove .keys() to read a list", "not an object"
+		case obj:
+			hint = fmt.Sprintf("it is a JSON object: to take its keys as the groups, write %s.keys()", p)
+		}
+		if _, done := h.opts.claims.warned.LoadOrStore(p.String(), true); !done {
+			h.log.Warn("oidc.groupsClaim path has no usable groups; it is ignored", "path", p.String(), "type", shape, "fix", hint)
+		}
 		return nil, false
 	}
 	out := make([]string, 0, min(len(raw), edgepub.MaxGroups))
@@ -117,6 +166,23 @@ func (c claimSet) groups(name string) ([]string, bool) {
 		out = append(out, s)
 	}
 	return out, true
+}
+
+// jsonType names v's JSON type for log messages.
+func jsonType(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case float64, json.Number:
+		return "number"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // groupFilter is oidc.groupsInclude: exact names and prefixes ("team-*").
@@ -215,10 +281,21 @@ func (h *Handler) shapeGroups(subject string, groups []string) []string {
 	return out
 }
 
-// fill takes what c has and id still lacks.
+// fill takes what c has and id still lacks: for each oidc.userClaims and
+// oidc.groupsClaim path the first claim set carrying it wins (the ID token
+// before userinfo).
 func (h *Handler) fill(id *identity, c claimSet) {
-	if id.Username == "" {
-		id.Username = c.str(h.opts.UsernameClaim)
+	m := h.opts.claims
+	if id.users == nil {
+		id.users = make([]string, len(m.user))
+		id.groupsAt = make([][]string, len(m.groups))
+		id.found = make([]bool, len(m.groups))
+	}
+	for i, p := range m.user {
+		if id.users[i] == "" {
+			v, _ := p.Value(c)
+			id.users[i] = clean(v)
+		}
 	}
 	if c.emailUnverified() {
 		id.emailUnverified, id.Email = true, ""
@@ -229,14 +306,56 @@ func (h *Handler) fill(id *identity, c claimSet) {
 	if id.Name == "" {
 		id.Name = c.str("name")
 	}
-	if !id.hasGroups {
-		id.Groups, id.hasGroups = c.groups(h.opts.GroupsClaim)
+	for i, p := range m.groups {
+		if !id.found[i] {
+			id.groupsAt[i], id.found[i] = h.groupsAt(c, p)
+		}
 	}
 }
 
-// complete reports whether the userinfo endpoint has nothing left to add.
+// complete reports whether the userinfo endpoint has nothing left to add:
+// the first user claim, the email, the name and every groups path are known.
 func (id *identity) complete() bool {
-	return id.Username != "" && (id.Email != "" || id.emailUnverified) && id.Name != "" && id.hasGroups
+	return id.users[0] != "" && (id.Email != "" || id.emailUnverified) && id.Name != "" && !slices.Contains(id.found, false)
+}
+
+// resolve derives the user name and the groups from what fill collected:
+// the first oidc.userClaims entry with a value (an email only when
+// verified), else the sub; the union of every groups path present, in
+// path order, without duplicates.
+func (h *Handler) resolve(id *identity) {
+	id.Username = ""
+	for i, p := range h.opts.claims.user {
+		v := id.users[i]
+		if p.IsName("email") {
+			v = id.Email // verified, or ""
+		}
+		if v != "" {
+			id.Username = v
+			break
+		}
+	}
+	if id.Username == "" {
+		id.Username = id.Subject
+	}
+	id.Groups, id.hasGroups = nil, false
+	var seen map[string]bool
+	for i, gs := range id.groupsAt {
+		if !id.found[i] {
+			continue
+		}
+		if !id.hasGroups {
+			id.hasGroups = true
+			id.Groups = make([]string, 0, len(gs))
+			seen = make(map[string]bool, len(gs))
+		}
+		for _, g := range gs {
+			if !seen[g] && len(id.Groups) < maxParsedGroups {
+				seen[g] = true
+				id.Groups = append(id.Groups, g)
+			}
+		}
+	}
 }
 
 // errUserinfoSubject means userinfo answered for someone else (OIDC Core
@@ -244,7 +363,8 @@ func (id *identity) complete() bool {
 var errUserinfoSubject = errors.New("userinfo sub does not match the ID token's sub")
 
 // identify builds the identity from ID token claims and, for what they lack,
-// the userinfo endpoint.
+// the userinfo endpoint; then applies the claim mapping (oidc.userClaims,
+// oidc.groupsClaim) and, to the groups, oidc.groupsInclude and the limits.
 func (h *Handler) identify(ctx context.Context, p *provider, subject string, idClaims claimSet, tok *oauth2.Token) (*identity, error) {
 	id := &identity{Subject: subject, IdPSID: idClaims.str("sid")}
 	h.fill(id, idClaims)
@@ -262,12 +382,30 @@ func (h *Handler) identify(ctx context.Context, p *provider, subject string, idC
 		}
 		h.fill(id, uc)
 	}
-	// Named as the edges name a user (username, else email, else sub).
-	id.Username = (&token.Claims{PreferredUsername: id.Username, Email: id.Email, Subject: id.Subject}).User()
-	if id.hasGroups {
-		id.Groups = h.shapeGroups(subject, id.Groups)
-	}
+	h.shape(id)
 	return id, nil
+}
+
+// shape resolves the mapped user name and groups, then filters and caps
+// the groups (oidc.groupsInclude, edgepub's limits): mapping first, then
+// the filter.
+func (h *Handler) shape(id *identity) {
+	h.resolve(id)
+	if id.hasGroups {
+		id.Groups = h.shapeGroups(id.Subject, id.Groups)
+	}
+}
+
+// mapClaims is identify without the network: the identity edgepass derives
+// from an ID token's claims and, when given, the userinfo answer's.
+func (h *Handler) mapClaims(subject string, idClaims, userinfo claimSet) *identity {
+	id := &identity{Subject: subject, IdPSID: idClaims.str("sid")}
+	h.fill(id, idClaims)
+	if userinfo != nil && !id.complete() {
+		h.fill(id, userinfo)
+	}
+	h.shape(id)
+	return id
 }
 
 // allowed reports whether the user may have a session (requiredGroups).

@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -142,11 +143,25 @@ type Options struct {
 	ClientID     string   // oidc.clientID (required)
 	ClientSecret string   // oidc.clientSecret ("" for a public client using PKCE only)
 	Scopes       []string // oidc.scopes; "openid" is added when missing. Default: openid profile email
-	// GroupsClaim and UsernameClaim name ID token / userinfo claims; a
-	// dotted name ("realm_access.roles") is looked up nested when no claim
-	// has that literal name. Defaults: groups, preferred_username.
-	GroupsClaim   string
+	// GroupsClaims (oidc.groupsClaim) are claim paths (package claimpath:
+	// realm_access.roles, resource_access["my-client"].roles,
+	// ["urn:zitadel:iam:org:project:roles"].keys()) into the ID token and
+	// userinfo claims; the groups of every path present are merged in path
+	// order without duplicates, then GroupsInclude applies. Default [groups].
+	// GroupsClaim, a single path, is the older form, used when GroupsClaims
+	// is empty.
+	GroupsClaims []string
+	GroupsClaim  string
+	// UserClaims (oidc.userClaims) name the user (the token's
+	// preferred_username, the edges' user): the first path holding a
+	// string wins, "email" only when not marked unverified, and the sub
+	// when none does. Default DefaultUserClaims (preferred_username, email,
+	// sub). UsernameClaim, the older form, means [UsernameClaim, email, sub]
+	// when UserClaims is empty.
+	UserClaims    []string
 	UsernameClaim string
+	// claims is GroupsClaims and UserClaims parsed (by withDefaults).
+	claims *claimMapping
 	// RequiredGroups: when non-empty, a user must be in at least one of
 	// them, at login and at every refresh.
 	RequiredGroups []string
@@ -268,6 +283,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LoginRateLimit < 0 || o.LoginRateBurst < 0 {
 		errs = append(errs, fmt.Errorf("session.loginRateLimit (%d) and session.loginRateBurst (%d) must not be negative; 0 turns the limit off", o.LoginRateLimit, o.LoginRateBurst))
 	}
+	groupsClaims, userClaims := o.claimPaths()
+	if m, err := newClaimMapping(groupsClaims, userClaims); err != nil {
+		errs = append(errs, err)
+	} else {
+		o.claims = m
+	}
 	if inc, err := newGroupFilter(o.GroupsInclude); err != nil {
 		errs = append(errs, err)
 	} else {
@@ -287,12 +308,7 @@ func (o Options) withDefaults() (Options, error) {
 	if !slices.Contains(o.Scopes, "openid") {
 		o.Scopes = append([]string{"openid"}, o.Scopes...)
 	}
-	if o.GroupsClaim == "" {
-		o.GroupsClaim = DefaultGroupsClaim
-	}
-	if o.UsernameClaim == "" {
-		o.UsernameClaim = DefaultUsernameClaim
-	}
+	o.GroupsClaims, o.UserClaims = groupsClaims, userClaims
 	if o.Lifetime == 0 {
 		o.Lifetime = DefaultLifetime
 	}
@@ -326,6 +342,28 @@ func (o Options) withDefaults() (Options, error) {
 		o.StateSeal = o.Seal
 	}
 	return o, nil
+}
+
+// claimPaths are the groups and user claim paths Options asks for, with
+// the older single-claim fields and the defaults applied.
+func (o Options) claimPaths() (groups, user []string) {
+	groups = o.GroupsClaims
+	if len(groups) == 0 {
+		groups = []string{cmp.Or(o.GroupsClaim, DefaultGroupsClaim)}
+	}
+	user = o.UserClaims
+	if len(user) == 0 {
+		user = DefaultUserClaims
+		if o.UsernameClaim != "" {
+			user = []string{o.UsernameClaim}
+			for _, c := range DefaultUserClaims[1:] {
+				if !slices.Contains(user, c) {
+					user = append(user, c)
+				}
+			}
+		}
+	}
+	return slices.Clone(groups), slices.Clone(user)
 }
 
 type noMetrics struct{}

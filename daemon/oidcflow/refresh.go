@@ -49,8 +49,13 @@ func (h *Handler) RefreshOnce(ctx context.Context) error {
 		if !h.refreshDue(&all[i], h.now()) {
 			continue
 		}
-		if err := h.refreshSession(ctx, p, all[i].ID); err != nil {
+		outcome, err := h.refreshSession(ctx, p, all[i].ID)
+		if err != nil {
 			errs = append(errs, err)
+			outcome = RefreshError
+		}
+		if m, ok := h.opts.Metrics.(refreshMetrics); ok {
+			m.Refreshed(outcome)
 		}
 		if ctx.Err() != nil {
 			break
@@ -71,6 +76,25 @@ func (h *Handler) refreshDue(s *session.Session, now time.Time) bool {
 	return now.Sub(last) >= h.opts.RefreshInterval/2
 }
 
+// Refresh outcomes, counted by a Metrics that implements Refreshed (a
+// bounded label set: edgepass_refresh_total{outcome}).
+const (
+	RefreshUnchanged     = "unchanged"
+	RefreshGroupsChanged = "groups_changed"
+	RefreshRevoked       = "revoked"
+	RefreshSkipped       = "skipped"
+	RefreshError         = "error"
+)
+
+// RefreshOutcomes lists every refresh outcome, for metrics whose series
+// start at zero.
+var RefreshOutcomes = []string{RefreshUnchanged, RefreshGroupsChanged, RefreshRevoked, RefreshSkipped, RefreshError}
+
+// refreshMetrics is what RefreshOnce reports to, when Metrics has it.
+type refreshMetrics interface {
+	Refreshed(outcome string)
+}
+
 // maxStoreAttempts bounds re-reads when another replica keeps changing a
 // session while this one stores its refresh result.
 const maxStoreAttempts = 5
@@ -80,25 +104,25 @@ const maxStoreAttempts = 5
 // refreshing at once only one wins that write, so a rotating refresh token
 // is spent once (spending it twice looks like token theft to the IdP, which
 // then refuses it and the session would be revoked).
-func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) error {
+func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (string, error) {
 	short := session.Short(sid)
 	s, rev, err := h.opts.Store.Get(ctx, sid)
 	if errors.Is(err, session.ErrNotFound) {
-		return nil // signed out meanwhile
+		return RefreshSkipped, nil // signed out meanwhile
 	}
 	if err != nil {
-		return fmt.Errorf("refresh session %s…: %w", short, err)
+		return "", fmt.Errorf("refresh session %s…: %w", short, err)
 	}
 	if !h.refreshDue(s, h.now()) {
-		return nil // another replica refreshed it since the list was read
+		return RefreshSkipped, nil // another replica refreshed it since the list was read
 	}
 	s.RefreshedAt = h.now()
 	rev, err = h.opts.Store.Update(ctx, s, rev)
 	if errors.Is(err, session.ErrConflict) {
-		return nil // another replica claimed it, or it was signed out
+		return RefreshSkipped, nil // another replica claimed it, or it was signed out
 	}
 	if err != nil {
-		return fmt.Errorf("refresh session %s…: claim: %w", short, err)
+		return "", fmt.Errorf("refresh session %s…: claim: %w", short, err)
 	}
 
 	cctx := h.idp.clientContext(ctx)
@@ -108,37 +132,37 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) e
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 			h.log.Info("refresh: the IdP refused the refresh token (user disabled or signed out there); revoking the session",
 				"sub", s.Subject, "sid", short)
-			return h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
+			return RefreshRevoked, h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
 		}
-		return fmt.Errorf("refresh session %s… at the IdP: %w", short, err)
+		return "", fmt.Errorf("refresh session %s… at the IdP: %w", short, err)
 	}
 	claims := claimSet{}
 	idToken := ""
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		idt, err := p.verifier.Verify(cctx, raw)
 		if err != nil {
-			return fmt.Errorf("refresh session %s…: ID token rejected: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: ID token rejected: %w", short, err)
 		}
 		if idt.Subject != s.Subject {
-			return fmt.Errorf("refresh session %s…: refreshed ID token names another subject", short)
+			return "", fmt.Errorf("refresh session %s…: refreshed ID token names another subject", short)
 		}
 		if err := idt.Claims(&claims); err != nil {
-			return fmt.Errorf("refresh session %s…: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: %w", short, err)
 		}
 		idToken = raw
 	}
 	id, err := h.identify(ctx, p, s.Subject, claims, tok)
 	if err != nil {
-		return fmt.Errorf("refresh session %s…: %w", short, err)
+		return "", fmt.Errorf("refresh session %s…: %w", short, err)
 	}
 	if !h.allowed(id.Groups) {
 		h.log.Info("refresh: user is no longer in a required group; revoking the session", "sub", s.Subject, "sid", short)
-		return h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
+		return RefreshRevoked, h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
 	}
 	var groups []string
 	if id.hasGroups && !sameSet(id.Groups, s.Groups) && !h.overridden(ctx, s.Subject) {
 		if err := h.opts.Edge.SetGroups(ctx, s.Subject, id.Groups); err != nil {
-			return fmt.Errorf("refresh session %s…: publish groups: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: publish groups: %w", short, err)
 		}
 		h.log.Info("refresh: groups changed at the IdP", "sub", s.Subject, "groups", id.Groups)
 		groups = id.Groups
@@ -159,17 +183,20 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) e
 		s.RefreshedAt = h.now()
 		_, err := h.opts.Store.Update(ctx, s, rev)
 		if err == nil {
-			return nil
+			if groups != nil {
+				return RefreshGroupsChanged, nil
+			}
+			return RefreshUnchanged, nil
 		}
 		if !errors.Is(err, session.ErrConflict) || attempt == maxStoreAttempts {
-			return fmt.Errorf("refresh session %s…: store: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: store: %w", short, err)
 		}
 		s, rev, err = h.opts.Store.Get(ctx, sid)
 		if errors.Is(err, session.ErrNotFound) {
-			return nil
+			return RefreshSkipped, nil
 		}
 		if err != nil {
-			return fmt.Errorf("refresh session %s…: store: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: store: %w", short, err)
 		}
 	}
 }

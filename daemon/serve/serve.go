@@ -61,41 +61,90 @@ type Server struct {
 
 	public, adminSrv  *http.Server
 	publicLn, adminLn net.Listener
+	// publicH and adminH are the listeners' handlers: "starting" ones
+	// while New waits for its dependencies, the real ones once built.
+	publicH, adminH swapHandler
+	starting        *startingState
+	errc            chan error // a listener failed
 
 	closeOnce sync.Once
 }
 
-// New builds the daemon from a validated configuration. On error everything
-// already started is stopped again.
+// New builds the daemon from a validated configuration. It binds the
+// listeners first and serves them at once — /healthz alive, /readyz "not
+// ready" with the reason, everything else 503 — while it waits, with
+// backoff, for NATS to be reachable and JetStream to take its buckets: a
+// first install whose NATS is still starting does not crash-loop. On error
+// everything already started is stopped again.
 func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_ *Server, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: logger}
+	s := &Server{cfg: cfg, log: logger, errc: make(chan error, 2), starting: &startingState{}}
 	defer func() {
 		if err != nil {
+			s.shutdownHTTP(context.Background())
 			s.close(context.Background())
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
-	defer cancel()
-
-	lifetime := time.Duration(cfg.Session.Lifetime)
 	s.metrics = admin.NewMetrics(func() int { return int(s.sessions.Load()) })
+	s.metrics.InitSeries(admin.Labels{
+		LoginFailures: oidcflow.LoginFailureReasons, Revocations: oidcflow.RevocationKinds,
+		VerifyOutcomes: verify.Outcomes, RefreshOutcomes: oidcflow.RefreshOutcomes, GroupLimits: oidcflow.GroupLimits,
+	})
 
-	// Bind first: a busy port fails fast, before NATS starts. Nothing is
-	// served until Serve.
+	// Bind first: a busy port fails fast, before NATS starts.
 	if s.publicLn, err = listen(cfg.Listen, "listen"); err != nil {
 		return nil, err
 	}
 	if s.adminLn, err = listen(cfg.Admin.Listen, "admin.listen"); err != nil {
 		return nil, err
 	}
+	s.starting.set("starting")
+	s.publicH.set(s.starting.publicHandler())
+	s.adminH.set(s.starting.adminHandler(s.metrics))
+	s.public = newHTTPServer(&s.publicH, logger)
+	s.adminSrv = newHTTPServer(&s.adminH, logger)
+	go func() { s.errc <- serveHTTP(s.public, s.publicLn, "listen") }()
+	go func() { s.errc <- serveHTTP(s.adminSrv, s.adminLn, "admin.listen") }()
 
+	for attempt := 1; ; attempt++ {
+		err = s.build(ctx)
+		if err == nil {
+			break
+		}
+		s.close(context.Background())
+		s.closeOnce = sync.Once{}
+		if !waitable(err) {
+			return nil, err
+		}
+		wait := startBackoff(attempt)
+		reason := fmt.Sprintf("waiting for NATS: %v", err)
+		s.starting.set(reason)
+		logger.Warn("dependencies not ready; retrying", "attempt", attempt, "retryIn", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("serve: stopped while %s", reason)
+		case err = <-s.errc:
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+	s.publicH.set(s.publicMux())
+	s.adminH.set(s.admin)
+	return s, nil
+}
+
+// build connects to NATS and builds everything that needs it.
+func (s *Server) build(parent context.Context) (err error) {
+	cfg, logger := s.cfg, s.log
+	ctx, cancel := context.WithTimeout(parent, StartTimeout)
+	defer cancel()
+	lifetime := time.Duration(cfg.Session.Lifetime)
 	no := natsserver.FromConfig(cfg)
 	no.Logger = logger
 	if s.nats, err = natsserver.Open(ctx, no); err != nil {
-		return nil, err
+		return err
 	}
 	if s.nats.Embedded() {
 		logger.Info("embedded NATS with JetStream started (authentication required)", "dataDir", cfg.NATS.Embedded.DataDir, "clientURL", s.nats.ClientURL())
@@ -112,7 +161,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 
 	sealKey, created, err := seal.LoadOrCreate(cfg.Keys.EncryptionKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	}
 	if created {
 		logger.Warn("generated the encryption key that seals signing keys and refresh tokens in NATS: back it up, and give every daemon replica this same file (keys.encryptionKeyFile)",
@@ -129,7 +178,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		RotationInterval: time.Duration(cfg.Keys.RotationInterval),
 		Issuer:           cfg.PublicURL, Seal: sealKey, Logger: logger,
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if s.pub, err = edgepub.OpenPublisher(ctx, s.nats.JS, edgepub.Options{
 		Bucket: cfg.NATS.EdgeBucket, Replicas: cfg.NATS.Replicas,
@@ -140,10 +189,10 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 			}
 		},
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.ring.Start(ctx, s.pub); err != nil {
-		return nil, err
+		return err
 	}
 	if err := writeAnchorFile(cfg.DataDir, s.ring.Anchor()); err != nil {
 		logger.Warn("cannot write the trust anchor file (edges still need trustAnchors; `edgepass keys anchor` prints it)", "err", err)
@@ -153,28 +202,29 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 	if s.store, err = session.OpenStore(ctx, s.nats.JS, session.StoreOptions{
 		Bucket: cfg.NATS.SessionBucket, Lifetime: lifetime, Horizon: s.ring, Replicas: cfg.NATS.Replicas, Seal: sealKey,
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if s.watch, err = edgepub.Watch(ctx, s.nats.JS, cfg.NATS.EdgeBucket, s.ring.AnchorKeys(), logger); err != nil {
-		return nil, err
+		return err
 	}
 	select {
 	case <-s.watch.Synced():
 	case <-ctx.Done():
-		return nil, fmt.Errorf("serve: edge bucket %s did not replay: %w", cfg.NATS.EdgeBucket, ctx.Err())
+		return fmt.Errorf("serve: edge bucket %s did not replay: %w", cfg.NATS.EdgeBucket, ctx.Err())
 	}
 	if s.beats, err = edgepub.SubscribeHeartbeats(s.nats.NC, cfg.NATS.EdgeBucket, edgepub.HeartbeatOptions{
 		LastSeq: s.watch.State().LastSeq, Logger: logger,
 	}); err != nil {
-		return nil, err
+		return err
 	}
+	s.metrics.WatchEdges(s.beats)
 
 	if s.oidc, err = oidcflow.New(oidcflow.Options{
 		PublicURL:    cfg.PublicURL,
 		Issuer:       cfg.OIDC.Issuer,
 		ClientID:     cfg.OIDC.ClientID,
 		ClientSecret: cfg.OIDC.ClientSecret,
-		Scopes:       cfg.OIDC.Scopes, GroupsClaim: cfg.OIDC.GroupsClaim, UsernameClaim: cfg.OIDC.UsernameClaim,
+		Scopes:       cfg.OIDC.Scopes, GroupsClaims: cfg.OIDC.GroupsClaim, UserClaims: cfg.OIDC.UserClaims,
 		RequiredGroups:  cfg.OIDC.RequiredGroups,
 		GroupsInclude:   cfg.OIDC.GroupsInclude,
 		Lifetime:        lifetime,
@@ -199,7 +249,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		LoginRateBurst: cfg.Session.LoginRateBurst,
 		TrustedProxies: cfg.TrustedProxies,
 	}); err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	}
 	if s.verify, err = verify.New(verify.Options{
 		PublicURL: cfg.PublicURL, CookieName: cfg.Session.CookieName,
@@ -208,10 +258,10 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		Observe:        s.metrics.Verified,
 		Logger:         logger,
 	}); err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	}
 	if s.probe, err = newJetStreamProbe(ctx, s.nats.JS, cfg.NATS.SessionBucket, cfg.NATS.EdgeBucket); err != nil {
-		return nil, err
+		return err
 	}
 	if s.admin, err = admin.New(admin.Options{
 		Token: cfg.Admin.Token, Store: s.store, Edge: adminEdge{s.pub}, Keys: s.ring,
@@ -220,12 +270,10 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		CheckTimeout: readyTimeout, CheckCache: readyCache,
 		Metrics: s.metrics, Logger: logger,
 	}); err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	}
 
-	s.public = newHTTPServer(s.publicMux(), logger)
-	s.adminSrv = newHTTPServer(s.admin, logger)
-	return s, nil
+	return nil
 }
 
 // AnchorFile is where serve writes the trust anchor's public key (mode
@@ -328,9 +376,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Go(func() { s.countSessions(bg) })
 	wg.Go(func() { s.admin.RunChecks(bg, readyInterval) })
 
-	errc := make(chan error, 2)
-	go func() { errc <- serveHTTP(s.public, s.publicLn, "listen") }()
-	go func() { errc <- serveHTTP(s.adminSrv, s.adminLn, "admin.listen") }()
+	errc := s.errc
 	s.log.Info("edgepass serving", "public", s.PublicAddr(), "admin", s.AdminAddr(), "publicURL", s.cfg.PublicURL, "signingKey", s.ring.KeyID())
 
 	pingCtx, cancelPing := context.WithTimeout(ctx, 5*time.Second)
@@ -348,18 +394,27 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	var errs []error
-	for _, srv := range []*http.Server{s.public, s.adminSrv} {
-		if err := srv.Shutdown(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("serve: http shutdown: %w", err))
-		}
-	}
+	errs := s.shutdownHTTP(sctx)
 	stopBG()
 	wg.Wait()
 	if err := s.close(sctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(append([]error{runErr}, errs...)...)
+}
+
+// shutdownHTTP stops both listeners' servers, finishing requests in flight.
+func (s *Server) shutdownHTTP(ctx context.Context) []error {
+	var errs []error
+	for _, srv := range []*http.Server{s.public, s.adminSrv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("serve: http shutdown: %w", err))
+		}
+	}
+	return errs
 }
 
 func serveHTTP(srv *http.Server, ln net.Listener, setting string) error {
@@ -372,11 +427,6 @@ func serveHTTP(srv *http.Server, ln net.Listener, setting string) error {
 func (s *Server) close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
-		for _, ln := range []net.Listener{s.publicLn, s.adminLn} {
-			if ln != nil {
-				_ = ln.Close()
-			}
-		}
 		if s.beats != nil {
 			_ = s.beats.Close()
 		}
@@ -394,6 +444,7 @@ func (s *Server) close(ctx context.Context) error {
 		if s.nats != nil {
 			err = s.nats.Close(ctx)
 		}
+		s.beats, s.watch, s.ring, s.probe, s.nats = nil, nil, nil, nil, nil
 	})
 	return err
 }

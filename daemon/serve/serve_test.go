@@ -281,7 +281,12 @@ func TestNewFailsClearly(t *testing.T) {
 	cfg = testConfig(t, idp, t.TempDir())
 	cfg.NATS.Embedded.Enabled = false
 	cfg.NATS.URLs = []string{"nats://127.0.0.1:1"}
-	if _, err := New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "nats: cannot connect") {
+	// Unreachable NATS is waited for (a first install's NATS may still be
+	// starting); the context bounds the wait and the error keeps the cause.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := New(ctx, cfg, nil); err == nil || !strings.Contains(err.Error(), "nats: cannot connect") {
 		t.Errorf("New with unreachable NATS = %v", err)
 	}
 }
+

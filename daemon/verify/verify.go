@@ -175,6 +175,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// Outcomes lists every Outcome (and "misconfigured"), for metrics whose
+// series start at zero.
+var Outcomes = []string{"ok", "unauthenticated", "revoked", "forbidden", "misconfigured"}
+
 // Outcome is the metric label of a reason code: a small fixed set.
 func Outcome(reason string) string {
 	switch reason {

@@ -154,4 +154,3 @@ func MeasureDaemon(ctx context.Context, s *Stack, sess *Session, l Load, workers
 	res.VerifyPerS, res.VerifyP99 = r.RequestsPerS, r.P99
 	return res, nil
 }
-

@@ -127,7 +127,9 @@ type chartRender struct {
 
 // chartRenders are the renders the tests check: the defaults as installed
 // first (no trust anchor yet: no Middleware), the defaults with the anchor,
-// and the HA values with the anchor.
+// the HA values with the anchor, and every optional value set
+// (testdata/helm-every-value.yaml). Files are relative to the chart, or to
+// this package when they start with testdata/.
 var chartRenders = []struct {
 	name  string
 	files []string
@@ -136,6 +138,20 @@ var chartRenders = []struct {
 	{"default", nil, nil},
 	{"default+anchor", nil, []string{"edge.trustAnchors={" + testAnchor + "}"}},
 	{"ha+anchor", []string{"values-ha.yaml"}, []string{"edge.trustAnchors={" + testAnchor + "}"}},
+	{"every-value", []string{"testdata/helm-every-value.yaml"}, nil},
+}
+
+// valuesFile is where a values file of chartRenders is.
+func valuesFile(t testing.TB, f string) string {
+	t.Helper()
+	if strings.HasPrefix(f, "testdata/") {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	return filepath.Join(chartPath(t), f)
 }
 
 var (
@@ -172,8 +188,8 @@ func renderChart(t testing.TB, name string) *chartRender {
 	args := []string{"template", helmRelease, chartPath(t), "--namespace", helmNamespace}
 	values := readValues(t, filepath.Join(chartPath(t), "values.yaml"))
 	for _, f := range spec.files {
-		args = append(args, "-f", filepath.Join(chartPath(t), f))
-		values = mergeValues(values, readValues(t, filepath.Join(chartPath(t), f)))
+		args = append(args, "-f", valuesFile(t, f))
+		values = mergeValues(values, readValues(t, valuesFile(t, f)))
 	}
 	for _, s := range spec.set {
 		args = append(args, "--set", s)
@@ -309,13 +325,14 @@ func chartMeta(t testing.TB) (version, appVersion string) {
 
 // TestHelmLint: `helm lint --strict` passes with the default values, the HA
 // values, and with a trust anchor set (which renders the Middlewares); the
-// values schema holds for both values files.
+// values schema holds for both values files; the install notes render and
+// name the next step (get the trust anchor; use the Middlewares).
 func TestHelmLint(t *testing.T) {
 	helmBin(t)
 	for _, r := range chartRenders {
 		args := []string{"lint", "--strict", chartPath(t), "--namespace", helmNamespace}
 		for _, f := range r.files {
-			args = append(args, "-f", filepath.Join(chartPath(t), f))
+			args = append(args, "-f", valuesFile(t, f))
 		}
 		for _, s := range r.set {
 			args = append(args, "--set", s)
@@ -325,13 +342,37 @@ func TestHelmLint(t *testing.T) {
 		} else if !strings.Contains(out, "0 chart(s) failed") {
 			t.Errorf("%s: helm lint: %s", r.name, out)
 		}
+		// What `helm install` prints afterwards (NOTES.txt) renders and
+		// tells the next step.
+		args = []string{"install", helmRelease, chartPath(t), "--namespace", helmNamespace, "--dry-run=client"}
+		for _, f := range r.files {
+			args = append(args, "-f", valuesFile(t, f))
+		}
+		for _, s := range r.set {
+			args = append(args, "--set", s)
+		}
+		out, err := runHelm(t, args...)
+		if err != nil {
+			t.Errorf("%s: %v", r.name, err)
+			continue
+		}
+		notes := out[strings.Index(out, "NOTES:")+1:]
+		values := renderChart(t, r.name).values
+		want := "edgepass keys anchor"
+		if len(list(get(values, "edge", "trustAnchors"))) > 0 {
+			want = helmNamespace + "-" + str(list(values["middlewares"])[0], "name") + "@kubernetescrd"
+		}
+		if !strings.Contains(notes, want) {
+			t.Errorf("%s: the install notes do not say %q:\n%s", r.name, want, notes)
+		}
 	}
 }
 
 // TestHelmChartRendersStrictlyValidObjects: every object of every render
 // decodes into its Kubernetes API type with no unknown or duplicate field,
 // or fits Traefik v3.6.12's CRD schema; selectors, named ports, mounts and
-// Service targets hold together; the chart renders no Secret (it only
+// Service targets hold together; the pods meet the "restricted" Pod
+// Security Standard; the chart renders no Secret (it only
 // references existing ones).
 func TestHelmChartRendersStrictlyValidObjects(t *testing.T) {
 	for _, spec := range chartRenders {
@@ -339,7 +380,7 @@ func TestHelmChartRendersStrictlyValidObjects(t *testing.T) {
 		for _, err := range append(r.errs, validateCustom(t, r.objs)...) {
 			t.Errorf("render %s: %v", r.name, err)
 		}
-		for _, err := range checkWorkloads(r.objs) {
+		for _, err := range append(checkWorkloads(r.objs), checkRestricted(r.objs)...) {
 			t.Errorf("render %s: %v", r.name, err)
 		}
 		kinds := map[string]int{}
@@ -356,7 +397,11 @@ func TestHelmChartRendersStrictlyValidObjects(t *testing.T) {
 		if len(list(get(r.values, "edge", "trustAnchors"))) > 0 {
 			wantMW = len(list(r.values["middlewares"]))
 		}
-		want := map[string]int{"Deployment": 1, "Service": 2, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1, "IngressRoute": 1, "Middleware": wantMW}
+		sa := 0
+		if b, _ := get(r.values, "serviceAccount", "create").(bool); b {
+			sa = 1
+		}
+		want := map[string]int{"Deployment": 1, "Service": 2, "ConfigMap": 1, "ServiceAccount": sa, "PodDisruptionBudget": 1, "IngressRoute": 1, "Middleware": wantMW}
 		for k, n := range want {
 			if kinds[k] != n {
 				t.Errorf("render %s: %d %s objects, want %d", r.name, kinds[k], k, n)
@@ -391,6 +436,14 @@ func TestHelmPortsProbesAndSecretsAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The default values' Secrets must be created before install: the
+	// README says how.
+	defaults := map[string]bool{}
+	walk(readValues(t, filepath.Join(chartPath(t), "values.yaml")), "", func(path string, v any) {
+		if s, _ := v.(string); s != "" && (strings.HasSuffix(path, ".secretName") || strings.HasSuffix(path, ".configMapName")) {
+			defaults[s] = true
+		}
+	})
 	chartVersion, appVersion := chartMeta(t)
 	for _, spec := range chartRenders {
 		r := renderChart(t, spec.name)
@@ -501,7 +554,7 @@ func TestHelmPortsProbesAndSecretsAgree(t *testing.T) {
 				case inRender:
 				case !documented[ref.Name]:
 					t.Errorf("render %s: volume %s uses %s %s, which is neither rendered nor named by a secretName/configMapName value", r.name, str(v, "name"), ref.Kind, ref.Name)
-				case !strings.Contains(string(readme), ref.Name):
+				case defaults[ref.Name] && !strings.Contains(string(readme), ref.Name):
 					t.Errorf("render %s: %s %s must exist before install, but deploy/helm/README.md does not say how to create it", r.name, ref.Kind, ref.Name)
 				}
 			}
@@ -657,6 +710,7 @@ func TestHelmPodIsLockedDownAndAvailable(t *testing.T) {
 		"default":        {2, 1, false, 1},
 		"default+anchor": {2, 1, false, 1},
 		"ha+anchor":      {3, 2, true, 3},
+		"every-value":    {4, 3, true, 3},
 	}
 	for _, spec := range chartRenders {
 		r := renderChart(t, spec.name)
@@ -696,7 +750,7 @@ func TestHelmPodIsLockedDownAndAvailable(t *testing.T) {
 		}
 		if hard {
 			term := pod.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0]
-			if term.TopologyKey != "kubernetes.io/hostname" || term.LabelSelector == nil || !reflect.DeepEqual(term.LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+			if term.TopologyKey != str(r.values, "podAntiAffinityTopologyKey") || term.LabelSelector == nil || !reflect.DeepEqual(term.LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
 				t.Errorf("render %s: anti-affinity term %+v does not keep the daemons on different nodes", r.name, term)
 			}
 		}
@@ -913,7 +967,8 @@ func TestHelmMiddlewaresAreAcceptedByThePlugin(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"default+anchor", "ha+anchor"} {
+	defaults := readValues(t, filepath.Join(chartPath(t), "values.yaml"))
+	for _, name := range []string{"default+anchor", "ha+anchor", "every-value"} {
 		r := renderChart(t, name)
 		mws := objectsOfKind(r.objs, "Middleware")
 		if len(mws) == 0 {
@@ -935,6 +990,9 @@ func TestHelmMiddlewaresAreAcceptedByThePlugin(t *testing.T) {
 				t.Errorf("render %s: %s: loginURL %q issuer %q, want %s/login and %s", r.name, m, str(conf, "loginURL"), str(conf, "issuer"), pub, pub)
 			}
 			for _, vf := range traefikValuesFiles {
+				if str(r.values, "edge", "nats", "passwordFile") != str(defaults, "edge", "nats", "passwordFile") {
+					break // other files: another Traefik values file mounts them
+				}
 				tv := &base{traefik: readValues(t, filepath.Join(helmDir(t), vf))}
 				for _, f := range []string{"passwordFile", "caFile"} {
 					p := str(conf, "nats", f)
@@ -992,7 +1050,9 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"no encryption key", []string{"--set", "keys.encryptionKey.key="}, "encryptionKey"},
 		{"login behind the login", []string{"--set", anchor, "--set-json", `ingressRoute.middlewares=[{"name":"sso"}]`}, "never need a login"},
 		{"PDB blocking every drain", []string{"--set", "replicaCount=2", "--set", "podDisruptionBudget.minAvailable=2"}, "minAvailable"},
+		{"malformed trust anchor", []string{"--set", "edge.trustAnchors={change-me-trust-anchor}"}, "trustAnchors"},
 		{"plain NATS", []string{"--set", "nats.urls={http://nats:4222}"}, "nats"},
+		{"extraConfig taking a mounted file's place", []string{"--set-json", `extraConfig={"admin":{"tokenFile":"/tmp/x"}}`}, "extraConfig.admin.tokenFile is set by the chart"},
 	} {
 		args := append([]string{"template", helmRelease, chartPath(t), "--namespace", helmNamespace}, c.args...)
 		_, err := runHelm(t, args...)

@@ -463,7 +463,7 @@ func renderNATSChart(t *testing.T, dir string) {
 	for _, e := range strictDecode(t, objs) {
 		t.Errorf("nats chart: %v", e)
 	}
-	for _, e := range checkWorkloads(objs) {
+	for _, e := range append(checkWorkloads(objs), checkRestricted(objs)...) {
 		t.Errorf("nats chart: %v", e)
 	}
 	cm := findObject(t, objs, "ConfigMap", "", "nats-config")

@@ -223,8 +223,8 @@ func traefikModuleDir() (string, error) {
 
 // traefikCRDs loads the Middleware and IngressRoute CRDs of Traefik's
 // module (docs/content/reference/dynamic-configuration/traefik.io_*.yaml,
-// the same definitions its Helm chart installs). The test skips when the
-// module cannot be had (no module cache, no proxy).
+// the same definitions its Helm chart installs), from the module cache or
+// the Go module proxy, as scripts/build-traefik.sh gets its source.
 func traefikCRDs(t testing.TB) *crdSet {
 	t.Helper()
 	crdOnce.Do(func() {
@@ -244,8 +244,8 @@ func traefikCRDs(t testing.TB) *crdSet {
 			theCRDs.files = append(theCRDs.files, path)
 			var crd struct {
 				Spec struct {
-					Group string
-					Names struct{ Kind string }
+					Group    string
+					Names    struct{ Kind string }
 					Versions []struct {
 						Name   string
 						Served bool
@@ -267,7 +267,7 @@ func traefikCRDs(t testing.TB) *crdSet {
 		}
 	})
 	if theCRDs.err != nil {
-		t.Skipf("Traefik %s's CRD definitions are not available (module cache or Go module proxy), so Traefik objects cannot be checked: %v", traefikVersion, theCRDs.err)
+		t.Fatalf("Traefik %s's CRD definitions are not available (module cache or Go module proxy; scripts/build-traefik.sh needs the same), so Traefik objects cannot be checked: %v", traefikVersion, theCRDs.err)
 	}
 	return theCRDs
 }
@@ -780,4 +780,88 @@ func objectsOfKind(objs []*kubeObject, kind string) []*kubeObject {
 		}
 	}
 	return out
+}
+
+// checkRestricted finds what the Pod Security Standard "restricted" forbids
+// in the workloads' pods (https://kubernetes.io/docs/concepts/security/pod-security-standards/):
+// a namespace labelled pod-security.kubernetes.io/enforce=restricted would
+// refuse them.
+func checkRestricted(objs []*kubeObject) []error {
+	var errs []error
+	allowedVolumes := map[string]bool{"configMap": true, "csi": true, "downwardAPI": true, "emptyDir": true, "ephemeral": true, "persistentVolumeClaim": true, "projected": true, "secret": true}
+	for _, o := range objs {
+		_, pod, _ := podSpecOf(o)
+		if pod == nil {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s: restricted pod security: %s", o, fmt.Sprintf(format, args...)))
+		}
+		if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+			bad("host namespaces")
+		}
+		for _, v := range pod.Volumes {
+			raw, _ := json.Marshal(v.VolumeSource)
+			var m map[string]any
+			_ = json.Unmarshal(raw, &m)
+			for k := range m {
+				if !allowedVolumes[k] {
+					bad("volume %s is a %s", v.Name, k)
+				}
+			}
+		}
+		psc := pod.SecurityContext
+		if psc == nil {
+			psc = &corev1.PodSecurityContext{}
+		}
+		for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &corev1.SecurityContext{}
+			}
+			if sc.Privileged != nil && *sc.Privileged {
+				bad("container %s is privileged", c.Name)
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				bad("container %s: allowPrivilegeEscalation is not false", c.Name)
+			}
+			dropAll := false
+			if sc.Capabilities != nil {
+				for _, d := range sc.Capabilities.Drop {
+					dropAll = dropAll || d == "ALL"
+				}
+				for _, a := range sc.Capabilities.Add {
+					if a != "NET_BIND_SERVICE" {
+						bad("container %s adds capability %s", c.Name, a)
+					}
+				}
+			}
+			if !dropAll {
+				bad("container %s does not drop ALL capabilities", c.Name)
+			}
+			nonRoot := sc.RunAsNonRoot
+			if nonRoot == nil {
+				nonRoot = psc.RunAsNonRoot
+			}
+			if nonRoot == nil || !*nonRoot {
+				bad("container %s: runAsNonRoot is not true", c.Name)
+			}
+			if (sc.RunAsUser != nil && *sc.RunAsUser == 0) || (sc.RunAsUser == nil && psc.RunAsUser != nil && *psc.RunAsUser == 0) {
+				bad("container %s runs as uid 0", c.Name)
+			}
+			sp := sc.SeccompProfile
+			if sp == nil {
+				sp = psc.SeccompProfile
+			}
+			if sp == nil || (sp.Type != corev1.SeccompProfileTypeRuntimeDefault && sp.Type != corev1.SeccompProfileTypeLocalhost) {
+				bad("container %s: no seccompProfile RuntimeDefault (or Localhost), on the pod or the container", c.Name)
+			}
+			for _, p := range c.Ports {
+				if p.HostPort != 0 {
+					bad("container %s uses hostPort %d", c.Name, p.HostPort)
+				}
+			}
+		}
+	}
+	return errs
 }

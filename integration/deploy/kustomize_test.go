@@ -6,12 +6,18 @@ package deploy
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -53,19 +59,37 @@ func kustomizeBase(t testing.TB) ([]*kubeObject, []error) {
 // object decodes into its Kubernetes API type with no unknown or duplicate
 // field, or fits Traefik v3.6.12's CRD schema or cert-manager's v1 API;
 // namespaced objects name their namespace (the base sets none for them);
-// selectors, named ports, mounts and Service targets hold together; and
+// selectors, named ports, mounts and Service targets hold together; the
+// pods meet the "restricted" Pod Security Standard; the Middlewares use
+// only the plugin's settings, no inline secret; and
 // kustomize kept every object of the listed files.
 func TestKustomizeBaseDecodesStrictly(t *testing.T) {
 	objs, errs := kustomizeBase(t)
 	for _, e := range append(errs, validateCustom(t, objs)...) {
 		t.Error(e)
 	}
-	for _, e := range checkWorkloads(objs) {
+	for _, e := range append(checkWorkloads(objs), checkRestricted(objs)...) {
 		t.Error(e)
 	}
 	for _, o := range objs {
 		if o.NS == "" && !clusterScoped[o.GVK.Kind] {
 			t.Errorf("%s: no namespace; it would land in whatever namespace kubectl points at", o)
+		}
+	}
+	// The Middlewares: known plugin settings, no inline secret, NATS over
+	// TLS from files. trustAnchors is a placeholder until the daemon's first
+	// start (deploy/README.md, step 6).
+	for _, m := range objectsOfKind(objs, "Middleware") {
+		conf, _ := get(m.Map, "spec", "plugin", "edgepass").(obj)
+		if conf == nil {
+			continue
+		}
+		placeholder := str(conf, "trustAnchors") == "change-me-trust-anchor"
+		for _, e := range checkPluginSettings(m.String(), conf) {
+			if placeholder && strings.Contains(e, ": trustAnchors: ") {
+				continue
+			}
+			t.Error(e)
 		}
 	}
 	b := loadBase(t)
@@ -195,4 +219,59 @@ func daemonConfigTextOf(t testing.TB, objs []*kubeObject, d *kubeObject) string 
 		t.Fatalf("%s %s: %v", cm, src.Key, err)
 	}
 	return text
+}
+
+// TestNetworkPolicyFitsTheCharts: deploy/helm/README.md offers the base's
+// NetworkPolicy for the Helm install too: it must admit the chart's daemon
+// pods to NATS's client port and select the NATS chart's pods
+// (EDGEPASS_NATS_CHART renders them; otherwise the label the chart's
+// templates set is assumed).
+func TestNetworkPolicyFitsTheCharts(t *testing.T) {
+	objs, _ := kustomizeBase(t)
+	np, _ := findObject(t, objs, "NetworkPolicy", "edgepass", "nats").Typed.(*networkingv1.NetworkPolicy)
+	if np == nil {
+		t.Fatal("NetworkPolicy edgepass/nats did not decode")
+	}
+	_, d := renderChart(t, "default").deployment(t)
+	daemon := labels.Set(d.Spec.Template.Labels)
+	admitted := false
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			if p.Port == nil || p.Port.IntVal != 4222 {
+				continue
+			}
+			for _, from := range rule.From {
+				if from.NamespaceSelector != nil || from.PodSelector == nil {
+					continue
+				}
+				if s, err := metav1.LabelSelectorAsSelector(from.PodSelector); err == nil && s.Matches(daemon) {
+					admitted = true
+				}
+			}
+		}
+	}
+	if !admitted {
+		t.Errorf("the NetworkPolicy does not admit the chart's daemon pods (%v) to 4222", daemon)
+	}
+	natsPods := labels.Set{"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats", "app.kubernetes.io/component": "nats"}
+	if dir := os.Getenv("EDGEPASS_NATS_CHART"); dir != "" {
+		out, err := runHelm(t, "template", "nats", dir, "--namespace", helmNamespace, "-f", filepath.Join(helmDir(t), "nats-values.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nobjs, err := splitManifests("nats chart", []byte(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		decodeBuiltins(nobjs)
+		sts, _ := findObject(t, nobjs, "StatefulSet", "", "nats").Typed.(*appsv1.StatefulSet)
+		if sts == nil {
+			t.Fatal("the nats chart's StatefulSet did not decode")
+		}
+		natsPods = labels.Set(sts.Spec.Template.Labels)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil || !sel.Matches(natsPods) {
+		t.Errorf("the NetworkPolicy's podSelector %v does not select the NATS chart's pods %v", sel, natsPods)
+	}
 }

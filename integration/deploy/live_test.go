@@ -336,7 +336,8 @@ func TestEdgeUserHasExactlyEdgePermissions(t *testing.T) {
 		{"an ephemeral consumer", "$JS.API.CONSUMER.CREATE." + stream, false},
 		{"consumer INFO (reveals deliver subjects)", "$JS.API.CONSUMER.INFO." + stream + "." + consumer, false},
 		{"consumer LIST", "$JS.API.CONSUMER.LIST." + stream, false},
-		{"a direct get", "$JS.API.DIRECT.GET." + stream, false},
+		{"a direct get on the sessions stream", "$JS.API.DIRECT.GET.KV_edgepass_sessions", false},
+		{"a direct get by subject", "$JS.API.DIRECT.GET." + stream + ".$KV." + bucket + ".keys", false},
 		{"another edge's heartbeat", natsedge.HeartbeatSubject(bucket, "other"), false},
 	}
 	for _, d := range denied {

@@ -361,4 +361,3 @@ func TestHijackedConsumerIsDetectedAndResynced(t *testing.T) {
 		t.Errorf("the victim's log does not say it detected the hijack:\n%s", victim.Tail(20))
 	}
 }
-

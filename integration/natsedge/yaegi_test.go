@@ -1,6 +1,7 @@
 package natsedge_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
@@ -123,6 +125,10 @@ func EdgeCount(name, what string) int64 {
 		return int64(st.SnapshotChunks)
 	case "snapshotrefused":
 		return int64(st.SnapshotRefused)
+	case "directgets":
+		return int64(st.DirectGets)
+	case "directentries":
+		return int64(st.DirectEntries)
 	}
 	return -1
 }
@@ -284,10 +290,9 @@ func TestUnderYaegi(t *testing.T) {
 
 		wr.deleteConsumers(t)
 		wr.put(t, "revoke.session.r2", revokeValue())
-		waitFor(t, "resync under yaegi", 20*time.Second, func() bool { return y.revoked("restart", "r2") })
-		if y.count("restart", "resyncs") < 1 {
-			t.Fatal("no resync counted")
-		}
+		waitFor(t, "resync under yaegi", 20*time.Second, func() bool {
+			return y.revoked("restart", "r2") && y.count("restart", "resyncs") >= 1
+		})
 
 		wr.nc.Close()
 		ns.stop()
@@ -382,6 +387,65 @@ func TestUnderYaegi(t *testing.T) {
 		}
 		if !y.hasKeys("snap") {
 			t.Fatal("keys fact not applied")
+		}
+	})
+
+	t.Run("direct-get bridge while no consumer can be created", func(t *testing.T) {
+		ns := startServer(t, nil)
+		wr := newWriter(t, ns.url())
+		wr.put(t, "revoke.session.b1", revokeValue())
+		if msg := y.start("bridge", ns.url(), "", "", 200); msg != "" {
+			t.Fatal(msg)
+		}
+		defer y.close("bridge")
+		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.consumer("bridge") != "" })
+		// The stream refuses another consumer (max_consumers 1, held by
+		// someone else) and the edge's is gone: the edge cannot create one,
+		// as while a cluster elects its metadata leader, and follows the
+		// stream with direct gets.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stream, err := wr.js.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := func(n int) {
+			t.Helper()
+			cfg := stream.CachedInfo().Config
+			cfg.MaxConsumers = n
+			if _, err := wr.js.UpdateStream(ctx, cfg); err != nil {
+				t.Fatalf("max_consumers %d: %v", n, err)
+			}
+		}
+		limit(1)
+		waitFor(t, "the one consumer the stream allows taken", 20*time.Second, func() bool {
+			if _, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Name: "blocker", AckPolicy: jetstream.AckNonePolicy}); err == nil {
+				return true
+			}
+			wr.deleteConsumers(t) // the edge's (it recreates it at once)
+			return false
+		})
+		waitFor(t, "the lost consumer noticed under yaegi", 10*time.Second, func() bool { return !y.synced("bridge") && y.consumer("bridge") == "" })
+		for i := 2; i <= 4; i++ {
+			sid := fmt.Sprintf("b%d", i)
+			wr.put(t, "revoke.session."+sid, revokeValue())
+			waitFor(t, "revocation through direct gets under yaegi", 10*time.Second, func() bool { return y.revoked("bridge", sid) })
+		}
+		if y.synced("bridge") || y.consumer("bridge") != "" || y.count("bridge", "directentries") < 3 {
+			t.Fatalf("synced %v, consumer %q, %d entries through direct gets", y.synced("bridge"), y.consumer("bridge"), y.count("bridge", "directentries"))
+		}
+		// Consumers allowed again: one, synced, and the bridge stops.
+		limit(-1)
+		if err := stream.DeleteConsumer(ctx, "blocker"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a consumer again under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.consumer("bridge") != "" })
+		gets := y.count("bridge", "directgets")
+		wr.put(t, "revoke.session.b5", revokeValue())
+		waitFor(t, "live revocation under yaegi", 10*time.Second, func() bool { return y.revoked("bridge", "b5") })
+		time.Sleep(500 * time.Millisecond)
+		if y.count("bridge", "directgets") != gets || y.count("bridge", "seq") != 5 || y.count("bridge", "sessions") != 5 {
+			t.Fatalf("direct gets %d (were %d), seq %d, sessions %d", y.count("bridge", "directgets"), gets, y.count("bridge", "seq"), y.count("bridge", "sessions"))
 		}
 	})
 

@@ -325,7 +325,7 @@ func TestOversizedFactLowersSnapshotSeq(t *testing.T) {
 // applied, so a cut taken meanwhile never claims it.
 func TestCutNeverClaimsAnUnappliedFact(t *testing.T) {
 	s := New()
-	const n = 20000
+	const n = 5000
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -337,7 +337,7 @@ func TestCutNeverClaimsAnUnappliedFact(t *testing.T) {
 			}
 		}
 	}()
-	for cuts := 0; s.LastSeq() < n && cuts < 100000; cuts++ {
+	for cuts := 0; s.LastSeq() < n && cuts < 20000; cuts++ {
 		c := s.Cut()
 		if got := len(c.sessions) / SessionRecordSize; uint64(got) < c.Seq {
 			t.Fatalf("cut at sequence %d holds %d facts", c.Seq, got)

@@ -25,22 +25,30 @@ const DefaultBucket = "edgepass_edge"
 const (
 	// DefaultIdleHeartbeat is how often the server signals an idle consumer;
 	// three missed heartbeats mean the consumer is gone and get recreated.
-	DefaultIdleHeartbeat = 5 * time.Second
+	// In a cluster the consumer (R1, in memory) may live on another node
+	// than the one the edge is connected to: when that node dies the edge's
+	// connection survives and only the missing heartbeats tell, so they are
+	// frequent (a 3-node chaos test measured 10–15 s of serving revoked
+	// tokens with 5 s heartbeats).
+	DefaultIdleHeartbeat = time.Second
 	// HeartbeatInterval is how often the edge reports its sync state.
 	HeartbeatInterval = 5 * time.Second
 	// DefaultCrossCheckInterval is how often the edge compares the stream's
 	// last sequence with what its consumer delivered.
-	DefaultCrossCheckInterval = 10 * time.Second
+	DefaultCrossCheckInterval = 5 * time.Second
 
-	defaultPort       = "4222"
-	dialTimeout       = 2 * time.Second
-	handshakeTimeout  = 5 * time.Second
-	writeTimeout      = 5 * time.Second
-	requestTimeout    = 5 * time.Second
+	defaultPort      = "4222"
+	dialTimeout      = 2 * time.Second
+	handshakeTimeout = 5 * time.Second
+	writeTimeout     = 5 * time.Second
+	// requestTimeout bounds a JetStream API request. A consumer create sent
+	// while the cluster elects a new metadata leader is never answered:
+	// a short timeout and quick retries cover the election.
+	requestTimeout    = 1500 * time.Millisecond
 	maxPingsOut       = 2
 	backoffBase       = 100 * time.Millisecond
 	backoffCap        = 5 * time.Second
-	createBackoffCap  = 5 * time.Second
+	createBackoffCap  = time.Second
 	inactiveThreshold = 30 * time.Second
 	maxURLs           = 32
 	maxLearned        = 32 // cluster peers taken from INFO connect_urls

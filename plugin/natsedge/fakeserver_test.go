@@ -335,3 +335,63 @@ func verifyNKey(c map[string]any, nonce, wantPublic string) bool {
 	}
 	return ed25519.Verify(pub, []byte(nonce), raw)
 }
+
+// directGet is a parsed direct get request of the bridge.
+type directGet struct {
+	reply string
+	req   struct {
+		Seq        uint64 `json:"seq"`
+		NextBySubj string `json:"next_by_subj"`
+		Batch      int    `json:"batch"`
+		MaxBytes   int    `json:"max_bytes"`
+	}
+}
+
+// expectDirectGet waits for a direct get request on the bucket's stream.
+func (fc *fakeConn) expectDirectGet(t *testing.T, bucket string, timeout time.Duration) directGet {
+	t.Helper()
+	op := fc.expect(t, "PUB", "$JS.API.DIRECT.GET.KV_"+bucket, timeout)
+	if op.args[0] != "$JS.API.DIRECT.GET.KV_"+bucket || len(op.args) != 3 {
+		t.Fatalf("direct get request %v", op.args)
+	}
+	var dg directGet
+	dg.reply = op.args[1]
+	if err := json.Unmarshal(op.payload, &dg.req); err != nil {
+		t.Fatalf("direct get request %q: %v", op.payload, err)
+	}
+	return dg
+}
+
+// directEntry answers a batched direct get with one stored entry, the way
+// nats-server 2.15 does: the entry's own headers plus Nats-Stream,
+// Nats-Subject, Nats-Sequence, Nats-Time-Stamp, Nats-Num-Pending and
+// Nats-Last-Sequence.
+func (fc *fakeConn) directEntry(reply, bucket, key, op, value string, seq, pending, lastSeq int) {
+	hdr := "NATS/1.0\r\n"
+	if op != "" {
+		hdr += "KV-Operation: " + op + "\r\n"
+	}
+	hdr += fmt.Sprintf("Nats-Stream: KV_%s\r\nNats-Subject: $KV.%s.%s\r\nNats-Sequence: %d\r\nNats-Time-Stamp: %s\r\n", bucket, bucket, key, seq, time.Now().UTC().Format(time.RFC3339Nano))
+	if pending >= 0 {
+		hdr += fmt.Sprintf("Nats-Num-Pending: %d\r\nNats-Last-Sequence: %d\r\n", pending, lastSeq)
+	}
+	hdr += "\r\n"
+	fc.send(fmt.Sprintf("HMSG %s 1 %d %d\r\n%s%s\r\n", reply, len(hdr), len(hdr)+len(value), hdr, value))
+}
+
+// directStatus answers a direct get with a status: "404 Message Not Found",
+// or "204 EOB" with its Nats-Num-Pending.
+func (fc *fakeConn) directStatus(reply, status string, headers ...string) {
+	hdr := "NATS/1.0 " + status + "\r\n"
+	for _, h := range headers {
+		hdr += h + "\r\n"
+	}
+	hdr += "\r\n"
+	fc.send(fmt.Sprintf("HMSG %s 1 %d %d\r\n%s\r\n", reply, len(hdr), len(hdr), hdr))
+}
+
+// info sends an asynchronous INFO announcing the cluster's connect URLs.
+func (fc *fakeConn) info(connectURLs []string) {
+	b, _ := json.Marshal(map[string]any{"server_id": "FAKE", "version": "2.99.0", "proto": 1, "headers": true, "max_payload": 1 << 20, "connect_urls": connectURLs})
+	fc.send(fmt.Sprintf("INFO %s\r\n", b))
+}

@@ -104,6 +104,22 @@ type session struct {
 	behindDelivered uint64
 	resetSince      time.Time // the stream was seen below what was applied
 
+	// consumerSeen is the highest stream sequence the current consumer
+	// delivered (or the one before its start): its heartbeats cannot claim
+	// less. The edge's lastSeq may be further on, applied by the bridge.
+	consumerSeen uint64
+
+	// The direct-get bridge (see bridgeState).
+	noConsumerSince time.Time // when the session last had no active consumer
+	peers           []string  // the cluster peers the server announced last
+	peerLostAt      time.Time // when an announcement last lacked a peer
+	bridgeReq       string    // reply subject of the outstanding direct get ("" none)
+	bridgeSent      time.Time
+	bridgeFrom      uint64 // the sequence it asked from
+	bridgeLast      uint64 // the last sequence it answered with
+	bridgeHold      time.Time
+	bridgeTrouble   bool // a failed direct get was logged in this outage
+
 	reqs      map[string]pendingReq
 	pingsOut  int
 	lastPing  time.Time
@@ -140,6 +156,11 @@ func (w *Watcher) session(c *conn) error {
 	ss.phase = phaseWait
 	ss.nextCreate = now
 	ss.nextCheck = now.Add(w.s.crossCheck)
+	ss.noConsumerSince = now
+	ss.peers = append([]string(nil), c.info.ConnectURLs...)
+	// A refused direct get is tried again on each connection (the
+	// permission may have been granted meanwhile); logged once.
+	w.directDenied = false
 	// The consumer of a connection lost moments ago is still on the server
 	// (until its inactive threshold): delete it so its slot is free again.
 	avoid := -1
@@ -165,6 +186,10 @@ func (w *Watcher) session(c *conn) error {
 	// Cross-checks run on a fixed schedule, late by at most a tick.
 	if cc := w.s.crossCheck / 10; cc < tick {
 		tick = cc
+	}
+	// The bridge polls at least this often.
+	if tick > bridgePoll {
+		tick = bridgePoll
 	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
@@ -287,11 +312,13 @@ func (ss *session) onTick(now time.Time) error {
 	if now.Sub(ss.lastBeat) >= HeartbeatInterval {
 		ss.publishHeartbeat(now)
 	}
-	// Prune every six idle heartbeats (30s by default).
-	if now.Sub(ss.lastPrune) >= 6*w.s.idleHB {
+	// Prune every thirty idle heartbeats (30s by default): a walk of every
+	// fact, interpreted under Yaegi.
+	if now.Sub(ss.lastPrune) >= 30*w.s.idleHB {
 		ss.lastPrune = now
 		w.state.Prune(now)
 	}
+	ss.bridgeTick(now)
 	return ss.flush()
 }
 
@@ -306,6 +333,7 @@ func (ss *session) onFrame(f frame) error {
 		if f.info.LameDuck {
 			return errLameDuck
 		}
+		ss.onPeersAnnounced(f.info.ConnectURLs, time.Now())
 	case opErr:
 		// A permissions violation leaves the connection up; anything else
 		// is followed by the server closing it.
@@ -331,6 +359,15 @@ func (ss *session) onFrame(f frame) error {
 // the cross-check is turned off (logged once) rather than retried.
 func (ss *session) onPermissionsViolation(msg string) {
 	w := ss.w
+	if strings.Contains(msg, "$JS.API.DIRECT.GET.") {
+		w.directDenied = true
+		ss.bridgeReq = ""
+		if !w.directDeniedLogged {
+			w.directDeniedLogged = true
+			w.logf("server %s refused %s to edge %q: the direct-get bridge is off, so after a NATS node failure facts wait for a new consumer (seconds while the cluster elects a metadata leader); grant the edge natsedge.EdgePermissions(%q, %q)", ss.c.server.redact, directSubject(w.s.stream), w.s.edge, w.s.bucket, w.s.edge)
+		}
+		return
+	}
 	if strings.Contains(msg, "$JS.API.STREAM.INFO.") {
 		if !w.infoDenied {
 			w.infoDenied = true
@@ -338,8 +375,8 @@ func (ss *session) onPermissionsViolation(msg string) {
 		}
 		return
 	}
-	w.logErr("", fmt.Errorf("server %s refused an operation of edge %q: %s; the edge's NATS user needs exactly natsedge.EdgePermissions(%q, %q): publish on $JS.API.STREAM.INFO.%s, $JS.API.CONSUMER.CREATE.%s.edge_%s_<0-7>, $JS.API.CONSUMER.DELETE.%s.edge_%s_<0-7>, $JS.FC.%s.edge_%s_<0-7>.* and %s; subscribe on %s.>",
-		ss.c.server.redact, w.s.edge, clip(msg, 200), w.s.bucket, w.s.edge, w.s.stream, w.s.stream, w.s.edge, w.s.stream, w.s.edge, w.s.stream, w.s.edge, HeartbeatSubject(w.s.bucket, w.s.edge), InboxPrefix(w.s.edge)))
+	w.logErr("", fmt.Errorf("server %s refused an operation of edge %q: %s; the edge's NATS user needs exactly natsedge.EdgePermissions(%q, %q): publish on $JS.API.STREAM.INFO.%s, %s, $JS.API.CONSUMER.CREATE.%s.edge_%s_<0-7>, $JS.API.CONSUMER.DELETE.%s.edge_%s_<0-7>, $JS.FC.%s.edge_%s_<0-7>.* and %s; subscribe on %s.>",
+		ss.c.server.redact, w.s.edge, clip(msg, 200), w.s.bucket, w.s.edge, w.s.stream, directSubject(w.s.stream), w.s.stream, w.s.edge, w.s.stream, w.s.edge, w.s.stream, w.s.edge, HeartbeatSubject(w.s.bucket, w.s.edge), InboxPrefix(w.s.edge)))
 }
 
 // consumerConfig is the JetStream consumer config the watcher asks for: an
@@ -465,9 +502,11 @@ func (ss *session) createConsumer(now time.Time) {
 		HeadersOnly:       false,
 		Replicas:          1,
 	}
+	ss.consumerSeen = 0
 	if w.lastSeq > 0 && !ss.snapshot {
 		cc.DeliverPolicy = "by_start_sequence"
 		cc.OptStartSeq = w.lastSeq + 1
+		ss.consumerSeen = w.lastSeq
 	}
 	body, _ := json.Marshal(createRequest{Stream: w.s.stream, Config: cc, Action: "create"})
 	ss.createReq = ss.request(reqCreate, "$JS.API.CONSUMER.CREATE."+w.s.stream+"."+ss.name, body, now)
@@ -503,6 +542,9 @@ func (ss *session) createFailed(now time.Time, err error) {
 // it anyway).
 func (ss *session) dropConsumer(now time.Time) {
 	w := ss.w
+	if ss.phase == phaseActive {
+		ss.noConsumerSince = now
+	}
 	if ss.deliverSID != 0 {
 		ss.buf = appendUnsub(ss.buf, ss.deliverSID)
 		ss.deliverSID = 0
@@ -545,6 +587,10 @@ func (ss *session) hijacked(now time.Time, why string) {
 
 // onReply handles a reply to a JetStream API request.
 func (ss *session) onReply(m *message, now time.Time) {
+	if ss.bridgeReq != "" && m.subject == ss.bridgeReq {
+		ss.onDirectReply(m, now)
+		return
+	}
 	r, ok := ss.reqs[m.subject]
 	if !ok {
 		return // late, or unknown
@@ -622,6 +668,9 @@ func (ss *session) onCreateReply(m *message, req pendingReq, now time.Time) {
 		st.Consumer = name
 	})
 	w.state.Touch(now)
+	// The consumer delivers from here on: the bridge stops (answers still
+	// on their way are ignored).
+	ss.bridgeTick(now)
 	if ss.snapshot {
 		if r.NumPending == 0 {
 			ss.finishSnapshot(now) // no snapshot in the bucket
@@ -756,10 +805,14 @@ func onDelivery(ss *session, m *message, now time.Time) {
 		}
 		return
 	}
+	if a.streamSeq > ss.consumerSeen {
+		ss.consumerSeen = a.streamSeq
+	}
 	prefix := w.s.kvPrefix
 	switch {
 	case a.streamSeq <= w.lastSeq:
-		// Already applied (a resync never asks for these, but be safe).
+		// Already applied: by the direct-get bridge while this consumer
+		// was being created (it starts where the edge stood then).
 	case m.oversized:
 		w.lastSeq = a.streamSeq
 		w.mu.Lock()
@@ -897,8 +950,8 @@ func (ss *session) onStatus(m *message, now time.Time) {
 	// Idle heartbeat. It must come from this edge's consumer: its counts
 	// can only be at or beyond what the edge received from it.
 	if last := m.header("Nats-Last-Stream"); last != "" {
-		if n, ok := parseUint(last); ok && n < w.lastSeq {
-			ss.hijacked(now, fmt.Sprintf("a heartbeat says stream sequence %d, below the %d applied: it comes from another consumer", n, w.lastSeq))
+		if n, ok := parseUint(last); ok && n < ss.consumerSeen {
+			ss.hijacked(now, fmt.Sprintf("a heartbeat says stream sequence %d, below the %d its consumer delivered: it comes from another consumer", n, ss.consumerSeen))
 			return
 		}
 	}
@@ -984,4 +1037,262 @@ func (ss *session) publishHeartbeat(now time.Time) {
 	}
 	ss.buf = appendPub(ss.buf, HeartbeatSubject(w.s.bucket, w.s.edge), "", nil, body)
 	w.count(func(st *Stats) { st.Heartbeats++ })
+}
+
+// The direct-get bridge keeps an edge following the stream while it has no
+// consumer that delivers.
+//
+// Creating a consumer needs the JetStream metadata leader; after a NATS node
+// dies the cluster elects a new one for seconds (4–9 s measured on three
+// nodes), while the stream's own leader (another RAFT group) may already
+// acknowledge revocations. Direct gets ($JS.API.DIRECT.GET.KV_<bucket>,
+// allow_direct, on by default for KV buckets) are answered by any current
+// peer of the stream without either leader. So while the edge has no working
+// consumer it asks for the stream's entries from lastSeq+1 on, in batches,
+// and applies them exactly as deliveries (edgestate.Apply, same lastSeq
+// bookkeeping). A consumer created later starts at or before lastSeq+1 and
+// its deliveries of what the bridge applied are skipped as already applied:
+// nothing is applied twice, nothing out of order.
+//
+// The bridge runs while
+//   - there is no active consumer for bridgeDelay (a create pending or
+//     failing, a resync, a new connection), or from the first tick when an
+//     outage that started on an earlier connection goes on;
+//   - the active consumer is suspect: silent for an idle heartbeat plus
+//     bridgeDelay, or not heard from since the server announced that a
+//     cluster peer left (its R1 consumer may have lived there).
+//
+// It never marks the edge synced (only a consumer that caught up does), and
+// it stops at once when a consumer delivers again.
+
+const (
+	// bridgeDelay is how long an edge waits without an active consumer
+	// before it follows the stream with direct gets.
+	bridgeDelay = 300 * time.Millisecond
+	// bridgePoll is the longest interval between two direct gets while the
+	// bridge runs (the session's tick is at most this).
+	bridgePoll = 200 * time.Millisecond
+	// bridgeTimeout is how long a direct get may go unanswered before it is
+	// sent again.
+	bridgeTimeout = time.Second
+	// bridgeBatch is how many entries one direct get asks for.
+	bridgeBatch = 64
+	// bridgeMaxBytes bounds the entries one direct get returns.
+	bridgeMaxBytes = 256 * 1024
+	// bridgeHoldOff is how long the bridge pauses after an answer it cannot
+	// use (no responders, an error status, an entry it cannot read).
+	bridgeHoldOff = time.Second
+)
+
+// directSubject is the direct get subject of the edge bucket's stream.
+func directSubject(stream string) string {
+	return "$JS.API.DIRECT.GET." + stream
+}
+
+// What the consumer looks like to the bridge (plain ints for yaegi).
+const (
+	bridgeIdle = iota // a consumer delivers: no bridge
+	bridgeSoon        // no consumer, for less than bridgeDelay
+	bridgeOn          // no consumer that delivers: bridge
+)
+
+// bridgeState says whether the edge should follow the stream with direct
+// gets now, and why (for the log).
+func (ss *session) bridgeState(now time.Time) (int, string) {
+	w := ss.w
+	if ss.phase != phaseActive {
+		if w.bridgeOutage || now.Sub(ss.noConsumerSince) >= bridgeDelay {
+			return bridgeOn, "no consumer (creating one needs the JetStream metadata leader)"
+		}
+		return bridgeSoon, ""
+	}
+	if ss.snapshot {
+		return bridgeIdle, ""
+	}
+	if quiet := now.Sub(ss.lastDeliver); quiet > w.s.idleHB+bridgeDelay {
+		return bridgeOn, "consumer " + ss.name + " silent for " + quiet.Round(time.Millisecond).String()
+	}
+	if !ss.peerLostAt.IsZero() && !ss.lastDeliver.After(ss.peerLostAt) {
+		return bridgeOn, "a cluster peer left and consumer " + ss.name + " may have lived there"
+	}
+	return bridgeIdle, ""
+}
+
+// bridgeAllowed reports whether the bridge may ask now: never for a first
+// sync (the consumer replays the bucket or the snapshot, the bridge would
+// only repeat it), nor without the permission, nor while it holds off.
+func (ss *session) bridgeAllowed(now time.Time) bool {
+	w := ss.w
+	return !w.directDenied && w.lastSeq > 0 && !ss.snapshot && !now.Before(ss.bridgeHold)
+}
+
+// bridgeTick starts, continues or stops the bridge.
+func (ss *session) bridgeTick(now time.Time) {
+	w := ss.w
+	st, why := ss.bridgeState(now)
+	if st != bridgeOn {
+		ss.bridgeReq = ""
+		if st == bridgeIdle && w.bridgeOutage {
+			// A consumer delivers again: the outage is over.
+			w.bridgeOutage = false
+			ss.bridgeTrouble = false
+		}
+		return
+	}
+	if !ss.bridgeAllowed(now) {
+		ss.bridgeReq = ""
+		return
+	}
+	if !w.bridgeOutage {
+		w.bridgeOutage = true
+		w.logf("%s on stream %s; following it with direct gets from sequence %d until a consumer delivers again", why, w.s.stream, w.lastSeq+1)
+	}
+	if ss.bridgeReq != "" {
+		if now.Sub(ss.bridgeSent) < bridgeTimeout {
+			return // answers on their way
+		}
+		ss.bridgeReq = "" // unanswered (its peer died?): ask again
+	}
+	ss.sendDirectGet(now)
+}
+
+// sendDirectGet asks for up to bridgeBatch entries of the bucket from
+// lastSeq+1 on: {"seq":N,"next_by_subj":"$KV.<bucket>.>","batch":B,
+// "max_bytes":M}. A server without batch support answers with the first
+// entry only (no Nats-Num-Pending header), or 404 when there is none.
+func (ss *session) sendDirectGet(now time.Time) {
+	w := ss.w
+	from := w.lastSeq + 1
+	body := make([]byte, 0, 128)
+	body = append(body, `{"seq":`...)
+	body = strconv.AppendUint(body, from, 10)
+	body = append(body, `,"next_by_subj":"`...)
+	body = append(body, w.s.kvPrefix...)
+	body = append(body, `>","batch":`...)
+	body = strconv.AppendInt(body, bridgeBatch, 10)
+	body = append(body, `,"max_bytes":`...)
+	body = strconv.AppendInt(body, bridgeMaxBytes, 10)
+	body = append(body, '}')
+	ss.reqN++
+	reply := ss.inbox + ".r." + strconv.FormatUint(ss.reqN, 10)
+	ss.buf = appendPub(ss.buf, directSubject(w.s.stream), reply, nil, body)
+	ss.bridgeReq = reply
+	ss.bridgeSent = now
+	ss.bridgeFrom = from
+	ss.bridgeLast = 0
+	w.mu.Lock()
+	w.stats.DirectGets++
+	w.mu.Unlock()
+}
+
+// bridgeMore asks for what follows at once, while the bridge is wanted.
+func (ss *session) bridgeMore(now time.Time) {
+	ss.bridgeReq = ""
+	if st, _ := ss.bridgeState(now); st == bridgeOn && ss.bridgeAllowed(now) {
+		ss.sendDirectGet(now)
+	}
+}
+
+// bridgePause stops asking for bridgeHoldOff.
+func (ss *session) bridgePause(now time.Time, why string) {
+	w := ss.w
+	ss.bridgeReq = ""
+	ss.bridgeHold = now.Add(bridgeHoldOff)
+	if !ss.bridgeTrouble {
+		ss.bridgeTrouble = true
+		w.logf("direct get on stream %s: %s; asking again in %s", w.s.stream, why, bridgeHoldOff)
+	}
+}
+
+// onDirectReply handles one answer to the outstanding direct get: an entry,
+// the end of a batch (204), nothing at or after the sequence asked (404),
+// or an error status.
+func (ss *session) onDirectReply(m *message, now time.Time) {
+	w := ss.w
+	switch m.status {
+	case 0:
+	case 404:
+		ss.bridgeReq = "" // nothing new; the next tick asks again
+		return
+	case 204:
+		// End of a batch: more right away if the server says so.
+		if n, ok := parseUint(m.header("Nats-Num-Pending")); ok && n > 0 {
+			ss.bridgeMore(now)
+			return
+		}
+		ss.bridgeReq = ""
+		return
+	case 503:
+		ss.bridgePause(now, "no responders (the stream has no peer answering direct gets, or allow_direct is off)")
+		return
+	default:
+		ss.bridgePause(now, "status "+strconv.Itoa(m.status)+" "+clip(m.description, 64))
+		return
+	}
+	if m.oversized || m.badHeader {
+		// Its sequence is unknown: the consumer will have to skip it.
+		w.mu.Lock()
+		w.stats.Malformed++
+		w.mu.Unlock()
+		ss.bridgePause(now, "an entry the edge cannot read")
+		return
+	}
+	seq, ok := parseUint(m.header("Nats-Sequence"))
+	subject := m.header("Nats-Subject")
+	if !ok || seq < ss.bridgeFrom || seq <= ss.bridgeLast || m.header("Nats-Stream") != w.s.stream {
+		w.mu.Lock()
+		w.stats.Malformed++
+		w.mu.Unlock()
+		ss.bridgePause(now, "an answer out of order or for another stream")
+		return
+	}
+	ss.bridgeLast = seq
+	batch := m.header("Nats-Num-Pending") != ""
+	if seq > w.lastSeq {
+		// Exactly what onDelivery does with a delivery.
+		prefix := w.s.kvPrefix
+		w.lastSeq = seq
+		if len(subject) <= len(prefix) || subject[:len(prefix)] != prefix {
+			w.mu.Lock()
+			w.stats.Malformed++
+			w.mu.Unlock()
+			w.state.Touch(now)
+		} else {
+			key := subject[len(prefix):]
+			if err := w.state.Apply(key, m.header("KV-Operation"), m.data, seq, now); err != nil {
+				w.logRejected(key, seq, err, now)
+			}
+		}
+		w.mu.Lock()
+		w.stats.DirectEntries++
+		w.mu.Unlock()
+	}
+	if !batch {
+		// A server without batches answered with one entry: ask for the next.
+		ss.bridgeMore(now)
+	}
+}
+
+// onPeersAnnounced compares the cluster peers a server announced with the
+// ones it announced before: a peer that left may have hosted the edge's
+// consumer (R1), which makes the consumer suspect until it is heard from.
+func (ss *session) onPeersAnnounced(urls []string, now time.Time) {
+	lost := false
+	for i := 0; i < len(ss.peers) && !lost; i++ {
+		found := false
+		for j := 0; j < len(urls); j++ {
+			if urls[j] == ss.peers[i] {
+				found = true
+				break
+			}
+		}
+		if !found {
+			lost = true
+		}
+	}
+	ss.peers = append([]string(nil), urls...)
+	if lost {
+		ss.peerLostAt = now
+		ss.bridgeTick(now)
+	}
 }

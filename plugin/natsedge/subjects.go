@@ -50,13 +50,17 @@ func HeartbeatWildcard(bucket string) string {
 
 // EdgePermissions is everything the NATS credential of the edge named edge
 // needs on bucket, and all it may have (docs/contracts.md, "NATS: who may do
-// what"): the stream's INFO, create and delete of its own named consumers,
-// their flow-control replies and its heartbeat subject; subscribe on its own
-// inbox only. No _INBOX.>, no consumer INFO/LIST/NAMES, no ephemeral creates,
-// no other stream, no $KV publishes, no direct gets.
+// what"): the stream's INFO, direct gets on the stream (the bucket's facts
+// are public to edges; they follow the stream that way while they have no
+// consumer), create and delete of its own named consumers, their
+// flow-control replies and its heartbeat subject; subscribe on its own inbox
+// only. No _INBOX.>, no consumer INFO/LIST/NAMES, no ephemeral creates, no
+// other stream (the key and session buckets in particular), no $KV
+// publishes, no direct gets by subject.
 func EdgePermissions(bucket, edge string) (publish, subscribe []string) {
 	stream := "KV_" + bucket
 	publish = append(publish, "$JS.API.STREAM.INFO."+stream)
+	publish = append(publish, directSubject(stream))
 	for n := 0; n < ConsumerSlots; n++ {
 		publish = append(publish, "$JS.API.CONSUMER.CREATE."+stream+"."+ConsumerName(edge, n))
 	}

@@ -62,7 +62,7 @@ func TestSubjectHelpers(t *testing.T) {
 // docs/contracts.md ("NATS: who may do what").
 func TestEdgePermissionsAreExactlyTheContract(t *testing.T) {
 	pub, sub := EdgePermissions("B", "e1")
-	want := []string{"$JS.API.STREAM.INFO.KV_B"}
+	want := []string{"$JS.API.STREAM.INFO.KV_B", "$JS.API.DIRECT.GET.KV_B"}
 	for _, n := range []string{"0", "1", "2", "3", "4", "5", "6", "7"} {
 		want = append(want, "$JS.API.CONSUMER.CREATE.KV_B.edge_e1_"+n)
 	}
@@ -81,10 +81,15 @@ func TestEdgePermissionsAreExactlyTheContract(t *testing.T) {
 	}
 	// Attack surface: nothing broader than the edge's own names.
 	for _, p := range append(pub, sub...) {
-		for _, bad := range []string{"_INBOX", "$KV.", "CONSUMER.INFO", "CONSUMER.LIST", "CONSUMER.NAMES", "DIRECT.GET", "MSG.GET"} {
+		for _, bad := range []string{"_INBOX", "$KV.", "CONSUMER.INFO", "CONSUMER.LIST", "CONSUMER.NAMES", "MSG.GET"} {
 			if strings.Contains(p, bad) {
 				t.Errorf("permission %s grants %s", p, bad)
 			}
+		}
+		// Direct gets on the edge bucket's stream only (its facts are
+		// public to edges), never by subject, never another stream.
+		if strings.Contains(p, "DIRECT.GET") && p != "$JS.API.DIRECT.GET.KV_B" {
+			t.Errorf("permission %s grants a direct get beyond the edge bucket's stream", p)
 		}
 		if strings.HasSuffix(p, ".>") && p != "_EDGEPASS.e1.>" || p == "$JS.API.CONSUMER.CREATE.KV_B" {
 			t.Errorf("permission %s is broader than the edge's own subjects", p)

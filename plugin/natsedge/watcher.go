@@ -34,6 +34,8 @@ type Stats struct {
 	SnapshotChunks   uint64 // snapshot chunks verified and applied at the first sync
 	SnapshotRefused  uint64 // snapshot entries refused (unsigned, malformed, inconsistent)
 	SnapshotSeq      uint64 // the sequence of the snapshot the first sync started from (0: none)
+	DirectGets       uint64 // direct get requests sent while no consumer delivered (the bridge)
+	DirectEntries    uint64 // entries applied from direct get answers
 	LearnedServers   int    // cluster peers currently known from INFO connect_urls
 	Connected        bool
 	Server           string // the server currently connected to, without credentials
@@ -75,6 +77,12 @@ type Watcher struct {
 	snapDone bool
 	rnd      *mrand.Rand
 	pool     serverPool
+	// The direct-get bridge (session.go, bridgeState): off on a connection whose server
+	// refused it; bridgeOutage from its start until a consumer delivers
+	// again (one log line per outage, carried across reconnects).
+	directDenied       bool
+	directDeniedLogged bool
+	bridgeOutage       bool
 }
 
 // serverPool is the list of servers to try: the configured ones in random

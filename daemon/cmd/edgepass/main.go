@@ -92,7 +92,7 @@ func isHelp(a string) bool { return a == "--help" || a == "-help" || a == "-h" }
 
 // runServe runs the daemon until SIGINT or SIGTERM.
 func runServe(cfg *config.Configuration, stderr io.Writer) error {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level(cfg.Log.Level)}))
+	logger := newLogger(cfg.Log, stderr)
 	v := version.Get()
 	logger = logger.With("version", v.Version)
 	logger.Info("starting edgepass", "commit", v.Commit, "go", v.Go)
@@ -114,6 +114,15 @@ func runServe(cfg *config.Configuration, stderr io.Writer) error {
 	}
 	logger.Info("edgepass stopped")
 	return nil
+}
+
+// newLogger writes log.format lines (text or json) at log.level to w.
+func newLogger(l config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level(l.Level)}
+	if strings.EqualFold(l.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func level(s string) slog.Level {

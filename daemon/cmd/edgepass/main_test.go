@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
 )
 
@@ -253,5 +254,20 @@ func TestKillNineLosesNothing(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon did not stop within 30s of SIGTERM")
+	}
+}
+
+// --log.format=json writes one JSON object per line, for log shippers.
+func TestLogFormat(t *testing.T) {
+	var b strings.Builder
+	newLogger(config.Log{Level: "info", Format: "json"}, &b).Info("starting edgepass", "version", "v1")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &line); err != nil || line["msg"] != "starting edgepass" || line["version"] != "v1" {
+		t.Fatalf("json log line %q: %v", b.String(), err)
+	}
+	b.Reset()
+	newLogger(config.Log{Level: "warn", Format: "text"}, &b).Info("hidden")
+	if b.Len() != 0 {
+		t.Fatalf("info logged at level warn: %q", b.String())
 	}
 }

@@ -1,0 +1,3 @@
+// Package compose checks the compose quickstart in deploy/compose: its
+// files load and agree with each other, and they run.
+package compose
