@@ -289,4 +289,3 @@ func TestNewFailsClearly(t *testing.T) {
 		t.Errorf("New with unreachable NATS = %v", err)
 	}
 }
-
