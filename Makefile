@@ -27,7 +27,7 @@ test: test-unit fuzz test-integration
 
 test-unit:
 	GOWORK=off $(GO) vet ./plugin/... ./internal/...
-	GOWORK=off $(GO) test -count=1 ./plugin/...
+	GOWORK=off $(GO) test -count=1 ./plugin/... ./internal/...
 	cd daemon && $(GO) vet ./... && $(GO) test -count=1 -p 1 ./...
 
 # Traefik is built first, visibly: go test would hide a first build's five
@@ -39,12 +39,14 @@ test-integration: traefik helm
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+## lint: gofmt, go vet, the plugin's imports, and yaegicheck: what Yaegi v0.16.1 (Traefik's interpreter) cannot run
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	GOWORK=off $(GO) vet ./plugin/... ./internal/...
 	cd daemon && $(GO) vet ./...
 	cd integration && $(GO) vet ./...
 	@scripts/check-plugin-stdlib.sh
+	GOWORK=off $(GO) run ./internal/yaegicheck/cmd/yaegicheck plugin
 
 ## bench: side-by-side throughput (no middleware / plugin / ForwardAuth) and the Go benchmarks
 bench:

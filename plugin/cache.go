@@ -4,15 +4,24 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // decision is everything the request path needs for one verified token, computed
 // once: immutable after it is stored (a state change stores a new decision).
 type decision struct {
-	claims     *token.Claims
-	keys       *token.KeySet // the set the signature was checked against
-	expires    int64         // exp + skew: unusable from this unix second on
+	claims *token.Claims
+	keys   *token.KeySet // the set the signature was checked against
+	// expires: not to be served as is from this unix second on — the
+	// token's exp + skew, or earlier when its assertion needs renewing.
+	expires int64
+	// tokenExpires is the token's own exp + skew: refused from then on.
+	tokenExpires int64
+	// service: a service token (accepted as a bearer token only).
+	service bool
+	// idp: an IdP access token, verified with this IdP fact (bearer only).
+	idp        *edgestate.IdPKeys
 	subjectKey string
 	version    int64 // edge-state version the decision was computed at
 	// reason is why the request is refused (a policy reason code), "" when
@@ -37,8 +46,8 @@ type tokenCache struct {
 	evictMu sync.Mutex
 }
 
-func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: int64(max)}
+func newTokenCache(size int) *tokenCache {
+	return &tokenCache{max: int64(size)}
 }
 
 func (c *tokenCache) get(raw string) *decision {

@@ -74,9 +74,54 @@ type Config struct {
 	StaleAction string
 	// NATS is the edge-sync connection; without URLs there is no edge sync.
 	NATS NATSConfig
+	// AssertionHeader, when set, sends the backend a signed identity
+	// assertion in this header (package assertion: a short-lived JWT the
+	// daemon signs, verifiable with its JWKS). Clients can never send it.
+	// Needs nats.urls (the daemon mints assertions over NATS).
+	AssertionHeader string
+	// AssertionAudience is the assertion's aud: this backend's name (an
+	// URL or any string it checks); required with AssertionHeader, never
+	// the session audience.
+	AssertionAudience string
+	// ServiceTokens accepts the daemon's service tokens (machine
+	// credentials, `edgepass tokens create`) as Authorization: Bearer; off
+	// by default.
+	ServiceTokens ServiceTokensConfig
+	// Bearer accepts the identity provider's JWT access tokens as
+	// Authorization: Bearer (scripts and services with client credentials);
+	// off by default. Needs nats.urls (the daemon publishes the IdP's keys).
+	Bearer BearerConfig
 	// UnknownSettings collects the settings this version does not know:
 	// Traefik's decoder drops them silently, so New refuses them instead (a
 	// misspelled allowedGroups would otherwise admit everyone).
+	UnknownSettings map[string]interface{} `mapstructure:",remain"`
+}
+
+// ServiceTokensConfig is the middleware's serviceTokens block.
+type ServiceTokensConfig struct {
+	// Enabled accepts service tokens here (as a bearer token only).
+	Enabled bool
+	// Audiences are this route's names: a service token is accepted when
+	// its scope (the audiences it was created for) names one of them.
+	Audiences []string
+	// UnknownSettings collects misspelled serviceTokens.* settings.
+	UnknownSettings map[string]interface{} `mapstructure:",remain"`
+}
+
+// BearerConfig is the middleware's bearer block (IdP access tokens).
+type BearerConfig struct {
+	// Enabled accepts IdP access tokens here.
+	Enabled bool
+	// Issuer is the IdP's issuer ("" = the one the daemon signs in with,
+	// whose keys it publishes; another one cannot be verified).
+	Issuer string
+	// Audiences: a token's aud must name one of them (the API's identifier
+	// at the IdP); required.
+	Audiences []string
+	// GroupsClaim replaces the daemon's oidc.groupsClaim for these tokens:
+	// a claim name or names separated by dots ("" = the daemon's).
+	GroupsClaim string
+	// UnknownSettings collects misspelled bearer.* settings.
 	UnknownSettings map[string]interface{} `mapstructure:",remain"`
 }
 
@@ -174,6 +219,17 @@ type settings struct {
 	// request takes serveSlow (the line index stays empty).
 	lineIndexOff bool
 	nats         NATSConfig // URLs trimmed and split
+	// assertHeader (canonical) and assertAudience: identity assertions
+	// (assert.go); "" = off.
+	assertHeader   string
+	assertAudience string
+	// serviceAuds are the audiences service tokens must name (nil: service
+	// tokens refused); anyAudience is verifier without the audience check,
+	// used when they are on (verify checks which audience a token has).
+	serviceAuds map[string]bool
+	anyAudience token.Verifier
+	// idp: IdP access tokens accepted (bearer.go); nil = off.
+	idp *idpSettings
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -273,16 +329,35 @@ func compile(cfg *Config) (*settings, error) {
 		}
 	}
 
+	strip := cfg.StripHeaders
+	if err := compileAssertion(cfg, s); err != nil {
+		return nil, err
+	}
+	if err := compileServiceTokens(cfg, s); err != nil {
+		return nil, err
+	}
+	if err := compileBearer(cfg, s); err != nil {
+		return nil, err
+	}
+	if s.assertHeader != "" {
+		// A client's own copy of the assertion header never reaches the backend.
+		strip = append(append([]string(nil), cfg.StripHeaders...), s.assertHeader)
+	}
 	pol, err := policy.Compile(policy.Rules{
 		AllowedGroups: cfg.AllowedGroups, AllowedUsers: cfg.AllowedUsers, AllowedEmailDomains: cfg.AllowedEmailDomains,
 		UserHeader: cfg.UserHeader, EmailHeader: cfg.EmailHeader, GroupsHeader: cfg.GroupsHeader,
 		NameHeader: cfg.NameHeader, SubjectHeader: cfg.SubjectHeader,
-		GroupsSeparator: cfg.GroupsSeparator, StripHeaders: cfg.StripHeaders,
+		GroupsSeparator: cfg.GroupsSeparator, StripHeaders: strip,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edgepass: %w", err)
 	}
 	s.pol = pol
+	for _, n := range pol.IdentityNames {
+		if n != "" && s.assertHeader != "" && policy.NormalizeHeader(n) == policy.NormalizeHeader(s.assertHeader) {
+			return nil, fieldErr("assertionHeader", "%q is already an identity header", cfg.AssertionHeader)
+		}
+	}
 
 	s.removeCookie = cfg.RemoveCookie
 	s.requireSync = cfg.RequireSync && len(s.nats.URLs) > 0

@@ -7,7 +7,8 @@
 // reflection round trip and every interpreted call allocates its whole frame,
 // so ServeHTTP does almost nothing per request: one lookup of a precomputed
 // result keyed by the request's Cookie (or Authorization) line, and direct
-// operations on the header map.
+// operations on the header map. docs/architecture.md walks the request path
+// and numbers the invariants it relies on.
 package edgepass
 
 import (
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/idptoken"
 	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -46,6 +48,9 @@ type Middleware struct {
 	logMu     sync.Mutex
 	logSecond int64
 	logCount  int
+	// minter and assertions serve assertionHeader (assert.go); nil without.
+	minter     minter
+	assertions *assertCache
 }
 
 // New validates the configuration and precomputes everything the request path
@@ -59,9 +64,13 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	state, err := edgeState(s.nats, s.anchors)
+	w, err := edgeWatcher(s.nats, s.anchors)
 	if err != nil {
 		return nil, err
+	}
+	var state *edgestate.State
+	if w != nil {
+		state = w.State()
 	}
 	m := &Middleware{
 		next:  next,
@@ -70,6 +79,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		strip: newStripper(s),
 		cache: newTokenCache(s.cacheSize),
 		clock: time.Now,
+	}
+	if s.assertHeader != "" {
+		// compile refuses assertionHeader without nats.urls.
+		m.minter = &natsMinter{w: w, state: state}
+		m.assertions = newAssertCache(s.cacheSize)
 	}
 	m.attach(state)
 	return m, nil
@@ -88,19 +102,11 @@ func (m *Middleware) attach(state *edgestate.State) {
 // ServeHTTP strips client identity headers, authenticates and authorizes the
 // request, sets verified identity headers and calls the next handler.
 //
-// Under Yaegi every interpreted call allocates a frame holding every value of
-// the function body (each local and each sub-expression, executed or not), and
-// every call into compiled code goes through reflection. So ServeHTTP is only
-// the common case — a session whose header line is in the line index, from a
-// client sending only header names seen before — in three compiled calls
-// (index lookup, header check, next); everything else goes to serveSlow.
-//
-// The header check is http.Header.WriteSubset to a writer that refuses every
-// write, excluding the names a client may send (the keep memo as of when the
-// line was indexed): it returns nil only when no other name is present, so an
-// identity header in any spelling, or any name not decided yet, makes restrip
-// strip the request first. Names WriteSubset skips (invalid names, names with
-// no value) are ones Traefik never forwards either.
+// It is only the common case — a line in the line index, from a client
+// sending only header names seen before — in three compiled calls
+// (docs/architecture.md, I12); everything else goes to serveSlow. The header
+// check is I6: names WriteSubset skips (invalid names, names with no value)
+// are ones Traefik never forwards either.
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h := r.Header
 	line := h["Cookie"]
@@ -161,16 +167,25 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 			line = lines[0]
 		}
 	} else if a := h["Authorization"]; len(a) == 1 && h["Cookie"] == nil {
-		raw, bearer = token.Bearer(a[0]), true
+		// One assignment per statement (docs/architecture.md, I1).
+		raw = token.Bearer(a[0])
+		bearer = true
 		line = a[0]
 	} else if len(a) > 0 {
-		raw, bearer = token.Bearer(a[0]), true
+		raw = token.Bearer(a[0])
+		bearer = true
 	}
 	now := m.clock().Unix()
 	e := m.cache.get(raw)
 	reason := ""
 	if e == nil || now >= e.expires || m.version.Load() != e.version {
 		e, reason = m.resolve(raw, e, now)
+	}
+	if e != nil && (e.service || e.idp != nil) && !bearer {
+		// A service token or an IdP access token is a bearer token only:
+		// never a cookie.
+		m.refuse(rw, r, policy.BadToken)
+		return
 	}
 	if line != "" && !m.s.lineIndexOff {
 		m.indexLine(line, bearer, e, keep, now)
@@ -215,14 +230,9 @@ const maxLineKey = 2 * token.MaxTokenSize
 
 // indexLine makes the exact Cookie (or Authorization) header line a key for the
 // decision of the token it carries, so the next request with the same line
-// costs ServeHTTP a single lookup. The line determines the token, so the index
-// can never point at another token's entry: a Cookie line names it in its
-// first edgepass cookie, an Authorization line (indexed only without a Cookie
-// header) after "Bearer ", and a token never contains "=" or ";", so no
-// string is a valid line of both kinds for different tokens. Only servable
-// decisions go in, each a copy of the token's entry carrying keep, the header
-// names its requests may bring without taking the slow path, and with
-// removeCookie the line without the session cookie as one more header.
+// costs ServeHTTP a single lookup (docs/architecture.md, I4). Only servable
+// decisions go in, each a copy of the token's entry carrying keep and, with
+// removeCookie, the line without the session cookie as one more header (I5).
 func (m *Middleware) indexLine(line string, bearer bool, e *decision, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
 		return
@@ -275,13 +285,13 @@ func (m *Middleware) resolve(raw string, e *decision, now int64) (*decision, str
 	if raw == "" {
 		return nil, policy.NoToken
 	}
-	if len(raw) > token.MaxTokenSize {
+	if len(raw) > token.MaxTokenSize && (m.s.idp == nil || len(raw) > idptoken.MaxTokenSize) {
 		return nil, policy.BadToken
 	}
 	if e == nil {
 		return m.verify(raw, now)
 	}
-	if now >= e.expires {
+	if now >= e.tokenExpires {
 		m.cache.remove(raw)
 		return nil, policy.Expired
 	}
@@ -359,14 +369,26 @@ func (m *Middleware) keys() *token.KeySet {
 func (m *Middleware) verify(raw string, now int64) (*decision, string) {
 	version := m.version.Load()
 	ks := m.keys()
-	c, err := m.s.verifier.Verify(raw, ks, time.Unix(now, 0))
+	v := &m.s.verifier
+	if m.s.serviceAuds != nil {
+		v = &m.s.anyAudience // service.go: tokenKind checks the audience
+	}
+	c, err := v.Verify(raw, ks, time.Unix(now, 0))
 	if err != nil {
+		if m.s.idp != nil && idpCandidate(err) {
+			return m.verifyIdP(raw, version, now) // bearer.go
+		}
 		return nil, policy.TokenReason(err)
+	}
+	if m.s.serviceAuds != nil {
+		if reason := m.tokenKind(c); reason != "" {
+			return nil, reason
+		}
 	}
 	if c.SessionID == "" {
 		return nil, policy.BadToken
 	}
-	e := m.build(c, ks, token.SubjectKey(c.Subject), version, now)
+	e := m.build(raw, c, ks, token.SubjectKey(c.Subject), version, now)
 	m.cache.put(strings.Clone(raw), e, now)
 	return e, ""
 }
@@ -377,11 +399,13 @@ func (m *Middleware) verify(raw string, now int64) (*decision, string) {
 func (m *Middleware) recompute(raw string, old *decision, now int64) (*decision, string) {
 	version := m.version.Load()
 	ks := m.keys()
-	if ks != old.keys {
+	if ks != old.keys || (old.idp != nil && old.idp != m.idpSource()) {
+		// New keys (a rotation, a revoked key, new IdP keys): verify again.
 		m.cache.remove(raw)
 		return m.verify(raw, now)
 	}
-	e := m.build(old.claims, ks, old.subjectKey, version, now)
+	e := m.build(raw, old.claims, ks, old.subjectKey, version, now)
+	e.idp = old.idp
 	m.cache.put(strings.Clone(raw), e, now)
 	return e, ""
 }
@@ -391,8 +415,9 @@ func (m *Middleware) recompute(raw string, old *decision, now int64) (*decision,
 // headers. version is the edge-state version read before anything the
 // decision depends on (keys included): a change racing with the computation
 // leaves the entry stale, and the next request recomputes it.
-func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *decision {
-	e := &decision{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version}
+func (m *Middleware) build(raw string, c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *decision {
+	e := &decision{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, tokenExpires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version,
+		service: isService(c)}
 	var st policy.State
 	if m.state != nil {
 		st = m.state
@@ -402,6 +427,14 @@ func (m *Middleware) build(c *token.Claims, ks *token.KeySet, subjectKey string,
 	for i, name := range d.Names {
 		e.hdrNames = append(e.hdrNames, name)
 		e.hdrValues = append(e.hdrValues, []string{d.Values[i]})
+	}
+	if m.minter != nil {
+		if e.reason == "" {
+			m.attachAssertion(e, raw, d.Groups, now)
+		} else {
+			// Refused (revoked, not allowed): its assertion goes too.
+			m.assertions.remove(raw)
+		}
 	}
 	return e
 }

@@ -904,7 +904,7 @@ func TestNewKeepsGoroutinesFlat(t *testing.T) {
 		if _, err := New(context.Background(), http.NotFoundHandler(), cfg(), "warm"); err != nil {
 			t.Fatal(err)
 		}
-		w, err := natsedge.Shared(natsedge.Config{URLs: []string{"nats://127.0.0.1:1"}, Bucket: "edgepass_edge", ReplicaID: "goroutine-test", TrustAnchors: []string{testAnchorText}})
+		w, err := natsedge.Shared(natsedge.Config{URLs: []string{"nats://127.0.0.1:1"}, Bucket: "edgepass_edge", ReplicaID: "goroutine-test", Version: Version, TrustAnchors: []string{testAnchorText}})
 		if err != nil {
 			t.Fatal(err)
 		}

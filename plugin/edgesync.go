@@ -18,6 +18,16 @@ func logf(format string, args ...any) {
 // the shared watcher on first use (natsedge.Shared never blocks on the network);
 // nil without nats.urls.
 func edgeState(n NATSConfig, anchors []string) (*edgestate.State, error) {
+	w, err := edgeWatcher(n, anchors)
+	if w == nil || err != nil {
+		return nil, err
+	}
+	return w.State(), nil
+}
+
+// edgeWatcher returns the process-wide NATS watcher for the settings (nil
+// without nats.urls): its state, and its requests to the daemon.
+func edgeWatcher(n NATSConfig, anchors []string) (*natsedge.Watcher, error) {
 	if len(n.URLs) == 0 {
 		return nil, nil
 	}
@@ -40,10 +50,11 @@ func edgeState(n NATSConfig, anchors []string) (*edgestate.State, error) {
 		TLSServerName:      n.TLSServerName,
 		InsecureSkipVerify: n.InsecureSkipVerify,
 		ReplicaID:          n.ReplicaID,
+		Version:            Version,
 		Logf:               logf,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edgepass: nats: %w", err)
 	}
-	return w.State(), nil
+	return w, nil
 }

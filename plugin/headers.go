@@ -26,7 +26,7 @@ var commonHeaders = []string{
 
 // refuseWrites is a writer every write to fails (a closed pipe): ServeHTTP
 // passes it to http.Header.WriteSubset, which then returns nil only when it had
-// nothing to write.
+// nothing to write (docs/architecture.md, I6).
 var refuseWrites = closedPipe()
 
 func closedPipe() *io.PipeWriter {
@@ -38,8 +38,8 @@ func closedPipe() *io.PipeWriter {
 // stripper decides, per exact header key as it appears in r.Header, whether the
 // client header must go. Keys known to be harmless are memoized in an immutable
 // map swapped atomically (keepMemo): each line-index entry carries the one that
-// was current when its line was indexed, for ServeHTTP's header check. Identity
-// headers are never in it, so a spoofing attempt is always stripped (restrip).
+// was current when its line was indexed, for ServeHTTP's header check
+// (docs/architecture.md, I6). Identity headers are never in it.
 type stripper struct {
 	pol       *policy.Policy
 	keepMemo  atomic.Value // map[string]bool: true = a client may send it

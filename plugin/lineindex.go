@@ -9,16 +9,10 @@ import (
 )
 
 // The request path is one lookup in a lineIndex: the exact Cookie (or
-// Authorization) header line to a decision that may be served as is. Under
-// Yaegi every call into compiled code is a reflection round trip, so ServeHTTP
-// checks nothing else about the decision: no version counter, no clock.
-// Instead decisions leave the index when they could have changed:
-//   - the edge state changed: edgestate.OnChange drops, from every index
-//     reading that state, the decisions the change can affect — those of one
-//     session, of one user, or all of them for a key change — in the NATS
-//     watcher's goroutine, before the watcher reads its next message;
-//   - a token expired: one process-wide goroutine drops expired decisions
-//     from every index once per TickInterval.
+// Authorization) header line to a decision that may be served as is
+// (docs/architecture.md, I4 and I5). ServeHTTP checks nothing else about it;
+// decisions leave the index instead: on an edge-state change through
+// edgestate.OnChange (I7), on expiry through the process-wide ticker (I9).
 // The next request on such a line takes the slow path once and puts it back.
 
 // TickInterval bounds how long past its expiry (exp + clockSkew) a token can
@@ -35,10 +29,8 @@ const idleIndex = 2 * time.Minute
 // to make as many distinct lines as it likes.
 const maxIndexBytes = 16 << 20
 
-// lineIndex is one middleware's map from header line to servable decision. Inserts
-// and emptying are serialized by mu, and an insert checks the entry's version
-// under it, so a decision computed before a change never lands after the
-// change emptied the index.
+// lineIndex is one middleware's map from header line to servable decision.
+// Inserts and emptying are serialized by mu (docs/architecture.md, I8).
 type lineIndex struct {
 	m     sync.Map // line -> *decision: allowed, not revoked, keep set
 	group *versionGroup
@@ -56,8 +48,9 @@ type lineIndex struct {
 	bySubject map[string]map[string]bool
 }
 
-// indexGroup is every lineIndex whose decisions depend on one version counter
-// (an edge state's, or localVersion without NATS).
+// versionGroup is every lineIndex whose decisions depend on one version
+// counter (an edge state's, or localVersion without NATS): one per state,
+// process-wide (docs/architecture.md, I2).
 type versionGroup struct {
 	version *atomic.Int64
 	mu      sync.Mutex
@@ -73,7 +66,7 @@ var (
 	ticking         bool
 )
 
-// groupFor returns the process-wide group for an edge state (nil: no NATS),
+// versionGroupFor returns the process-wide group for an edge state (nil: no NATS),
 // hooking the state's changes to it on first use. Bounded: one per distinct
 // NATS setting, plus one.
 func versionGroupFor(state *edgestate.State) *versionGroup {
@@ -94,15 +87,14 @@ func versionGroupFor(state *edgestate.State) *versionGroup {
 	return g
 }
 
-func newLineIndex(g *versionGroup, max int, now func() int64) *lineIndex {
-	return &lineIndex{group: g, max: max, now: now, bySession: map[string]map[string]bool{}, bySubject: map[string]map[string]bool{}}
+func newLineIndex(g *versionGroup, size int, now func() int64) *lineIndex {
+	return &lineIndex{group: g, max: size, now: now, bySession: map[string]map[string]bool{}, bySubject: map[string]map[string]bool{}}
 }
 
 // put stores e for line unless the edge state moved since e was computed or
 // e has expired. The first put joins the group and starts the process-wide
-// ticker. Joining comes before the version check, both under x.mu: a change
-// either finds x in the group (and empties it after this put) or moved the
-// version before the check (and e is refused).
+// ticker; joining comes before the version check, both under x.mu
+// (docs/architecture.md, I8).
 func (x *lineIndex) put(line string, e *decision, now int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -234,7 +226,7 @@ func (x *lineIndex) expire() {
 // clearMap empties m with sync.Map.Clear where the Go that built Traefik has it
 // (1.23+; Traefik v3.6 is built with 1.25), else with Range and Delete. The
 // interface keeps this module at go 1.21, whose loop-variable semantics are
-// the ones Yaegi implements.
+// the ones Yaegi implements (docs/architecture.md, I1).
 func clearMap(m *sync.Map) {
 	if c, ok := any(m).(interface{ Clear() }); ok {
 		c.Clear()
@@ -294,7 +286,7 @@ func (g *versionGroup) size() int {
 }
 
 // startTicker starts the process-wide goroutine that drops expired decisions
-// once per TickInterval (so no token outlives exp + clockSkew + TickInterval).
+// once per TickInterval (docs/architecture.md, I9).
 func startTicker() {
 	versionGroupsMu.Lock()
 	defer versionGroupsMu.Unlock()

@@ -14,6 +14,7 @@ var (
 	bodyStale        = []byte(`{"error":"edge state unavailable","reason":"stale","detail":"this edge has not heard from NATS for longer than maxStaleness; check Traefik's log for the edgepass NATS client's errors"}` + "\n")
 	bodyNotSynced    = []byte(`{"error":"edge state unavailable","reason":"not_synced","detail":"this edge has not completed its first sync with NATS (requireSync); check the middleware's nats settings and Traefik's log for the edgepass NATS client's errors"}` + "\n")
 	bodyNoKeys       = []byte(`{"error":"edge state unavailable","reason":"no_keys","detail":"this edge has no key to verify sessions with: none arrived over NATS and jwks is empty; check the middleware's nats settings and trustAnchors"}` + "\n")
+	bodyNoAssertion  = []byte(`{"error":"identity assertion unavailable","reason":"assertion_unavailable","detail":"this route sends the backend an identity assertion (assertionHeader) and the daemon did not mint one; check that the daemon runs and that the edge's NATS user may publish to edgepass.assert.<bucket>.<edge>"}` + "\n")
 )
 
 // refuse answers a refused request as its reason asks — sign in (302 or
@@ -30,6 +31,8 @@ func (m *Middleware) refuse(rw http.ResponseWriter, r *http.Request, reason stri
 		writeJSON(rw, http.StatusServiceUnavailable, bodyNotSynced)
 	case policy.NoKeys:
 		writeJSON(rw, http.StatusServiceUnavailable, bodyNoKeys)
+	case policy.AssertionUnavailable:
+		writeJSON(rw, http.StatusServiceUnavailable, bodyNoAssertion)
 	default:
 		m.unauthenticated(rw, r, reason)
 	}

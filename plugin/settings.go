@@ -14,7 +14,14 @@ var settingNames = []string{
 	"allowedGroups", "allowedUsers", "allowedEmailDomains", "publicPaths",
 	"userHeader", "emailHeader", "groupsHeader", "nameHeader", "subjectHeader", "groupsSeparator",
 	"stripHeaders", "removeCookie", "requireSync", "logLevel", "cacheSize", "maxStaleness", "staleAction", "nats",
+	"assertionHeader", "assertionAudience", "serviceTokens", "bearer",
 }
+
+// bearerSettingNames are the settings under bearer.
+var bearerSettingNames = []string{"enabled", "issuer", "audiences", "groupsClaim"}
+
+// serviceTokenSettingNames are the settings under serviceTokens.
+var serviceTokenSettingNames = []string{"enabled", "audiences"}
 
 // natsSettingNames are the settings under nats.
 var natsSettingNames = []string{
@@ -28,6 +35,8 @@ func unknownSettings(cfg *Config) error {
 	var msgs []string
 	msgs = append(msgs, describeUnknown("", cfg.UnknownSettings, settingNames)...)
 	msgs = append(msgs, describeUnknown("nats.", cfg.NATS.UnknownSettings, natsSettingNames)...)
+	msgs = append(msgs, describeUnknown("serviceTokens.", cfg.ServiceTokens.UnknownSettings, serviceTokenSettingNames)...)
+	msgs = append(msgs, describeUnknown("bearer.", cfg.Bearer.UnknownSettings, bearerSettingNames)...)
 	if len(msgs) == 0 {
 		return nil
 	}

@@ -9,26 +9,20 @@ if [ -n "${EDGEPASS_HELM:-}" ]; then
   if [ ! -x "$EDGEPASS_HELM" ]; then echo "build-helm: EDGEPASS_HELM=$EDGEPASS_HELM is not an executable" >&2; exit 1; fi
   echo "$EDGEPASS_HELM"; exit 0
 fi
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cached-build.sh"
 version="${HELM_VERSION:-v4.3.2}"
-cache="${EDGEPASS_CACHE:-$HOME/.cache/edgepass}"
-bin="$cache/helm-$version"
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-mkdir -p "$cache"
-exec 9>"$cache/helm-$version.lock"
-if ! flock -n 9; then
-  echo "build-helm: another build of helm $version is running; waiting for it" >&2
-  flock 9
-fi
-if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-major="${version%%.*}"
-echo "build-helm: building helm.sh/helm/$major/cmd/helm@$version from the Go module proxy (a few minutes on 2 cores; cached at $bin afterwards)" >&2
-gobin=$(mktemp -d)
-trap 'rm -rf "$gobin"' EXIT
-if ! GOWORK=off GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
-  -ldflags "-X helm.sh/helm/$major/internal/version.version=$version" \
-  "helm.sh/helm/$major/cmd/helm@$version" >&2; then
-  echo "build-helm: cannot build helm $version; check GOPROXY, or set EDGEPASS_HELM to an existing helm binary" >&2
-  exit 1
-fi
-mv "$gobin/helm" "$bin"
-echo "$bin"
+
+build() {
+  local bin=$1 major="${version%%.*}"
+  echo "build-helm: building helm.sh/helm/$major/cmd/helm@$version from the Go module proxy (a few minutes on 2 cores; cached at $bin afterwards)" >&2
+  gobin=$(mktemp -d)
+  trap 'rm -rf "$gobin"' EXIT
+  if ! GOWORK=off GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-X helm.sh/helm/$major/internal/version.version=$version" \
+    "helm.sh/helm/$major/cmd/helm@$version" >&2; then
+    echo "build-helm: cannot build helm $version; check GOPROXY, or set EDGEPASS_HELM to an existing helm binary" >&2
+    exit 1
+  fi
+  mv "$gobin/helm" "$bin"
+}
+cached_build helm "$version" build

@@ -6,8 +6,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -112,15 +111,28 @@ type Check struct {
 // far behind the edge bucket it is.
 type EdgeStatus = edgepub.EdgeStatus
 
-// Options configures the admin API. Token, Store, Edge, Keys and Edges are
-// required.
+// Options configures the admin API. A token (Token or Tokens), Store, Edge,
+// Keys and Edges are required.
 type Options struct {
-	// Token is the bearer token every /api/ request must carry (admin.token).
+	// Token is the read-write bearer token named "admin" (admin.token).
 	Token string
-	Store SessionStore
-	Edge  EdgePublisher
-	Keys  KeyRing
-	Edges EdgeLister
+	// Tokens are more named tokens (admin.tokens), read-write or read-only;
+	// every /api/ request carries one of these or Token.
+	Tokens []Token
+	// Audit records every change with its actor (the token's name, or the
+	// console's administrator); nil records nothing.
+	Audit events.Recorder
+	// Events serves GET /api/v1/events; nil answers 404 there.
+	Events events.Querier
+	// Overrides serves GET /api/v1/groups (the administrators' group
+	// overrides in force); nil answers 404 there.
+	Overrides OverrideLister
+	Store     SessionStore
+	Edge      EdgePublisher
+	Keys      KeyRing
+	Edges     EdgeLister
+	// ServiceTokens serves /api/v1/service-tokens; nil answers 404 there.
+	ServiceTokens ServiceTokens
 	// Checks are what /readyz reports on (see Check).
 	Checks []Check
 	// Metrics is served at /metrics; nil creates one without a sessions gauge.
@@ -135,11 +147,14 @@ type Options struct {
 
 // Handler is the admin listener's http.Handler.
 type Handler struct {
-	opts      Options
-	log       *slog.Logger
-	tokenHash [32]byte
-	mux       *http.ServeMux
-	now       func() time.Time
+	opts   Options
+	log    *slog.Logger
+	tokens []tokenEntry
+	// api is the /api/ mux without authentication: Internal serves it to
+	// the console, which authenticates people itself.
+	api *http.ServeMux
+	mux *http.ServeMux
+	now func() time.Time
 
 	// readyMu guards the cached readiness and serializes probe runs.
 	readyMu   sync.Mutex
@@ -151,8 +166,8 @@ type Handler struct {
 // New checks opts and builds the handler with its own mux.
 func New(opts Options) (*Handler, error) {
 	var errs []error
-	if opts.Token == "" {
-		errs = append(errs, errors.New("admin.token (or admin.tokenFile) is required"))
+	if opts.Token == "" && len(opts.Tokens) == 0 {
+		errs = append(errs, errors.New("admin.token (or admin.tokenFile, or admin.tokens) is required"))
 	}
 	if opts.Store == nil || opts.Edge == nil || opts.Keys == nil || opts.Edges == nil {
 		errs = append(errs, errors.New("Options.Store, Edge, Keys and Edges are required"))
@@ -172,10 +187,14 @@ func New(opts Options) (*Handler, error) {
 	if opts.CheckCache <= 0 {
 		opts.CheckCache = 3 * time.Second
 	}
-	if len(opts.Token) < 16 {
-		opts.Logger.Warn("admin token is shorter than 16 characters; use a long random token")
+	if opts.Audit == nil {
+		opts.Audit = events.Discard
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tokenHash: sha256.Sum256([]byte(opts.Token)), now: time.Now, failing: map[string]bool{}}
+	tokens, err := hashTokens(opts.Token, opts.Tokens, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{opts: opts, log: opts.Logger, tokens: tokens, now: time.Now, failing: map[string]bool{}}
 	h.mux = h.routes()
 	return h, nil
 }
@@ -208,7 +227,15 @@ func (h *Handler) routes() *http.ServeMux {
 	route("/api/v1/keys/rotate", map[string]http.HandlerFunc{"POST": h.rotateKeys})
 	route("/api/v1/keys/{kid}/revoke", map[string]http.HandlerFunc{"POST": h.revokeKey})
 	route("/api/v1/edges", map[string]http.HandlerFunc{"GET": h.edges})
+	if h.opts.Events != nil {
+		route("/api/v1/events", map[string]http.HandlerFunc{"GET": h.listEvents})
+	}
+	if h.opts.Overrides != nil {
+		route("/api/v1/groups", map[string]http.HandlerFunc{"GET": h.listOverrides})
+	}
+	h.serviceTokenRoutes(route)
 	api.HandleFunc("/", notFound)
+	h.api = api
 
 	root := http.NewServeMux()
 	root.Handle("/api/", h.authenticate(api))
@@ -224,20 +251,7 @@ func (h *Handler) routes() *http.ServeMux {
 	return root
 }
 
-// authenticate requires "Authorization: Bearer <admin token>", compared in
-// constant time (hashes, so the length does not leak either).
-func (h *Handler) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		got := sha256.Sum256([]byte(tok))
-		if !strings.EqualFold(scheme, "Bearer") || tok == "" || subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="edgepass-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized: missing or wrong admin bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+// authenticate is in tokens.go.
 
 // CheckState is one check in /readyz's answer.
 type CheckState struct {

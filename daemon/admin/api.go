@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -102,8 +103,8 @@ func (h *Handler) internalError(w http.ResponseWriter, what string, err error) {
 }
 
 // validText refuses empty, oversized and control-character values.
-func validText(s string, max int) bool {
-	if s == "" || len(s) > max {
+func validText(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -172,6 +173,7 @@ func (h *Handler) deleteSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin revoked a session", "sid", session.Short(s.ID), "sub", s.Subject)
+	h.audit(r, events.Event{Kind: events.KindSessionRevoked, User: s.Username, Email: s.Email, Subject: s.Subject, SessionID: session.Short(s.ID)})
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: "session", ID: s.ID, Subject: s.Subject, Sessions: 1})
 }
 
@@ -314,6 +316,7 @@ func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.Metrics.Revoked(KindAdminUser)
 	h.log.Info("admin revoked a user", "user", user, "sub", sub, "matchedBy", m.By, "sessions", n)
+	h.audit(r, userEvent(events.KindUserRevoked, user, sub, all, fmt.Sprintf("%d stored session(s) deleted", n)))
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: "user", Subject: sub, Sessions: n, User: user, MatchedBy: m.By})
 }
 
@@ -358,6 +361,7 @@ func (h *Handler) setGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin set groups", "user", user, "sub", m.Subject, "matchedBy", m.By, "groups", groups)
+	h.audit(r, h.userEventOf(r, events.KindGroupsSet, user, m.Subject, "groups: "+groupList(groups)))
 	writeJSON(w, http.StatusOK, GroupsResult{Subject: m.Subject, Groups: &groups, User: user, MatchedBy: m.By})
 }
 
@@ -374,6 +378,7 @@ func (h *Handler) clearGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin cleared the group override", "user", user, "sub", m.Subject, "matchedBy", m.By)
+	h.audit(r, h.userEventOf(r, events.KindGroupsCleared, user, m.Subject, ""))
 	writeJSON(w, http.StatusOK, GroupsResult{Subject: m.Subject, User: user, MatchedBy: m.By})
 }
 
@@ -384,6 +389,7 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin rotated the signing key", "kid", kid)
+	h.audit(r, events.Event{Kind: events.KindKeyRotated, KeyID: kid})
 	writeJSON(w, http.StatusOK, RotateResult{KeyID: kid})
 }
 
@@ -451,6 +457,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) {
 		n++
 	}
 	h.log.Warn("admin revoked a key", "kid", kid, "wasSigning", res.WasActive, "signingKid", res.SigningKeyID, "sessions", n)
+	h.audit(r, events.Event{Kind: events.KindKeyRevoked, KeyID: kid, Detail: keyRevokeDetail(res, n)})
 	writeJSON(w, http.StatusOK, KeyRevokeResult{RevokeResult: res, Sessions: n})
 }
 

@@ -33,7 +33,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	m.InitSeries(Labels{LoginFailures: []string{"state"}, Revocations: []string{"logout"}, VerifyOutcomes: []string{"ok"}, RefreshOutcomes: []string{"unchanged"}, GroupLimits: []string{"count"}})
 	m.setReady(true)
 	m.ObservePublish(time.Millisecond)
-	m.WatchEdges(listEdges{{Heartbeat: natsedge.Heartbeat{Edge: "e", Replica: "r"}, Received: time.Now()}})
+	m.WatchEdges(listEdges{{Heartbeat: natsedge.Heartbeat{Edge: "e", Replica: "r", Refusals: map[string]uint64{"not_allowed": 1}}, Received: time.Now()}})
 	exported := scrape(t, m)
 	name := regexp.MustCompile(`edgepass_[a-z_]+`)
 	queried := 0

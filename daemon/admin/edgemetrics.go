@@ -18,12 +18,14 @@ type edgeCollector struct {
 	age      *prometheus.Desc
 	rejected *prometheus.Desc
 	stale    *prometheus.Desc
+	refusals *prometheus.Desc
 }
 
 // WatchEdges exports edge sync metrics read from edges at every scrape:
 // edgepass_edge_synced, edgepass_edge_behind_messages,
-// edgepass_edge_heartbeat_age_seconds, edgepass_edge_rejected_facts and
-// edgepass_edge_stale, labelled by edge and replica.
+// edgepass_edge_heartbeat_age_seconds, edgepass_edge_rejected_facts,
+// edgepass_edge_stale, labelled by edge and replica, and
+// edgepass_edge_refusals_total by edge, replica and reason.
 func (m *Metrics) WatchEdges(edges EdgeLister) {
 	if m == nil || edges == nil {
 		return
@@ -37,6 +39,7 @@ func (m *Metrics) WatchEdges(edges EdgeLister) {
 		age:      prometheus.NewDesc("edgepass_edge_heartbeat_age_seconds", "Seconds since this daemon received the replica's last heartbeat (every 5 s when healthy).", labels, nil),
 		rejected: prometheus.NewDesc("edgepass_edge_rejected_facts", "Edge facts the replica refused (unsigned, malformed, deletes), as it last reported.", labels, nil),
 		stale:    prometheus.NewDesc("edgepass_edge_stale", "1 when the replica missed three heartbeats.", labels, nil),
+		refusals: prometheus.NewDesc("edgepass_edge_refusals_total", "Requests the replica refused since it started, by reason, as it last reported.", append(labels, "reason"), nil),
 	})
 }
 
@@ -46,6 +49,7 @@ func (c *edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.age
 	ch <- c.rejected
 	ch <- c.stale
+	ch <- c.refusals
 }
 
 func (c *edgeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -57,5 +61,8 @@ func (c *edgeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(e.Received).Seconds(), lv...)
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.GaugeValue, float64(e.Rejected), lv...)
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, b2f(e.Stale), lv...)
+		for reason, n := range e.Refusals {
+			ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(n), e.Edge, e.Replica, reason)
+		}
 	}
 }

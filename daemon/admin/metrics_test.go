@@ -56,7 +56,7 @@ func TestEdgeSyncMetrics(t *testing.T) {
 	m := NewMetrics(nil)
 	now := time.Now()
 	m.WatchEdges(listEdges{
-		{Heartbeat: natsedge.Heartbeat{Edge: "traefik", Replica: "a", Synced: true, Rejected: 2}, Received: now.Add(-3 * time.Second)},
+		{Heartbeat: natsedge.Heartbeat{Edge: "traefik", Replica: "a", Synced: true, Rejected: 2, Refusals: map[string]uint64{"not_allowed": 5}}, Received: now.Add(-3 * time.Second)},
 		{Heartbeat: natsedge.Heartbeat{Edge: "traefik", Replica: "b"}, Received: now.Add(-time.Minute), Stale: true, Behind: 7},
 	})
 	out := scrape(t, m)
@@ -66,6 +66,7 @@ func TestEdgeSyncMetrics(t *testing.T) {
 		`edgepass_edge_behind_messages{edge="traefik",replica="b"} 7`,
 		`edgepass_edge_stale{edge="traefik",replica="b"} 1`,
 		`edgepass_edge_rejected_facts{edge="traefik",replica="a"} 2`,
+		`edgepass_edge_refusals_total{edge="traefik",reason="not_allowed",replica="a"} 5`,
 		`edgepass_edge_heartbeat_age_seconds{edge="traefik",replica="b"} 6`,
 	} {
 		if !strings.Contains(out, want) {

@@ -43,6 +43,19 @@ const CommandsHelp = `Commands (talk to a running daemon's admin API):
   keys anchor                    print the trust anchor (the edges'
                                  trustAnchors setting), for scripts
   edges                          show each edge replica's sync state
+  groups list                    list the administrators' group overrides
+  tokens create <name> --audiences=<a1,a2> [--groups=<g1,g2>] [--expiresIn=12h]
+                                 issue a service token (printed once) for
+                                 scripts and services: Authorization: Bearer
+                                 on routes with serviceTokens enabled
+  tokens list                    list the service tokens
+  tokens revoke <id>             end a service token at every edge
+  events [--follow]              the audit trail, newest first (--follow:
+                                 oldest first, then new events as they come);
+                                 --user, --actor, --kind, --source filter
+
+Every change is recorded in the audit trail under the token's name (see
+admin.tokens) with source cli; --reason=<text> adds why.
 
 A <user> is a username, an email or an IdP sub, looked up in the stored
 sessions (sub first, then username, then email in any case); an unknown or
@@ -132,6 +145,25 @@ it signed; if it is the signing key, rotate first.
 
 Print only the trust anchor (the edges' trustAnchors setting), for scripts.
 ` + adminFlags,
+	"events": `Usage: edgepass events [--follow] [--user=<text>] [--actor=<name>] [--kind=<kind>]
+         [--source=<source>] [--limit=<n>] [--json]
+
+Show the audit trail: who changed sessions, users, group overrides and keys,
+through which channel, and why. Newest first (--limit, default 50); with
+--follow, the last --limit events oldest first, then every new one as it
+is recorded, until interrupted (--json: one JSON object per line).
+--user matches the user, email, sub or actor (any case, part of the text);
+--actor an actor exactly; --kind one of session_created, session_revoked,
+user_revoked, groups_set, groups_cleared, groups_changed, key_rotated,
+key_revoked, console_signin, console_denied, console_signout; --source one
+of console, api, cli, user, backchannel, refresh, schedule.
+` + adminFlags,
+	"groups list": `Usage: edgepass groups list [--json]
+
+List the administrators' group overrides in force (set with groups set or
+in the console), newest first. A user without a stored session shows as
+their subject key unless the audit trail names them.
+` + adminFlags,
 	"edges": `Usage: edgepass edges [--json]
 
 Show each edge replica's latest heartbeat: whether it is connected to NATS
@@ -156,6 +188,9 @@ X-Auth-Name, and so does this regex. --stripHeaders adds headers to delete
 func help(topic []string) string {
 	if len(topic) >= 2 {
 		if h, ok := commandHelp[topic[0]+" "+topic[1]]; ok {
+			return h
+		}
+		if h, ok := tokensHelp[topic[0]+" "+topic[1]]; ok {
 			return h
 		}
 	}
@@ -186,7 +221,7 @@ func help(topic []string) string {
 }
 
 // commands are the first words Run understands.
-var commands = []string{"sessions", "users", "groups", "keys", "edges", "forwardauth-regex", "help"}
+var commands = []string{"sessions", "users", "groups", "keys", "edges", "events", "tokens", "forwardauth-regex", "help"}
 
 // IsCommand reports whether main should hand args starting with name to Run.
 func IsCommand(name string) bool {
@@ -209,7 +244,13 @@ type runner struct {
 type options struct {
 	adminURL, token, tokenFile, user string
 	json, help, sub                  bool
-	userSet                          bool
+	// events and --reason (events.go).
+	reason, kind, source, actor, limit string
+	follow                             bool
+	// tokens create (tokens.go).
+	groups, audiences []string
+	expiresIn         string
+	userSet           bool
 	// headers are forwardauth-regex's header flags that were given.
 	headers      map[string]string
 	stripHeaders []string
@@ -277,7 +318,18 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 	fs.BoolVar(&o.help, "help", false, "")
 	fs.BoolVar(&o.help, "h", false, "")
 	fs.BoolVar(&o.sub, "sub", false, "")
-	valueFlags := map[string]bool{"admin.url": true, "admin.token": true, "admin.tokenFile": true, "user": true, "stripHeaders": true}
+	fs.StringVar(&o.reason, "reason", "", "")
+	fs.StringVar(&o.kind, "kind", "", "")
+	fs.StringVar(&o.source, "source", "", "")
+	fs.StringVar(&o.actor, "actor", "", "")
+	fs.StringVar(&o.limit, "limit", "", "")
+	fs.BoolVar(&o.follow, "follow", false, "")
+	fs.Var(listFlag{&o.groups}, "groups", "")
+	fs.Var(listFlag{&o.audiences}, "audiences", "")
+	fs.StringVar(&o.expiresIn, "expiresIn", "", "")
+	valueFlags := map[string]bool{"admin.url": true, "admin.token": true, "admin.tokenFile": true, "user": true, "stripHeaders": true,
+		"reason": true, "kind": true, "source": true, "actor": true, "limit": true,
+		"groups": true, "audiences": true, "expiresIn": true}
 	headers := map[string]*string{}
 	for _, name := range headerFlags {
 		headers[name] = fs.String(name, "", "")
@@ -375,19 +427,23 @@ func (r *runner) client(o *options) (*client, error) {
 	if token == "" {
 		return nil, &usageError{"no admin token; set --admin.tokenFile, EDGEPASS_ADMIN_TOKEN or --admin.token (the daemon's admin.token)"}
 	}
-	return newClient(base, token), nil
+	c := newClient(base, token)
+	c.reason = o.reason
+	return c, nil
 }
 
 // dispatch runs the command named by the positional words.
 func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	cmd := strings.Join(pos[:min(2, len(pos))], " ")
-	if pos[0] == "edges" || pos[0] == "forwardauth-regex" {
+	if pos[0] == "edges" || pos[0] == "forwardauth-regex" || pos[0] == "events" {
 		cmd = pos[0]
 	}
 	argc := map[string]int{ // positional words after the command
 		"sessions list": 0, "sessions show": 1, "sessions revoke": 1,
 		"users revoke": 1, "groups set": -1, "groups clear": 1, "keys rotate": 0, "edges": 0,
 		"keys list": 0, "keys revoke": 1, "keys anchor": 0, "forwardauth-regex": 0,
+		"groups list": 0, "events": 0,
+		"tokens create": 1, "tokens list": 0, "tokens revoke": 1,
 	}
 	want, ok := argc[cmd]
 	if !ok {
@@ -410,12 +466,18 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	case want < 0 && len(rest) < 2:
 		return &usageError{"groups set needs a subject and a comma-separated group list, e.g. groups set alice admins,staff"}
 	}
-	if o.userSet && cmd != "sessions list" {
-		return &usageError{"--user only applies to sessions list"}
+	if err := checkEventFlags(o, cmd); err != nil {
+		return err
+	}
+	if o.userSet && cmd != "sessions list" && cmd != "events" {
+		return &usageError{"--user only applies to sessions list and events"}
 	}
 	takesUser := cmd == "users revoke" || cmd == "groups set" || cmd == "groups clear"
 	if o.sub && !takesUser && cmd != "sessions list" {
 		return &usageError{"--sub only applies to users revoke, groups set, groups clear and sessions list --user"}
+	}
+	if (o.groups != nil || o.audiences != nil || o.expiresIn != "") && cmd != "tokens create" {
+		return &usageError{"--groups, --audiences and --expiresIn only apply to tokens create"}
 	}
 	if (o.headers != nil || o.stripHeaders != nil) && cmd != "forwardauth-regex" {
 		return &usageError{"--userHeader, --emailHeader, --groupsHeader, --nameHeader, --subjectHeader and --stripHeaders only apply to forwardauth-regex"}
@@ -454,8 +516,18 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 		return r.keysList(ctx, c, o)
 	case "keys revoke":
 		return r.keysRevoke(ctx, c, o, rest[0])
+	case "groups list":
+		return r.groupsList(ctx, c, o)
+	case "events":
+		return r.events(ctx, c, o)
 	case "keys anchor":
 		return r.keysAnchor(ctx, c, o)
+	case "tokens create":
+		return r.tokensCreate(ctx, c, o, rest[0])
+	case "tokens list":
+		return r.tokensList(ctx, c, o)
+	case "tokens revoke":
+		return r.tokensRevoke(ctx, c, o, rest[0])
 	default:
 		return r.edges(ctx, c, o)
 	}

@@ -110,7 +110,7 @@ func newFixture(t *testing.T) *fixture {
 		keys: &keys{},
 	}
 	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys,
-		Edges: edges{{Heartbeat: edgepub.Heartbeat{Replica: "traefik-0", Bucket: "edgepass_edge", Seq: 42, Synced: true, HeardAgoMs: 1200, RevokedSessions: 3},
+		Edges: edges{{Heartbeat: edgepub.Heartbeat{Replica: "traefik-0", Version: "v0.2.0", Bucket: "edgepass_edge", Seq: 42, Synced: true, HeardAgoMs: 1200, RevokedSessions: 3},
 			Received: now.Add(-4 * time.Second), Behind: 2}}})
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestEdges(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "REPLICA") || !strings.Contains(lines[0], "BEHIND") {
 		t.Fatalf("table:\n%s", r.stdout)
 	}
-	for _, want := range []string{"traefik-0", "edgepass_edge", "yes", "42", "1s ago", "4s ago"} {
+	for _, want := range []string{"traefik-0", "v0.2.0", "edgepass_edge", "yes", "42", "1s ago", "4s ago"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row %q lacks %q", lines[1], want)
 		}

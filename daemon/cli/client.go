@@ -11,6 +11,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/events"
 )
 
 // maxResponse bounds what the CLI reads from the admin API.
@@ -21,6 +24,8 @@ type client struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+	// reason (--reason) goes with every change, into the audit trail.
+	reason string
 }
 
 func newClient(base *url.URL, token string) *client {
@@ -58,6 +63,10 @@ func (c *client) call(ctx context.Context, method string, segs []string, query u
 	}
 	u.Path = strings.TrimSuffix(c.base.Path, "/") + "/" + strings.Join(segs, "/")
 	u.RawPath = strings.TrimSuffix(c.base.EscapedPath(), "/") + "/" + strings.Join(escaped, "/")
+	if c.reason != "" && method != http.MethodGet {
+		query = cloneValues(query)
+		query.Set("reason", c.reason)
+	}
 	u.RawQuery = query.Encode()
 	var rd io.Reader
 	if body != nil {
@@ -73,6 +82,7 @@ func (c *client) call(ctx context.Context, method string, segs []string, query u
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set(admin.SourceHeader, events.SourceCLI) // a label for the audit trail; the actor is the token
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -102,7 +112,9 @@ func (c *client) call(ctx context.Context, method string, segs []string, query u
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		e.msg = "unauthorized"
-		e.hint = "check --admin.token (it must equal the daemon's admin.token)"
+		e.hint = "check --admin.token (it must equal the daemon's admin.token or one of admin.tokens)"
+	case resp.StatusCode == http.StatusForbidden:
+		e.hint = "this token is read-only (admin.tokens readOnly); use a read-write token for changes"
 	case resp.StatusCode == http.StatusNotFound && isJSON && notFound != "":
 		e.hint = notFound
 	case !isJSON:
@@ -120,4 +132,12 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
 }

@@ -268,7 +268,7 @@ func (r *runner) edges(ctx context.Context, c *client, o *options) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tBUCKET\tSYNCED\tSEQ\tBEHIND\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED")
+	fmt.Fprintln(tw, "REPLICA\tVERSION\tBUCKET\tSYNCED\tSEQ\tBEHIND\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED")
 	for _, e := range l.Edges {
 		synced := "no"
 		if e.Synced {
@@ -278,7 +278,11 @@ func (r *runner) edges(ctx context.Context, c *client, o *options) error {
 		if e.Stale {
 			seen += " (stale)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", cell(e.Replica), cell(e.Bucket), synced, e.Seq, e.Behind,
+		version := e.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", cell(e.Replica), cell(version), cell(e.Bucket), synced, e.Seq, e.Behind,
 			ago(time.Duration(e.HeardAgoMs)*time.Millisecond), seen, e.RevokedSessions, e.RevokedUsers, e.Groups, e.Rejected)
 	}
 	return tw.Flush()

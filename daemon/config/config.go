@@ -32,6 +32,7 @@ type Configuration struct {
 	Keys    Keys    `description:"Token signing keys." json:"keys"`
 	NATS    NATS    `description:"NATS: embedded server or external cluster, and bucket names." json:"nats"`
 	Admin   Admin   `description:"Admin API (its own listener, bearer token)." json:"admin"`
+	Events  Events  `description:"Audit trail: who changed sessions, users, groups and keys (a JetStream stream)." json:"events"`
 	Log     Log     `description:"Logging." json:"log"`
 }
 
@@ -103,9 +104,39 @@ type Embedded struct {
 // admin.url in a shared configuration file (paerser refuses unknown keys).
 type Admin struct {
 	Listen    string `description:"Address of the admin API listener." json:"listen"`
-	Token     string `description:"Bearer token required by the admin API (prefer tokenFile)." json:"-"`
+	Token     string `description:"Bearer token of the admin API (prefer tokenFile): read-write, named \"admin\" in the audit trail." json:"-"`
 	TokenFile string `description:"File holding the admin bearer token." json:"tokenFile"`
 	URL       string `description:"Admin API base URL used by the CLI commands (ignored by serve)." json:"url"`
+	// Tokens are named API tokens; admin.token is the read-write token "admin".
+	Tokens  []AdminToken `description:"Named admin API tokens, each read from a file and read-write or read-only; every change made with one names it in the audit trail. In YAML: tokens: [{name: ci, file: /etc/edgepass/ci.token, readOnly: true}]; as flags --admin.tokens[0].name=ci." json:"tokens"`
+	Console Console      `description:"Web console for administrators, served on the admin listener (and optionally under publicURL): people sign in at the IdP and need one of admin.console.groups." json:"console"`
+}
+
+// AdminToken is one named admin API token (see adminconsole.go).
+type AdminToken struct {
+	Name     string `description:"The token's name, recorded as the actor of every change made with it (letters, digits, ., - and _)." json:"name"`
+	File     string `description:"File holding the token (at least 16 characters)." json:"file"`
+	ReadOnly bool   `description:"Allow only reads (GET): a read-only token is refused every change." json:"readOnly"`
+	// secret is File's content, read by Load.
+	secret string
+}
+
+// Console configures the administrators' web console.
+type Console struct {
+	Enabled bool     `description:"Serve the web console at <admin.console.url>/console/ on the admin listener." json:"enabled"`
+	URL     string   `description:"The admin listener's URL as browsers reach it (scheme://host[:port], no path); the IdP must accept <url>/console/callback as a redirect URI. Default: http://<admin.listen>." json:"url"`
+	Groups  []string `description:"IdP groups whose members may use the console (required with enabled); everyone else who signs in gets 403." json:"groups"`
+	Public  bool     `description:"Also serve the console under <publicURL>/console/ on the browser listener (register <publicURL>/console/callback at the IdP too)." json:"public"`
+	// SessionLifetime bounds a console sign-in.
+	SessionLifetime ptypes.Duration `description:"How long a console sign-in lasts before the administrator signs in again at the IdP." json:"sessionLifetime"`
+}
+
+// Events configures the audit trail.
+type Events struct {
+	Stream   string          `description:"JetStream stream holding the audit trail (subjects edgepass.events.<stream>.>)." json:"stream"`
+	MaxAge   ptypes.Duration `description:"How long events are kept; older ones are dropped." json:"maxAge"`
+	MaxBytes int64           `description:"Largest size of the stream in bytes; the oldest events are dropped first." json:"maxBytes"`
+	Stdout   bool            `description:"Also write every event this replica records to stdout as one JSON line (for log shippers; the log itself goes to stderr)." json:"stdout"`
 }
 
 // Log configures logging.
@@ -134,6 +165,11 @@ const (
 	// person retrying and for an office behind one NAT address.
 	DefaultLoginRateLimit = 60
 	DefaultLoginRateBurst = 20
+	// Audit trail and console defaults.
+	DefaultEventStream     = "edgepass_events"
+	DefaultEventMaxAge     = 90 * 24 * time.Hour
+	DefaultEventMaxBytes   = 256 << 20
+	DefaultConsoleLifetime = 8 * time.Hour
 )
 
 // DefaultGroupsClaim is oidc.groupsClaim's default.
@@ -181,8 +217,14 @@ func New() *Configuration {
 			KeyBucket:     DefaultKeyBucket,
 		},
 		Admin: Admin{
-			Listen: DefaultAdminListen,
-			URL:    DefaultAdminURL,
+			Listen:  DefaultAdminListen,
+			URL:     DefaultAdminURL,
+			Console: Console{SessionLifetime: ptypes.Duration(DefaultConsoleLifetime)},
+		},
+		Events: Events{
+			Stream:   DefaultEventStream,
+			MaxAge:   ptypes.Duration(DefaultEventMaxAge),
+			MaxBytes: DefaultEventMaxBytes,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -53,7 +53,7 @@ func TestHelpListsExactlyTheSettings(t *testing.T) {
 
 func isGroup(name string) bool {
 	switch name {
-	case "oidc", "session", "keys", "nats", "nats.embedded", "admin", "log":
+	case "oidc", "session", "keys", "nats", "nats.embedded", "admin", "admin.console", "events", "log":
 		return true
 	}
 	return false

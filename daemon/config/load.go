@@ -119,6 +119,7 @@ func (c *Configuration) readSecrets() error {
 	read("admin.token", "admin.tokenFile", c.Admin.TokenFile, &c.Admin.Token)
 	read("nats.password", "nats.passwordFile", c.NATS.PasswordFile, &c.NATS.Password)
 	read("nats.token", "nats.tokenFile", c.NATS.TokenFile, &c.NATS.Token)
+	errs = append(errs, c.readAdminTokens()...)
 	return errors.Join(errs...)
 }
 
@@ -151,6 +152,7 @@ func (c *Configuration) setDerived() {
 	if c.OIDC.UsernameClaim != "" && slices.Equal(c.OIDC.UserClaims, DefaultUserClaims) {
 		c.OIDC.UserClaims = usernameClaimOrder(c.OIDC.UsernameClaim)
 	}
+	c.deriveConsole()
 	host := publicHost(c.PublicURL)
 	if len(c.Session.AllowedDomains) == 0 && host != "" {
 		c.Session.AllowedDomains = []string{host}

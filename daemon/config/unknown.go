@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/edgepass/edgepass/daemon/internal/editdist"
 )
 
 // unknownHint turns paerser's "field not found, node: isuer" into a message
@@ -70,7 +72,7 @@ func closestSettings(node string) []string {
 	n := strings.ToLower(node)
 	for _, p := range SettingPaths() {
 		leaf := p[strings.LastIndexByte(p, '.')+1:]
-		d := editDistance(n, strings.ToLower(leaf))
+		d := editdist.Distance(n, strings.ToLower(leaf))
 		if d <= 2 && d <= len(node)/2 {
 			cands = append(cands, cand{p, d})
 		}
@@ -81,25 +83,4 @@ func closestSettings(node string) []string {
 		out = append(out, cands[i].path)
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

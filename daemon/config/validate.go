@@ -218,11 +218,12 @@ func (c *Configuration) Validate() error {
 		}
 	}
 	switch {
-	case c.Admin.Token == "":
-		bad("admin.token", "required; set --admin.tokenFile or EDGEPASS_ADMIN_TOKEN (at least %d characters, e.g. openssl rand -hex 32)", MinAdminTokenLength)
-	case len(c.Admin.Token) < MinAdminTokenLength:
+	case c.Admin.Token == "" && len(c.Admin.Tokens) == 0:
+		bad("admin.token", "required (or admin.tokens); set --admin.tokenFile or EDGEPASS_ADMIN_TOKEN (at least %d characters, e.g. openssl rand -hex 32)", MinAdminTokenLength)
+	case c.Admin.Token != "" && len(c.Admin.Token) < MinAdminTokenLength:
 		bad("admin.token", "too short: use at least %d characters (e.g. openssl rand -hex 32)", MinAdminTokenLength)
 	}
+	c.validateAdminConsole(bad)
 
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":

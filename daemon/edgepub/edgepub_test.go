@@ -12,7 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgepass/edgepass/daemon/internal/horizontest"
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -219,7 +221,7 @@ func TestPublisherWritesContractFacts(t *testing.T) {
 func TestRevokeSessionWithoutExpiryLastsTheHorizon(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	p := openPub(t, srv.JS, nil, func(o *Options) { o.Lifetime = 0; o.Horizon = fixed(24 * time.Hour) })
+	p := openPub(t, srv.JS, nil, func(o *Options) { o.Lifetime = 0; o.Horizon = kvbucket.FixedHorizon(24 * time.Hour) })
 	if err := p.RevokeSession(ctx, sid, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,11 +234,6 @@ func TestRevokeSessionWithoutExpiryLastsTheHorizon(t *testing.T) {
 		t.Errorf("fact %s, want %s", e.Value(), want)
 	}
 }
-
-type fixed time.Duration
-
-func (f fixed) Horizon() time.Duration                             { return time.Duration(f) }
-func (f fixed) LoadHorizon(context.Context) (time.Duration, error) { return time.Duration(f), nil }
 
 func TestPublisherRefusesBadInput(t *testing.T) {
 	srv := natstest.Start(t)
@@ -479,53 +476,18 @@ func TestRevocationsOnlyGrowInTheBucket(t *testing.T) {
 func TestEdgeBucketFollowsHorizon(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	h := &settable{d: 12 * time.Hour}
+	h := horizontest.New(12 * time.Hour)
 	p := openPub(t, srv.JS, nil, func(o *Options) { o.Horizon = h })
-	kv, _ := srv.JS.KeyValue(ctx, "edge")
-	ttl := func() time.Duration {
-		st, err := kv.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.TTL()
-	}
-	steps := []struct {
-		name    string
-		horizon time.Duration
-		do      func() error
-		want    time.Duration
-	}{
-		{"opened", 12 * time.Hour, func() error { return nil }, 12*time.Hour + TTLMargin},
-		{"raised before a fact that needs it", 24 * time.Hour, func() error { return p.RevokeUser(ctx, "a", t0) }, 24*time.Hour + TTLMargin},
-		{"never lowered by a write", time.Hour, func() error { return p.RevokeUser(ctx, "b", t0) }, 24*time.Hour + TTLMargin},
-		{"lowered on the maintenance tick", time.Hour, func() error { return p.FitTTL(ctx) }, time.Hour + TTLMargin},
-	}
-	for _, s := range steps {
-		h.set(s.horizon)
-		if err := s.do(); err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if got := ttl(); got != s.want {
-			t.Errorf("%s: max age %s, want %s", s.name, got, s.want)
-		}
-	}
+	horizontest.Run(t, srv.JS, "edge", h, []horizontest.Step{
+		{Name: "opened", Horizon: 12 * time.Hour, Do: func() error { return nil }, Want: 12*time.Hour + TTLMargin},
+		{Name: "raised before a fact that needs it", Horizon: 24 * time.Hour, Do: func() error { return p.RevokeUser(ctx, "a", t0) }, Want: 24*time.Hour + TTLMargin},
+		{Name: "never lowered by a write", Horizon: time.Hour, Do: func() error { return p.RevokeUser(ctx, "b", t0) }, Want: 24*time.Hour + TTLMargin},
+		{Name: "lowered on the maintenance tick", Horizon: time.Hour, Do: func() error { return p.FitTTL(ctx) }, Want: time.Hour + TTLMargin},
+	})
 	if maxEdgeClockSkew := 5 * time.Minute; TTLMargin <= edgestate.PruneGrace || TTLMargin <= maxEdgeClockSkew {
 		t.Errorf("TTLMargin %s does not cover the edges' PruneGrace and clock skew", TTLMargin)
 	}
 }
-
-type settable struct {
-	mu sync.Mutex
-	d  time.Duration
-}
-
-func (h *settable) set(d time.Duration) { h.mu.Lock(); h.d = d; h.mu.Unlock() }
-func (h *settable) Horizon() time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.d
-}
-func (h *settable) LoadHorizon(context.Context) (time.Duration, error) { return h.Horizon(), nil }
 
 func TestWatchMissingBucket(t *testing.T) {
 	srv := natstest.Start(t)

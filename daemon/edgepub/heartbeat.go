@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgepass/edgepass/plugin/natsedge"
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/nats-io/nats.go"
 )
 
@@ -189,6 +190,8 @@ func parseHeartbeat(data []byte, bucket string) (Heartbeat, error) {
 	switch {
 	case hb.Replica == "" || len(hb.Replica) > MaxReplicaID || !utf8.ValidString(hb.Replica) || hasControl(hb.Replica):
 		return hb, errors.New("edgepub: heartbeat: missing or invalid replica id")
+	case len(hb.Version) > MaxReplicaID || !utf8.ValidString(hb.Version) || hasControl(hb.Version):
+		return hb, errors.New("edgepub: heartbeat: invalid version")
 	case hb.Edge != "" && !natsedge.ValidEdgeName(hb.Edge):
 		return hb, errors.New("edgepub: heartbeat: invalid edge name")
 	case hb.Bucket != "" && hb.Bucket != bucket:
@@ -196,9 +199,26 @@ func parseHeartbeat(data []byte, bucket string) (Heartbeat, error) {
 	case hb.HeardAgoMs < 0 || hb.RevokedSessions < 0 || hb.RevokedUsers < 0 || hb.Groups < 0:
 		return hb, errors.New("edgepub: heartbeat: negative count")
 	}
+	for reason := range hb.Refusals {
+		// Attack: an edge credential inflating the daemon's metric series
+		// with invented label values.
+		if !knownReason[reason] {
+			return hb, fmt.Errorf("edgepub: heartbeat: unknown refusal reason %q", clipString(reason, 32))
+		}
+	}
 	hb.Bucket = bucket
 	return hb, nil
 }
+
+// knownReason holds the refusal reasons a heartbeat may report: the
+// policy's reason codes, nothing an edge invents.
+var knownReason = func() map[string]bool {
+	m := make(map[string]bool, len(policy.Reasons))
+	for _, r := range policy.Reasons {
+		m[r] = true
+	}
+	return m
+}()
 
 func hasControl(s string) bool {
 	for _, r := range s {

@@ -13,17 +13,6 @@ import (
 
 var hbT0 = time.Unix(1_700_000_000, 0)
 
-func waitHB(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func hb(replica string, seq uint64) []byte {
 	b, _ := json.Marshal(Heartbeat{Replica: replica, Bucket: "edge", Seq: seq, Synced: true, HeardAgoMs: 12, RevokedSessions: 1, At: hbT0.UnixMilli()})
 	return b
@@ -56,6 +45,12 @@ func TestParseHeartbeat(t *testing.T) {
 		{"negative count", `{"replica":"r","groups":-1}`, false},
 		{"oversized", `{"replica":"r","pad":"` + strings.Repeat("x", MaxHeartbeatSize) + `"}`, false},
 		{"wrong types", `{"replica":"r","seq":"ten"}`, false},
+		{"plugin version", `{"replica":"r","version":"v0.2.0"}`, true},
+		{"control characters in version", `{"replica":"r","version":"v1\u001b[2J"}`, false},
+		{"huge version", `{"replica":"r","version":"` + strings.Repeat("v", MaxReplicaID+1) + `"}`, false},
+		{"refusals by reason", `{"replica":"r","refusals":{"not_allowed":3,"session_revoked":1}}`, true},
+		{"invented refusal reason", `{"replica":"r","refusals":{"x\"} 1\nfake_metric":1}}`, false},
+		{"negative refusal count", `{"replica":"r","refusals":{"not_allowed":-1}}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,7 +97,7 @@ func TestHeartbeatsOverNATS(t *testing.T) {
 	_ = srv.NC.Publish("edgepass.heartbeat.other.e1", hb("c", 1)) // another bucket's edges
 	_ = srv.NC.Publish("edgepass.heartbeat.edge", hb("d", 1))     // the old subject, without an edge name
 	_ = srv.NC.Flush()
-	waitHB(t, "heartbeats", func() bool { return len(h.List()) == 2 && h.Rejected() == 1 })
+	waitFor(t, "heartbeats", func() bool { return len(h.List()) == 2 && h.Rejected() == 1 })
 	list := h.List()
 	if list[0].Replica != "a" || list[1].Replica != "b" || list[1].Seq != 7 || list[0].Edge != "e1" || list[1].Edge != "e1" {
 		t.Fatalf("List = %+v", list)
@@ -171,7 +166,7 @@ func TestHeartbeatsOverNATSTakeTheEdgeFromTheSubject(t *testing.T) {
 	_ = srv.NC.Publish("edgepass.heartbeat.edge.a", hbAs("b", "forged", 1))
 	_ = srv.NC.Publish("edgepass.heartbeat.edge.a", hbAs("", "honest", 2))
 	_ = srv.NC.Flush()
-	waitHB(t, "heartbeats", func() bool { return len(h.List()) == 1 && h.Rejected() == 1 })
+	waitFor(t, "heartbeats", func() bool { return len(h.List()) == 1 && h.Rejected() == 1 })
 	if l := h.List(); l[0].Edge != "a" || l[0].Replica != "honest" {
 		t.Fatalf("List = %+v", l)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/edgepass/edgepass/daemon/events"
 	keyring "github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 	"golang.org/x/oauth2"
@@ -209,6 +210,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.Metrics.LoginSucceeded()
 	h.log.Info("login", "sub", s.Subject, "user", s.Username, "sid", session.Short(s.ID))
+	le := sessionEvent(events.KindSessionCreated, s)
+	le.Actor, le.ActorType, le.Source = userActor(s), events.ActorUser, events.SourceUser
+	h.record(ctx, le)
 	h.cookies.setSession(w, signed, h.opts.Lifetime)
 	h.cookies.clearLegacy(w, r)
 	noStore(w)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -188,8 +189,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	revokeFailed := false
 	for _, sid := range sids {
 		var exp time.Time // unknown: the edge revokes for a whole lifetime
+		who := &session.Session{ID: sid}
 		if sess, _, err := h.opts.Store.Get(ctx, sid); err == nil {
 			exp = sess.ExpiresAt
+			who = sess
 			if hint == "" {
 				hint = sess.IDToken
 			}
@@ -201,6 +204,9 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 			revokeFailed = true
 		} else {
 			h.log.Info("logout", "sid", session.Short(sid))
+			e := sessionEvent(events.KindSessionRevoked, who)
+			e.Actor, e.ActorType, e.Source, e.Reason = userActor(who), events.ActorUser, events.SourceUser, "signed out"
+			h.record(ctx, e)
 		}
 	}
 	h.cookies.clearSession(w, r)
@@ -328,11 +334,19 @@ func (h *Handler) logoutIdPSession(ctx context.Context, sub, sid string) error {
 			continue
 		}
 		n++
+		h.record(ctx, h.idpEvent(sessionEvent(events.KindSessionRevoked, &s), events.SourceBackchannel, "signed out at the identity provider"))
 	}
 	if sid == "" {
 		// Also covers tokens whose stored session is already gone.
 		if err := h.opts.Edge.RevokeUser(ctx, sub, h.now()); err != nil {
 			errs = append(errs, fmt.Errorf("publish revocation of user: %w", err))
+		} else {
+			e := events.Event{Kind: events.KindUserRevoked, Subject: sub}
+			if len(all) > 0 {
+				e = sessionEvent(events.KindUserRevoked, &all[0])
+				e.SessionID = ""
+			}
+			h.record(ctx, h.idpEvent(e, events.SourceBackchannel, "every session ended at the identity provider"))
 		}
 	}
 	h.log.Info("back-channel logout", "sub", sub, "idpSid", truncate(sid, 64), "sessions", n)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/policy"
@@ -205,6 +206,10 @@ type Options struct {
 	// Metrics and Logger are optional.
 	Metrics Metrics
 	Logger  *slog.Logger
+	// Events, optional, receives the audit trail's events of the flow:
+	// sign-ins and sign-outs (source user), back-channel logouts and
+	// refresh revocations and group changes (actor the IdP).
+	Events events.Recorder
 	// PendingLogins bounds the logins one browser has started and not
 	// finished (several tabs signing in at once): starting one more drops
 	// the oldest. Default DefaultPendingLogins; each may take PendingTTL.

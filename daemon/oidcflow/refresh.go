@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/session"
 	"golang.org/x/oauth2"
 )
@@ -132,7 +134,7 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 			h.log.Info("refresh: the IdP refused the refresh token (user disabled or signed out there); revoking the session",
 				"sub", s.Subject, "sid", short)
-			return RefreshRevoked, h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
+			return RefreshRevoked, h.refreshRevoke(ctx, s, "the identity provider refused the refresh token (user disabled or signed out there)")
 		}
 		return "", fmt.Errorf("refresh session %s… at the IdP: %w", short, err)
 	}
@@ -157,7 +159,7 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 	}
 	if !h.allowed(id.Groups) {
 		h.log.Info("refresh: user is no longer in a required group; revoking the session", "sub", s.Subject, "sid", short)
-		return RefreshRevoked, h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh)
+		return RefreshRevoked, h.refreshRevoke(ctx, s, "no longer in a group of oidc.requiredGroups")
 	}
 	var groups []string
 	if id.hasGroups && !sameSet(id.Groups, s.Groups) && !h.overridden(ctx, s.Subject) {
@@ -165,6 +167,9 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 			return "", fmt.Errorf("refresh session %s…: publish groups: %w", short, err)
 		}
 		h.log.Info("refresh: groups changed at the IdP", "sub", s.Subject, "groups", id.Groups)
+		ge := sessionEvent(events.KindGroupsChanged, s)
+		ge.Detail = "groups: " + strings.Join(id.Groups, ", ")
+		h.record(ctx, h.idpEvent(ge, events.SourceRefresh, ""))
 		groups = id.Groups
 	}
 
@@ -199,6 +204,15 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 			return "", fmt.Errorf("refresh session %s…: store: %w", short, err)
 		}
 	}
+}
+
+// refreshRevoke ends a session the IdP no longer vouches for and records why.
+func (h *Handler) refreshRevoke(ctx context.Context, s *session.Session, why string) error {
+	if err := h.revokeSession(ctx, s.ID, s.ExpiresAt, KindRefresh); err != nil {
+		return err
+	}
+	h.record(ctx, h.idpEvent(sessionEvent(events.KindSessionRevoked, s), events.SourceRefresh, why))
+	return nil
 }
 
 // overridden reports whether an administrator's groups are in force for sub.

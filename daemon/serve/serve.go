@@ -20,11 +20,16 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/config"
+	"github.com/edgepass/edgepass/daemon/console"
 	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/idpkeys"
 	"github.com/edgepass/edgepass/daemon/keys"
+	"github.com/edgepass/edgepass/daemon/minter"
 	"github.com/edgepass/edgepass/daemon/natsserver"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/daemon/seal"
+	"github.com/edgepass/edgepass/daemon/servicetoken"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/daemon/verify"
 )
@@ -38,6 +43,9 @@ const (
 	// maintainInterval paces key rotation checks, the horizon, bucket max
 	// ages and the sessions gauge.
 	maintainInterval = 30 * time.Second
+	// mintSkew tolerates clock differences on tokens presented for an
+	// assertion (the edges' default clockSkew).
+	mintSkew = 30 * time.Second
 )
 
 // Server is a running daemon: listeners open, NATS connected, nothing served
@@ -55,6 +63,20 @@ type Server struct {
 	verify *verify.Handler
 	admin  *admin.Handler
 	probe  *jetStreamProbe
+
+	// Identity assertions: their keys, the minter answering edges, its
+	// subscription, and the keys-fact publisher that adds the mint key.
+	mintKeys *minter.Keys
+	minter   *minter.Minter
+	mintSub  interface{ Unsubscribe() error }
+	factPub  *minter.FactPublisher
+	// idpKeys are the IdP's signing keys, published to the edges for
+	// bearer access tokens.
+	idpKeys *idpkeys.Fetcher
+	// events is the audit trail; consoles the web console on the admin
+	// listener and, with admin.console.public, the public one (nil: off).
+	events                      *events.Log
+	adminConsole, publicConsole *console.Handler
 
 	metrics  *admin.Metrics
 	sessions atomic.Int64
@@ -131,7 +153,7 @@ func New(ctx context.Context, cfg *config.Configuration, logger *slog.Logger) (_
 		}
 	}
 	s.publicH.set(s.publicMux())
-	s.adminH.set(s.admin)
+	s.adminH.set(s.adminMux())
 	return s, nil
 }
 
@@ -177,6 +199,7 @@ func (s *Server) build(parent context.Context) (err error) {
 		Lifetime: lifetime, ClockSkew: time.Duration(cfg.Keys.ClockSkew),
 		RotationInterval: time.Duration(cfg.Keys.RotationInterval),
 		Issuer:           cfg.PublicURL, Seal: sealKey, Logger: logger,
+		OnScheduledRotation: s.recordScheduledRotation,
 	}); err != nil {
 		return err
 	}
@@ -191,7 +214,29 @@ func (s *Server) build(parent context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	if err := s.ring.Start(ctx, s.pub); err != nil {
+	// The assertion keys live beside the ring in the key bucket, never in it.
+	keyKV, err := s.nats.JS.KeyValue(ctx, cfg.NATS.KeyBucket)
+	if err != nil {
+		return fmt.Errorf("serve: key bucket %s: %w", cfg.NATS.KeyBucket, err)
+	}
+	if s.mintKeys, err = minter.OpenKeys(ctx, keyKV, sealKey, nil); err != nil {
+		return err
+	}
+	if s.idpKeys, err = idpkeys.New(idpkeys.Options{
+		Issuer: cfg.OIDC.Issuer, GroupsClaim: cfg.OIDC.GroupsClaim, UserClaims: cfg.OIDC.UserClaims,
+		GroupsInclude: cfg.OIDC.GroupsInclude, Skew: mintSkew, Logger: logger,
+	}); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	// Before the first keys fact, so it carries them; an IdP not
+	// reachable yet is fetched again at the next maintenance tick.
+	ictx, icancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := s.idpKeys.Refresh(ictx); err != nil {
+		logger.Warn("IdP signing keys not fetched yet (edges refuse IdP access tokens until they are); retrying", "err", err)
+	}
+	icancel()
+	s.factPub = &minter.FactPublisher{Inner: s.pub, Keys: s.mintKeys, IdP: s.idpKeys.Current}
+	if err := s.ring.Start(ctx, s.factPub); err != nil {
 		return err
 	}
 	if err := writeAnchorFile(cfg.DataDir, s.ring.Anchor()); err != nil {
@@ -218,6 +263,17 @@ func (s *Server) build(parent context.Context) (err error) {
 		return err
 	}
 	s.metrics.WatchEdges(s.beats)
+	if s.minter, err = minter.New(minter.Options{
+		Issuer: cfg.PublicURL, Skew: mintSkew, Tokens: s.ring, State: s.watch.State(), Keys: s.mintKeys, IdP: s.idpKeys, Logger: logger,
+	}); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if s.mintSub, err = s.minter.Subscribe(s.nats.NC, cfg.NATS.EdgeBucket); err != nil {
+		return fmt.Errorf("serve: answer assertion requests: %w", err)
+	}
+	if s.events, err = openEvents(ctx, s.nats.JS, cfg, logger); err != nil {
+		return err
+	}
 
 	if s.oidc, err = oidcflow.New(oidcflow.Options{
 		PublicURL:    cfg.PublicURL,
@@ -248,6 +304,7 @@ func (s *Server) build(parent context.Context) (err error) {
 		LoginRateLimit: cfg.Session.LoginRateLimit,
 		LoginRateBurst: cfg.Session.LoginRateBurst,
 		TrustedProxies: cfg.TrustedProxies,
+		Events:         s.events,
 	}); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -263,14 +320,25 @@ func (s *Server) build(parent context.Context) (err error) {
 	if s.probe, err = newJetStreamProbe(ctx, s.nats.JS, cfg.NATS.SessionBucket, cfg.NATS.EdgeBucket); err != nil {
 		return err
 	}
+	serviceTokens, err := servicetoken.New(servicetoken.Options{
+		Issuer: cfg.PublicURL, Signer: s.ring, Store: s.store, MaxLifetime: s.ring.Horizon,
+		Revoker: session.Revoker{Edge: s.pub, Store: s.store, Metrics: s.metrics},
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if s.admin, err = admin.New(admin.Options{
-		Token: cfg.Admin.Token, Store: s.store, Edge: adminEdge{s.pub}, Keys: s.ring,
+		Token: cfg.Admin.Token, Tokens: adminTokens(cfg), Audit: s.events, Events: s.events, Overrides: s.pub,
+		Store: s.store, Edge: adminEdge{s.pub}, Keys: s.ring, ServiceTokens: serviceTokens,
 		Edges:        s.beats,
 		Checks:       readinessChecks(s.probe, s.oidc),
 		CheckTimeout: readyTimeout, CheckCache: readyCache,
 		Metrics: s.metrics, Logger: logger,
 	}); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if err := s.buildConsoles(sealKey); err != nil {
+		return err
 	}
 
 	return nil
@@ -346,13 +414,16 @@ func (s *Server) publicMux() http.Handler {
 	mux := http.NewServeMux()
 	s.oidc.Register(mux)
 	mux.Handle("GET /verify", s.verify)
-	mux.Handle("/.well-known/jwks.json", s.ring.JWKSHandler())
+	mux.Handle("/.well-known/jwks.json", minter.JWKSHandler(s.ring.JWKS, s.mintKeys))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /{$}", s.statusPage)
+	if s.publicConsole != nil {
+		mux.Handle(console.Prefix, s.publicConsole)
+	}
 	return mux
 }
 
@@ -427,6 +498,9 @@ func serveHTTP(srv *http.Server, ln net.Listener, setting string) error {
 func (s *Server) close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.mintSub != nil {
+			_ = s.mintSub.Unsubscribe()
+		}
 		if s.beats != nil {
 			_ = s.beats.Close()
 		}
@@ -444,7 +518,7 @@ func (s *Server) close(ctx context.Context) error {
 		if s.nats != nil {
 			err = s.nats.Close(ctx)
 		}
-		s.beats, s.watch, s.ring, s.probe, s.nats = nil, nil, nil, nil, nil
+		s.beats, s.watch, s.ring, s.probe, s.nats, s.mintSub = nil, nil, nil, nil, nil, nil
 	})
 	return err
 }
@@ -464,6 +538,24 @@ func (s *Server) maintain(ctx context.Context) {
 		}
 		if err := s.ring.Tick(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("keys: maintenance", "err", err)
+		}
+		republish := false
+		if changed, err := s.mintKeys.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("assertion keys: maintenance", "err", err)
+		} else if changed {
+			republish = true // edges seal their requests to the new mint key
+		}
+		if s.idpKeys.Due() {
+			if changed, err := s.idpKeys.Refresh(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("IdP signing keys: refresh failed; the edges keep the last ones published", "err", err)
+			} else if changed {
+				republish = true // a rotation at the IdP
+			}
+		}
+		if republish {
+			if err := s.factPub.PublishKeys(ctx, s.ring.KeysFact()); err != nil && ctx.Err() == nil {
+				s.log.Error("keys fact: publish the new mint or IdP keys", "err", err)
+			}
 		}
 		if err := s.pub.FitTTL(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("edge bucket max age", "err", err)

@@ -1,14 +1,13 @@
 package session
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/daemon/internal/horizontest"
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
 	"github.com/edgepass/edgepass/daemon/seal"
 )
@@ -17,10 +16,7 @@ func TestSealedValueCannotMoveToAnotherSession(t *testing.T) {
 	// Attack: a NATS writer copies alice's sealed refresh token into an entry it controls (or mallory's session) to have the daemon use it.
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, srv)
 	alice := newSession(t, "alice", time.Now())
 	alice.IDToken = "id-token-of-alice"
 	mallory := newSession(t, "mallory", time.Now())
@@ -59,10 +55,7 @@ func TestSealedValueCannotMoveToAnotherSession(t *testing.T) {
 func TestRefreshTokenSealedAtRest(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, srv)
 	s := newSession(t, "alice", time.Now())
 	s.RefreshToken = "refresh-token-secret-0123456789"
 	s.IDToken = "id-token-secret-0123456789"
@@ -114,65 +107,24 @@ func TestRefreshTokenSealedAtRest(t *testing.T) {
 	}
 }
 
-// settable is a Horizon tests move.
-type settable struct {
-	mu sync.Mutex
-	d  time.Duration
-}
-
-func (h *settable) set(d time.Duration) { h.mu.Lock(); h.d = d; h.mu.Unlock() }
-func (h *settable) Horizon() time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.d
-}
-func (h *settable) LoadHorizon(context.Context) (time.Duration, error) { return h.Horizon(), nil }
-
-func bucketTTL(t *testing.T, srv *natstest.Server, name string) time.Duration {
-	t.Helper()
-	kv, err := srv.JS.KeyValue(natstest.Context(t), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kv.Status(natstest.Context(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st.TTL()
-}
-
 // Sessions issued under a longer lifetime must outlive a cut of
 // session.lifetime: they are what refresh re-checks at the IdP.
 func TestSessionBucketFollowsHorizon(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	h := &settable{d: 12 * time.Hour}
+	h := horizontest.New(12 * time.Hour)
 	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Horizon: h, Seal: testSeal})
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := []struct {
-		name    string
-		horizon time.Duration
-		do      func() error
-		want    time.Duration
-	}{
-		{"opened under a 12h horizon", 12 * time.Hour, func() error { return nil }, 12 * time.Hour},
-		{"a longer lifetime is raised before the write", 24 * time.Hour, func() error { return st.Put(ctx, newSession(t, "a", time.Now())) }, 24 * time.Hour},
-		{"a write never lowers it", time.Hour, func() error { return st.Put(ctx, newSession(t, "b", time.Now())) }, 24 * time.Hour},
-		{"reopening with a shorter lifetime never lowers it", time.Hour, func() error {
+	horizontest.Run(t, srv.JS, "sessions", h, []horizontest.Step{
+		{Name: "opened under a 12h horizon", Horizon: 12 * time.Hour, Do: func() error { return nil }, Want: 12 * time.Hour},
+		{Name: "a longer lifetime is raised before the write", Horizon: 24 * time.Hour, Do: func() error { return st.Put(ctx, newSession(t, "a", time.Now())) }, Want: 24 * time.Hour},
+		{Name: "a write never lowers it", Horizon: time.Hour, Do: func() error { return st.Put(ctx, newSession(t, "b", time.Now())) }, Want: 24 * time.Hour},
+		{Name: "reopening with a shorter lifetime never lowers it", Horizon: time.Hour, Do: func() error {
 			_, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
 			return err
-		}, 24 * time.Hour},
-		{"the maintenance tick lowers it once the horizon dropped", time.Hour, func() error { return st.FitTTL(ctx) }, time.Hour},
-	}
-	for _, s := range steps {
-		h.set(s.horizon)
-		if err := s.do(); err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if got := bucketTTL(t, srv, "sessions"); got != s.want {
-			t.Errorf("%s: bucket max age %s, want %s", s.name, got, s.want)
-		}
-	}
+		}, Want: 24 * time.Hour},
+		{Name: "the maintenance tick lowers it once the horizon dropped", Horizon: time.Hour, Do: func() error { return st.FitTTL(ctx) }, Want: time.Hour},
+	})
 }

@@ -30,7 +30,16 @@ type Session struct {
 	// KeyID is the kid of the key that signed the session's current token:
 	// revoking that key ends the session.
 	KeyID string `json:"kid,omitempty"`
+	// Kind is KindService for a service token (a machine credential issued
+	// through the admin API), "" for a browser session.
+	Kind string `json:"kind,omitempty"`
+	// Audiences is a service token's scope: the route audiences
+	// (serviceTokens.audiences) that may accept it.
+	Audiences []string `json:"audiences,omitempty"`
 }
+
+// KindService marks a service token's record.
+const KindService = "service"
 
 // Public returns a copy without the secrets, for the admin API and logs.
 func (s Session) Public() Session {

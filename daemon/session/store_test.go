@@ -27,6 +27,17 @@ func newSession(t *testing.T, sub string, issued time.Time) *Session {
 		IssuedAt: issued, ExpiresAt: issued.Add(time.Hour), RefreshToken: "rt-" + sub}
 }
 
+// openStore opens the sessions bucket on srv: a one-hour lifetime, values
+// sealed with testSeal.
+func openStore(t *testing.T, srv *natstest.Server) *Store {
+	t.Helper()
+	st, err := OpenStore(natstest.Context(t), srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
@@ -72,10 +83,7 @@ func TestStoreCRUD(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	now := time.Now()
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, srv)
 	alice := newSession(t, "alice", now.Add(-time.Minute))
 	alice2 := newSession(t, "alice", now)
 	bob := newSession(t, "bob", now.Add(-2*time.Minute))
@@ -167,10 +175,7 @@ func TestStoreCRUD(t *testing.T) {
 func TestStoreSurvivesRestart(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
-	st, err := OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, srv)
 	var ids []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -191,10 +196,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	wg.Wait()
 
 	srv = srv.Restart()
-	st, err = OpenStore(ctx, srv.JS, StoreOptions{Bucket: "sessions", Lifetime: time.Hour, Seal: testSeal})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = openStore(t, srv)
 	for _, id := range ids {
 		if _, _, err := st.Get(ctx, id); err != nil {
 			t.Errorf("after restart Get(%s): %v", id, err)

@@ -18,6 +18,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/edgepass/edgepass/daemon/internal/editdist"
 	"github.com/edgepass/edgepass/daemon/returnurl"
 	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -250,31 +251,11 @@ func (h *Handler) routePolicy(rawQuery string) (*policy.Policy, error) {
 func closest(name string, valid []string) string {
 	best, bestD := "", 4
 	for _, v := range valid {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(v)); d < bestD {
+		if d := editdist.Distance(strings.ToLower(name), strings.ToLower(v)); d < bestD {
 			best, bestD = v, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Identify returns the verified claims of the request's session token,

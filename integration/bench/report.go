@@ -24,7 +24,10 @@ var Targets = struct {
 	// ChurnRatio is the issue "HA and scale"'s: throughput while 100
 	// edge-state changes per second arrive for other users, over quiet.
 	ChurnRatio float64
-}{0.90, 2.0, 100 * time.Millisecond, 64 << 20, 0.95}
+	// AssertionVsPlugin is the issue "Identity backends can verify"'s:
+	// the plugin sending identity assertions over the plugin without.
+	AssertionVsPlugin float64
+}{0.90, 2.0, 100 * time.Millisecond, 64 << 20, 0.95, 0.97}
 
 const mib = 1 << 20
 
@@ -45,8 +48,13 @@ func (r *Results) CheckTargets() []TargetResult {
 		out = append(out,
 			TargetResult{"plugin/no-middleware >= 0.90", fmt.Sprintf("%.2f", tp.PluginVsNone), tp.PluginVsNone >= Targets.PluginVsNone, true},
 			TargetResult{"plugin/forwardauth >= 2.0", fmt.Sprintf("%.2f", tp.PluginVsForwardAuth), tp.PluginVsForwardAuth >= Targets.PluginVsForwardAuth, true})
+		if tp.AssertionVsPlugin > 0 {
+			out = append(out, TargetResult{"plugin+assertion/plugin >= 0.97", fmt.Sprintf("%.2f", tp.AssertionVsPlugin), tp.AssertionVsPlugin >= Targets.AssertionVsPlugin, true})
+		} else {
+			out = append(out, TargetResult{Goal: "plugin+assertion/plugin >= 0.97"})
+		}
 	} else {
-		out = append(out, TargetResult{Goal: "plugin/no-middleware >= 0.90"}, TargetResult{Goal: "plugin/forwardauth >= 2.0"})
+		out = append(out, TargetResult{Goal: "plugin/no-middleware >= 0.90"}, TargetResult{Goal: "plugin/forwardauth >= 2.0"}, TargetResult{Goal: "plugin+assertion/plugin >= 0.97"})
 	}
 	if p := r.Revocation; p != nil {
 		ok := p.Revoke.P99 < Targets.RevocationP99 && p.Revoke.Failures == 0
@@ -96,6 +104,9 @@ func (r *Results) WriteReport(w io.Writer) {
 		p("(medians over rounds; vs none = median req/s relative to no-middleware's)")
 		p("per-round plugin/no-middleware: %s (median %.2f: the reported ratio)", roundRatios(tp, NoMiddleware.Name), tp.PluginVsNone)
 		p("per-round plugin/forwardauth:   %s (median %.2f: the reported ratio)", roundRatios(tp, ForwardAuth.Name), tp.PluginVsForwardAuth)
+		if tp.AssertionVsPlugin > 0 {
+			p("per-round plugin+assertion/plugin: %s (median %.2f; target %.2f)", ratios(tp, PluginAssertion.Name, Plugin.Name), tp.AssertionVsPlugin, Targets.AssertionVsPlugin)
+		}
 		for _, w := range tp.NoiseWarnings() {
 			p("WARNING: %s", w)
 		}
@@ -118,6 +129,9 @@ func (r *Results) WriteReport(w io.Writer) {
 			if a, b := tp.OwnCPU(NoMiddleware.Name), tp.OwnCPU(Plugin.Name); a > 0 && b > 0 {
 				c := tp.OwnCPU(ForwardAuth.Name)
 				p("requests per CPU-second of traefik+daemon+echo+wrk (immune to other processes): plugin/no-middleware %.2f, plugin/forwardauth %.2f", a/b, c/b)
+				if d := tp.OwnCPU(PluginAssertion.Name); d > 0 {
+					p("requests per CPU-second, plugin+assertion/plugin: %.2f", b/d)
+				}
 			}
 		}
 	}
@@ -217,7 +231,12 @@ func fmtRates(v []float64) string {
 // roundRatios is the plugin's req/s over the other variant's, round by
 // round (neighbours in time, so background load hits both alike).
 func roundRatios(tp *Throughput, other string) string {
-	pl, ot := tp.Summary(Plugin.Name).PerRound, tp.Summary(other).PerRound
+	return ratios(tp, Plugin.Name, other)
+}
+
+// ratios are the per-round ratios of variant a over variant b.
+func ratios(tp *Throughput, a, b string) string {
+	pl, ot := tp.Summary(a).PerRound, tp.Summary(b).PerRound
 	var out []string
 	for i := 0; i < len(pl) && i < len(ot); i++ {
 		if ot[i] > 0 {
@@ -272,7 +291,7 @@ func (t *Throughput) SVG(m Machine, when time.Time) string {
 	}
 	scale := float64(width-left-right) / max
 	height := top + len(t.Summaries)*(barH+gap) + 40
-	colors := map[string]string{NoMiddleware.Name: "#8c8c8c", Plugin.Name: "#2b7bb9", ForwardAuth.Name: "#d9822b", YaegiFloor.Name: "#6aa84f"}
+	colors := map[string]string{NoMiddleware.Name: "#8c8c8c", Plugin.Name: "#2b7bb9", ForwardAuth.Name: "#d9822b", YaegiFloor.Name: "#6aa84f", PluginAssertion.Name: "#7b4fb0"}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/echo/echoserver"
 	"github.com/edgepass/edgepass/integration/harness"
 )
 
@@ -59,6 +60,8 @@ func probe(c *http.Client, url, cookie string) (int, []byte, error) {
 		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	// CheckRoutes reads the assertion the echo verified (the load does not ask).
+	req.Header.Set(echoserver.ShowAssertionHeader, "1")
 	if cookie != "" {
 		req.Header.Set("Cookie", cookie)
 	}
@@ -114,6 +117,9 @@ func CheckRoutes(s *Stack, sess *Session) error {
 		}
 		if got[harness.HeaderUser] == "" || got[harness.HeaderEmail] == "" || got[harness.HeaderGroups] == "" {
 			return fmt.Errorf("bench: route %s did not hand the backend all identity headers: %v", v.Name, got)
+		}
+		if v.Assertion && (echoed.Assertion == nil || echoed.Assertion.User != got[harness.HeaderUser]) {
+			return fmt.Errorf("bench: route %s: the backend did not verify an identity assertion for the session (error %q)", v.Name, echoed.AssertionError)
 		}
 		if identity == nil {
 			identity = got

@@ -65,6 +65,9 @@ type Throughput struct {
 	// the machine spoils one round's ratio instead of one variant's median.
 	PluginVsNone        float64
 	PluginVsForwardAuth float64
+	// AssertionVsPlugin is plugin+assertion over plugin (0 when the run
+	// had no assertion route): what identity assertions cost.
+	AssertionVsPlugin float64
 
 	variants []Variant
 }
@@ -164,6 +167,7 @@ func (t *Throughput) summarize() {
 	}
 	t.PluginVsNone = medianRatio(by[Plugin.Name].PerRound, by[NoMiddleware.Name].PerRound)
 	t.PluginVsForwardAuth = medianRatio(by[Plugin.Name].PerRound, by[ForwardAuth.Name].PerRound)
+	t.AssertionVsPlugin = medianRatio(by[PluginAssertion.Name].PerRound, by[Plugin.Name].PerRound)
 }
 
 // Summary returns the named variant's summary.

@@ -577,6 +577,28 @@ func TestHelmPortsProbesAndSecretsAgree(t *testing.T) {
 			t.Errorf("Chart.yaml: version %s and appVersion %s name different releases", chartVersion, appVersion)
 		}
 	}
+	// The plugin reports plugin.Version in its heartbeats: the release
+	// being shipped, or the next one with -dev between releases.
+	if pv := edgepass.Version; pv != appVersion && !(strings.HasSuffix(pv, "-dev") && semverLess(appVersion, strings.TrimSuffix(pv, "-dev"))) {
+		t.Errorf("plugin.Version %s: want the chart's appVersion %s, or a later vX.Y.Z-dev (docs/release.md)", pv, appVersion)
+	}
+}
+
+// semverLess compares two vMAJOR.MINOR.PATCH versions.
+func semverLess(a, b string) bool {
+	parse := func(v string) (n [3]int) {
+		for i, f := range strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3) {
+			n[i], _ = strconv.Atoi(f)
+		}
+		return n
+	}
+	x, y := parse(a), parse(b)
+	for i := range x {
+		if x[i] != y[i] {
+			return x[i] < y[i]
+		}
+	}
+	return false
 }
 
 // TestHelmDaemonConfigLoads: the configuration file the chart renders loads
@@ -805,6 +827,7 @@ var (
 		"allowedGroups", "allowedUsers", "allowedEmailDomains", "publicPaths",
 		"userHeader", "emailHeader", "groupsHeader", "nameHeader", "subjectHeader", "groupsSeparator",
 		"stripHeaders", "removeCookie", "requireSync", "logLevel", "cacheSize", "maxStaleness", "staleAction", "nats",
+		"assertionHeader", "assertionAudience", "serviceTokens", "bearer",
 	}
 	pluginNATSSettingNames = []string{
 		"urls", "bucket", "token", "tokenFile", "user", "password", "passwordFile", "nkeySeed", "nkeySeedFile",

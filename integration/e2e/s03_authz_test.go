@@ -3,9 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
 // Scenario 3: the group-limited route (allowedGroups: admins) answers 403 to
@@ -47,4 +50,34 @@ func TestGroupLimitedRoute(t *testing.T) {
 			t.Fatalf("%s: bob on the app route: %d %.300s", tr.Spec.Name, code, body)
 		}
 	}
+
+	// Every replica reports its refusals by reason in its heartbeat, and the
+	// daemon exports them: an operator sees where 403s come from.
+	deadline := time.Now().Add(3 * natsedge.HeartbeatInterval)
+	for {
+		_, metrics := admin(t, s.Daemon, "GET", "/metrics", nil)
+		n := 0
+		for _, line := range strings.Split(string(metrics), "\n") {
+			if strings.HasPrefix(line, "edgepass_edge_refusals_total{") && strings.Contains(line, `reason="not_allowed"`) && !strings.HasSuffix(line, " 0") {
+				n++
+			}
+		}
+		if n >= len(s.Traefiks) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replicas report not_allowed refusals, want %d:\n%s", n, len(s.Traefiks), grepLines(string(metrics), "edgepass_edge_refusals_total"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	edgepass "github.com/edgepass/edgepass/plugin"
 )
 
 // The ForwardAuth route (daemon /verify) works: the comparison point of the
@@ -94,6 +95,11 @@ func TestEdgesReportToDaemon(t *testing.T) {
 		if !strings.Contains(out, tr.Spec.Name) {
 			t.Errorf("`edgepass edges` does not list %s:\n%s", tr.Spec.Name, out)
 		}
+	}
+	// Each replica names the plugin release it runs (a rollout shows
+	// which Traefik still runs the old one).
+	if got := strings.Count(out, edgepass.Version); got < len(s.Traefiks) {
+		t.Errorf("`edgepass edges` shows plugin version %s on %d rows, want %d:\n%s", edgepass.Version, got, len(s.Traefiks), out)
 	}
 	// The admin API refuses requests without the token.
 	code, _, _ := get(t, s.Daemon.AdminURL+"/api/v1/edges", nil)

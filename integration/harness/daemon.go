@@ -38,8 +38,11 @@ type DaemonSpec struct {
 	AllowedDomains   []string
 	Lifetime         string // default 1h
 	LogLevel         string // default debug
-	LogDir           string
-	Name             string // default "daemon"
+	// AdminYAML is more settings under admin: (indented two spaces), e.g.
+	// the console or named tokens.
+	AdminYAML string
+	LogDir    string
+	Name      string // default "daemon"
 }
 
 // Daemon is a running edgepass daemon.
@@ -145,15 +148,22 @@ session:
 %sadmin:
   listen: %q
   token: %q
-log:
+%slog:
   level: %s
 `, public, hostPort(s.Port), s.DataDir(), s.ProviderIssuer, s.ClientSecret, s.Lifetime,
-		yamlList(s.AllowedDomains), s.DefaultRedirect, nats, hostPort(s.AdminPort), s.AdminToken, s.LogLevel)
+		yamlList(s.AllowedDomains), s.DefaultRedirect, nats, hostPort(s.AdminPort), s.AdminToken, s.AdminYAML, s.LogLevel)
 }
 
 // StartDaemon writes the config and starts `edgepass serve`, waiting for its
 // health endpoints.
 func StartDaemon(s DaemonSpec) (*Daemon, error) {
+	s = s.withDefaults(baseURL(s.Port))
+	return launchDaemon(s, func() (string, error) { return DaemonConfigYAML(s), nil })
+}
+
+// withDefaults fills what the spec leaves unset; the default redirect is
+// publicURL's root.
+func (s DaemonSpec) withDefaults(publicURL string) DaemonSpec {
 	if s.Name == "" {
 		s.Name = "daemon"
 	}
@@ -167,10 +177,22 @@ func StartDaemon(s DaemonSpec) (*Daemon, error) {
 		s.AllowedDomains = []string{"127.0.0.1", "localhost"}
 	}
 	if s.DefaultRedirect == "" {
-		s.DefaultRedirect = baseURL(s.Port) + "/"
+		s.DefaultRedirect = publicURL + "/"
 	}
+	return s
+}
+
+// launchDaemon creates s.Dir, writes the configuration config renders (it
+// may write files of its own under s.Dir first) to s.Dir/edgepass.yml and
+// starts `edgepass serve` with it; the daemon's PublicURL is its own
+// listener.
+func launchDaemon(s DaemonSpec, config func() (string, error)) (*Daemon, error) {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %s: %w", s.Name, err)
+	}
+	conf, err := config()
+	if err != nil {
+		return nil, err
 	}
 	d := &Daemon{
 		Spec:       s,
@@ -178,7 +200,7 @@ func StartDaemon(s DaemonSpec) (*Daemon, error) {
 		AdminURL:   baseURL(s.AdminPort),
 		ConfigPath: filepath.Join(s.Dir, "edgepass.yml"),
 	}
-	if err := os.WriteFile(d.ConfigPath, []byte(DaemonConfigYAML(s)), 0o600); err != nil {
+	if err := os.WriteFile(d.ConfigPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("harness: %s: write config: %w", s.Name, err)
 	}
 	if err := d.start(); err != nil {
@@ -290,12 +312,13 @@ func isCLIWord(prefix []string) bool {
 	switch len(prefix) {
 	case 1:
 		switch prefix[0] {
-		case "sessions", "users", "groups", "keys", "edges":
+		case "sessions", "users", "groups", "keys", "edges", "events", "tokens":
 			return true
 		}
 	case 2:
 		switch prefix[0] + " " + prefix[1] {
-		case "sessions list", "sessions revoke", "users revoke", "groups set", "keys rotate":
+		case "sessions list", "sessions revoke", "users revoke", "groups set", "keys rotate",
+			"tokens create", "tokens list", "tokens revoke":
 			return true
 		}
 	}

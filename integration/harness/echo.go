@@ -17,8 +17,9 @@ type Echo struct {
 	URL string
 }
 
-// StartEcho starts the echo backend on port (html: the demo page).
-func StartEcho(bin string, port int, html bool, logDir, name string) (*Echo, error) {
+// StartEcho starts the echo backend on port (html: the demo page); extra
+// are more flags (EchoAssertionArgs).
+func StartEcho(bin string, port int, html bool, logDir, name string, extra ...string) (*Echo, error) {
 	if name == "" {
 		name = "echo"
 	}
@@ -26,6 +27,7 @@ func StartEcho(bin string, port int, html bool, logDir, name string) (*Echo, err
 	if html {
 		args = append(args, "-html")
 	}
+	args = append(args, extra...)
 	u := baseURL(port)
 	p, err := startReady(ProcSpec{Name: name, Path: bin, Args: args, LogPath: filepath.Join(logDir, name+".log")},
 		[]int{port}, hostPort(port), 10*time.Second, func(ctx context.Context) error {
@@ -90,4 +92,11 @@ func (e *Echoed) HeadersLike(name string) map[string][]string {
 		}
 	}
 	return out
+}
+
+// EchoAssertionArgs makes the echo backend verify identity assertions (for
+// AssertionAudience) with the daemon at daemonURL, as a backend using
+// package assertion does.
+func EchoAssertionArgs(daemonURL string) []string {
+	return []string{"-assertion-jwks", daemonURL + "/.well-known/jwks.json", "-assertion-issuer", daemonURL, "-assertion-audience", AssertionAudience}
 }

@@ -64,11 +64,11 @@ func HADaemonConfigYAML(spec DaemonSpec, publicURL string, replicas int, encrypt
 		return "", errors.New("harness: HA daemon config: replicas share an external NATS cluster, not an embedded server")
 	}
 	conf := DaemonConfigYAML(spec)
-	replace := func(old, new string) error {
+	replace := func(old, with string) error {
 		if strings.Count(conf, old) != 1 {
 			return fmt.Errorf("harness: HA daemon config: DaemonConfigYAML changed shape: %q found %d times", strings.TrimSpace(old), strings.Count(conf, old))
 		}
-		conf = strings.Replace(conf, old, new, 1)
+		conf = strings.Replace(conf, old, with, 1)
 		return nil
 	}
 	if err := replace(fmt.Sprintf("publicURL: %q\n", baseURL(spec.Port)), fmt.Sprintf("publicURL: %q\n", publicURL)); err != nil {
@@ -86,44 +86,16 @@ func HADaemonConfigYAML(spec DaemonSpec, publicURL string, replicas int, encrypt
 // PublicURL is its own listener (the readiness checks go there, not through
 // the balancer).
 func startHADaemon(s DaemonSpec, publicURL string, replicas int, encryptionKey string) (*Daemon, error) {
-	if s.Lifetime == "" {
-		s.Lifetime = "1h"
-	}
-	if s.LogLevel == "" {
-		s.LogLevel = "debug"
-	}
-	if len(s.AllowedDomains) == 0 {
-		s.AllowedDomains = []string{"127.0.0.1", "localhost"}
-	}
-	if s.DefaultRedirect == "" {
-		s.DefaultRedirect = publicURL + "/"
-	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("harness: %s: %w", s.Name, err)
-	}
-	// Each replica has its own copy of the key file, as each pod mounts
-	// the same Secret.
-	keyFile, err := writeSecret(filepath.Join(s.Dir, "secrets"), "encryption.key", encryptionKey)
-	if err != nil {
-		return nil, err
-	}
-	conf, err := HADaemonConfigYAML(s, publicURL, replicas, keyFile)
-	if err != nil {
-		return nil, err
-	}
-	d := &Daemon{
-		Spec:       s,
-		PublicURL:  baseURL(s.Port),
-		AdminURL:   baseURL(s.AdminPort),
-		ConfigPath: filepath.Join(s.Dir, "edgepass.yml"),
-	}
-	if err := os.WriteFile(d.ConfigPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("harness: %s: write config: %w", s.Name, err)
-	}
-	if err := d.start(); err != nil {
-		return nil, err
-	}
-	return d, nil
+	s = s.withDefaults(publicURL)
+	return launchDaemon(s, func() (string, error) {
+		// Each replica has its own copy of the key file, as each pod
+		// mounts the same Secret.
+		keyFile, err := writeSecret(filepath.Join(s.Dir, "secrets"), "encryption.key", encryptionKey)
+		if err != nil {
+			return "", err
+		}
+		return HADaemonConfigYAML(s, publicURL, replicas, keyFile)
+	})
 }
 
 // StartHAStack starts echo, the provider and the NATS cluster (together),
@@ -314,20 +286,7 @@ func StartHAStack(o HAOptions) (s *HAStack, err error) {
 		name := comp(fmt.Sprintf("traefik-%d", i+1))
 		plugin := s.Plugin
 		plugin.ReplicaID = name
-		spec := TraefikSpec{
-			Bin:     o.Bins.Traefik,
-			Repo:    o.Bins.Repo,
-			Dir:     filepath.Join(o.Dir, name),
-			Name:    name,
-			Port:    p[0],
-			APIPort: p[1],
-			Routes: RoutesSpec{
-				EchoURL:   s.Echo.URL,
-				VerifyURL: s.PublicURL + "/verify",
-				Plugin:    plugin,
-			},
-			LogDir: s.LogDir,
-		}
+		spec := edgeTraefikSpec(o.Bins, o.Dir, s.LogDir, name, p[0], p[1], s.Echo.URL, s.PublicURL, plugin)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -367,9 +326,7 @@ func (s *HAStack) Close() {
 	if s == nil {
 		return
 	}
-	for i := len(s.Traefiks) - 1; i >= 0; i-- {
-		stopQuietly(s.Traefiks[i].Proc)
-	}
+	stopTraefiks(s.Traefiks)
 	for _, d := range s.Daemons {
 		stopQuietly(d.Proc)
 	}
@@ -385,36 +342,18 @@ func (s *HAStack) Close() {
 
 // Procs lists every component process (for diagnostics).
 func (s *HAStack) Procs() []*Proc {
-	var ps []*Proc
-	if s.Echo != nil {
-		ps = append(ps, s.Echo.Proc)
-	}
+	var nats []*Proc
 	if s.NATS != nil {
-		ps = append(ps, s.NATS.Procs()...)
+		nats = s.NATS.Procs()
 	}
-	if s.Provider != nil {
-		ps = append(ps, s.Provider.Proc)
-	}
-	for _, d := range s.Daemons {
-		ps = append(ps, d.Proc)
-	}
-	for _, t := range s.Traefiks {
-		ps = append(ps, t.Proc)
-	}
-	return ps
+	return componentProcs(s.Echo, nats, s.Provider, s.Daemons, s.Traefiks)
 }
 
 // Diagnostics returns the last lines of every component's log and what the
 // balancer did.
 func (s *HAStack) Diagnostics(lines int) string {
 	var b strings.Builder
-	for _, p := range s.Procs() {
-		state := "running"
-		if ok, err := p.Exited(); ok {
-			state = "exited: " + describeExit(err)
-		}
-		fmt.Fprintf(&b, "--- %s (%s), %s:\n%s\n", p.Spec.Name, state, p.Spec.LogPath, indent(p.Tail(lines)))
-	}
+	writeProcLogs(&b, s.Procs(), lines)
 	if s.LB != nil {
 		fmt.Fprintf(&b, "--- %s; last requests:\n", s.LB.Summary())
 		recs := s.LB.Records("")

@@ -13,6 +13,13 @@ import (
 // non-test .go files under <repo>/plugin, outside testdata, as paths
 // relative to repo in path order.
 func PluginSources(repo string) ([]string, error) {
+	return pluginGoFiles(repo, false)
+}
+
+// pluginGoFiles lists the .go files under <repo>/plugin outside testdata,
+// the _test.go files or the others, as paths relative to repo in path
+// order.
+func pluginGoFiles(repo string, tests bool) ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(filepath.Join(repo, "plugin"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -24,7 +31,7 @@ func PluginSources(repo string) ([]string, error) {
 			}
 			return nil
 		}
-		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+		if strings.HasSuffix(path, ".go") && strings.HasSuffix(path, "_test.go") == tests {
 			rel, err := filepath.Rel(repo, path)
 			if err != nil {
 				return err
@@ -52,6 +59,24 @@ func CopyPluginTo(repo, goPath string) error {
 	for _, f := range append([]string{"go.mod", ".traefik.yml"}, files...) {
 		if err := copyFile(filepath.Join(repo, f), filepath.Join(dst, f)); err != nil {
 			return fmt.Errorf("harness: copy plugin: %w", err)
+		}
+	}
+	return nil
+}
+
+// PluginTestFiles lists the plugin's _test.go files (paths relative to repo,
+// in path order), for running the packages' own tests under Yaegi.
+func PluginTestFiles(repo string) ([]string, error) {
+	return pluginGoFiles(repo, true)
+}
+
+// CopyFilesTo copies files (paths relative to repo) into the plugin's tree
+// under <goPath>/src/<PluginModule>, next to what CopyPluginTo put there.
+func CopyFilesTo(repo, goPath string, files []string) error {
+	dst := filepath.Join(goPath, "src", filepath.FromSlash(PluginModule))
+	for _, f := range files {
+		if err := copyFile(filepath.Join(repo, f), filepath.Join(dst, f)); err != nil {
+			return fmt.Errorf("harness: copy plugin file: %w", err)
 		}
 	}
 	return nil

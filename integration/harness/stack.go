@@ -39,7 +39,9 @@ type StackOptions struct {
 	AdminToken   string // default random
 	// DaemonLogLevel is the daemon's log level (default debug).
 	DaemonLogLevel string
-	Logf           func(format string, args ...any)
+	// DaemonAdminYAML is DaemonSpec.AdminYAML (the console, named tokens).
+	DaemonAdminYAML string
+	Logf            func(format string, args ...any)
 }
 
 // Stack is a running installation.
@@ -106,7 +108,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 	s.Opts.Ports = ports
 	start := time.Now()
 
-	s.Echo, err = StartEcho(o.Bins.Echo, ports.Echo, o.EchoHTML, s.LogDir, fileName(o.component("echo")))
+	s.Echo, err = StartEcho(o.Bins.Echo, ports.Echo, o.EchoHTML, s.LogDir, fileName(o.component("echo")), EchoAssertionArgs(baseURL(ports.Daemon))...)
 	if err != nil {
 		return s, err
 	}
@@ -121,6 +123,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 		ClientSecret:   o.ClientSecret,
 		AdminToken:     o.AdminToken,
 		LogLevel:       o.DaemonLogLevel,
+		AdminYAML:      o.DaemonAdminYAML,
 		LogDir:         s.LogDir,
 		Name:           fileName(o.component("daemon")),
 	}
@@ -176,7 +179,8 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 		Dir:          o.Bins.Provider,
 		Port:         ports.Provider,
 		ClientSecret: o.ClientSecret,
-		RedirectURIs: []string{daemonURL + "/callback"},
+		// The daemon's, and the admin console's on the admin listener.
+		RedirectURIs: []string{daemonURL + "/callback", baseURL(ports.Admin) + "/console/callback"},
 		// Registered exactly, as real providers require: the daemon always
 		// sends its own /logged-out page and carries the return URL in state.
 		PostLogoutRedirectURIs: []string{daemonURL + "/logged-out"},
@@ -255,20 +259,8 @@ func (s *Stack) AddTraefik(port int) (*Traefik, error) {
 	n := len(s.Traefiks) + 1
 	s.mu.Unlock()
 	name := fileName(s.Opts.component(fmt.Sprintf("traefik-%d", n)))
-	t, err := StartTraefik(TraefikSpec{
-		Bin:     s.Opts.Bins.Traefik,
-		Repo:    s.Opts.Bins.Repo,
-		Dir:     filepath.Join(s.Opts.Dir, name),
-		Name:    name,
-		Port:    port,
-		APIPort: api,
-		Routes: RoutesSpec{
-			EchoURL:   s.Echo.URL,
-			VerifyURL: s.Daemon.PublicURL + "/verify",
-			Plugin:    s.EdgePluginOptions(name),
-		},
-		LogDir: s.LogDir,
-	})
+	t, err := StartTraefik(edgeTraefikSpec(s.Opts.Bins, s.Opts.Dir, s.LogDir, name, port, api,
+		s.Echo.URL, s.Daemon.PublicURL, s.EdgePluginOptions(name)))
 	if err != nil {
 		return nil, err
 	}
@@ -283,9 +275,7 @@ func (s *Stack) Close() {
 	if s == nil {
 		return
 	}
-	for i := len(s.Traefiks) - 1; i >= 0; i-- {
-		stopQuietly(s.Traefiks[i].Proc)
-	}
+	stopTraefiks(s.Traefiks)
 	if s.Daemon != nil {
 		stopQuietly(s.Daemon.Proc)
 	}
@@ -311,41 +301,87 @@ func stopQuietly(p *Proc) {
 
 // Procs lists every component process (for diagnostics).
 func (s *Stack) Procs() []*Proc {
+	var nats []*Proc
+	if s.NATS != nil {
+		nats = append(nats, s.NATS.Proc)
+	}
+	var daemons []*Daemon
+	if s.Daemon != nil {
+		daemons = append(daemons, s.Daemon)
+	}
+	return componentProcs(s.Echo, nats, s.Provider, daemons, s.Traefiks)
+}
+
+// Diagnostics returns the last lines of every component's log.
+func (s *Stack) Diagnostics(lines int) string {
+	var b strings.Builder
+	writeProcLogs(&b, s.Procs(), lines)
+	return b.String()
+}
+
+// edgeTraefikSpec is an edge replica of a stack: Traefik in dir/name with
+// the echo routes, the plugin configured by plugin and the forward-auth
+// routes verifying at daemonURL.
+func edgeTraefikSpec(bins *Binaries, dir, logDir, name string, port, apiPort int, echoURL, daemonURL string, plugin PluginOptions) TraefikSpec {
+	return TraefikSpec{
+		Bin:     bins.Traefik,
+		Repo:    bins.Repo,
+		Dir:     filepath.Join(dir, name),
+		Name:    name,
+		Port:    port,
+		APIPort: apiPort,
+		Routes: RoutesSpec{
+			EchoURL:   echoURL,
+			VerifyURL: daemonURL + "/verify",
+			Plugin:    plugin,
+		},
+		LogDir: logDir,
+	}
+}
+
+// stopTraefiks stops the replicas, the last started first.
+func stopTraefiks(ts []*Traefik) {
+	for i := len(ts) - 1; i >= 0; i-- {
+		stopQuietly(ts[i].Proc)
+	}
+}
+
+// componentProcs lists the processes of a stack's components in start
+// order, leaving out those not started.
+func componentProcs(echo *Echo, nats []*Proc, provider *Provider, daemons []*Daemon, traefiks []*Traefik) []*Proc {
 	var ps []*Proc
 	add := func(p *Proc) {
 		if p != nil {
 			ps = append(ps, p)
 		}
 	}
-	if s.Echo != nil {
-		add(s.Echo.Proc)
+	if echo != nil {
+		add(echo.Proc)
 	}
-	if s.NATS != nil {
-		add(s.NATS.Proc)
+	for _, p := range nats {
+		add(p)
 	}
-	if s.Provider != nil {
-		add(s.Provider.Proc)
+	if provider != nil {
+		add(provider.Proc)
 	}
-	if s.Daemon != nil {
-		add(s.Daemon.Proc)
+	for _, d := range daemons {
+		add(d.Proc)
 	}
-	for _, t := range s.Traefiks {
+	for _, t := range traefiks {
 		add(t.Proc)
 	}
 	return ps
 }
 
-// Diagnostics returns the last lines of every component's log.
-func (s *Stack) Diagnostics(lines int) string {
-	var b strings.Builder
-	for _, p := range s.Procs() {
+// writeProcLogs writes each process's state and the last lines of its log.
+func writeProcLogs(b *strings.Builder, procs []*Proc, lines int) {
+	for _, p := range procs {
 		state := "running"
 		if ok, err := p.Exited(); ok {
 			state = "exited: " + describeExit(err)
 		}
-		fmt.Fprintf(&b, "--- %s (%s), %s:\n%s\n", p.Spec.Name, state, p.Spec.LogPath, indent(p.Tail(lines)))
+		fmt.Fprintf(b, "--- %s (%s), %s:\n%s\n", p.Spec.Name, state, p.Spec.LogPath, indent(p.Tail(lines)))
 	}
-	return b.String()
 }
 
 // RemoveTraefik stops a replica and forgets it (a test that added one).

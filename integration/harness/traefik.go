@@ -32,7 +32,23 @@ const (
 	PathOpen   = "/open"   // no middleware
 	PathFwd    = "/fwd"    // ForwardAuth to the daemon's /verify
 	PathStrict = "/strict" // the plugin with staleAction: refuse (only with NATS)
+	// PathAsserted: the plugin with assertionHeader (only with NATS); the
+	// echo backend verifies the assertion (EchoAssertionArgs).
+	PathAsserted = "/asserted"
+	// PathMachine and PathMachineAdmins: API routes for machine clients
+	// (only with NATS): service tokens for MachineAudience and IdP access
+	// tokens; the second admits the admins group only.
+	PathMachine       = "/machine"
+	PathMachineAdmins = "/machine-admins"
 )
+
+// MachineAudience is the machine routes' serviceTokens.audiences and
+// bearer.audiences (the test provider's machine tokens carry it as aud).
+const MachineAudience = "machine-api"
+
+// AssertionAudience is the asserted route's assertionAudience: the echo
+// backend's name.
+const AssertionAudience = "https://echo.edgepass.test"
 
 // StrictMaxStaleness is the strict route's maxStaleness (the least allowed).
 const StrictMaxStaleness = 10 * time.Second
@@ -118,7 +134,7 @@ func (r RoutesSpec) routers() []string {
 	}
 	routers := []string{"app@file", "admins@file", "public@file", "open@file", "forwardauth@file", "root@file"}
 	if len(r.Plugin.NATSURLs) > 0 {
-		routers = append(routers, "strict@file")
+		routers = append(routers, "strict@file", "asserted@file", "machine@file", "machine-admins@file")
 	}
 	return routers
 }
@@ -212,13 +228,33 @@ http:
       entryPoints: [web]
       middlewares: [edgepass-strict]
       service: echo
-`, "`"+PathStrict+"`")
+    asserted:
+      rule: "PathPrefix(%s)"
+      entryPoints: [web]
+      middlewares: [edgepass-asserted]
+      service: echo
+    machine:
+      rule: "PathPrefix(%s)"
+      entryPoints: [web]
+      middlewares: [edgepass-machine]
+      service: echo
+    machine-admins:
+      rule: "PathPrefix(%s)"
+      entryPoints: [web]
+      middlewares: [edgepass-machine-admins]
+      service: echo
+`, "`"+PathStrict+"`", "`"+PathAsserted+"`", "`"+PathMachine+"`", "`"+PathMachineAdmins+"`")
 	}
 	b.WriteString("  middlewares:\n")
 	plugin("edgepass", "")
 	plugin("edgepass-admins", "          allowedGroups: [admins]\n")
 	if len(p.NATSURLs) > 0 {
 		plugin("edgepass-strict", fmt.Sprintf("          maxStaleness: %s\n          staleAction: refuse\n", StrictMaxStaleness))
+		plugin("edgepass-asserted", fmt.Sprintf("          assertionHeader: X-Edgepass-Assertion\n          assertionAudience: %q\n", AssertionAudience))
+		machine := fmt.Sprintf("          serviceTokens:\n            enabled: true\n            audiences: [%q]\n", MachineAudience) +
+			fmt.Sprintf("          bearer:\n            enabled: true\n            audiences: [%q]\n", MachineAudience)
+		plugin("edgepass-machine", machine)
+		plugin("edgepass-machine-admins", machine+"          allowedGroups: [admins]\n")
 	}
 	fmt.Fprintf(&b, `    forwardauth:
       forwardAuth:

@@ -89,13 +89,11 @@ func clusterURLs(nodes []*natsServer) []string {
 	return out
 }
 
-// TestFailoverInAThreeNodeCluster kills the node an edge is connected to:
-// the edge is on another node within 2 s and keeps applying facts. One edge
-// knows every node from its configuration, the other only the node it
-// started on and the peers that node announced.
-func TestFailoverInAThreeNodeCluster(t *testing.T) {
-	nodes := startCluster(t)
-	urls := clusterURLs(nodes)
+// replicatedBucket connects to the cluster as the daemon (reconnecting
+// forever) and creates the edge bucket with three replicas, retrying while
+// the cluster forms.
+func replicatedBucket(t *testing.T, urls []string) jetstream.KeyValue {
+	t.Helper()
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(daemonUser, daemonPass), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +110,17 @@ func TestFailoverInAThreeNodeCluster(t *testing.T) {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Replicas: 3})
 		return err == nil
 	})
+	return kv
+}
+
+// TestFailoverInAThreeNodeCluster kills the node an edge is connected to:
+// the edge is on another node within 2 s and keeps applying facts. One edge
+// knows every node from its configuration, the other only the node it
+// started on and the peers that node announced.
+func TestFailoverInAThreeNodeCluster(t *testing.T) {
+	nodes := startCluster(t)
+	urls := clusterURLs(nodes)
+	kv := replicatedBucket(t, urls)
 	put := func(key string) {
 		t.Helper()
 		waitFor(t, "put "+key, 20*time.Second, func() bool {
@@ -187,22 +196,7 @@ func metaLeader(t *testing.T, nodes []*natsServer) int {
 func TestEdgesFollowTheStreamWhileTheMetaLeaderIsElected(t *testing.T) {
 	nodes := startCluster(t)
 	urls := clusterURLs(nodes)
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(daemonUser, daemonPass), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kv jetstream.KeyValue
-	waitFor(t, "replicated bucket", 30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Replicas: 3})
-		return err == nil
-	})
+	kv := replicatedBucket(t, urls)
 	// put stores key until the stream acknowledges it and returns when.
 	put := func(key string) time.Time {
 		for {

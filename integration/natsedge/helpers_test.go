@@ -218,6 +218,39 @@ func watch(t testing.TB, cfg natsedge.Config) (*natsedge.Watcher, *logSink) {
 	return w, logs
 }
 
+// followsWithItsPermissions starts an edge configured by cfg on wr's
+// bucket and checks that it replays a revocation written before it started
+// (key prefix+"1") and applies one written after (prefix+"2"), needing
+// nothing beyond its permissions. how names the setup in failures; the
+// edge's log is returned.
+func followsWithItsPermissions(t *testing.T, wr *writer, cfg natsedge.Config, prefix, how string) *logSink {
+	t.Helper()
+	wr.put(t, "revoke.session."+prefix+"1", revokeValue())
+	w, logs := watch(t, cfg)
+	waitFor(t, "replay over "+how, 10*time.Second, func() bool { return revoked(w, prefix+"1") && w.State().Synced() })
+	wr.put(t, "revoke.session."+prefix+"2", revokeValue())
+	waitFor(t, "live over "+how, 10*time.Second, func() bool { return revoked(w, prefix+"2") })
+	if strings.Contains(logs.String(), "Permissions Violation") {
+		t.Fatalf("the edge needed more than its permissions:\n%s", logs)
+	}
+	return logs
+}
+
+// connectRefused starts an edge configured by cfg, logging to logs, until
+// the server refused a connection attempt; it reports whether the edge
+// never connected.
+func connectRefused(t *testing.T, cfg natsedge.Config, logs *logSink) bool {
+	t.Helper()
+	cfg.Logf = logs.logf
+	w, err := natsedge.Shared(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	waitFor(t, "refusal", 10*time.Second, func() bool { return w.Stats().ConnectFailures >= 1 })
+	return w.Stats().Connects == 0
+}
+
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -252,25 +252,12 @@ func TestNKeyAuthWithEdgePermissions(t *testing.T) {
 		o.Users = []*server.User{{Username: daemonUser, Password: daemonPass}}
 	})
 	wr := newWriter(t, ns.url(), nats.UserInfo(daemonUser, daemonPass))
-	wr.put(t, "revoke.session.n1", revokeValue())
-	w, logs := watch(t, natsedge.Config{URLs: []string{ns.url()}, NKeySeed: string(seed)})
-	waitFor(t, "replay over nkey auth", 10*time.Second, func() bool { return revoked(w, "n1") && w.State().Synced() })
-	wr.put(t, "revoke.session.n2", revokeValue())
-	waitFor(t, "live over nkey auth", 10*time.Second, func() bool { return revoked(w, "n2") })
-	if strings.Contains(logs.String(), "Permissions Violation") {
-		t.Fatalf("the edge needed more than its permissions:\n%s", logs)
-	}
+	logs := followsWithItsPermissions(t, wr, natsedge.Config{URLs: []string{ns.url()}, NKeySeed: string(seed)}, "n", "nkey auth")
 
 	// A different key is refused.
 	other, _ := nkeys.CreateUser()
 	otherSeed, _ := other.Seed()
-	w2, err := natsedge.Shared(natsedge.Config{URLs: []string{ns.url()}, NKeySeed: string(otherSeed), Logf: logs.logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w2.Close()
-	waitFor(t, "refusal", 10*time.Second, func() bool { return w2.Stats().ConnectFailures >= 1 })
-	if w2.Stats().Connects != 0 {
+	if !connectRefused(t, natsedge.Config{URLs: []string{ns.url()}, NKeySeed: string(otherSeed)}, logs) {
 		t.Fatal("connected with an unknown nkey")
 	}
 }
@@ -317,13 +304,7 @@ func TestTLSWithCustomCA(t *testing.T) {
 
 	// Without the CA the server's certificate is not trusted.
 	logs := &logSink{}
-	w2, err := natsedge.Shared(natsedge.Config{URLs: []string{ns.url()}, ReplicaID: "untrusting", Logf: logs.logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w2.Close()
-	waitFor(t, "refusal", 10*time.Second, func() bool { return w2.Stats().ConnectFailures >= 1 })
-	if w2.Stats().Connects != 0 || !strings.Contains(logs.String(), "TLS handshake") {
+	if !connectRefused(t, natsedge.Config{URLs: []string{ns.url()}, ReplicaID: "untrusting"}, logs) || !strings.Contains(logs.String(), "TLS handshake") {
 		t.Fatalf("connected to an untrusted server; log:\n%s", logs)
 	}
 }

@@ -3,9 +3,7 @@ package natsedge_test
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/jwt/v2"
@@ -105,25 +103,12 @@ func TestCredsFileAuthInOperatorMode(t *testing.T) {
 	pub, sub := natsedge.EdgePermissions(bucket, "ops-edge")
 	edgeCreds := o.creds(t, "ops-edge", pub, sub)
 	wr := newWriter(t, o.ns.url(), nats.UserCredentials(daemonCreds))
-	wr.put(t, "revoke.session.j1", revokeValue())
-	w, logs := watch(t, natsedge.Config{URLs: []string{o.ns.url()}, CredsFile: edgeCreds, EdgeName: "ops-edge"})
-	waitFor(t, "replay over JWT auth", 10*time.Second, func() bool { return revoked(w, "j1") && w.State().Synced() })
-	wr.put(t, "revoke.session.j2", revokeValue())
-	waitFor(t, "live over JWT auth", 10*time.Second, func() bool { return revoked(w, "j2") })
-	if strings.Contains(logs.String(), "Permissions Violation") {
-		t.Fatalf("the edge needed more than its permissions:\n%s", logs)
-	}
+	logs := followsWithItsPermissions(t, wr, natsedge.Config{URLs: []string{o.ns.url()}, CredsFile: edgeCreds, EdgeName: "ops-edge"}, "j", "JWT auth")
 	// A .creds file of a user the account never signed is refused.
 	other, _ := nkeys.CreateAccount()
 	stranger := &operatorSetup{account: other, dir: o.dir}
 	strangerCreds := stranger.creds(t, "stranger", pub, sub)
-	w2, err := natsedge.Shared(natsedge.Config{URLs: []string{o.ns.url()}, CredsFile: strangerCreds, EdgeName: "ops-edge", ReplicaID: "stranger", Logf: logs.logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w2.Close()
-	waitFor(t, "refusal", 10*time.Second, func() bool { return w2.Stats().ConnectFailures >= 1 })
-	if w2.Stats().Connects != 0 {
+	if !connectRefused(t, natsedge.Config{URLs: []string{o.ns.url()}, CredsFile: strangerCreds, EdgeName: "ops-edge", ReplicaID: "stranger"}, logs) {
 		t.Fatal("connected with a JWT of an unknown account")
 	}
 }

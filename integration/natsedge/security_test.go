@@ -427,20 +427,9 @@ func TestTLSClientCertificateAuth(t *testing.T) {
 		}
 	})
 	wr := newWriter(t, ns.url(), nats.RootCAs(ca.caFile), nats.ClientCert(daemonCert, daemonKey))
-	wr.put(t, "revoke.session.c1", revokeValue())
-	w, logs := watch(t, natsedge.Config{URLs: []string{ns.url()}, CAFile: ca.caFile, EdgeName: "tlsedge", CertFile: edgeCert, KeyFile: edgeKey})
-	waitFor(t, "replay over a client certificate", 10*time.Second, func() bool { return revoked(w, "c1") && w.State().Synced() })
-	if strings.Contains(logs.String(), "Permissions Violation") {
-		t.Fatalf("the edge needed more than its permissions:\n%s", logs)
-	}
+	logs := followsWithItsPermissions(t, wr, natsedge.Config{URLs: []string{ns.url()}, CAFile: ca.caFile, EdgeName: "tlsedge", CertFile: edgeCert, KeyFile: edgeKey}, "c", "a client certificate")
 	// Without a certificate the server refuses the edge.
-	w2, err := natsedge.Shared(natsedge.Config{URLs: []string{ns.url()}, CAFile: ca.caFile, EdgeName: "tlsedge", ReplicaID: "nocert", Logf: logs.logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w2.Close()
-	waitFor(t, "refusal", 10*time.Second, func() bool { return w2.Stats().ConnectFailures >= 1 })
-	if w2.Stats().Connects != 0 {
+	if !connectRefused(t, natsedge.Config{URLs: []string{ns.url()}, CAFile: ca.caFile, EdgeName: "tlsedge", ReplicaID: "nocert"}, logs) {
 		t.Fatal("connected without a client certificate")
 	}
 }

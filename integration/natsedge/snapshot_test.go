@@ -211,23 +211,45 @@ func sameDecisions(t testing.TB, edge, ref *edgestate.State, f *facts) {
 	}
 }
 
+// populatedDaemon starts a NATS server and the daemon side on it, and
+// writes n bulk revocations (prefix p) and a little of every other kind of
+// fact (populate).
+func populatedDaemon(t testing.TB, p string, n int) (*natsServer, *daemonSide, *facts) {
+	t.Helper()
+	ns := startServer(t, nil)
+	d := startDaemonSide(t, newWriter(t, ns.url()))
+	f := &facts{}
+	d.populate(t, f, p, n)
+	return ns, d, f
+}
+
 // edgeSynced starts an edge with the daemon's anchor and waits until it
 // caught up with the stream.
 func (d *daemonSide) edgeSynced(t *testing.T, ns *natsServer, replica string) *natsedge.Watcher {
 	t.Helper()
-	w, _ := watch(t, natsedge.Config{URLs: []string{ns.url()}, TrustAnchors: []string{d.anchorText}, ReplicaID: replica, EdgeName: replica})
-	last := d.streamLast(t)
-	waitFor(t, "edge synced", 60*time.Second, func() bool { return w.State().Synced() && w.State().LastSeq() >= last })
-	d.caughtUp(t)
+	w, _ := d.startEdge(t, natsedge.Config{URLs: []string{ns.url()}, ReplicaID: replica, EdgeName: replica})
+	d.waitEdgeSynced(t, w)
 	return w
 }
 
+// startEdge starts an edge configured by cfg and the daemon's anchor.
+func (d *daemonSide) startEdge(t *testing.T, cfg natsedge.Config) (*natsedge.Watcher, *logSink) {
+	t.Helper()
+	cfg.TrustAnchors = []string{d.anchorText}
+	return watch(t, cfg)
+}
+
+// waitEdgeSynced waits until the edge caught up with the stream as it is
+// now, and the daemon's watcher too.
+func (d *daemonSide) waitEdgeSynced(t *testing.T, w *natsedge.Watcher) {
+	t.Helper()
+	last := d.streamLast(t)
+	waitFor(t, "edge synced", 60*time.Second, func() bool { return w.State().Synced() && w.State().LastSeq() >= last })
+	d.caughtUp(t)
+}
+
 func TestSnapshotRoundTrip(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "a", 5000)
+	ns, d, f := populatedDaemon(t, "a", 5000)
 	res := d.snapshot(t)
 	if res.Chunks < 3 || res.Seq == 0 || res.Facts < 5000 {
 		t.Fatalf("snapshot %+v", res)
@@ -300,11 +322,7 @@ func TestForgedSnapshotIgnored(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := startServer(t, nil)
-			wr := newWriter(t, ns.url())
-			d := startDaemonSide(t, wr)
-			f := &facts{}
-			d.populate(t, f, "f", 3000)
+			ns, d, f := populatedDaemon(t, "f", 3000)
 			res := d.snapshot(t)
 			if res.Chunks < 2 {
 				t.Fatalf("snapshot %+v", res)
@@ -321,11 +339,7 @@ func TestForgedSnapshotIgnored(t *testing.T) {
 }
 
 func TestMixedSnapshotGenerationsNotCombined(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "m", 3000)
+	ns, d, f := populatedDaemon(t, "m", 3000)
 	a := d.snapshot(t)
 	old := d.chunkValues(t, a.Chunks)
 	// Between the two cuts: revocations only the newer generation holds.
@@ -345,16 +359,12 @@ func TestMixedSnapshotGenerationsNotCombined(t *testing.T) {
 }
 
 func TestMissingChunkFallsBackToFullReplay(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "x", 3000)
+	ns, d, f := populatedDaemon(t, "x", 3000)
 	res := d.snapshot(t)
 	if res.Chunks != 2 {
 		t.Fatalf("snapshot %+v", res)
 	}
-	if err := wr.kv.Purge(context.Background(), "snapshot.1"); err != nil {
+	if err := d.wr.kv.Purge(context.Background(), "snapshot.1"); err != nil {
 		t.Fatal(err)
 	}
 	w := d.edgeSynced(t, ns, "missing")
@@ -369,11 +379,7 @@ func TestMissingChunkFallsBackToFullReplay(t *testing.T) {
 // who saved it, is a safe start: everything after its cut is replayed,
 // including key rotations, cleared overrides and revocations.
 func TestOldSnapshotIsASafeStart(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "o", 3000)
+	ns, d, f := populatedDaemon(t, "o", 3000)
 	old := d.snapshot(t)
 	oldValues := d.chunkValues(t, old.Chunks)
 	ctx := context.Background()
@@ -407,20 +413,14 @@ func TestOldSnapshotIsASafeStart(t *testing.T) {
 // Revocations written while an edge reads the snapshot are applied: they
 // come after the cut.
 func TestRevocationDuringSnapshotLoadIsApplied(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "l", 30000)
+	ns, d, f := populatedDaemon(t, "l", 30000)
 	res := d.snapshot(t)
-	w, _ := watch(t, natsedge.Config{URLs: []string{ns.url()}, TrustAnchors: []string{d.anchorText}, ReplicaID: "during"})
+	w, _ := d.startEdge(t, natsedge.Config{URLs: []string{ns.url()}, ReplicaID: "during"})
 	for i := 0; i < 50; i++ {
 		d.putRaw(t, edgestate.PrefixRevokeSession+sid("during", i), []byte(revokeValue()))
 		f.sids = append(f.sids, sid("during", i))
 	}
-	last := d.streamLast(t)
-	waitFor(t, "edge synced", 60*time.Second, func() bool { return w.State().Synced() && w.State().LastSeq() >= last })
-	d.caughtUp(t)
+	d.waitEdgeSynced(t, w)
 	for i := 0; i < 50; i++ {
 		if !revoked(w, sid("during", i)) {
 			t.Fatalf("revocation %d written during the snapshot load was lost", i)
@@ -436,15 +436,11 @@ func TestRevocationDuringSnapshotLoadIsApplied(t *testing.T) {
 // first snapshot once enough facts are held, none again within the
 // interval, none from a second replica racing it.
 func TestSnapshotWriterTickAcrossReplicas(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	f := &facts{}
-	d.populate(t, f, "t", 2500)
+	ns, d, f := populatedDaemon(t, "t", 2500)
 	d.caughtUp(t)
 	ctx := context.Background()
 	// A second daemon replica: same bucket and anchor, its own watcher.
-	w2, err := edgepub.Watch(ctx, wr.js, bucket, d.anchors, nil)
+	w2, err := edgepub.Watch(ctx, d.wr.js, bucket, d.anchors, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,13 +472,11 @@ func TestSnapshotLoadsWithEdgePermissionsOnly(t *testing.T) {
 	f := &facts{}
 	d.populate(t, f, "perm", 3000)
 	res := d.snapshot(t)
-	w, logs := watch(t, natsedge.Config{URLs: []string{ns.url()}, User: "a", Password: edgeAPass, TrustAnchors: []string{d.anchorText}})
-	last := d.streamLast(t)
-	waitFor(t, "edge synced", 30*time.Second, func() bool { return w.State().Synced() && w.State().LastSeq() >= last })
+	w, logs := d.startEdge(t, natsedge.Config{URLs: []string{ns.url()}, User: "a", Password: edgeAPass})
+	d.waitEdgeSynced(t, w)
 	if st := w.Stats(); st.SnapshotSeq != res.Seq || strings.Contains(logs.String(), "refused an operation") {
 		t.Fatalf("stats %+v log:\n%s", st, logs)
 	}
-	d.caughtUp(t)
 	sameDecisions(t, w.State(), d.watch.State(), f)
 }
 
@@ -490,14 +484,11 @@ func TestSnapshotLoadsWithEdgePermissionsOnly(t *testing.T) {
 // again (its sequences restarted) and put into the new one would make the
 // edge skip the new bucket's facts up to the old cut: refused.
 func TestSnapshotFromADeletedBucketRefused(t *testing.T) {
-	ns := startServer(t, nil)
-	wr := newWriter(t, ns.url())
-	d := startDaemonSide(t, wr)
-	d.populate(t, &facts{}, "gone", 3000)
+	ns, d, _ := populatedDaemon(t, "gone", 3000)
 	res := d.snapshot(t)
 	saved := d.chunkValues(t, res.Chunks)
 	ctx := context.Background()
-	if err := wr.js.DeleteKeyValue(ctx, bucket); err != nil {
+	if err := d.wr.js.DeleteKeyValue(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
 	wr2 := newWriter(t, ns.url())
@@ -507,7 +498,7 @@ func TestSnapshotFromADeletedBucketRefused(t *testing.T) {
 	for i, v := range saved {
 		wr2.put(t, edgestate.SnapshotKey(i), string(v))
 	}
-	w, _ := watch(t, natsedge.Config{URLs: []string{ns.url()}, TrustAnchors: []string{d.anchorText}, ReplicaID: "recreated"})
+	w, _ := d.startEdge(t, natsedge.Config{URLs: []string{ns.url()}, ReplicaID: "recreated"})
 	waitFor(t, "edge synced", 30*time.Second, func() bool { return w.State().Synced() })
 	if st := w.Stats(); st.SnapshotSeq != 0 || st.SnapshotRefused != uint64(len(saved)) {
 		t.Fatalf("stats %+v: chunks of the deleted bucket were used", st)

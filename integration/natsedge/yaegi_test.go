@@ -334,11 +334,7 @@ func TestUnderYaegi(t *testing.T) {
 	})
 
 	t.Run("snapshot and the compact session map", func(t *testing.T) {
-		ns := startServer(t, nil)
-		wr := newWriter(t, ns.url())
-		d := startDaemonSide(t, wr)
-		f := &facts{}
-		d.populate(t, f, "ys", 5000)
+		ns, d, f := populatedDaemon(t, "ys", 5000)
 		res := d.snapshot(t)
 		d.populate(t, f, "yt", 100) // after the cut
 		if msg := y.startAs("snap", ns.url(), "", "", d.anchorText, 0); msg != "" {

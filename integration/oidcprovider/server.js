@@ -18,12 +18,21 @@
 //                              the edgepass client's credentials, form field
 //                              omit) changes it at run time
 //
+// Machine clients (client credentials, for edgepass's bearer access tokens):
+// `robot` (groups robots) and `ops-robot` (groups robots, admins), secret
+// CLIENT_SECRET. With resource MACHINE_RESOURCE (the default for them) they
+// get RS256 JWT access tokens (typ at+jwt) with aud MACHINE_AUDIENCE, their
+// groups and a 5-minute life. POST /test/access-token (HTTP basic auth with
+// the edgepass client's credentials; form fields sub, aud, groups, exp_in
+// seconds, may be negative) signs an access token with chosen claims, so the
+// suite can present expired and wrong-audience tokens the IdP really signed.
+//
 // It prints "ready <issuer>" on stdout once listening.
 
 import http from 'node:http';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 function fail(msg) {
   console.error(`oidcprovider: ${msg}`);
@@ -95,6 +104,19 @@ async function findAccount(ctx, sub) {
   };
 }
 
+// Machine clients: their groups go into their access tokens.
+const MACHINE_RESOURCE = 'https://machine-api.edgepass.test';
+const MACHINE_AUDIENCE = 'machine-api';
+const robotGroups = { robot: ['robots'], 'ops-robot': ['robots', 'admins'] };
+const robots = Object.keys(robotGroups).map((id) => ({
+  client_id: id,
+  client_secret: clientSecret,
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_basic',
+}));
+
 const client = {
   client_id: 'edgepass',
   client_secret: clientSecret,
@@ -124,7 +146,10 @@ ${body}
 }
 
 const provider = new Provider(issuer, {
-  clients: [client],
+  clients: [client, ...robots],
+  extraTokenClaims: async (ctx, token) => (
+    token.kind === 'ClientCredentials' && Object.hasOwn(robotGroups, token.clientId)
+      ? { groups: [...robotGroups[token.clientId]] } : undefined),
   jwks: { keys: [signingJWK] },
   findAccount,
   claims: {
@@ -143,6 +168,23 @@ const provider = new Provider(issuer, {
   issueRefreshToken: async (ctx, c) => c.grantTypeAllowed('refresh_token'),
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   features: {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (ctx, c, oneOf) => {
+        if (oneOf) return oneOf;
+        return c && Object.hasOwn(robotGroups, c.clientId) ? MACHINE_RESOURCE : undefined;
+      },
+      useGrantedResource: async () => false,
+      getResourceServerInfo: async (ctx, resource, c) => {
+        if (resource !== MACHINE_RESOURCE || !Object.hasOwn(robotGroups, c.clientId)) {
+          throw new errors.InvalidTarget();
+        }
+        return {
+          scope: 'machine', audience: MACHINE_AUDIENCE, accessTokenTTL: 300, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
     devInteractions: { enabled: false },
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: {
@@ -335,11 +377,45 @@ async function setLogoutTokenOmit(req, res) {
   res.end();
 }
 
+// signAccessToken serves POST /test/access-token for the test suite: an
+// access token signed with the provider's key, with the claims asked for.
+async function signAccessToken(req, res) {
+  const want = `Basic ${Buffer.from(`edgepass:${clientSecret}`).toString('base64')}`;
+  const got = String(req.headers.authorization || '');
+  if (req.method !== 'POST' || got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
+    res.statusCode = 403;
+    res.end('forbidden\n');
+    return;
+  }
+  const form = await readForm(req);
+  const now = Math.floor(Date.now() / 1000);
+  const expIn = Number(form.get('exp_in') || '300');
+  const claims = {
+    iss: issuer,
+    sub: form.get('sub') || 'robot',
+    client_id: form.get('sub') || 'robot',
+    aud: form.get('aud') || MACHINE_AUDIENCE,
+    iat: Math.min(now, now + expIn - 1),
+    exp: now + expIn,
+    jti: crypto.randomBytes(12).toString('hex'),
+    scope: 'machine',
+    groups: list(form.get('groups')),
+  };
+  const input = `${b64url(JSON.stringify({ alg: 'RS256', typ: 'at+jwt', kid: signingJWK.kid }))}.${b64url(JSON.stringify(claims))}`;
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'text/plain');
+  res.end(`${input}.${b64url(crypto.sign('sha256', Buffer.from(input), signingKey))}`);
+}
+
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
   if (url.pathname === '/test/logout-token-omit') {
     await setLogoutTokenOmit(req, res);
+    return;
+  }
+  if (url.pathname === '/test/access-token') {
+    await signAccessToken(req, res);
     return;
   }
   const parts = url.pathname.split('/').filter(Boolean);

@@ -3,18 +3,19 @@
 // entries of the edge KV bucket. Reads are cheap (one read lock, map lookups) and
 // Version tells a cache when its decisions may be out of date.
 //
-// Trust: whoever can write the edge bucket must not be able to widen access.
-// The facts that could (the verification keys, group overrides) are accepted
-// only when signed by a configured trust anchor (token.VerifyFact), bound to
-// their own key and never older than the fact held; the facts that narrow
-// access (revocations) only ever grow: a later put cannot shorten them and a
-// delete or purge is ignored.
+// Trust (docs/architecture.md, I10): whoever can write the edge bucket must
+// not be able to widen access. The facts that could (the verification keys,
+// group overrides) are accepted only when signed by a configured trust anchor
+// (token.VerifyFact), bound to their own key and never older than the fact
+// held; the facts that narrow access (revocations) only ever grow: a later
+// put cannot shorten them and a delete or purge is ignored.
 package edgestate
 
 import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/idptoken"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -110,6 +112,35 @@ type KeysFact struct {
 	// MaxTokenLifetime (seconds) bounds exp - iat of any token the edge
 	// accepts: a token minted with a leaked key for a long life is refused.
 	MaxTokenLifetime int64 `json:"maxTokenLifetime"`
+	// Mint is the daemon's assertion mint key: edges seal their requests
+	// for identity assertions to it (package mint). Absent from an older
+	// daemon; edges then cannot serve assertionHeader routes.
+	Mint *MintKey `json:"mint,omitempty"`
+	// IdP is the identity provider's signing keys and claim mapping, so
+	// edges can verify IdP-issued JWT access tokens (middleware setting
+	// bearer). Absent until the daemon fetched them.
+	IdP *IdPKeys `json:"idp,omitempty"`
+}
+
+// IdPKeys is what an edge needs to accept the IdP's JWT access tokens the
+// way the daemon accepts its logins.
+type IdPKeys struct {
+	// Issuer is the IdP's issuer (iss of its tokens).
+	Issuer string `json:"issuer"`
+	// JWKS is the IdP's key set as its jwks_uri serves it (RSA, EC, OKP).
+	JWKS json.RawMessage `json:"jwks"`
+	// GroupsClaim and UserClaims are the daemon's oidc.groupsClaim and
+	// oidc.userClaims, compiled; GroupsInclude is oidc.groupsInclude
+	// (names, or prefixes ending in *).
+	GroupsClaim   []idptoken.ClaimPath `json:"groupsClaim,omitempty"`
+	UserClaims    []idptoken.ClaimPath `json:"userClaims,omitempty"`
+	GroupsInclude []string             `json:"groupsInclude,omitempty"`
+}
+
+// MintKey is the public half of the daemon's mint key (X25519).
+type MintKey struct {
+	Kid string `json:"kid"`
+	Key string `json:"key"` // base64url, 32 bytes
 }
 
 // maxGroupsRollbackWindow is how long a cleared group override is
@@ -193,6 +224,10 @@ type State struct {
 	// groupsCleared remembers the signing time of cleared overrides, so an
 	// older override replayed after a clear is refused too.
 	groupsCleared map[string]int64
+	// mint is the daemon's mint key (*mintKey), from the keys fact.
+	mint atomic.Value
+	// idp is the IdP's keys and claim mapping (*IdPKeys), from the keys fact.
+	idp atomic.Value
 
 	version   atomic.Int64
 	changeMu  sync.Mutex
@@ -341,8 +376,8 @@ func (s *State) changed(c Change) {
 
 // OnChange adds f to the functions run after every change that can alter a
 // decision, once the version has moved, in the goroutine that made the
-// change (the NATS watcher's): a cache whose readers cannot afford to compare
-// versions drops the affected decisions there instead. Functions add up; none
+// change (the NATS watcher's): the plugin's line index drops the affected
+// decisions there (docs/architecture.md, I7). Functions add up; none
 // replaces another.
 func (s *State) OnChange(f func(Change)) {
 	s.changeMu.Lock()
@@ -522,8 +557,24 @@ func (s *State) applyKeys(value []byte, seq uint64) (bool, error) {
 	}
 	s.keysIat = f.Iat
 	s.signed[KeyKeys] = signedFact{raw: string(bytes.TrimSpace(value)), seq: seq}
+	// The mint key changes no decision: it only says where to seal
+	// assertion requests.
+	if f.Mint != nil {
+		if pub, err := base64.RawURLEncoding.DecodeString(f.Mint.Key); err == nil && len(pub) == 32 && f.Mint.Kid != "" {
+			s.mint.Store(&mintKey{kid: f.Mint.Kid, pub: pub})
+		}
+	}
+	// The IdP's keys decide IdP access tokens: a change is a change.
+	idpChanged := false
+	if f.IdP != nil {
+		old, _ := s.idp.Load().(*IdPKeys)
+		if old == nil || !sameIdP(old, f.IdP) {
+			s.idp.Store(f.IdP)
+			idpChanged = true
+		}
+	}
 	lifetimeChanged := s.maxLifetime.Swap(f.MaxTokenLifetime) != f.MaxTokenLifetime
-	if ks.Equal(s.keys) && s.keys != nil && !lifetimeChanged {
+	if ks.Equal(s.keys) && s.keys != nil && !lifetimeChanged && !idpChanged {
 		return false, nil
 	}
 	s.keys = ks
@@ -599,8 +650,8 @@ func (s *State) Version() uint64 {
 }
 
 // VersionCounter exposes the version counter itself: under Yaegi a compiled
-// Load on it is far cheaper than an interpreted call to Version. Only the
-// state adds to it.
+// Load on it is far cheaper than an interpreted call to Version
+// (docs/architecture.md, I7). Only the state adds to it.
 func (s *State) VersionCounter() *atomic.Int64 {
 	return &s.version
 }
@@ -685,6 +736,34 @@ func (s *State) KeyRevoked(kid string) bool {
 	r := s.revokedKids[kid]
 	s.mu.RUnlock()
 	return r
+}
+
+type mintKey struct {
+	kid string
+	pub []byte
+}
+
+// MintKey returns the daemon's assertion mint key from the signed keys
+// fact (kid "" until one arrived).
+func (s *State) MintKey() (string, []byte) {
+	m, _ := s.mint.Load().(*mintKey)
+	if m == nil {
+		return "", nil
+	}
+	return m.kid, m.pub
+}
+
+// IdP returns the IdP's keys and claim mapping from the signed keys fact
+// (nil until one carried them). Do not modify.
+func (s *State) IdP() *IdPKeys {
+	f, _ := s.idp.Load().(*IdPKeys)
+	return f
+}
+
+func sameIdP(a, b *IdPKeys) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
 }
 
 // Keys returns the verification keys received over NATS, nil until a `keys` entry

@@ -256,7 +256,13 @@ func (c *Cut) Sign(gen string, iat int64, anchor ed25519.PrivateKey) ([][]byte, 
 	values := make([][]byte, len(chunks))
 	for i := 0; i < len(chunks); i++ {
 		p := chunks[i]
-		p.Key, p.Iat, p.Gen, p.Seq, p.N, p.I = SnapshotKey(i), iat, gen, seq, len(chunks), i
+		// One assignment per statement (docs/architecture.md, I1).
+		p.Key = SnapshotKey(i)
+		p.Iat = iat
+		p.Gen = gen
+		p.Seq = seq
+		p.N = len(chunks)
+		p.I = i
 		v, err := signFact(p, anchor)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: chunk %d: %v", ErrSnapshot, i, err)

@@ -96,6 +96,9 @@ type Config struct {
 	EdgeName string
 	// ReplicaID names this edge in heartbeats (default: the hostname).
 	ReplicaID string
+	// Version is the plugin release the heartbeats report, so operators
+	// see which plugin every Traefik replica runs.
+	Version string
 	// TrustAnchors are the daemon's trust-anchor public keys in text form
 	// (token.ParseAnchors). Keys and groups facts not signed by one are
 	// refused; with none, all of them are.
@@ -136,6 +139,7 @@ type settings struct {
 	stream     string // KV_<bucket>
 	kvPrefix   string // $KV.<bucket>.
 	replica    string
+	version    string
 	edge       string // the edge name: inbox, consumer names, heartbeat subject
 	anchors    *token.KeySet
 	tlsConfig  *tls.Config // nil unless TLS is wanted or offered
@@ -179,25 +183,6 @@ func normalize(cfg Config) Config {
 	sort.Strings(anchors)
 	cfg.TrustAnchors = anchors
 	return cfg
-}
-
-// canonicalKey identifies a Config for process-wide sharing.
-func canonicalKey(cfg Config) string {
-	cfg = normalize(cfg)
-	fields := []string{
-		strings.Join(cfg.URLs, ","), cfg.Bucket, cfg.Token, cfg.TokenFile, cfg.User, cfg.Password,
-		cfg.PasswordFile, cfg.NKeySeed, cfg.NKeySeedFile, cfg.CredsFile, cfg.CertFile, cfg.KeyFile,
-		cfg.CAFile, cfg.TLSServerName, cfg.EdgeName, cfg.ReplicaID, strings.Join(cfg.TrustAnchors, ","),
-		strconv.FormatBool(cfg.InsecureSkipVerify), cfg.IdleHeartbeat.String(), cfg.CrossCheckInterval.String(),
-	}
-	var b strings.Builder
-	for i := 0; i < len(fields); i++ {
-		b.WriteString(strconv.Itoa(len(fields[i])))
-		b.WriteByte(':')
-		b.WriteString(fields[i])
-		b.WriteByte(';')
-	}
-	return b.String()
 }
 
 // validBucket reports whether name is a legal KV bucket name.
@@ -251,7 +236,8 @@ func parseServerURL(raw string) (serverURL, error) {
 	s.name = host
 	if u.User != nil {
 		if p, ok := u.User.Password(); ok {
-			s.user, s.pass = u.User.Username(), p
+			s.user = u.User.Username()
+			s.pass = p
 		} else {
 			s.token = u.User.Username()
 		}
@@ -334,6 +320,7 @@ func validate(cfg Config) (*settings, error) {
 	if s.crossCheck < 100*time.Millisecond {
 		return nil, errors.New("natsedge: cross-check interval must be at least 100ms")
 	}
+	s.version = cfg.Version
 	s.replica = cfg.ReplicaID
 	if s.replica == "" {
 		h, err := os.Hostname()

@@ -13,8 +13,8 @@
 //
 // NATS is not trusted to be private. Each edge has a name (EdgeName, else
 // User, else "edge") and its credential needs exactly
-// EdgePermissions(bucket, edge): its own inbox (InboxPrefix), STREAM.INFO of
-// the bucket's stream, create/delete of its named consumers
+// EdgePermissions(bucket, edge): its own inbox (InboxPrefix), STREAM.INFO and
+// direct gets of the bucket's stream, create/delete of its named consumers
 // (ConsumerName(edge, 0..ConsumerSlots-1)), their flow control, and its
 // heartbeat subject (HeartbeatSubject). No other edge can read its
 // deliveries or touch its consumers.
@@ -31,11 +31,58 @@
 // recreated too (Stats.Hijacks). Every 5s the edge publishes its sync state
 // on HeartbeatSubject(bucket, edge).
 //
+// Creating a consumer needs the JetStream metadata leader, which a cluster
+// re-elects for seconds after a node dies. While the edge has no consumer
+// that delivers (none for 300ms, or one silent for an idle heartbeat plus
+// 300ms, or one not heard from since a cluster peer left), it follows the
+// stream with direct gets ($JS.API.DIRECT.GET.KV_<bucket>, answered by any
+// current stream peer) from the last applied sequence + 1, applying entries
+// exactly as deliveries; the consumer created later skips what they applied.
+// The edge stays "not synced" meanwhile (Stats.DirectGets,
+// Stats.DirectEntries; see bridgeState in bridge.go).
+//
 // The first sync of an edge with trust anchors starts with the daemon's
 // signed snapshot (docs/contracts.md, "Snapshots"): a consumer in one of its
 // slots reads the snapshot.> subjects, each verified chunk is applied, and
 // the bucket's consumer then starts after the sequence of the newest
 // complete generation (or replays everything when none is complete).
+//
+// Every thirty idle heartbeats (30s by default) a goroutine of its own
+// drops the facts past their expiry from the state, connected or not.
+//
+// # Files
+//
+// One concern per file. A Watcher is the process-wide follower of one NATS
+// setting; its run goroutine dials the servers and runs one link at a time:
+// a link is one NATS connection and its event loop, which drives the
+// consumer and everything after it in this list. ("link" always means a
+// NATS connection here; a session is a login session, as in the rest of
+// edgepass.)
+//
+//   - registry.go: Shared and canonicalKey: one Watcher per distinct Config
+//     for the whole process.
+//   - watcher.go: Watcher, Stats, start and Close, logging.
+//   - reconnect.go: the run goroutine: server order, cluster peers learned
+//     from INFO, backoff.
+//   - link.go: one connection's event loop (runLink): frames, ticks,
+//     PING/PONG, JetStream API requests and their replies.
+//   - consumer.go: the JetStream consumer: slots, create, resync, its
+//     phases.
+//   - delivery.go: what arrives on the deliver subject: entries, idle
+//     heartbeats, flow control, and the hijacks they reveal.
+//   - snapshot.go: the first sync's signed snapshot.
+//   - crosscheck.go: STREAM.INFO against what was applied.
+//   - bridge.go: the direct-get bridge while no consumer delivers.
+//   - heartbeat.go: Heartbeat, the sync state each edge publishes.
+//   - prune.go: dropping expired facts, on a ticker of its own.
+//   - request.go: requests to the daemon (Request), on a connection of
+//     their own.
+//   - subjects.go: edge names, subjects, consumer names, EdgePermissions.
+//   - config.go: Config, its defaults and validation, secrets and
+//     credentials.
+//   - conn.go: dialing, TLS, the CONNECT handshake, PUB/SUB/UNSUB.
+//   - proto.go: the protocol parser: INFO, MSG, HMSG, headers, ack subjects.
+//   - creds.go, nkey.go: .creds files and NKey signatures.
 //
 // Everything here must load in yaegi v0.16.1: standard library only, no
 // generics, no named integer types compared with typed constants, no

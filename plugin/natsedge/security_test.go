@@ -630,9 +630,11 @@ func TestLameDuckMovesToAnotherServer(t *testing.T) {
 	var fc *fakeConn
 	var other *fakeServer
 	select {
-	case fc = <-a.conns:
+	case c := <-a.conns:
+		fc = c
 		other = b
-	case fc = <-b.conns:
+	case c := <-b.conns:
+		fc = c
 		other = a
 	case <-time.After(5 * time.Second):
 		t.Fatal("no connection")

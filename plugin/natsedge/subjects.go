@@ -48,15 +48,27 @@ func HeartbeatWildcard(bucket string) string {
 	return "edgepass.heartbeat." + bucket + ".*"
 }
 
+// AssertionSubject is where the edge named edge asks the daemon to mint
+// identity assertions (package mint; requests sealed to the daemon, replies
+// to the edge's inbox); the daemon takes the edge name from the subject.
+func AssertionSubject(bucket, edge string) string {
+	return "edgepass.assert." + bucket + "." + edge
+}
+
+// AssertionWildcard matches every edge's assertion subject for bucket.
+func AssertionWildcard(bucket string) string {
+	return "edgepass.assert." + bucket + ".*"
+}
+
 // EdgePermissions is everything the NATS credential of the edge named edge
 // needs on bucket, and all it may have (docs/contracts.md, "NATS: who may do
 // what"): the stream's INFO, direct gets on the stream (the bucket's facts
 // are public to edges; they follow the stream that way while they have no
 // consumer), create and delete of its own named consumers, their
-// flow-control replies and its heartbeat subject; subscribe on its own inbox
-// only. No _INBOX.>, no consumer INFO/LIST/NAMES, no ephemeral creates, no
-// other stream (the key and session buckets in particular), no $KV
-// publishes, no direct gets by subject.
+// flow-control replies, its heartbeat subject and its assertion subject;
+// subscribe on its own inbox only. No _INBOX.>, no consumer INFO/LIST/NAMES,
+// no ephemeral creates, no other stream (the key and session buckets in
+// particular), no $KV publishes, no direct gets by subject.
 func EdgePermissions(bucket, edge string) (publish, subscribe []string) {
 	stream := "KV_" + bucket
 	publish = append(publish, "$JS.API.STREAM.INFO."+stream)
@@ -71,6 +83,7 @@ func EdgePermissions(bucket, edge string) (publish, subscribe []string) {
 		publish = append(publish, "$JS.FC."+stream+"."+ConsumerName(edge, n)+".*")
 	}
 	publish = append(publish, HeartbeatSubject(bucket, edge))
+	publish = append(publish, AssertionSubject(bucket, edge))
 	subscribe = []string{InboxPrefix(edge) + ".>"}
 	return publish, subscribe
 }

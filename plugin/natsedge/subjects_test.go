@@ -73,6 +73,7 @@ func TestEdgePermissionsAreExactlyTheContract(t *testing.T) {
 		want = append(want, "$JS.FC.KV_B.edge_e1_"+n+".*")
 	}
 	want = append(want, "edgepass.heartbeat.B.e1")
+	want = append(want, "edgepass.assert.B.e1")
 	if strings.Join(pub, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("publish =\n%s\nwant\n%s", strings.Join(pub, "\n"), strings.Join(want, "\n"))
 	}

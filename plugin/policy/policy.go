@@ -6,7 +6,7 @@
 // a refused request is a browser navigation (login redirect) or an API call
 // (401), why a request is refused, and the defaults both use.
 //
-// Standard library only and Yaegi-safe: it runs inside Traefik.
+// It runs inside Traefik: Go that Yaegi v0.16.1 runs (docs/architecture.md, I1).
 package policy
 
 import (
@@ -51,10 +51,19 @@ const (
 	Stale          = "stale"
 	NotSynced      = "not_synced"
 	NoKeys         = "no_keys"
+	// WrongAudience and WrongIssuer: a validly signed token meant for
+	// something else (a service token outside its scope, an IdP access
+	// token for another API, a token of another daemon or IdP).
+	WrongAudience = "wrong_audience"
+	WrongIssuer   = "wrong_issuer"
+	// AssertionUnavailable: the route sends an identity assertion
+	// (assertionHeader) and none could be had from the daemon (503).
+	AssertionUnavailable = "assertion_unavailable"
 )
 
 // Reasons lists every reason code, for metrics whose series start at zero.
-var Reasons = []string{NoToken, BadToken, Expired, SessionRevoked, UserRevoked, TooLong, NotAllowed, Stale, NotSynced, NoKeys}
+var Reasons = []string{NoToken, BadToken, Expired, SessionRevoked, UserRevoked, TooLong, NotAllowed, Stale, NotSynced, NoKeys,
+	WrongAudience, WrongIssuer, AssertionUnavailable}
 
 // AlwaysStripped are identity headers of common forward-auth setups: a
 // client must never be able to send them to a backend, whatever the route
@@ -206,7 +215,8 @@ func (p *Policy) StripPatterns() (exact, prefixes []string) {
 	for n := range p.stripExact {
 		exact = append(exact, n)
 	}
-	return exact, append([]string(nil), p.stripPrefix...)
+	prefixes = append(prefixes, p.stripPrefix...) // not in the return: docs/architecture.md, I1
+	return exact, prefixes
 }
 
 // ForwardAuthRegex is a Traefik ForwardAuth authResponseHeadersRegex for
@@ -238,7 +248,7 @@ func dashClass(n string) string {
 		switch {
 		case c == '-':
 			b.WriteString("[-_]")
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9': // one condition: docs/architecture.md, I1
 			b.WriteByte(c)
 		default:
 			b.WriteByte('\\')
@@ -248,7 +258,7 @@ func dashClass(n string) string {
 	return b.String()
 }
 
-// sortStrings is an insertion sort (Yaegi: no generic sort helpers).
+// sortStrings is an insertion sort (no slices.Sort: docs/architecture.md, I1).
 func sortStrings(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {
@@ -355,7 +365,7 @@ func (p *Policy) Decide(c *token.Claims, subjectKey string, st State, now time.T
 // (302 or 401) rather than 403 or 503.
 func Unauthenticated(reason string) bool {
 	switch reason {
-	case NoToken, BadToken, Expired, SessionRevoked, UserRevoked, TooLong:
+	case NoToken, BadToken, Expired, SessionRevoked, UserRevoked, TooLong, WrongAudience, WrongIssuer:
 		return true
 	}
 	return false
@@ -372,8 +382,13 @@ func Challenge(reason string) string {
 
 // TokenReason maps a token.Verify error to a reason code.
 func TokenReason(err error) string {
-	if errors.Is(err, token.ErrExpired) {
+	switch {
+	case errors.Is(err, token.ErrExpired):
 		return Expired
+	case errors.Is(err, token.ErrAudience):
+		return WrongAudience
+	case errors.Is(err, token.ErrIssuer):
+		return WrongIssuer
 	}
 	return BadToken
 }

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -80,10 +79,11 @@ type fakeState struct {
 	override                             []string
 }
 
-func (f fakeState) SessionRevoked(string, time.Time) bool     { return f.sessionRevoked }
-func (f fakeState) UserRevoked(string, int64, time.Time) bool { return f.userRevoked }
-func (f fakeState) TooLong(int64, int64) bool                 { return f.tooLong }
-func (f fakeState) GroupsOverride(string, int64) ([]string, bool) {
+// Named parameters: docs/architecture.md, I1.
+func (f fakeState) SessionRevoked(_ string, _ time.Time) bool       { return f.sessionRevoked }
+func (f fakeState) UserRevoked(_ string, _ int64, _ time.Time) bool { return f.userRevoked }
+func (f fakeState) TooLong(_, _ int64) bool                         { return f.tooLong }
+func (f fakeState) GroupsOverride(_ string, _ int64) ([]string, bool) {
 	return f.override, f.override != nil
 }
 
@@ -131,8 +131,9 @@ func TestCompileRefusesBadRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := Compile(tc.rules)
-		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != tc.field {
+		// A type assertion, not errors.As: docs/architecture.md, I1.
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != tc.field {
 			t.Errorf("%+v: err = %v, want a %s error", tc.rules, err, tc.field)
 		}
 	}

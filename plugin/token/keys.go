@@ -4,7 +4,12 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
+
+// AssertionKidPrefix starts the kid of every identity-assertion key in the
+// daemon's JWKS (package assertion's KidPrefix): ParseJWKS skips them.
+const AssertionKidPrefix = "assert-"
 
 // Key is one Ed25519 verification key and the kid tokens name it by.
 type Key struct {
@@ -102,7 +107,8 @@ type jwksOut struct {
 }
 
 // ParseJWKS reads the Ed25519 (OKP) keys of a JWKS; other key types, keys for
-// other uses or algorithms and broken entries are skipped so a mixed set still
+// other uses or algorithms, assertion keys (AssertionKidPrefix) and broken
+// entries are skipped so a mixed set still
 // works, but a set with no usable key is an error (ErrNoKeys).
 func ParseJWKS(data []byte) (*KeySet, error) {
 	var set jwks
@@ -116,6 +122,11 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 			continue
 		}
 		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid == "" {
+			continue
+		}
+		if strings.HasPrefix(k.Kid, AssertionKidPrefix) {
+			// An identity-assertion key (package assertion), published in
+			// the same JWKS: it must never verify a session.
 			continue
 		}
 		if k.Alg != "" && k.Alg != "EdDSA" {

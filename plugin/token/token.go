@@ -1,9 +1,9 @@
 // Package token signs and verifies edgepass session tokens: compact JWS with
 // EdDSA (Ed25519) only, verified against a set of public keys (JWKS).
 //
-// The package is standard library only and loads under yaegi v0.16.1, so it
-// avoids generics and does not rely on JSON methods of its own types when it
-// encodes or decodes (yaegi's reflect types carry no methods).
+// It runs inside Traefik, so it is Go that Yaegi v0.16.1 runs
+// (docs/architecture.md, I1): no generics, and no decoding through JSON
+// methods of its own types (wireClaims).
 package token
 
 import (
@@ -64,7 +64,11 @@ func (a Audience) MarshalJSON() ([]byte, error) {
 	return json.Marshal([]string(a))
 }
 
-// UnmarshalJSON accepts a string or an array of strings.
+// UnmarshalJSON accepts a string or an array of strings. Native callers
+// only: under Yaegi encoding/json cannot call it, so Verify decodes
+// wireClaims (docs/architecture.md, I1).
+//
+//yaegicheck:ignore native only: the plugin decodes claims through wireClaims
 func (a *Audience) UnmarshalJSON(data []byte) error {
 	var v any
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -91,10 +95,22 @@ type Claims struct {
 	NotBefore         int64    `json:"nbf,omitempty"`
 	Expiry            int64    `json:"exp,omitempty"`
 	Groups            []string `json:"groups,omitempty"`
+	// ServiceAudiences is a service token's scope (claim svc_aud): the
+	// audiences of the middlewares that may accept it. Empty for sessions.
+	ServiceAudiences []string `json:"svc_aud,omitempty"`
 }
 
-// wireClaims is the on-the-wire form; aud is decoded as any because yaegi cannot
-// call Audience.UnmarshalJSON.
+// ServiceAudience is the aud of service tokens (machine credentials the
+// daemon issues): never the session audience, so a middleware (or an older
+// edge) that does not accept service tokens refuses them, and never a
+// backend's audience, so no backend takes one for an identity assertion.
+const ServiceAudience = "edgepass-service"
+
+// ServiceSubjectPrefix starts the sub of every service token.
+const ServiceSubjectPrefix = "service:"
+
+// wireClaims is the on-the-wire form; aud is decoded as any because Yaegi
+// cannot call Audience.UnmarshalJSON (docs/architecture.md, I1).
 type wireClaims struct {
 	Iss    string   `json:"iss,omitempty"`
 	Sub    string   `json:"sub,omitempty"`
@@ -107,6 +123,7 @@ type wireClaims struct {
 	Name   string   `json:"name,omitempty"`
 	User   string   `json:"preferred_username,omitempty"`
 	Groups []string `json:"groups,omitempty"`
+	SvcAud []string `json:"svc_aud,omitempty"`
 }
 
 type wireHeader struct {
@@ -155,7 +172,7 @@ func Sign(c *Claims, kid string, priv ed25519.PrivateKey) (string, error) {
 	w := wireClaims{
 		Iss: c.Issuer, Sub: c.Subject, Sid: c.SessionID,
 		Iat: c.IssuedAt, Nbf: c.NotBefore, Exp: c.Expiry,
-		Email: c.Email, Name: c.Name, User: c.PreferredUsername, Groups: c.Groups,
+		Email: c.Email, Name: c.Name, User: c.PreferredUsername, Groups: c.Groups, SvcAud: c.ServiceAudiences,
 	}
 	if len(c.Audience) == 1 {
 		w.Aud = c.Audience[0]
@@ -244,7 +261,7 @@ func (v *Verifier) Verify(raw string, keys *KeySet, now time.Time) (*Claims, err
 	c := &Claims{
 		Issuer: w.Iss, Subject: w.Sub, SessionID: w.Sid, Audience: aud,
 		IssuedAt: w.Iat, NotBefore: w.Nbf, Expiry: w.Exp,
-		Email: w.Email, Name: w.Name, PreferredUsername: w.User, Groups: w.Groups,
+		Email: w.Email, Name: w.Name, PreferredUsername: w.User, Groups: w.Groups, ServiceAudiences: w.SvcAud,
 	}
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: missing sub", ErrMalformed)

@@ -100,11 +100,20 @@ edgepass demo is running.
                or  bob / bob-password       (groups: staff)
   Admins only      %[1]s/admins/   (bob gets 403)
   Public page      %[1]s/public/   (no sign-in)
+  Verified         %[1]s/asserted/ (the app verifies edgepass's signed identity
+                   assertion with package assertion and the daemon's JWKS)
   Sign out         %[2]s/logout
 
   List sessions    %[3]s
   Revoke one       %[4]s -- <sid>
   Give bob admins  %[5]s -- bob staff,admins
+
+  Machine clients on %[1]s/machine/ (API route: service tokens and IdP
+  access tokens, Authorization: Bearer):
+    service token  %[12]s -- robot
+    IdP token      curl -s -u robot:%[13]s -d grant_type=client_credentials \
+                     -d resource=%[14]s %[7]s/token
+    then           curl -H "Authorization: Bearer <token>" %[1]s/machine/items
 
   Daemon status %[2]s/  ·  admin API %[6]s  ·  provider %[7]s
   NATS             nats://127.0.0.1:%[8]d (authentication required; Traefik logs in as
@@ -118,7 +127,9 @@ Press Ctrl-C to stop.
 		strings.Replace(cliBase, " --admin.url", " sessions revoke --admin.url", 1),
 		strings.Replace(cliBase, " --admin.url", " groups set --admin.url", 1),
 		stack.Daemon.AdminURL, stack.Provider.Issuer, stack.Opts.Ports.NATS, stack.LogDir,
-		stack.Daemon.EdgePasswordFile(harness.DefaultEdgeName), anchor)
+		stack.Daemon.EdgePasswordFile(harness.DefaultEdgeName), anchor,
+		strings.Replace(cliBase, " --admin.url", " tokens create --audiences="+harness.MachineAudience+" --groups=robots --admin.url", 1),
+		stack.Opts.ClientSecret, harness.MachineResource)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -150,5 +161,15 @@ func smokeTest(stack *harness.Stack) error {
 		return fmt.Errorf("demo smoke test: sign-in did not end on the demo page showing alice:\n%s\n%.500s", page.Trace(), page.Body)
 	}
 	fmt.Println("demo smoke test: signed in as alice; the demo page shows her identity headers")
+	// The verifying backend: the same session on the assertion route.
+	req, err := harness.NavRequest("GET", stack.Traefiks[0].URL+harness.PathAsserted+"/", nil)
+	if err != nil {
+		return err
+	}
+	resp, body, err := b.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Verified identity") || !strings.Contains(string(body), "alice@example.com") {
+		return fmt.Errorf("demo smoke test: the app did not verify alice's identity assertion: %v %.500s", err, body)
+	}
+	fmt.Println("demo smoke test: the app verified alice's signed identity assertion")
 	return nil
 }

@@ -99,7 +99,7 @@ Config fields, so a misspelled setting fails the render instead of being
 refused by Traefik.
 */}}
 {{- define "edgepass.pluginSettings" -}}
-loginURL issuer audience jwks trustAnchors cookieName clockSkew allowedGroups allowedUsers allowedEmailDomains publicPaths userHeader emailHeader groupsHeader nameHeader subjectHeader groupsSeparator stripHeaders removeCookie requireSync logLevel cacheSize maxStaleness staleAction nats
+loginURL issuer audience jwks trustAnchors cookieName clockSkew allowedGroups allowedUsers allowedEmailDomains publicPaths userHeader emailHeader groupsHeader nameHeader subjectHeader groupsSeparator stripHeaders removeCookie requireSync logLevel cacheSize maxStaleness staleAction nats assertionHeader assertionAudience serviceTokens bearer
 {{- end }}
 {{- define "edgepass.pluginNATSSettings" -}}
 urls bucket token tokenFile user password passwordFile nkeySeed nkeySeedFile credsFile certFile keyFile edgeName caFile tlsServerName insecureSkipVerify replicaID

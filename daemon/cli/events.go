@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/events"
+)
+
+// followInterval is how often `events --follow` asks for new events.
+var followInterval = time.Second
+
+// changeCommands are the commands that change something: --reason goes
+// with them into the audit trail.
+var changeCommands = []string{"sessions revoke", "users revoke", "groups set", "groups clear", "keys rotate", "keys revoke"}
+
+// checkEventFlags refuses the events flags on other commands, and
+// --reason on commands that change nothing.
+func checkEventFlags(o *options, cmd string) error {
+	if cmd != "events" && (o.follow || o.kind != "" || o.source != "" || o.actor != "" || o.limit != "") {
+		return &usageError{"--follow, --kind, --source, --actor and --limit only apply to events"}
+	}
+	if o.reason != "" && !slices.Contains(changeCommands, cmd) {
+		return &usageError{"--reason only applies to commands that change something: " + strings.Join(changeCommands, ", ")}
+	}
+	if cmd != "events" {
+		return nil
+	}
+	if o.kind != "" && !events.ValidKind(o.kind) {
+		return &usageError{fmt.Sprintf("--kind %q: use one of %s", o.kind, strings.Join(events.Kinds, ", "))}
+	}
+	if o.source != "" && !events.ValidSource(o.source) {
+		return &usageError{fmt.Sprintf("--source %q: use one of %s", o.source, strings.Join(events.Sources, ", "))}
+	}
+	if o.limit != "" {
+		if n, err := strconv.Atoi(o.limit); err != nil || n < 1 || n > events.MaxLimit {
+			return &usageError{fmt.Sprintf("--limit: want 1 to %d", events.MaxLimit)}
+		}
+	}
+	if o.sub {
+		return &usageError{"--sub does not apply to events (--user matches subs too)"}
+	}
+	return nil
+}
+
+func (o *options) eventQuery() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"user": o.user, "actor": o.actor, "kind": o.kind, "source": o.source, "limit": o.limit} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+func (r *runner) events(ctx context.Context, c *client, o *options) error {
+	q := o.eventQuery()
+	if !o.follow {
+		var p events.Page
+		if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "events"}, q, nil, "", &p); !ok {
+			return err
+		}
+		if len(p.Events) == 0 {
+			fmt.Fprintln(r.stdout, "No events.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tSOURCE\tUSER\tREASON / DETAIL")
+		for _, e := range p.Events {
+			fmt.Fprintln(tw, eventLine(e, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if p.Next > 0 {
+			fmt.Fprintf(r.stdout, "Older events: the API's before=%d (GET /api/v1/events?before=%d).\n", p.Next, p.Next)
+		}
+		return nil
+	}
+	// Follow: the latest events oldest first, then whatever comes after.
+	var p events.Page
+	if err := r.get(ctx, c, []string{"api", "v1", "events"}, q, &p); err != nil {
+		return err
+	}
+	slices.Reverse(p.Events)
+	if err := r.printEvents(o, p.Events); err != nil {
+		return err
+	}
+	cursor := p.Last
+	q.Del("limit")
+	t := time.NewTicker(followInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		q.Set("after", strconv.FormatUint(cursor, 10))
+		var next events.Page
+		if err := r.get(ctx, c, []string{"api", "v1", "events"}, q, &next); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := r.printEvents(o, next.Events); err != nil {
+			return err
+		}
+		cursor = max(cursor, next.Next)
+	}
+}
+
+// get calls the API and decodes the answer, whatever --json says.
+func (r *runner) get(ctx context.Context, c *client, segs []string, q url.Values, v any) error {
+	data, err := c.call(ctx, "GET", segs, q, nil, "")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("admin API at %s: unexpected answer: %v; is the CLI as new as the daemon?", c.base, err)
+	}
+	return nil
+}
+
+// printEvents writes events one per line: JSON with --json, else text.
+func (r *runner) printEvents(o *options, list []events.Event) error {
+	for _, e := range list {
+		if o.json {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(r.stdout, "%s\n", b); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := fmt.Fprintln(r.stdout, eventLine(e, "  ")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventLine is an event for a terminal (every value sanitized).
+func eventLine(e events.Event, sep string) string {
+	who := cell(firstOf(e.User, e.Email, e.Subject))
+	if e.SessionID != "" {
+		who += " session " + cell(e.SessionID)
+	}
+	if e.KeyID != "" {
+		who += " key " + cell(e.KeyID)
+	}
+	why := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{e.Reason, e.Detail}, func(s string) bool { return s == "" }), "; "))
+	return strings.Join([]string{stamp(e.Time), cell(e.Kind), cell(e.Actor) + " (" + cell(e.ActorType) + ")", cell(e.Source), who, cell(why)}, sep)
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
+	var l admin.OverrideList
+	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "groups"}, nil, nil, "", &l); !ok {
+		return err
+	}
+	if len(l.Overrides) == 0 {
+		fmt.Fprintln(r.stdout, "No group override in force.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tSUBJECT\tGROUPS\tSET\tEXPIRES")
+	for _, ov := range l.Overrides {
+		sub := ov.Subject
+		if sub == "" {
+			sub = "key " + ov.SubjectKey
+		}
+		groups := strings.Join(ov.Groups, ",")
+		if groups == "" {
+			groups = "(none)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(firstOf(ov.User, ov.Email)), cell(sub), cell(groups), stamp(ov.Set), stamp(ov.Expires))
+	}
+	return tw.Flush()
+}

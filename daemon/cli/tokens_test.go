@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/servicetoken"
+	"github.com/edgepass/edgepass/daemon/session"
+	jwt "github.com/edgepass/edgepass/plugin/token"
+)
+
+type signer struct{ priv ed25519.PrivateKey }
+
+func (s signer) SignClaims(c *jwt.Claims) (string, string, error) {
+	raw, err := jwt.Sign(c, "kidB", s.priv)
+	return raw, "kidB", err
+}
+
+func TestTokensCreateListRevoke(t *testing.T) {
+	f := newFixture(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	m, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: signer{priv}, Store: f.store,
+		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: edges{}, ServiceTokens: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(h)
+	defer f.srv.Close()
+
+	r := f.run("tokens", "create", "billing-sync", "--audiences=billing", "--groups", "billing,ops", "--expiresIn=2h")
+	if r.code != ExitOK {
+		t.Fatalf("create: exit %d: %s", r.code, r.stderr)
+	}
+	raw := strings.TrimSpace(r.stdout)
+	c, err := (&jwt.Verifier{Audience: jwt.ServiceAudience}).Verify(raw, jwt.NewKeySet(jwt.Key{ID: "kidB", Public: priv.Public().(ed25519.PublicKey)}), t0)
+	if err != nil || c.Subject != "service:billing-sync" || strings.Join(c.Groups, ",") != "billing,ops" {
+		t.Fatalf("printed token: %v %+v", err, c)
+	}
+	if !strings.Contains(r.stderr, "shown this once") || strings.Contains(r.stderr, raw) {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+	r = f.run("tokens", "list")
+	if r.code != ExitOK || !strings.Contains(r.stdout, c.SessionID) || !strings.Contains(r.stdout, "billing-sync") || strings.Contains(r.stdout, raw) {
+		t.Fatalf("list: %+v", r)
+	}
+	r = f.run("tokens", "revoke", c.SessionID)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "Revoked service token") {
+		t.Fatalf("revoke: %+v", r)
+	}
+	f.edge.mu.Lock()
+	revoked := f.edge.revoked
+	f.edge.mu.Unlock()
+	if len(revoked) != 1 || revoked[0] != c.SessionID {
+		t.Fatalf("edge revocations %v", revoked)
+	}
+	if r := f.run("tokens", "revoke", c.SessionID); r.code != ExitError || !strings.Contains(r.stderr, "404") {
+		t.Fatalf("second revoke: %+v", r)
+	}
+	// Usage errors.
+	for _, args := range [][]string{
+		{"tokens", "create", "x"},
+		{"tokens", "create", "x", "--audiences=a", "--expiresIn=soon"},
+		{"sessions", "list", "--audiences=a"},
+		{"tokens", "create"},
+	} {
+		if r := f.run(args...); r.code != ExitUsage {
+			t.Errorf("%v: exit %d, want usage: %s", args, r.code, r.stderr)
+		}
+	}
+	if r := f.run("tokens", "create", "--help"); r.code != ExitOK || !strings.Contains(r.stdout, "--audiences") {
+		t.Fatalf("help: %+v", r)
+	}
+}

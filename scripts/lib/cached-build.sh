@@ -1,0 +1,23 @@
+# Sourced by the build-*.sh scripts: the cache and lock steps they share.
+#
+# cached_build NAME VERSION BUILD prints the path of the cached binary
+# $EDGEPASS_CACHE/NAME-VERSION (default cache ~/.cache/edgepass). When it is
+# not there yet it takes a lock, so concurrent runs wait for each other
+# instead of building twice, and runs the function BUILD with the path to
+# write the binary to. BUILD reports progress on stderr and exits non-zero
+# when it cannot build.
+cached_build() {
+  local name=$1 version=$2 build=$3
+  local cache="${EDGEPASS_CACHE:-$HOME/.cache/edgepass}"
+  local bin="$cache/$name-$version"
+  if [ -x "$bin" ]; then echo "$bin"; return 0; fi
+  mkdir -p "$cache"
+  exec 9>"$cache/$name-$version.lock"
+  if ! flock -n 9; then
+    echo "build-$name: another build of $name $version is running; waiting for it" >&2
+    flock 9
+  fi
+  if [ -x "$bin" ]; then echo "$bin"; return 0; fi
+  "$build" "$bin"
+  echo "$bin"
+}
