@@ -140,8 +140,8 @@ type assertCache struct {
 	flights map[string]chan struct{}
 }
 
-func newAssertCache(max int) *assertCache {
-	return &assertCache{max: int64(max), flights: map[string]chan struct{}{}}
+func newAssertCache(capacity int) *assertCache {
+	return &assertCache{max: int64(capacity), flights: map[string]chan struct{}{}}
 }
 
 func (c *assertCache) get(raw string) *minted {
@@ -340,8 +340,8 @@ func compileAssertion(cfg *Config, s *settings) error {
 		// to every edge that trusts the daemon's JWKS.
 		return fieldErr("assertionAudience", "%q is the audience of edgepass's own tokens; give the backend its own", aud)
 	}
-	if len(aud) > 256 || strings.ContainsAny(aud, " \t\r\n") || policy.Sanitize(aud) != aud {
-		return fieldErr("assertionAudience", "%q: at most 256 characters, no spaces or control characters", aud)
+	if len(aud) > assertion.MaxAudience || strings.ContainsAny(aud, " \t\r\n") || policy.Sanitize(aud) != aud {
+		return fieldErr("assertionAudience", "%q: at most %d characters, no spaces or control characters", aud, assertion.MaxAudience)
 	}
 	if len(s.nats.URLs) == 0 {
 		return fieldErr("assertionHeader", "needs nats.urls: the daemon mints assertions, asked over NATS")

@@ -34,7 +34,7 @@ type idpSettings struct {
 // compileBearer validates the bearer block into s.
 func compileBearer(cfg *Config, s *settings) error {
 	b := cfg.Bearer
-	auds := splitList(b.Audiences)
+	auds := policy.SplitList(b.Audiences)
 	if !b.Enabled {
 		if len(auds) > 0 || strings.TrimSpace(b.Issuer) != "" || strings.TrimSpace(b.GroupsClaim) != "" {
 			return fieldErr("bearer.enabled", "set enabled: true to accept the IdP's access tokens (off by default)")

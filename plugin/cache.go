@@ -25,7 +25,7 @@ type decision struct {
 	subjectKey string
 	version    int64 // edge-state version the decision was computed at
 	// reason is why the request is refused (a policy reason code), "" when
-	// admitted: only admitted entries enter the line index.
+	// admitted: only admitted decisions enter the line index.
 	reason string
 	// keep is set on the copies in the line index only: the keep memo when
 	// the line was indexed (see ServeHTTP).

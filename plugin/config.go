@@ -1,6 +1,7 @@
 package edgepass
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -236,7 +237,33 @@ func fieldErr(field, format string, args ...any) error {
 	return fmt.Errorf("edgepass: "+field+": "+format, args...)
 }
 
-// compile validates cfg and precomputes settings; errors name the offending field.
+// problems collects what compile finds wrong, so New reports every problem
+// at once instead of one per configuration reload.
+type problems struct {
+	errs []error
+}
+
+// add records err; nil is no problem.
+func (p *problems) add(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+// err is every problem recorded, one per line, each naming its field; nil
+// without any.
+func (p *problems) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	if len(p.errs) == 1 {
+		return p.errs[0]
+	}
+	return errors.Join(p.errs...)
+}
+
+// compile validates cfg and precomputes settings. Every section is checked
+// and every problem reported at once, each naming its field.
 func compile(cfg *Config) (*settings, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("edgepass: no configuration")
@@ -245,14 +272,38 @@ func compile(cfg *Config) (*settings, error) {
 		return nil, err
 	}
 	s := &settings{}
+	var p problems
+	// In this order: later sections read the verifier's audience and the
+	// NATS URLs, which earlier ones set even when they report a problem.
+	compileLogin(cfg, s, &p)
+	compileVerifier(cfg, s, &p)
+	compileCookie(cfg, s, &p)
+	compileKeys(cfg, s, &p)
+	compilePublicPaths(cfg, s, &p)
+	p.add(compileAssertion(cfg, s))
+	p.add(compileServiceTokens(cfg, s))
+	p.add(compileBearer(cfg, s))
+	compilePolicy(cfg, s, &p)
+	compileLimits(cfg, s, &p)
+	compileStaleness(cfg, s, &p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	s.lineIndexOff = len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale
+	return s, nil
+}
 
+// compileLogin checks loginURL and precomputes the redirect's prefix.
+func compileLogin(cfg *Config, s *settings, p *problems) {
 	login := strings.TrimSpace(cfg.LoginURL)
 	if login == "" {
-		return nil, fieldErr("loginURL", "required: the daemon's login URL, e.g. https://auth.example.com/login")
+		p.add(fieldErr("loginURL", "required: the daemon's login URL, e.g. https://auth.example.com/login"))
+		return
 	}
 	u, err := url.Parse(login)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return nil, fieldErr("loginURL", "must be an absolute http(s) URL without user info or fragment, got %q", login)
+		p.add(fieldErr("loginURL", "must be an absolute http(s) URL without user info or fragment, got %q", login))
+		return
 	}
 	s.loginURL = login
 	switch {
@@ -263,82 +314,95 @@ func compile(cfg *Config) (*settings, error) {
 	default:
 		s.loginPrefix = login + "?rd="
 	}
+}
 
+// compileVerifier checks what a session token is verified against: issuer,
+// audience and clockSkew.
+func compileVerifier(cfg *Config, s *settings, p *problems) {
 	s.verifier.Issuer = strings.TrimSpace(cfg.Issuer)
 	if s.verifier.Issuer == "" {
-		return nil, fieldErr("issuer", "required: the daemon's publicURL (the iss of its tokens)")
+		p.add(fieldErr("issuer", "required: the daemon's publicURL (the iss of its tokens)"))
 	}
 	s.verifier.Audience = strings.TrimSpace(cfg.Audience)
 	if s.verifier.Audience == "" {
 		s.verifier.Audience = defaultAudience
 	}
-
 	skew, err := parseDuration(cfg.ClockSkew, defaultClockSkew)
 	if err != nil {
-		return nil, fieldErr("clockSkew", "%v", err)
+		p.add(fieldErr("clockSkew", "%v", err))
+		return
 	}
 	if skew > edgestate.PruneGrace {
 		// Edges forget a revocation PruneGrace after its exp: a longer skew
 		// would accept a revoked token again in between.
-		return nil, fieldErr("clockSkew", "%s is more than %s (how long edges keep a revocation past its exp); use a few seconds", skew, edgestate.PruneGrace)
+		p.add(fieldErr("clockSkew", "%s is more than %s (how long edges keep a revocation past its exp); use a few seconds", skew, edgestate.PruneGrace))
+		return
 	}
 	s.verifier.Skew = skew
 	s.skewSec = int64(skew / time.Second)
+}
 
+// compileCookie checks cookieName.
+func compileCookie(cfg *Config, s *settings, p *problems) {
 	s.cookieName = strings.TrimSpace(cfg.CookieName)
 	if s.cookieName == "" {
 		s.cookieName = defaultCookieName
 	}
-	if !validToken(s.cookieName) {
-		return nil, fieldErr("cookieName", "%q is not a valid cookie name", s.cookieName)
+	if !policy.ValidToken(s.cookieName) {
+		p.add(fieldErr("cookieName", "%q is not a valid cookie name", s.cookieName))
+		return
 	}
 	s.hostCookie = policy.HostCookieName(s.cookieName)
+}
 
+// compileKeys checks where verification keys come from: the inline jwks,
+// or NATS with the trust anchors that sign them.
+func compileKeys(cfg *Config, s *settings, p *problems) {
 	s.nats = cfg.NATS
-	s.nats.URLs = splitList(cfg.NATS.URLs)
+	s.nats.URLs = policy.SplitList(cfg.NATS.URLs)
 	jwks := strings.TrimSpace(cfg.JWKS)
 	if jwks != "" {
 		ks, err := token.ParseJWKS([]byte(jwks))
 		if err != nil {
-			return nil, fieldErr("jwks", "%v; paste the daemon's /.well-known/jwks.json", err)
+			p.add(fieldErr("jwks", "%v; paste the daemon's /.well-known/jwks.json", err))
 		}
 		s.inlineKeys = ks
 	} else if len(s.nats.URLs) == 0 {
-		return nil, fieldErr("jwks", "required when nats.urls is empty; paste the daemon's /.well-known/jwks.json")
+		p.add(fieldErr("jwks", "required when nats.urls is empty; paste the daemon's /.well-known/jwks.json"))
 	}
-	s.anchors = splitList(cfg.TrustAnchors)
+	s.anchors = policy.SplitList(cfg.TrustAnchors)
 	if len(s.anchors) > 0 {
 		if _, err := token.ParseAnchors(s.anchors); err != nil {
-			return nil, fieldErr("trustAnchors", "%v", err)
+			p.add(fieldErr("trustAnchors", "%v", err))
 		}
 	} else if len(s.nats.URLs) > 0 {
 		// Without an anchor no keys fact could be trusted: whoever can write
 		// the edge bucket could otherwise introduce a verification key.
-		return nil, fieldErr("trustAnchors", "required with nats.urls: the daemon's trust anchor, printed by `edgepass keys anchor` and in the daemon's log at start")
+		p.add(fieldErr("trustAnchors", "required with nats.urls: the daemon's trust anchor, printed by `edgepass keys anchor` and in the daemon's log at start"))
 	}
+}
 
+// compilePublicPaths checks publicPaths: exact paths, or prefixes ending in "*".
+func compilePublicPaths(cfg *Config, s *settings, p *problems) {
 	s.publicExact = map[string]bool{}
-	for _, p := range splitList(cfg.PublicPaths) {
-		if !strings.HasPrefix(p, "/") {
-			return nil, fieldErr("publicPaths", "%q must start with /", p)
+	for _, path := range policy.SplitList(cfg.PublicPaths) {
+		if !strings.HasPrefix(path, "/") {
+			p.add(fieldErr("publicPaths", "%q must start with /", path))
+			continue
 		}
-		if strings.HasSuffix(p, "*") {
-			s.publicPrefix = append(s.publicPrefix, strings.TrimSuffix(p, "*"))
+		if strings.HasSuffix(path, "*") {
+			s.publicPrefix = append(s.publicPrefix, strings.TrimSuffix(path, "*"))
 		} else {
-			s.publicExact[p] = true
+			s.publicExact[path] = true
 		}
 	}
+}
 
+// compilePolicy compiles the route's access rules and identity headers
+// (policy.Compile, shared with /verify); the assertion header, already
+// compiled, is stripped from clients and cannot be an identity header.
+func compilePolicy(cfg *Config, s *settings, p *problems) {
 	strip := cfg.StripHeaders
-	if err := compileAssertion(cfg, s); err != nil {
-		return nil, err
-	}
-	if err := compileServiceTokens(cfg, s); err != nil {
-		return nil, err
-	}
-	if err := compileBearer(cfg, s); err != nil {
-		return nil, err
-	}
 	if s.assertHeader != "" {
 		// A client's own copy of the assertion header never reaches the backend.
 		strip = append(append([]string(nil), cfg.StripHeaders...), s.assertHeader)
@@ -350,15 +414,19 @@ func compile(cfg *Config) (*settings, error) {
 		GroupsSeparator: cfg.GroupsSeparator, StripHeaders: strip,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("edgepass: %w", err)
+		p.add(fmt.Errorf("edgepass: %w", err))
+		return
 	}
 	s.pol = pol
 	for _, n := range pol.IdentityNames {
 		if n != "" && s.assertHeader != "" && policy.NormalizeHeader(n) == policy.NormalizeHeader(s.assertHeader) {
-			return nil, fieldErr("assertionHeader", "%q is already an identity header", cfg.AssertionHeader)
+			p.add(fieldErr("assertionHeader", "%q is already an identity header", cfg.AssertionHeader))
 		}
 	}
+}
 
+// compileLimits checks removeCookie, requireSync, logLevel and cacheSize.
+func compileLimits(cfg *Config, s *settings, p *problems) {
 	s.removeCookie = cfg.RemoveCookie
 	s.requireSync = cfg.RequireSync && len(s.nats.URLs) > 0
 	switch strings.ToLower(strings.TrimSpace(cfg.LogLevel)) {
@@ -366,40 +434,41 @@ func compile(cfg *Config) (*settings, error) {
 	case "debug":
 		s.logRefusals = true
 	default:
-		return nil, fieldErr("logLevel", "%q must be info or debug", cfg.LogLevel)
+		p.add(fieldErr("logLevel", "%q must be info or debug", cfg.LogLevel))
 	}
 	s.cacheSize = cfg.CacheSize
 	if s.cacheSize == 0 {
 		s.cacheSize = defaultCacheSize
 	}
 	if s.cacheSize < 1 || s.cacheSize > maxCacheSize {
-		return nil, fieldErr("cacheSize", "%d is out of range 1..%d", cfg.CacheSize, maxCacheSize)
+		p.add(fieldErr("cacheSize", "%d is out of range 1..%d", cfg.CacheSize, maxCacheSize))
 	}
+}
 
+// compileStaleness checks maxStaleness and staleAction.
+func compileStaleness(cfg *Config, s *settings, p *problems) {
 	stale, err := parseDuration(cfg.MaxStaleness, "")
-	if err != nil {
-		return nil, fieldErr("maxStaleness", "%v", err)
+	switch {
+	case err != nil:
+		p.add(fieldErr("maxStaleness", "%v", err))
+	case stale > 0 && stale < minMaxStaleness:
+		p.add(fieldErr("maxStaleness", "%s is below %s: an idle NATS is heard from every %s, so a shorter bound would flag a healthy edge as stale", stale, minMaxStaleness, natsedge.DefaultIdleHeartbeat))
+	case stale > 0 && len(s.nats.URLs) == 0:
+		p.add(fieldErr("maxStaleness", "needs nats.urls (staleness is about the NATS edge state)"))
+	default:
+		s.maxStaleSec = int64(stale / time.Second)
 	}
-	if stale > 0 && stale < minMaxStaleness {
-		return nil, fieldErr("maxStaleness", "%s is below %s: an idle NATS is heard from every %s, so a shorter bound would flag a healthy edge as stale", stale, minMaxStaleness, natsedge.DefaultIdleHeartbeat)
-	}
-	s.maxStaleSec = int64(stale / time.Second)
 	switch strings.ToLower(strings.TrimSpace(cfg.StaleAction)) {
 	case "", "serve":
 	case "refuse":
 		s.refuseStale = true
 	default:
-		return nil, fieldErr("staleAction", "%q must be serve or refuse", cfg.StaleAction)
+		p.add(fieldErr("staleAction", "%q must be serve or refuse", cfg.StaleAction))
 	}
-	if s.refuseStale && s.maxStaleSec == 0 {
+	if s.refuseStale && stale == 0 && err == nil {
 		// Without a bound every request would count as stale and get a 503.
-		return nil, fieldErr("staleAction", "refuse needs maxStaleness (e.g. 2m): how old the NATS state may get before requests are refused")
+		p.add(fieldErr("staleAction", "refuse needs maxStaleness (e.g. 2m): how old the NATS state may get before requests are refused"))
 	}
-	if s.maxStaleSec > 0 && len(s.nats.URLs) == 0 {
-		return nil, fieldErr("maxStaleness", "needs nats.urls (staleness is about the NATS edge state)")
-	}
-	s.lineIndexOff = len(s.publicExact) > 0 || len(s.publicPrefix) > 0 || s.refuseStale
-	return s, nil
 }
 
 // parseDuration reads "30s"-style durations; a bare number means seconds because
@@ -427,8 +496,3 @@ func parseDuration(v, def string) (time.Duration, error) {
 	}
 	return d, nil
 }
-
-// splitList trims entries, splits any that still hold commas and drops empties.
-func splitList(in []string) []string { return policy.SplitList(in) }
-
-func validToken(s string) bool { return policy.ValidToken(s) }

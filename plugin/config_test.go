@@ -100,6 +100,31 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// A configuration with several mistakes is refused once, naming each, so
+// fixing it takes one reload instead of one per mistake.
+func TestNewReportsEveryProblem(t *testing.T) {
+	cfg := testConfig()
+	cfg.LoginURL = ""
+	cfg.ClockSkew = "soon"
+	cfg.PublicPaths = []string{"health", "/ok", "metrics"}
+	cfg.UserHeader = "X User"
+	cfg.CacheSize = -1
+	cfg.StaleAction = "panic"
+	_, err := New(context.Background(), http.NotFoundHandler(), cfg, "x")
+	if err == nil {
+		t.Fatal("New accepted the config")
+	}
+	for _, want := range []string{"edgepass: loginURL:", "edgepass: clockSkew:", `edgepass: publicPaths: "health"`,
+		`edgepass: publicPaths: "metrics"`, "userHeader", "edgepass: cacheSize:", "edgepass: staleAction:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if !strings.HasPrefix(err.Error(), "edgepass: loginURL:") {
+		t.Errorf("error does not start with the first problem: %v", err)
+	}
+}
+
 func TestNewNormalizesConfig(t *testing.T) {
 	cfg := testConfig()
 	cfg.ClockSkew = "45" // weakly typed `clockSkew: 45`

@@ -14,6 +14,7 @@ package edgepass
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/idptoken"
+	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -89,6 +91,40 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	return m, nil
 }
 
+// edgeWatcher returns the process-wide NATS watcher for the settings (nil
+// without nats.urls): its state, and its requests to the daemon.
+func edgeWatcher(n NATSConfig, anchors []string) (*natsedge.Watcher, error) {
+	if len(n.URLs) == 0 {
+		return nil, nil
+	}
+	w, err := natsedge.Shared(natsedge.Config{
+		URLs:               n.URLs,
+		Bucket:             n.Bucket,
+		Token:              n.Token,
+		TokenFile:          n.TokenFile,
+		User:               n.User,
+		Password:           n.Password,
+		PasswordFile:       n.PasswordFile,
+		NKeySeed:           n.NKeySeed,
+		NKeySeedFile:       n.NKeySeedFile,
+		CredsFile:          n.CredsFile,
+		CertFile:           n.CertFile,
+		KeyFile:            n.KeyFile,
+		EdgeName:           n.EdgeName,
+		TrustAnchors:       anchors,
+		CAFile:             n.CAFile,
+		TLSServerName:      n.TLSServerName,
+		InsecureSkipVerify: n.InsecureSkipVerify,
+		ReplicaID:          n.ReplicaID,
+		Version:            Version,
+		Logf:               logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edgepass: nats: %w", err)
+	}
+	return w, nil
+}
+
 // attach makes m read state (nil: no NATS): its version counter for cached
 // tokens and its line-index group, emptied on every change of that state.
 func (m *Middleware) attach(state *edgestate.State) {
@@ -135,7 +171,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // line is indexed again with them, so the client's next request is fast.
 func (m *Middleware) restrip(h http.Header, line string, e *decision) {
 	if keep := m.strip.clean(h); len(keep) != len(e.keep) { // memo maps only grow, one name per copy
-		le := *e // already a line entry: only keep changes
+		le := *e // already an indexed copy: only keep changes
 		le.keep = keep
 		m.lines.put(strings.Clone(line), &le, m.clock().Unix())
 	}
@@ -146,7 +182,7 @@ func (m *Middleware) restrip(h http.Header, line string, e *decision) {
 // to strip, expiry, edge-state changes and refusals.
 func (m *Middleware) serveSlow(rw http.ResponseWriter, r *http.Request) {
 	keep := m.strip.clean(r.Header)
-	if m.s.lineIndexOff && m.serveSpecial(rw, r) {
+	if m.s.lineIndexOff && m.servePublicOrStale(rw, r) {
 		return
 	}
 	h := r.Header
@@ -231,7 +267,7 @@ const maxLineKey = 2 * token.MaxTokenSize
 // indexLine makes the exact Cookie (or Authorization) header line a key for the
 // decision of the token it carries, so the next request with the same line
 // costs ServeHTTP a single lookup (docs/architecture.md, I4). Only servable
-// decisions go in, each a copy of the token's entry carrying keep and, with
+// decisions go in, each a copy of the token's decision carrying keep and, with
 // removeCookie, the line without the session cookie as one more header (I5).
 func (m *Middleware) indexLine(line string, bearer bool, e *decision, keep map[string]bool, now int64) {
 	if len(line) > maxLineKey {
@@ -260,11 +296,11 @@ func (m *Middleware) indexLine(line string, bearer bool, e *decision, keep map[s
 	m.lines.put(strings.Clone(line), &le, now)
 }
 
-// serveSpecial handles public paths and stale-state refusal; true = answered.
+// servePublicOrStale handles public paths and stale-state refusal; true = answered.
 // Staleness counts from when the state was last complete (CurrentAsOfUnix),
 // so a strict route never decides on a partial replay: at start, or after an
 // outage longer than maxStaleness while the missed facts are replayed.
-func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool {
+func (m *Middleware) servePublicOrStale(rw http.ResponseWriter, r *http.Request) bool {
 	if m.isPublic(r.URL.Path) {
 		if m.s.removeCookie {
 			m.dropCookie(r.Header)
@@ -280,7 +316,7 @@ func (m *Middleware) serveSpecial(rw http.ResponseWriter, r *http.Request) bool 
 }
 
 // resolve is the slow path of the token lookup: first sight (verify), expiry
-// (drop), or an edge-state change since the entry was computed (recompute).
+// (drop), or an edge-state change since the decision was computed (recompute).
 func (m *Middleware) resolve(raw string, e *decision, now int64) (*decision, string) {
 	if raw == "" {
 		return nil, policy.NoToken
@@ -363,7 +399,7 @@ func (m *Middleware) keys() *token.KeySet {
 // signature check each) but never memory.
 //
 // The version is read before the keys: a rotation racing with the check then
-// leaves the entry at an old version, which the line index refuses and the
+// leaves the decision at an old version, which the line index refuses and the
 // next request recomputes (the other order could stamp a check against removed
 // keys with the new version).
 func (m *Middleware) verify(raw string, now int64) (*decision, string) {
@@ -393,7 +429,7 @@ func (m *Middleware) verify(raw string, now int64) (*decision, string) {
 	return e, ""
 }
 
-// recompute makes a cached entry's decision again after the edge state
+// recompute makes a cached decision again after the edge state
 // changed; if the keys changed (rotation, revocation) the token is verified
 // again.
 func (m *Middleware) recompute(raw string, old *decision, now int64) (*decision, string) {
@@ -414,7 +450,7 @@ func (m *Middleware) recompute(raw string, old *decision, now int64) (*decision,
 // policy.Decide, the decision /verify makes too — and formats the identity
 // headers. version is the edge-state version read before anything the
 // decision depends on (keys included): a change racing with the computation
-// leaves the entry stale, and the next request recomputes it.
+// leaves the decision stale, and the next request recomputes it.
 func (m *Middleware) build(raw string, c *token.Claims, ks *token.KeySet, subjectKey string, version, now int64) *decision {
 	e := &decision{claims: c, keys: ks, expires: c.Expiry + m.s.skewSec, tokenExpires: c.Expiry + m.s.skewSec, subjectKey: subjectKey, version: version,
 		service: isService(c)}

@@ -958,7 +958,7 @@ func TestWithoutCookie(t *testing.T) {
 }
 
 // Attack: the fast path is keyed by the whole Cookie header line; a line that
-// differs only in the session cookie must never reuse another token's entry.
+// differs only in the session cookie must never reuse another token's decision.
 func TestLineIndexNeverCrossesTokens(t *testing.T) {
 	m, rec, _ := newTest(t, func(c *Config) { c.AllowedUsers = []string{"alice"} })
 	alice := sign(t, testClaims())

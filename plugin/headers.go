@@ -37,7 +37,7 @@ func closedPipe() *io.PipeWriter {
 
 // stripper decides, per exact header key as it appears in r.Header, whether the
 // client header must go. Keys known to be harmless are memoized in an immutable
-// map swapped atomically (keepMemo): each line-index entry carries the one that
+// map swapped atomically (keepMemo): each indexed decision carries the one that
 // was current when its line was indexed, for ServeHTTP's header check
 // (docs/architecture.md, I6). Identity headers are never in it.
 type stripper struct {

@@ -148,7 +148,7 @@ func TestLineIndexRefusesDecisionFromBeforeAChange(t *testing.T) {
 	}
 }
 
-// A request that read an entry before the ticker dropped it must not put it
+// A request that read a decision before the ticker dropped it must not put it
 // back once it has expired.
 func TestLineIndexRefusesExpiredDecision(t *testing.T) {
 	m, _, _ := newTest(t, nil)

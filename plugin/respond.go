@@ -1,8 +1,10 @@
 package edgepass
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/edgepass/edgepass/plugin/policy"
@@ -67,6 +69,12 @@ func (m *Middleware) noteRefusal(r *http.Request, reason string) {
 		path = r.URL.Path
 	}
 	logf("%s: refused %s %s%s: %s", m.name, r.Method, r.Host, clipPath(path), reason)
+}
+
+// logf writes diagnostics to Traefik's log (Yaegi maps os.Stderr to it); never
+// called with tokens, cookies or secrets.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "edgepass: "+format+"\n", args...)
 }
 
 func clipPath(p string) string {

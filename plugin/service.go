@@ -18,7 +18,7 @@ import (
 // compileServiceTokens validates the serviceTokens block into s.
 func compileServiceTokens(cfg *Config, s *settings) error {
 	st := cfg.ServiceTokens
-	auds := splitList(st.Audiences)
+	auds := policy.SplitList(st.Audiences)
 	if !st.Enabled {
 		if len(auds) > 0 {
 			return fieldErr("serviceTokens.enabled", "set enabled: true to accept service tokens for audiences %v (off by default)", auds)

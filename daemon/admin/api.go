@@ -173,7 +173,12 @@ func (h *Handler) deleteSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin revoked a session", "sid", session.Short(s.ID), "sub", s.Subject)
-	h.audit(r, events.Event{Kind: events.KindSessionRevoked, User: s.Username, Email: s.Email, Subject: s.Subject, SessionID: session.Short(s.ID)})
+	if s.Kind == session.KindService {
+		// `edgepass sessions revoke` of a service token: recorded as one.
+		h.audit(r, serviceTokenEventOf(events.KindServiceTokenRevoked, s))
+	} else {
+		h.audit(r, events.Event{Kind: events.KindSessionRevoked, User: s.Username, Email: s.Email, Subject: s.Subject, SessionID: session.Short(s.ID)})
+	}
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: "session", ID: s.ID, Subject: s.Subject, Sessions: 1})
 }
 

@@ -47,45 +47,29 @@ func NewMetrics(sessionCount func() int) *Metrics {
 			Name: "edgepass_logins_total",
 			Help: "Completed browser logins.",
 		}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgepass_login_failures_total",
-			Help: "Refused or failed logins, by reason.",
-		}, []string{"reason"}),
-		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgepass_revocations_total",
-			Help: "Revoked sessions and users, by source (logout, backchannel, refresh, admin_session, admin_user, admin_key).",
-		}, []string{"kind"}),
-		capped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgepass_groups_capped_total",
-			Help: "Users' group lists cut to edgepass's limits at login or refresh (edges never see the rest), by limit: count (MaxGroups), bytes (MaxGroupBytes), name (MaxGroupName).",
-		}, []string{"limit"}),
+		failures: counterVec("edgepass_login_failures_total", "reason",
+			"Refused or failed logins, by reason."),
+		revocations: counterVec("edgepass_revocations_total", "kind",
+			"Revoked sessions and users, by source (logout, backchannel, refresh, admin_session, admin_user, admin_key)."),
+		capped: counterVec("edgepass_groups_capped_total", "limit",
+			"Users' group lists cut to edgepass's limits at login or refresh (edges never see the rest), by limit: count (MaxGroups), bytes (MaxGroupBytes), name (MaxGroupName)."),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "edgepass_publish_seconds",
 			Help:    "Time to publish one edge fact to NATS.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-	}
-	m.verify = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "edgepass_verify_total",
-		Help: "Answers of the ForwardAuth endpoint /verify, by outcome (ok, unauthenticated, revoked, forbidden).",
-	}, []string{"outcome"})
-	m.refresh = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "edgepass_refresh_total",
-		Help: "Periodic re-checks of sessions at the IdP, by outcome (unchanged, groups_changed, revoked, skipped, error).",
-	}, []string{"outcome"})
-	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "edgepass_ready",
-		Help: "1 when /readyz answers ready: this replica can issue and revoke sessions.",
-	})
-	m.up = map[string]prometheus.Gauge{
-		CheckIdP: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgepass_idp_up",
-			Help: "1 when the IdP answered the last check (its discovery document), refreshed on a timer.",
-		}),
-		CheckJetStream: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgepass_jetstream_up",
-			Help: "1 when the last write and read-back in the daemon's JetStream buckets worked.",
-		}),
+		verify: counterVec("edgepass_verify_total", "outcome",
+			"Answers of the ForwardAuth endpoint /verify, by outcome (ok, unauthenticated, revoked, forbidden)."),
+		refresh: counterVec("edgepass_refresh_total", "outcome",
+			"Periodic re-checks of sessions at the IdP, by outcome (unchanged, groups_changed, revoked, skipped, error)."),
+		ready: gauge("edgepass_ready",
+			"1 when /readyz answers ready: this replica can issue and revoke sessions."),
+		up: map[string]prometheus.Gauge{
+			CheckIdP: gauge("edgepass_idp_up",
+				"1 when the IdP answered the last check (its discovery document), refreshed on a timer."),
+			CheckJetStream: gauge("edgepass_jetstream_up",
+				"1 when the last write and read-back in the daemon's JetStream buckets worked."),
+		},
 	}
 	m.reg.MustRegister(m.ready, m.up[CheckIdP], m.up[CheckJetStream])
 	info := version.Get()
@@ -106,6 +90,16 @@ func NewMetrics(sessionCount func() int) *Metrics {
 	return m
 }
 
+// counterVec is a counter with one label.
+func counterVec(name, label, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+}
+
+// gauge is a gauge without labels.
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
 // Labels lists every value of the labelled counters, so every series
 // exists (at 0) from the first scrape.
 type Labels struct {
@@ -117,20 +111,19 @@ func (m *Metrics) InitSeries(l Labels) {
 	if m == nil {
 		return
 	}
-	for _, v := range l.LoginFailures {
-		m.failures.WithLabelValues(v)
-	}
-	for _, v := range append(append([]string(nil), l.Revocations...), KindAdminSession, KindAdminUser, KindAdminKey) {
-		m.revocations.WithLabelValues(v)
-	}
-	for _, v := range l.VerifyOutcomes {
-		m.verify.WithLabelValues(v)
-	}
-	for _, v := range l.RefreshOutcomes {
-		m.refresh.WithLabelValues(v)
-	}
-	for _, v := range l.GroupLimits {
-		m.capped.WithLabelValues(v)
+	for _, series := range []struct {
+		c      *prometheus.CounterVec
+		values []string
+	}{
+		{m.failures, l.LoginFailures},
+		{m.revocations, append(append([]string(nil), l.Revocations...), KindAdminSession, KindAdminUser, KindAdminKey)},
+		{m.verify, l.VerifyOutcomes},
+		{m.refresh, l.RefreshOutcomes},
+		{m.capped, l.GroupLimits},
+	} {
+		for _, v := range series.values {
+			series.c.WithLabelValues(v)
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/servicetoken"
@@ -58,9 +60,21 @@ func (h *Handler) createServiceToken(w http.ResponseWriter, r *http.Request) {
 	}
 	// Never the token itself: it is shown once, in this answer.
 	h.log.Info("admin created a service token", "name", c.Name, "id", session.Short(c.ID), "audiences", c.Audiences, "groups", c.Groups, "expiresAt", c.ExpiresAt)
-	h.audit(r, events.Event{Kind: events.KindSessionCreated, User: c.Name, Subject: c.Subject, SessionID: session.Short(c.ID),
-		Detail: "service token for audiences " + strings.Join(c.Audiences, ",")})
+	h.audit(r, serviceTokenEvent(events.KindServiceTokenCreated, c.ID, c.Name, c.Subject, c.Audiences, c.Groups, c.ExpiresAt))
 	writeJSON(w, http.StatusCreated, c)
+}
+
+// serviceTokenEvent describes a service token for the audit trail: its
+// name, id, scope (audiences), groups and expiry; never the token.
+func serviceTokenEvent(kind, id, name, sub string, audiences, groups []string, exp time.Time) events.Event {
+	return events.Event{Kind: kind, User: name, Subject: sub, SessionID: session.Short(id),
+		Detail: fmt.Sprintf("service token %s; audiences: %s; groups: %s; expires %s",
+			name, strings.Join(audiences, ", "), groupList(groups), exp.UTC().Format(time.RFC3339))}
+}
+
+// serviceTokenEventOf is serviceTokenEvent for a stored record.
+func serviceTokenEventOf(kind string, s *session.Session) events.Event {
+	return serviceTokenEvent(kind, s.ID, s.Username, s.Subject, s.Audiences, s.Groups, s.ExpiresAt)
 }
 
 func (h *Handler) listServiceTokens(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +98,6 @@ func (h *Handler) revokeServiceToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin revoked a service token", "name", s.Username, "id", session.Short(s.ID))
-	h.audit(r, events.Event{Kind: events.KindSessionRevoked, User: s.Username, Subject: s.Subject, SessionID: session.Short(s.ID), Detail: "service token"})
+	h.audit(r, serviceTokenEventOf(events.KindServiceTokenRevoked, s))
 	writeJSON(w, http.StatusOK, ServiceTokenRevoked{Revoked: "service-token", ID: s.ID, Name: s.Username, Subject: s.Subject})
 }

@@ -155,8 +155,9 @@ is recorded, until interrupted (--json: one JSON object per line).
 --user matches the user, email, sub or actor (any case, part of the text);
 --actor an actor exactly; --kind one of session_created, session_revoked,
 user_revoked, groups_set, groups_cleared, groups_changed, key_rotated,
-key_revoked, console_signin, console_denied, console_signout; --source one
-of console, api, cli, user, backchannel, refresh, schedule.
+key_revoked, console_signin, console_denied, console_signout,
+service_token_created, service_token_revoked; --source one of console,
+api, cli, user, backchannel, refresh, schedule.
 ` + adminFlags,
 	"groups list": `Usage: edgepass groups list [--json]
 

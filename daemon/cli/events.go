@@ -20,7 +20,8 @@ var followInterval = time.Second
 
 // changeCommands are the commands that change something: --reason goes
 // with them into the audit trail.
-var changeCommands = []string{"sessions revoke", "users revoke", "groups set", "groups clear", "keys rotate", "keys revoke"}
+var changeCommands = []string{"sessions revoke", "users revoke", "groups set", "groups clear", "keys rotate", "keys revoke",
+	"tokens create", "tokens revoke"}
 
 // checkEventFlags refuses the events flags on other commands, and
 // --reason on commands that change nothing.

@@ -15,7 +15,7 @@ const noSuchToken = "list them with `edgepass tokens list`"
 // tokensHelp is the help of the tokens commands (commandHelp).
 var tokensHelp = map[string]string{
 	"tokens create": `Usage: edgepass tokens create <name> --audiences=<a1,a2> [--groups=<g1,g2>]
-         [--expiresIn=<duration>] [--json]
+         [--expiresIn=<duration>] [--reason=<text>] [--json]
 
 Issue a service token: a bearer token for a script or service. It is
 accepted only by middlewares with serviceTokens enabled whose
@@ -23,15 +23,18 @@ serviceTokens.audiences name one of --audiences, only as
 Authorization: Bearer. Its user is service:<name>; --groups are matched by
 allowedGroups like a user's. --expiresIn (e.g. 12h; default and maximum:
 the longest token lifetime edges accept, session.lifetime). The token is
-printed this once; the daemon keeps only its record.
+printed this once; the daemon keeps only its record. The audit trail
+records service_token_created with its name, audiences, groups and expiry
+(never the token).
 ` + adminFlags,
 	"tokens list": `Usage: edgepass tokens list [--json]
 
 List the live service tokens (never the tokens themselves).
 ` + adminFlags,
-	"tokens revoke": `Usage: edgepass tokens revoke <id> [--json]
+	"tokens revoke": `Usage: edgepass tokens revoke <id> [--reason=<text>] [--json]
 
-End a service token: every edge refuses it within a second.
+End a service token: every edge refuses it within a second (recorded as
+service_token_revoked).
 ` + adminFlags,
 }
 

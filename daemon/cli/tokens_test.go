@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
+	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/servicetoken"
 	"github.com/edgepass/edgepass/daemon/session"
 	jwt "github.com/edgepass/edgepass/plugin/token"
@@ -78,5 +79,69 @@ func TestTokensCreateListRevoke(t *testing.T) {
 	}
 	if r := f.run("tokens", "create", "--help"); r.code != ExitOK || !strings.Contains(r.stdout, "--audiences") {
 		t.Fatalf("help: %+v", r)
+	}
+}
+
+// TestTokensAreRecordedAsServiceTokenEvents: `tokens create` and `tokens
+// revoke` land in the audit trail as service_token_created and
+// service_token_revoked (source cli, with the reason), never with the
+// token, and `events --kind` finds them.
+func TestTokensAreRecordedAsServiceTokenEvents(t *testing.T) {
+	f, audit := newAuditFixture(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	m, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: signer{priv}, Store: f.store,
+		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: edges{}, ServiceTokens: m,
+		Audit: audit, Events: audit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Config.Handler = h
+
+	r := f.run("tokens", "create", "billing-sync", "--audiences=billing", "--groups=billing", "--expiresIn=2h", "--reason=nightly sync")
+	if r.code != ExitOK {
+		t.Fatalf("create: exit %d: %s", r.code, r.stderr)
+	}
+	raw := strings.TrimSpace(r.stdout)
+	var id string
+	for _, s := range f.store.All() {
+		if s.Username == "billing-sync" {
+			id = s.ID
+		}
+	}
+	if r := f.run("tokens", "revoke", id, "--reason=rotated"); r.code != ExitOK {
+		t.Fatalf("revoke: exit %d: %s", r.code, r.stderr)
+	}
+	ev := audit.All()
+	if len(ev) != 2 {
+		t.Fatalf("events %+v", ev)
+	}
+	for i, want := range []struct{ kind, reason string }{{events.KindServiceTokenCreated, "nightly sync"}, {events.KindServiceTokenRevoked, "rotated"}} {
+		e := ev[i]
+		if e.Kind != want.kind || e.Source != events.SourceCLI || e.Actor != admin.LegacyTokenName || e.Reason != want.reason ||
+			e.User != "billing-sync" || !strings.Contains(e.Detail, "audiences: billing") || strings.Contains(e.Detail, raw) {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+	for _, kind := range []string{events.KindServiceTokenCreated, events.KindServiceTokenRevoked} {
+		r := f.run("events", "--kind="+kind)
+		if r.code != ExitOK || !strings.Contains(r.stdout, kind) || !strings.Contains(r.stdout, "billing-sync") || strings.Contains(r.stdout, raw) {
+			t.Errorf("events --kind=%s: %d\n%s%s", kind, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestEventsHelpNamesEveryKindAndSource: the --kind and --source lists in
+// `edgepass events --help` are the daemon's.
+func TestEventsHelpNamesEveryKindAndSource(t *testing.T) {
+	r := run(nil, "events", "--help")
+	help := strings.Join(strings.Fields(r.stdout), " ")
+	for _, v := range append(append([]string{}, events.Kinds...), events.Sources...) {
+		if !strings.Contains(help, " "+v+",") && !strings.Contains(help, " "+v+";") && !strings.Contains(help, " "+v+".") {
+			t.Errorf("events --help does not name %q:\n%s", v, r.stdout)
+		}
 	}
 }

@@ -63,8 +63,9 @@ func (c *Configuration) deriveConsole() {
 	c.Admin.Console.URL = "http://" + net.JoinHostPort(host, port)
 }
 
-// validateAdminConsole checks admin.tokens, admin.console and events.
-func (c *Configuration) validateAdminConsole(bad func(setting, format string, args ...any)) {
+// validateAdminTokens checks admin.tokens: every token has its own name
+// (admin.token is "admin") and its own long enough secret.
+func (c *Configuration) validateAdminTokens(p *problems) {
 	names := map[string]string{}
 	secrets := map[string]string{}
 	if c.Admin.Token != "" {
@@ -75,9 +76,9 @@ func (c *Configuration) validateAdminConsole(bad func(setting, format string, ar
 		setting := fmt.Sprintf("admin.tokens[%d]", i)
 		switch {
 		case !tokenName.MatchString(t.Name):
-			bad(setting+".name", "%q: use 1 to 64 letters, digits, ., - and _ (it names the token in the audit trail)", t.Name)
+			p.bad(setting+".name", "%q: use 1 to 64 letters, digits, ., - and _ (it names the token in the audit trail)", t.Name)
 		case names[t.Name] != "":
-			bad(setting+".name", "%q is already the name of %s; every token needs its own name", t.Name, names[t.Name])
+			p.bad(setting+".name", "%q is already the name of %s; every token needs its own name", t.Name, names[t.Name])
 		default:
 			names[t.Name] = setting
 		}
@@ -85,66 +86,75 @@ func (c *Configuration) validateAdminConsole(bad func(setting, format string, ar
 			continue // readAdminTokens reported it
 		}
 		if len(t.secret) < MinAdminTokenLength {
-			bad(setting+".file", "token %q is too short: use at least %d characters (e.g. openssl rand -hex 32)", t.Name, MinAdminTokenLength)
+			p.bad(setting+".file", "token %q is too short: use at least %d characters (e.g. openssl rand -hex 32)", t.Name, MinAdminTokenLength)
 		}
 		if other, dup := secrets[t.secret]; dup {
-			bad(setting+".file", "token %q is the same as %s's; give each token its own secret so the audit trail can tell them apart", t.Name, other)
+			p.bad(setting+".file", "token %q is the same as %s's; give each token its own secret so the audit trail can tell them apart", t.Name, other)
 		}
 		secrets[t.secret] = setting
 	}
+}
 
-	con := c.Admin.Console
+// validateConsole checks admin.console: only when it is enabled do its
+// groups, URL and sign-in lifetime matter.
+func (c *Configuration) validateConsole(p *problems) {
+	con := &c.Admin.Console
 	if con.Public && !con.Enabled {
-		bad("admin.console.public", "set together with admin.console.enabled=true")
+		p.bad("admin.console.public", "set together with admin.console.enabled=true")
 	}
-	if con.Enabled {
-		if len(con.Groups) == 0 {
-			bad("admin.console.groups", "required with the console: the IdP groups whose members may administer edgepass (e.g. [admins])")
-		}
-		for _, g := range con.Groups {
-			if strings.TrimSpace(g) == "" {
-				bad("admin.console.groups", "empty group name")
-			}
-		}
-		checkGroupsKept("admin.console.groups", c.OIDC.GroupsInclude, con.Groups, bad)
-		if err := checkBaseURL(con.URL); err != nil {
-			bad("admin.console.url", "%v; e.g. http://127.0.0.1:8001", err)
-		} else if u, _ := url.Parse(con.URL); strings.Trim(u.Path, "/") != "" {
-			bad("admin.console.url", "%q must have no path: the console is at <url>/console/", con.URL)
-		}
-		if l := time.Duration(con.SessionLifetime); l < 5*time.Minute || l > 7*24*time.Hour {
-			bad("admin.console.sessionLifetime", "must be between 5m and 168h (got %s)", l)
+	if !con.Enabled {
+		return
+	}
+	if len(con.Groups) == 0 {
+		p.bad("admin.console.groups", "required with the console: the IdP groups whose members may administer edgepass (e.g. [admins])")
+	}
+	for _, g := range con.Groups {
+		if strings.TrimSpace(g) == "" {
+			p.bad("admin.console.groups", "empty group name")
 		}
 	}
+	checkGroupsKept("admin.console.groups", c.OIDC.GroupsInclude, con.Groups, p)
+	if err := checkBaseURL(con.URL); err != nil {
+		p.bad("admin.console.url", "%v; e.g. http://127.0.0.1:8001", err)
+	} else if u, _ := url.Parse(con.URL); strings.Trim(u.Path, "/") != "" {
+		p.bad("admin.console.url", "%q must have no path: the console is at <url>/console/", con.URL)
+	}
+	if l := time.Duration(con.SessionLifetime); l < 5*time.Minute || l > 7*24*time.Hour {
+		p.bad("admin.console.sessionLifetime", "must be between 5m and 168h (got %s)", l)
+	}
+}
 
-	ev := c.Events
+// validateEvents checks events.*: the audit trail's stream and how much
+// of it is kept.
+func (c *Configuration) validateEvents(p *problems) {
+	ev := &c.Events
 	if !bucketName.MatchString(ev.Stream) {
-		bad("events.stream", "%q: use letters, digits, - and _", ev.Stream)
+		p.bad("events.stream", "%q: use letters, digits, - and _", ev.Stream)
 	}
 	if time.Duration(ev.MaxAge) < time.Hour {
-		bad("events.maxAge", "must be at least 1h (got %s); e.g. 2160h for 90 days", time.Duration(ev.MaxAge))
+		p.bad("events.maxAge", "must be at least 1h (got %s); e.g. 2160h for 90 days", time.Duration(ev.MaxAge))
 	}
 	if ev.MaxBytes < 1<<20 {
-		bad("events.maxBytes", "must be at least 1048576 (1 MiB) (got %d)", ev.MaxBytes)
+		p.bad("events.maxBytes", "must be at least 1048576 (1 MiB) (got %d)", ev.MaxBytes)
 	}
 }
 
 // checkGroupsKept reports groups oidc.groupsInclude filters out (nobody
 // could then be in them).
-func checkGroupsKept(setting string, include, groups []string, bad func(setting, format string, args ...any)) {
+func checkGroupsKept(setting string, include, groups []string, p *problems) {
 	if len(include) == 0 {
 		return
 	}
 	for _, g := range groups {
 		kept := false
-		for _, p := range include {
-			if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(g, prefix) || p == g {
+		for _, pattern := range include {
+			if prefix, ok := strings.CutSuffix(pattern, "*"); ok && strings.HasPrefix(g, prefix) || pattern == g {
 				kept = true
 				break
 			}
 		}
 		if !kept {
-			bad(setting, "%q is not kept by oidc.groupsInclude %q, so nobody could be in it; add it to oidc.groupsInclude", g, include)
+			p.bad(setting, "%q is not kept by oidc.groupsInclude %q, so nobody could be in it; add it to oidc.groupsInclude", g, include)
 		}
 	}
 }

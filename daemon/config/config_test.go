@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	ptypes "github.com/traefik/paerser/types"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"
@@ -365,6 +367,39 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// Validate checks each section on its own, and one mistake in every
+// section comes back as one error per mistake, in the order of the
+// sections, so a configuration is fixed in one round.
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	c, err := Load(minimal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.PublicURL = "ftp://auth.example.com"            // listeners
+	c.OIDC.Scopes = []string{"email"}                 // oidc
+	c.Session.Lifetime = ptypes.Duration(time.Second) // session
+	c.Keys.ClockSkew = ptypes.Duration(-time.Second)  // keys
+	c.NATS.Replicas = 9                               // nats
+	c.Admin.Listen = c.Listen                         // admin
+	c.Admin.Console.Public = true                     // admin.console
+	c.Events.MaxAge = ptypes.Duration(time.Minute)    // events
+	c.Log.Format = "xml"                              // log
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a configuration with a mistake in every section")
+	}
+	var settings []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		setting, _, _ := strings.Cut(strings.TrimPrefix(line, "config: "), ":")
+		settings = append(settings, setting)
+	}
+	want := []string{"publicURL", "oidc.scopes", "session.lifetime", "keys.clockSkew", "nats.replicas",
+		"admin.listen", "admin.console.public", "events.maxAge", "log.format"}
+	if !slices.Equal(settings, want) {
+		t.Errorf("problems reported for %q, want %q (all of them, in section order):\n%v", settings, want, err)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package console is the administrators' web console: users and their
-// sessions, group overrides, edges, keys and the audit trail, served by the
+// sessions, group overrides, edges, keys, service tokens and the audit
+// trail, served by the
 // daemon under /console/ (server-rendered with html/template, one small
 // script for the live event log, every action a plain form).
 //
@@ -14,8 +15,11 @@
 // Sec-Fetch-Site: same-origin) of the console itself; CSP without inline
 // script (script-src 'self'), frame-ancestors 'none' and X-Frame-Options
 // DENY; bulk actions (end all of a user's sessions, rotate or revoke a key)
-// go through a confirmation page. Pages never show tokens, refresh tokens
-// or key material: the admin API never returns them.
+// go through a confirmation page, and so does revoking a service token.
+// Pages never show tokens, refresh tokens or key material: the admin API
+// never returns them, with one exception: a new service token is shown
+// once, on the answer to the form that created it (no-store; never in a
+// URL, a log line or an event).
 package console
 
 import (
@@ -197,6 +201,10 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+Prefix+"keys/rotate", h.post(h.rotate))
 	mux.HandleFunc("GET "+Prefix+"keys/revoke", h.page(h.confirmRevokeKey))
 	mux.HandleFunc("POST "+Prefix+"keys/revoke", h.post(h.revokeKey))
+	mux.HandleFunc("GET "+tokensPath, h.page(h.serviceTokens))
+	mux.HandleFunc("POST "+tokensPath+"/create", h.post(h.createServiceToken))
+	mux.HandleFunc("GET "+tokensPath+"/revoke", h.page(h.confirmRevokeToken))
+	mux.HandleFunc("POST "+tokensPath+"/revoke", h.post(h.revokeServiceToken))
 	mux.HandleFunc("GET "+Prefix+"events", h.page(h.eventLog))
 	mux.HandleFunc("GET "+Prefix+"events.json", h.eventsJSON)
 	mux.HandleFunc(Prefix, h.notFound)

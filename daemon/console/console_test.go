@@ -2,8 +2,11 @@ package console
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -20,6 +23,7 @@ import (
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/daemon/seal"
+	"github.com/edgepass/edgepass/daemon/servicetoken"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -149,6 +153,8 @@ type fixture struct {
 	audit    *events.Memory
 	standing *standing
 	seal     *seal.Key
+	// logs is everything the console and the admin API logged.
+	logs *syncBuffer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -175,13 +181,21 @@ func newFixture(t *testing.T) *fixture {
 	if f.seal, _, err = seal.Generate(); err != nil {
 		t.Fatal(err)
 	}
+	f.logs = &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	tokens, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: tokenSigner{priv}, Store: f.store,
+		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	api, err := admin.New(admin.Options{
 		Token: adminToken, Store: f.store, Edge: f.edge, Keys: f.keys,
 		Edges: fakeEdges{
 			{Heartbeat: natsedge.Heartbeat{Edge: "edge", Replica: "traefik-1", Synced: true, Seq: 9}, Received: t0},
 			{Heartbeat: natsedge.Heartbeat{Edge: "edge", Replica: "traefik-2", Synced: false, Seq: 3}, Received: t0.Add(-time.Minute), Stale: true, Behind: 6},
 		},
-		Audit: f.audit, Events: f.audit, Overrides: fakeOverrides{},
+		Audit: f.audit, Events: f.audit, Overrides: fakeOverrides{}, ServiceTokens: tokens, Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +204,7 @@ func newFixture(t *testing.T) *fixture {
 	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	f.h, err = New(Options{BaseURL: f.srv.URL, Groups: []string{"admins"}, SignIn: f.auth, API: api.Internal(), Seal: f.seal,
-		Standing: f.standing, Overrides: f.override, Audit: f.audit})
+		Standing: f.standing, Overrides: f.override, Audit: f.audit, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +455,7 @@ func TestConsoleHeadersOnEveryAnswer(t *testing.T) {
 		b    *browser
 		path string
 	}{
-		{b, Prefix}, {b, Prefix + "users"}, {b, Prefix + "events"}, {b, Prefix + "nope"}, {anon, Prefix + "users"},
+		{b, Prefix}, {b, Prefix + "users"}, {b, Prefix + "events"}, {b, Prefix + "nope"}, {b, tokensPath}, {anon, Prefix + "users"},
 		{anon, CallbackPath}, {anon, Prefix + "static/console.css"}, {anon, Prefix + "static/console.js"}, {anon, Prefix + "signed-out"},
 	} {
 		a := c.b.get(t, c.path)
@@ -454,7 +468,7 @@ func TestConsoleHeadersOnEveryAnswer(t *testing.T) {
 		t.Errorf("CSP %q", CSP)
 	}
 	// No inline script or handler anywhere: the CSP would block it anyway.
-	for _, p := range []string{Prefix, Prefix + "users", Prefix + "user?sub=sub-bob", Prefix + "events", Prefix + "keys", Prefix + "edges", Prefix + "groups"} {
+	for _, p := range []string{Prefix, Prefix + "users", Prefix + "user?sub=sub-bob", Prefix + "events", Prefix + "keys", Prefix + "edges", Prefix + "groups", tokensPath} {
 		body := b.get(t, p).body
 		if strings.Contains(body, "<script>") || strings.Contains(body, " onclick=") || strings.Contains(body, "<style>") || strings.Contains(body, "javascript:") {
 			t.Errorf("%s has inline script or style", p)
@@ -463,22 +477,33 @@ func TestConsoleHeadersOnEveryAnswer(t *testing.T) {
 }
 
 // TestConsoleNeverRendersSecrets: sessions hold refresh and ID tokens; no
-// page, and not the live event feed, may show them, nor an API token.
+// page, and not the live event feed, may show them, nor an API token, nor
+// a service token after the one page that answers its creation (one is
+// live, one revoked).
 func TestConsoleNeverRendersSecrets(t *testing.T) {
 	f := newFixture(t)
 	b := adminBrowser(t, f)
 	b.post(t, Prefix+"groups/set", url.Values{"csrf": {b.csrf(t)}, "user": {"bob"}, "groups": {"staff"}})
+	_, liveToken := createToken(t, b, "live-bot")
+	_, goneToken := createToken(t, b, "gone-bot")
+	live, _ := serviceRecord(f, "live-bot")
+	gone, _ := serviceRecord(f, "gone-bot")
+	if a := b.post(t, tokensPath+"/revoke", url.Values{"csrf": {b.csrf(t)}, "id": {gone.ID}}); a.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", a.status)
+	}
 	for _, p := range []string{
 		Prefix, Prefix + "users", Prefix + "users?q=staff", Prefix + "user?sub=sub-alice", Prefix + "user?sub=sub-bob",
 		Prefix + "session?sid=" + strings.Repeat("a", 43), Prefix + "session?sid=" + strings.Repeat("b", 43),
 		Prefix + "groups", Prefix + "edges", Prefix + "keys", Prefix + "events", Prefix + "events.json?after=0",
 		Prefix + "user/end?sub=sub-bob", Prefix + "keys/rotate", Prefix + "keys/revoke?kid=kidA",
+		tokensPath, tokensPath + "/revoke?id=" + live.ID, Prefix + "session?sid=" + live.ID, Prefix + "user?sub=service:live-bot",
+		Prefix + "events?kind=service_token_created", Prefix + "events?kind=service_token_revoked",
 	} {
 		a := b.get(t, p)
 		if a.status != 200 {
 			t.Errorf("%s: %d\n%s", p, a.status, a.body)
 		}
-		for _, secret := range []string{refreshSecret, idTokenSecret, adminToken, "refreshToken", "idToken"} {
+		for _, secret := range []string{refreshSecret, idTokenSecret, adminToken, "refreshToken", "idToken", liveToken, goneToken} {
 			if strings.Contains(a.body, secret) {
 				t.Errorf("%s shows %q", p, secret)
 			}

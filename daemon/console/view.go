@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// view is what every template gets. Nothing in it is a secret: the admin
-// API answers without tokens, refresh tokens or private keys.
+// view is what every template gets. Nothing in it is a secret (the admin
+// API answers without tokens, refresh tokens or private keys) except on
+// the page showing a new service token, the once it is shown.
 type view struct {
 	Title    string
 	Nav      string // the active menu entry
@@ -30,7 +31,7 @@ type view struct {
 }
 
 // pageNames are the templates in templates/, each with layout.html.
-var pageNames = []string{"message", "overview", "users", "user", "session", "confirm", "groups", "edges", "keys", "events"}
+var pageNames = []string{"message", "overview", "users", "user", "session", "confirm", "groups", "edges", "keys", "events", "tokens", "tokencreated"}
 
 var funcs = template.FuncMap{
 	"stamp": func(t time.Time) string {
@@ -114,13 +115,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *adminSession, 
 // doneMessages are the messages after a change (?done=<code>), fixed so
 // a link cannot put words on the page.
 var doneMessages = map[string]string{
-	"session":  "The session was ended at every edge.",
-	"user":     "Every session of the user was ended at every edge.",
-	"groups":   "The group override is in force at every edge.",
-	"cleared":  "The group override was lifted.",
-	"rotated":  "A new signing key is current.",
-	"revoked":  "The key is distrusted at every edge; the sessions it signed were ended.",
-	"signedin": "",
+	"session":      "The session was ended at every edge.",
+	"user":         "Every session of the user was ended at every edge.",
+	"groups":       "The group override is in force at every edge.",
+	"cleared":      "The group override was lifted.",
+	"rotated":      "A new signing key is current.",
+	"revoked":      "The key is distrusted at every edge; the sessions it signed were ended.",
+	"tokenrevoked": "The service token was revoked: every edge refuses it.",
+	"signedin":     "",
 }
 
 func done(r *http.Request) string { return doneMessages[r.URL.Query().Get("done")] }

@@ -17,6 +17,7 @@ import (
 	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/edgestate"
+	"github.com/edgepass/edgepass/plugin/idptoken"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -33,9 +34,10 @@ const (
 // never refused when published: the edge refuses values over 64 KiB.
 const (
 	// MaxGroups is the most groups a user has; SetGroups refuses more.
-	MaxGroups = 1000
+	// The edges map IdP access tokens to the same limits.
+	MaxGroups = idptoken.MaxGroups
 	// MaxGroupName is the longest group name kept.
-	MaxGroupName = 256
+	MaxGroupName = idptoken.MaxGroupName
 	// MaxGroupBytes bounds the names of a whole list, so the fact carrying
 	// it stays well inside the edge's value limit.
 	MaxGroupBytes = 32 << 10
@@ -134,7 +136,7 @@ func (p *Publisher) RevokeSession(ctx context.Context, sid string, exp time.Time
 		if json.Unmarshal(old, &o) != nil {
 			return f, true
 		}
-		m := edgestate.SessionRevocation{Exp: laterExp(o.Exp, f.Exp)}
+		m := f.Merge(o)
 		return m, m != o
 	})
 }
@@ -155,18 +157,9 @@ func (p *Publisher) RevokeUser(ctx context.Context, subject string, before time.
 		if json.Unmarshal(old, &o) != nil || o.Before <= 0 {
 			return f, true
 		}
-		m := edgestate.UserRevocation{Before: max(o.Before, f.Before), Exp: laterExp(o.Exp, f.Exp)}
+		m := f.Merge(o)
 		return m, m != o
 	})
-}
-
-// laterExp merges revocation expiries as the edges do: 0 (as long as the
-// fact lives) beats any time, else the later wins.
-func laterExp(a, b int64) int64 {
-	if a == 0 || b == 0 {
-		return 0
-	}
-	return max(a, b)
 }
 
 // SetGroups replaces the subject's groups in every token issued until now,
@@ -237,20 +230,10 @@ func (p *Publisher) GroupsOverride(ctx context.Context, subject string) ([]strin
 	return f.Groups, true, nil
 }
 
-// readSigned verifies a signed fact with the anchor and decodes it into dst;
-// false if it is not a valid fact for key.
+// readSigned verifies a signed fact with the anchor, as the edges do, and
+// decodes it into dst; false if it is not a valid fact for key.
 func (p *Publisher) readSigned(key string, value []byte, dst any) bool {
-	payload, err := token.VerifyFact(value, p.anchors)
-	if err != nil {
-		return false
-	}
-	var named struct {
-		Key string `json:"key"`
-	}
-	if json.Unmarshal(payload, &named) != nil || named.Key != key {
-		return false
-	}
-	return json.Unmarshal(payload, dst) == nil
+	return edgestate.OpenSigned(key, value, p.anchors, dst) == nil
 }
 
 // PublishKeys replaces the edges' verification keys with f (JWKS, revoked
@@ -278,54 +261,25 @@ const maxWriteAttempts = 10
 // facts must never go back in time. The write is conditional on the
 // revision read, so two replicas cannot interleave.
 func (p *Publisher) putSigned(ctx context.Context, kind, key string, sign func(iat int64) ([]byte, error)) error {
-	if err := p.bucket.Raise(ctx); err != nil {
-		return fmt.Errorf("edgepub: publish %s: %w", kind, err)
-	}
-	start := time.Now()
-	var rev uint64
-	var prevIat int64
-	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
-		iat := max(p.o.Now().UnixMilli(), prevIat+1)
-		data, err := sign(iat)
-		if err != nil {
-			return fmt.Errorf("edgepub: sign %s: %w", kind, err)
-		}
-		if len(data) > edgestate.MaxValueSize {
-			return fmt.Errorf("edgepub: %s value of %d bytes exceeds the edge limit %d", kind, len(data), edgestate.MaxValueSize)
-		}
-		if rev == 0 {
-			_, err = p.kv.Create(ctx, key, data)
-		} else {
-			_, err = p.kv.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			p.observe(kind, start, nil)
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			p.observe(kind, start, err)
-			return fmt.Errorf("edgepub: publish %s: %w", kind, err)
-		}
-		e, gerr := p.kv.Get(ctx, key)
-		switch {
-		case errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted):
-			rev, prevIat = 0, 0
-		case gerr != nil:
-			p.observe(kind, start, gerr)
-			return fmt.Errorf("edgepub: publish %s: read the current fact: %w", kind, gerr)
-		default:
-			rev, prevIat = e.Revision(), 0
-			var held struct {
+	return p.writeFact(ctx, kind, key, func(held []byte, found bool) ([]byte, bool, error) {
+		var prevIat int64
+		if found {
+			var h struct {
 				Iat int64 `json:"iat"`
 			}
-			if p.readSigned(key, e.Value(), &held) {
-				prevIat = held.Iat
+			if p.readSigned(key, held, &h) {
+				prevIat = h.Iat
 			}
 		}
-	}
-	err := fmt.Errorf("edgepub: publish %s: the fact kept changing under us; retry", kind)
-	p.observe(kind, start, err)
-	return err
+		data, err := sign(max(p.o.Now().UnixMilli(), prevIat+1))
+		if err != nil {
+			return nil, false, fmt.Errorf("edgepub: sign %s: %w", kind, err)
+		}
+		if len(data) > edgestate.MaxValueSize {
+			return nil, false, fmt.Errorf("edgepub: %s value of %d bytes exceeds the edge limit %d", kind, len(data), edgestate.MaxValueSize)
+		}
+		return data, false, nil
+	})
 }
 
 // putRevocation writes a revocation so that the bucket's value only grows,
@@ -333,15 +287,46 @@ func (p *Publisher) putSigned(ctx context.Context, kind, key string, sign func(i
 // combines both (later before, later exp) and the merged value replaces it
 // at the revision read.
 func (p *Publisher) putRevocation(ctx context.Context, kind, key string, v any, merge func(old []byte) (any, bool)) error {
+	return p.writeFact(ctx, kind, key, func(held []byte, found bool) ([]byte, bool, error) {
+		if found {
+			merged, changed := merge(held)
+			if !changed {
+				return nil, true, nil // what is held already covers it
+			}
+			v = merged
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("edgepub: encode %s: %w", kind, err)
+		}
+		return data, false, nil
+	})
+}
+
+// writeFact writes key with optimistic concurrency: value gives the bytes
+// to write from the value held (found false before the first attempt and
+// when there is none), or done when what is held already covers the write. The
+// first write creates the key; each later one replaces the value read, at
+// its revision, so concurrent writers cannot interleave. A conflict reads
+// the key again and retries, maxWriteAttempts times at most. Errors from
+// value are returned as they are.
+func (p *Publisher) writeFact(ctx context.Context, kind, key string, value func(held []byte, found bool) (data []byte, done bool, err error)) error {
 	if err := p.bucket.Raise(ctx); err != nil {
 		return fmt.Errorf("edgepub: publish %s: %w", kind, err)
 	}
 	start := time.Now()
 	var rev uint64
-	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
-		data, err := json.Marshal(v)
+	data, done, err := value(nil, false)
+	for attempt := 0; ; attempt++ {
 		if err != nil {
-			return fmt.Errorf("edgepub: encode %s: %w", kind, err)
+			return err
+		}
+		if done {
+			p.observe(kind, start, nil)
+			return nil
+		}
+		if attempt == maxWriteAttempts {
+			break
 		}
 		if rev == 0 {
 			_, err = p.kv.Create(ctx, key, data)
@@ -360,19 +345,16 @@ func (p *Publisher) putRevocation(ctx context.Context, kind, key string, v any, 
 		switch {
 		case errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted):
 			rev = 0
+			data, done, err = value(nil, false)
 		case gerr != nil:
 			p.observe(kind, start, gerr)
 			return fmt.Errorf("edgepub: publish %s: read the current fact: %w", kind, gerr)
 		default:
-			merged, changed := merge(e.Value())
-			if !changed {
-				p.observe(kind, start, nil)
-				return nil // what is held already covers it
-			}
-			v, rev = merged, e.Revision()
+			rev = e.Revision()
+			data, done, err = value(e.Value(), true)
 		}
 	}
-	err := fmt.Errorf("edgepub: publish %s: the fact kept changing under us; retry", kind)
+	err = fmt.Errorf("edgepub: publish %s: the fact kept changing under us; retry", kind)
 	p.observe(kind, start, err)
 	return err
 }

@@ -59,12 +59,19 @@ const (
 	KindConsoleSignIn  = "console_signin"  // an administrator signed in to the console
 	KindConsoleDenied  = "console_denied"  // a non-administrator tried to
 	KindConsoleSignOut = "console_signout"
+	// KindServiceTokenCreated and KindServiceTokenRevoked: an administrator
+	// issued or revoked a service token (User is its name, Subject
+	// "service:<name>", SessionID its id; Detail its audiences, groups and
+	// expiry). Never the token itself.
+	KindServiceTokenCreated = "service_token_created"
+	KindServiceTokenRevoked = "service_token_revoked"
 )
 
 // Kinds lists every kind, for filters and documentation.
 var Kinds = []string{
 	KindSessionCreated, KindSessionRevoked, KindUserRevoked, KindGroupsSet, KindGroupsCleared,
 	KindGroupsChanged, KindKeyRotated, KindKeyRevoked, KindConsoleSignIn, KindConsoleDenied, KindConsoleSignOut,
+	KindServiceTokenCreated, KindServiceTokenRevoked,
 }
 
 // Sources: the channel a change came through.
@@ -80,6 +87,31 @@ const (
 
 // Sources lists every source.
 var Sources = []string{SourceConsole, SourceAPI, SourceCLI, SourceUser, SourceBackchannel, SourceRefresh, SourceSchedule}
+
+// AdminSources are the channels administrators act through.
+var AdminSources = []string{SourceConsole, SourceAPI, SourceCLI}
+
+// kindSources restricts the sources of the kinds only an administrator
+// causes; a kind not listed may come from any source.
+var kindSources = map[string][]string{
+	KindServiceTokenCreated: AdminSources,
+	KindServiceTokenRevoked: AdminSources,
+}
+
+// SourcesOf returns the sources an event of kind may be recorded with:
+// every source unless the kind is restricted.
+func SourcesOf(kind string) []string {
+	if s, ok := kindSources[kind]; ok {
+		return s
+	}
+	return Sources
+}
+
+// ValidFor reports whether an event of kind may come from source (both
+// known, and source allowed for kind).
+func ValidFor(kind, source string) bool {
+	return ValidKind(kind) && ValidSource(source) && slices.Contains(SourcesOf(kind), source)
+}
 
 // Actor types.
 const (
@@ -162,7 +194,7 @@ const (
 
 // Clean drops control characters and cuts s to at most max bytes (on a
 // character boundary), so free text cannot forge log lines or grow events.
-func Clean(s string, max int) string {
+func Clean(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
 			return ' '
@@ -170,10 +202,10 @@ func Clean(s string, max int) string {
 		return r
 	}, s)
 	s = strings.TrimSpace(s)
-	if len(s) <= max {
+	if len(s) <= limit {
 		return s
 	}
-	cut := max
+	cut := limit
 	for cut > 0 && !utf8Start(s[cut]) {
 		cut--
 	}

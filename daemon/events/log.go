@@ -137,6 +137,9 @@ func (l *Log) Append(ctx context.Context, e Event) (uint64, error) {
 	if !ValidSource(source) {
 		return 0, fmt.Errorf("events: unknown source %q", e.Source)
 	}
+	if !ValidFor(e.Kind, source) {
+		return 0, fmt.Errorf("events: %s cannot come from source %q (only %v)", e.Kind, source, SourcesOf(e.Kind))
+	}
 	e.Seq = 0
 	e.User, e.Email, e.Subject = Clean(e.User, maxField), Clean(e.Email, maxField), Clean(e.Subject, maxField)
 	e.Actor, e.Detail = Clean(e.Actor, maxField), Clean(e.Detail, 4*maxField)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,10 +240,37 @@ func TestAppendRefusesUnknownKindsAndSources(t *testing.T) {
 		{Kind: "a.>", Source: events.SourceAPI},
 		{Kind: events.KindGroupsSet, Source: "*"},
 		{Kind: events.KindGroupsSet, Source: ""},
+		// Only an administrator issues or revokes a service token.
+		{Kind: events.KindServiceTokenCreated, Source: events.SourceUser},
+		{Kind: events.KindServiceTokenRevoked, Source: events.SourceSchedule},
 	} {
 		if _, err := l.Append(ctx, e); err == nil {
 			t.Errorf("Append(%q, %q) accepted", e.Kind, e.Source)
 		}
+	}
+	for _, src := range events.AdminSources {
+		if _, err := l.Append(ctx, events.Event{Kind: events.KindServiceTokenRevoked, Source: src, Actor: "alice"}); err != nil {
+			t.Errorf("service_token_revoked from %s refused: %v", src, err)
+		}
+	}
+}
+
+// TestKindSources: every kind may come from the sources it lists, and
+// only those; the service-token kinds only from an administrator's channel.
+func TestKindSources(t *testing.T) {
+	for _, k := range events.Kinds {
+		for _, s := range events.Sources {
+			want := true
+			if k == events.KindServiceTokenCreated || k == events.KindServiceTokenRevoked {
+				want = slices.Contains(events.AdminSources, s)
+			}
+			if got := events.ValidFor(k, s); got != want {
+				t.Errorf("ValidFor(%s, %s) = %v, want %v", k, s, got, want)
+			}
+		}
+	}
+	if events.ValidFor("nope", events.SourceAPI) || events.ValidFor(events.KindGroupsSet, "nope") {
+		t.Error("ValidFor accepted an unknown kind or source")
 	}
 }
 

@@ -220,13 +220,12 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Ring, error)
 			sr.Anchor = &a
 			changed = true
 		}
-		if activeIndex(sr) < 0 && pendingIndex(sr) < 0 {
-			k, err := r.newKey(now)
+		if activeIndex(sr) < 0 {
+			_, added, err := r.addPending(sr, now)
 			if err != nil {
 				return false, err
 			}
-			sr.Keys = append(sr.Keys, k)
-			changed = true
+			changed = added || changed
 		}
 		added, err := r.ensureStateKey(sr, now)
 		if err != nil {
@@ -598,6 +597,20 @@ func (r *Ring) SignClaims(c *token.Claims) (string, string, error) {
 func keyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
 	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
+}
+
+// addPending appends a new pending key to sr unless one is pending
+// already; it returns the pending key's id and whether it was added.
+func (r *Ring) addPending(sr *storedRing, now time.Time) (kid string, added bool, err error) {
+	if i := pendingIndex(sr); i >= 0 {
+		return sr.Keys[i].ID, false, nil
+	}
+	k, err := r.newKey(now)
+	if err != nil {
+		return "", false, err
+	}
+	sr.Keys = append(sr.Keys, k)
+	return k.ID, true, nil
 }
 
 // newKey generates a pending key, its seed sealed.

@@ -17,17 +17,11 @@ func (r *Ring) Rotate(ctx context.Context) (string, error) {
 	var kid string
 	err := r.mutate(ctx, func(sr *storedRing, now time.Time) (bool, error) {
 		prune(sr, now, r.retention(sr, now))
-		if i := pendingIndex(sr); i >= 0 {
-			kid = sr.Keys[i].ID // an unfinished rotation: finish it
-			return false, nil
-		}
-		k, err := r.newKey(now)
-		if err != nil {
-			return false, err
-		}
-		kid = k.ID
-		sr.Keys = append(sr.Keys, k)
-		return true, nil
+		// A pending key is an unfinished rotation: finish it.
+		var added bool
+		var err error
+		kid, added, err = r.addPending(sr, now)
+		return added, err
 	})
 	if err != nil {
 		return "", err
@@ -71,15 +65,11 @@ func (r *Ring) Revoke(ctx context.Context, kid string) (RevokeResult, error) {
 			return false, ErrUnknownKey
 		}
 		signing = activeIndex(sr) == i
-		if !signing || pendingIndex(sr) >= 0 {
+		if !signing {
 			return false, nil
 		}
-		k, err := r.newKey(now)
-		if err != nil {
-			return false, err
-		}
-		sr.Keys = append(sr.Keys, k)
-		return true, nil
+		_, added, err := r.addPending(sr, now)
+		return added, err
 	}); err != nil {
 		return res, err
 	}
@@ -256,15 +246,8 @@ func (r *Ring) Tick(ctx context.Context) error {
 			if a := activeIndex(sr); a >= 0 && sr.Keys[a].ID != before {
 				return false, nil // another replica rotated already
 			}
-			if pendingIndex(sr) >= 0 {
-				return false, nil
-			}
-			k, err := r.newKey(now)
-			if err != nil {
-				return false, err
-			}
-			sr.Keys = append(sr.Keys, k)
-			return true, nil
+			_, added, err := r.addPending(sr, now)
+			return added, err
 		}); err != nil {
 			return err
 		}

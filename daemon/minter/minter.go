@@ -107,7 +107,7 @@ func (m *Minter) Mint(raw, audience string, now time.Time) mint.Reply {
 }
 
 func (m *Minter) mint(raw, audience string, now time.Time) mint.Reply {
-	if audience == "" || len(audience) > 256 || audience == assertion.SessionAudience || audience == assertion.ServiceAudience ||
+	if audience == "" || len(audience) > assertion.MaxAudience || audience == assertion.SessionAudience || audience == assertion.ServiceAudience ||
 		strings.ContainsAny(audience, " \t\r\n") || policy.Sanitize(audience) != audience {
 		return mint.Reply{Reason: mint.ReasonAudience}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -65,12 +66,29 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, p.oauth.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), http.StatusFound)
 }
 
-// callback finishes the flow: GET /callback?code=&state=.
+// callback finishes the flow: GET /callback?code=&state=. Three steps,
+// each answering the browser itself when it refuses: find the login the
+// callback belongs to (takeLogin), verify the IdP's answer to it
+// (verifyCallback), issue the session (issueSession).
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	if h.rateLimited(w, r, "/callback") {
 		return
 	}
-	ctx := r.Context()
+	pl, code, ok := h.takeLogin(w, r)
+	if !ok {
+		return
+	}
+	v, ok := h.verifyCallback(r.Context(), w, pl, code)
+	if !ok {
+		return
+	}
+	h.issueSession(w, r, v, pl.ReturnTo)
+}
+
+// takeLogin finds the pending login a callback answers: its state must
+// name a login this browser started and has not used (its cookie is
+// deleted now), and the IdP must have granted it a code.
+func (h *Handler) takeLogin(w http.ResponseWriter, r *http.Request) (loginState, string, bool) {
 	q := r.URL.Query()
 	pl, err := h.takeState(w, r, q.Get("state"), h.now())
 	if err != nil {
@@ -84,33 +102,52 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
 			"This sign-in attempt has expired or was already used. Please start again.")
-		return
+		return pl, "", false
 	}
 	if !h.boundTo(r, pl.Binding) {
 		h.log.Warn("callback refused: state was issued to another browser")
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in expired",
 			"This sign-in attempt was not started in this browser. Please start again.")
-		return
+		return pl, "", false
 	}
 	if e := q.Get("error"); e != "" {
 		h.log.Info("identity provider refused the sign-in", "error", truncate(e, 100), "description", truncate(q.Get("error_description"), 200))
 		h.fail(w, http.StatusForbidden, ReasonIdPError, "Sign-in refused",
 			"The identity provider did not complete the sign-in.")
-		return
+		return pl, "", false
 	}
 	code := q.Get("code")
 	if code == "" {
 		h.fail(w, http.StatusBadRequest, ReasonState, "Sign-in failed", "The identity provider's answer was incomplete. Please start again.")
-		return
+		return pl, "", false
 	}
+	return pl, code, true
+}
+
+// verifiedLogin is the IdP's answer to one login once verifyCallback has
+// checked it: who signed in (claims mapped, groups filtered, in a required
+// group) and the tokens the session keeps for refresh and sign-out.
+type verifiedLogin struct {
+	id           *identity
+	refreshToken string
+	idToken      string // raw, the id_token_hint of RP-initiated logout
+}
+
+// verifyCallback verifies the IdP's answer to login pl: the code exchanges
+// with the login's PKCE verifier, the ID token verifies (checkIDToken:
+// signature, issuer, audience, expiry, the login's nonce, at_hash), the
+// claims map to a user (userinfo fills what the ID token lacks) in one of
+// oidc.requiredGroups. Nothing is stored or issued yet.
+func (h *Handler) verifyCallback(ctx context.Context, w http.ResponseWriter, pl loginState, code string) (*verifiedLogin, bool) {
 	p, err := h.idp.get(ctx)
 	if err != nil {
 		h.log.Error("callback: identity provider unavailable", "err", err)
 		h.fail(w, http.StatusBadGateway, ReasonDiscovery, "Sign-in unavailable",
 			"The identity provider cannot be reached right now. Please try again in a moment.")
-		return
+		return nil, false
 	}
-	tok, err := p.oauth.Exchange(h.idp.clientContext(ctx), code, oauth2.VerifierOption(pl.Verifier))
+	cctx := h.idp.clientContext(ctx)
+	tok, err := p.exchanger.Exchange(cctx, code, oauth2.VerifierOption(pl.Verifier))
 	if err != nil {
 		h.log.Warn("callback: code exchange failed", "err", err)
 		status := http.StatusBadGateway
@@ -120,80 +157,82 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		h.fail(w, status, ReasonExchange, "Sign-in failed",
 			"The identity provider did not accept this sign-in. Please start again.")
-		return
+		return nil, false
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
 		h.log.Error("callback: token response has no id_token; is the openid scope configured?")
 		h.fail(w, http.StatusBadGateway, ReasonIDToken, "Sign-in failed", "The identity provider's answer was incomplete.")
-		return
+		return nil, false
 	}
-	idt, err := p.verifier.Verify(h.idp.clientContext(ctx), rawID)
+	idt, claims, err := checkIDToken(cctx, p.verifier, rawID, pl.Nonce, tok.AccessToken)
 	if err != nil {
-		h.log.Warn("callback: ID token rejected", "err", err)
-		h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(pl.Nonce)) != 1 {
-		h.log.Warn("callback: ID token nonce does not match this login")
-		h.fail(w, http.StatusBadRequest, ReasonNonce, "Sign-in failed", "The identity provider's answer could not be verified.")
-		return
-	}
-	if idt.AccessTokenHash != "" {
-		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			h.log.Warn("callback: access token does not match at_hash", "err", err)
-			h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
-			return
+		h.log.Warn("callback: ID token refused", "err", err)
+		reason := ReasonIDToken
+		if errors.Is(err, errNonce) {
+			reason = ReasonNonce
 		}
-	}
-	var claims claimSet
-	if err := idt.Claims(&claims); err != nil || idt.Subject == "" {
-		h.log.Warn("callback: ID token claims unreadable or without sub", "err", err)
-		h.fail(w, http.StatusBadRequest, ReasonIDToken, "Sign-in failed", "The identity provider's answer could not be verified.")
-		return
+		h.fail(w, http.StatusBadRequest, reason, "Sign-in failed", "The identity provider's answer could not be verified.")
+		return nil, false
 	}
 	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
 	if err != nil {
 		h.log.Error("callback: cannot complete the user's claims", "sub", idt.Subject, "err", err)
 		h.fail(w, http.StatusBadGateway, ReasonUserinfo, "Sign-in failed",
 			"The identity provider did not describe your account. Please try again in a moment.")
-		return
+		return nil, false
 	}
 	if !h.allowed(id.Groups) {
 		h.log.Info("login refused: user is in none of the required groups", "sub", id.Subject, "user", id.Username)
 		h.fail(w, http.StatusForbidden, ReasonForbidden, "Access denied",
 			"Your account is not in a group that may use these sites. Ask an administrator for access.")
-		return
+		return nil, false
 	}
-	groups, override := id.Groups, overrideNone
-	if h.opts.Groups != nil {
-		og, ok, err := h.opts.Groups.GroupsOverride(ctx, id.Subject)
-		if err != nil {
-			h.log.Warn("callback: cannot read the admin group override; using the IdP's groups", "sub", id.Subject, "err", err)
-			override = overrideUnknown
-		} else if ok {
-			groups, override = og, overrideAdmin
+	return &verifiedLogin{id: id, refreshToken: tok.RefreshToken, idToken: rawID}, true
+}
+
+// errNonce: the ID token was issued for another login (or replayed).
+var errNonce = errors.New("ID token nonce does not match this login")
+
+// checkIDToken checks the ID token of a code exchange: the verifier's
+// checks (signature, issuer, audience, expiry), then that it carries the
+// login's nonce, matches the access token it came with (at_hash, when
+// present) and names a subject. It returns the token and its claims.
+func checkIDToken(ctx context.Context, v idTokenVerifier, raw, nonce, accessToken string) (*oidc.IDToken, claimSet, error) {
+	idt, err := v.Verify(ctx, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return nil, nil, errNonce
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return nil, nil, fmt.Errorf("access token does not match at_hash: %w", err)
 		}
 	}
-	now := h.now().Truncate(time.Second)
-	s := &session.Session{
-		ID:           session.NewID(),
-		Subject:      id.Subject,
-		Username:     id.Username,
-		Email:        id.Email,
-		Name:         id.Name,
-		Groups:       groups,
-		IssuedAt:     now,
-		ExpiresAt:    now.Add(h.opts.Lifetime),
-		RefreshToken: tok.RefreshToken,
-		IDToken:      rawID,
-		IdPSessionID: id.IdPSID,
+	var claims claimSet
+	if err := idt.Claims(&claims); err != nil {
+		return nil, nil, fmt.Errorf("ID token claims unreadable: %w", err)
 	}
+	if idt.Subject == "" {
+		return nil, nil, errors.New("ID token has no sub")
+	}
+	return idt, claims, nil
+}
+
+// issueSession gives a verified login its session: the session record
+// (newSession), the signed token (issueToken: with a groups fact when the
+// groups do not fit a cookie), the stored session, the audit event and the
+// cookie, then sends the browser to returnTo ("" shows a signed-in page).
+func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, v *verifiedLogin, returnTo string) {
+	ctx := r.Context()
+	s, override := h.newSession(ctx, v)
 	signed, err := h.issueToken(ctx, s, override)
 	var gerr *groupsFactError
 	if errors.As(err, &gerr) {
 		h.log.Error("callback: the user's groups do not fit the session cookie and cannot reach the edges; not issuing a token with groups missing",
-			"sub", id.Subject, "groups", len(s.Groups), "err", gerr.err)
+			"sub", s.Subject, "groups", len(s.Groups), "err", gerr.err)
 		h.fail(w, http.StatusInternalServerError, ReasonGroups, "Sign-in failed",
 			"edgepass could not publish your group memberships. Please try again in a moment.")
 		return
@@ -203,7 +242,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		err = h.opts.Store.Put(ctx, s)
 	}
 	if err != nil {
-		h.log.Error("callback: cannot create the session", "sub", id.Subject, "err", err)
+		h.log.Error("callback: cannot create the session", "sub", s.Subject, "err", err)
 		h.fail(w, http.StatusInternalServerError, ReasonSession, "Sign-in failed",
 			"edgepass could not create your session. Please try again in a moment.")
 		return
@@ -216,11 +255,43 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	h.cookies.setSession(w, signed, h.opts.Lifetime)
 	h.cookies.clearLegacy(w, r)
 	noStore(w)
-	if pl.ReturnTo == "" {
+	if returnTo == "" {
 		h.render(w, http.StatusOK, page{Title: "Signed in", Message: "You are signed in. You can close this page."})
 		return
 	}
-	http.Redirect(w, r, pl.ReturnTo, http.StatusFound)
+	http.Redirect(w, r, returnTo, http.StatusFound)
+}
+
+// newSession is the session record of a verified login, with the groups
+// it carries: an administrator's override wins over the IdP's groups; when
+// the override cannot be read the IdP's groups are used, and the returned
+// overrideState tells issueToken not to publish them.
+func (h *Handler) newSession(ctx context.Context, v *verifiedLogin) (*session.Session, overrideState) {
+	id := v.id
+	groups, override := id.Groups, overrideNone
+	if h.opts.Groups != nil {
+		og, ok, err := h.opts.Groups.GroupsOverride(ctx, id.Subject)
+		if err != nil {
+			h.log.Warn("callback: cannot read the admin group override; using the IdP's groups", "sub", id.Subject, "err", err)
+			override = overrideUnknown
+		} else if ok {
+			groups, override = og, overrideAdmin
+		}
+	}
+	now := h.now().Truncate(time.Second)
+	return &session.Session{
+		ID:           session.NewID(),
+		Subject:      id.Subject,
+		Username:     id.Username,
+		Email:        id.Email,
+		Name:         id.Name,
+		Groups:       groups,
+		IssuedAt:     now,
+		ExpiresAt:    now.Add(h.opts.Lifetime),
+		RefreshToken: v.refreshToken,
+		IDToken:      v.idToken,
+		IdPSessionID: id.IdPSID,
+	}, override
 }
 
 // boundTo reports whether the request carries the login binding cookie

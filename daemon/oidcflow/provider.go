@@ -40,13 +40,46 @@ type idp struct {
 
 // provider is what discovery yields.
 type provider struct {
-	oidc       *oidc.Provider
-	oauth      *oauth2.Config
-	verifier   *oidc.IDTokenVerifier
+	oidc  *oidc.Provider // userinfo
+	oauth *oauth2.Config // the authorization URL (and, for the console, its own exchange)
+	// verifier, exchanger and refresher are the IdP's answers the callback
+	// and refresh rely on; discovery fills them from go-oidc and oauth2,
+	// tests put stubs in their place (see stub_test.go).
+	verifier   idTokenVerifier
+	exchanger  codeExchanger
+	refresher  tokenRefresher
 	endSession string
 	// keys and algs verify back-channel logout tokens (see verifyLogoutToken).
 	keys signatureVerifier
 	algs []string
+}
+
+// idTokenVerifier checks an ID token the IdP issued: its signature
+// against the provider's keys, issuer, audience (our client id) and
+// expiry. The callback and refresh both verify through it; go-oidc's
+// *oidc.IDTokenVerifier implements it.
+type idTokenVerifier interface {
+	Verify(ctx context.Context, rawIDToken string) (*oidc.IDToken, error)
+}
+
+// codeExchanger trades a login's authorization code (with its PKCE
+// verifier in opts) for the IdP's tokens; *oauth2.Config implements it.
+type codeExchanger interface {
+	Exchange(ctx context.Context, code string, opts ...oauth2.AuthCodeOption) (*oauth2.Token, error)
+}
+
+// tokenRefresher asks the IdP for fresh tokens with a session's refresh
+// token. An *oauth2.RetrieveError with ErrorCode invalid_grant means the
+// IdP refuses the token (the user was disabled or signed out there).
+type tokenRefresher interface {
+	Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error)
+}
+
+// oauthRefresher is the tokenRefresher of an oauth2 client.
+type oauthRefresher struct{ cfg *oauth2.Config }
+
+func (o oauthRefresher) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return o.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 }
 
 // get returns the discovered provider, running discovery if it has not
@@ -75,16 +108,19 @@ func (i *idp) get(ctx context.Context) (*provider, error) {
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
 	}
 	_ = p.Claims(&meta) // already decoded once by NewProvider; absent fields stay empty
+	cfg := &oauth2.Config{
+		ClientID:     i.clientID,
+		ClientSecret: i.secret,
+		Endpoint:     p.Endpoint(),
+		RedirectURL:  i.redirectURL,
+		Scopes:       i.scopes,
+	}
 	i.ready = &provider{
-		oidc: p,
-		oauth: &oauth2.Config{
-			ClientID:     i.clientID,
-			ClientSecret: i.secret,
-			Endpoint:     p.Endpoint(),
-			RedirectURL:  i.redirectURL,
-			Scopes:       i.scopes,
-		},
+		oidc:       p,
+		oauth:      cfg,
 		verifier:   p.Verifier(&oidc.Config{ClientID: i.clientID}),
+		exchanger:  cfg,
+		refresher:  oauthRefresher{cfg},
 		endSession: meta.EndSession,
 		// The key set outlives this request: it refetches the provider's
 		// keys on an unknown kid, with the configured HTTP client.

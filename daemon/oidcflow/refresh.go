@@ -101,70 +101,118 @@ type refreshMetrics interface {
 // session while this one stores its refresh result.
 const maxStoreAttempts = 5
 
-// refreshSession refreshes one session at the IdP. It first claims the
-// session by writing RefreshedAt at the revision it read: of two replicas
-// refreshing at once only one wins that write, so a rotating refresh token
-// is spent once (spending it twice looks like token theft to the IdP, which
-// then refuses it and the session would be revoked).
+// refreshSession refreshes one session at the IdP in three steps: claim it
+// (claimRefresh), ask the IdP about it (askIdP), apply the answer
+// (applyRefresh: revoke, publish changed groups, store the new tokens).
 func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (string, error) {
-	short := session.Short(sid)
-	s, rev, err := h.opts.Store.Get(ctx, sid)
-	if errors.Is(err, session.ErrNotFound) {
-		return RefreshSkipped, nil // signed out meanwhile
+	s, rev, err := h.claimRefresh(ctx, sid)
+	if err != nil {
+		return "", err
+	}
+	if s == nil {
+		return RefreshSkipped, nil
+	}
+	ans, err := h.askIdP(ctx, p, s)
+	if errors.Is(err, errRefreshRefused) {
+		h.log.Info("refresh: the IdP refused the refresh token (user disabled or signed out there); revoking the session",
+			"sub", s.Subject, "sid", session.Short(sid))
+		return RefreshRevoked, h.refreshRevoke(ctx, s, "the identity provider refused the refresh token (user disabled or signed out there)")
 	}
 	if err != nil {
-		return "", fmt.Errorf("refresh session %s…: %w", short, err)
+		return "", fmt.Errorf("refresh session %s…: %w", session.Short(sid), err)
+	}
+	return h.applyRefresh(ctx, s, rev, ans)
+}
+
+// claimRefresh reads the session and claims it by writing RefreshedAt at
+// the revision it read: of two replicas refreshing at once only one wins
+// that write, so a rotating refresh token is spent once (spending it twice
+// looks like token theft to the IdP, which then refuses it and the session
+// would be revoked). A nil session means there is nothing to do: signed
+// out, refreshed by another replica since the list was read, or claimed
+// by one now.
+func (h *Handler) claimRefresh(ctx context.Context, sid string) (*session.Session, uint64, error) {
+	s, rev, err := h.opts.Store.Get(ctx, sid)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("refresh session %s…: %w", session.Short(sid), err)
 	}
 	if !h.refreshDue(s, h.now()) {
-		return RefreshSkipped, nil // another replica refreshed it since the list was read
+		return nil, 0, nil
 	}
 	s.RefreshedAt = h.now()
 	rev, err = h.opts.Store.Update(ctx, s, rev)
 	if errors.Is(err, session.ErrConflict) {
-		return RefreshSkipped, nil // another replica claimed it, or it was signed out
+		return nil, 0, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("refresh session %s…: claim: %w", short, err)
+		return nil, 0, fmt.Errorf("refresh session %s…: claim: %w", session.Short(sid), err)
 	}
+	return s, rev, nil
+}
 
+// errRefreshRefused: the IdP answered invalid_grant to the session's
+// refresh token (the user was disabled or signed out there).
+var errRefreshRefused = errors.New("the IdP refused the refresh token")
+
+// refreshAnswer is what the IdP says about a session at refresh.
+type refreshAnswer struct {
+	id           *identity // claims mapped as at login
+	refreshToken string    // "" when the IdP did not rotate it
+	idToken      string    // "" when the IdP sent none
+}
+
+// askIdP asks the IdP about session s: fresh tokens for its refresh token;
+// an ID token that comes with them must verify and name the same user;
+// then the user's claims (userinfo fills what the ID token lacks) mapped
+// as at login. errRefreshRefused: the IdP refused the refresh token.
+func (h *Handler) askIdP(ctx context.Context, p *provider, s *session.Session) (*refreshAnswer, error) {
 	cctx := h.idp.clientContext(ctx)
-	tok, err := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
+	tok, err := p.refresher.Refresh(cctx, s.RefreshToken)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-			h.log.Info("refresh: the IdP refused the refresh token (user disabled or signed out there); revoking the session",
-				"sub", s.Subject, "sid", short)
-			return RefreshRevoked, h.refreshRevoke(ctx, s, "the identity provider refused the refresh token (user disabled or signed out there)")
+			return nil, errRefreshRefused
 		}
-		return "", fmt.Errorf("refresh session %s… at the IdP: %w", short, err)
+		return nil, fmt.Errorf("at the IdP: %w", err)
 	}
+	ans := &refreshAnswer{refreshToken: tok.RefreshToken}
 	claims := claimSet{}
-	idToken := ""
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		idt, err := p.verifier.Verify(cctx, raw)
 		if err != nil {
-			return "", fmt.Errorf("refresh session %s…: ID token rejected: %w", short, err)
+			return nil, fmt.Errorf("ID token rejected: %w", err)
 		}
 		if idt.Subject != s.Subject {
-			return "", fmt.Errorf("refresh session %s…: refreshed ID token names another subject", short)
+			return nil, errors.New("refreshed ID token names another subject")
 		}
 		if err := idt.Claims(&claims); err != nil {
-			return "", fmt.Errorf("refresh session %s…: %w", short, err)
+			return nil, err
 		}
-		idToken = raw
+		ans.idToken = raw
 	}
-	id, err := h.identify(ctx, p, s.Subject, claims, tok)
-	if err != nil {
-		return "", fmt.Errorf("refresh session %s…: %w", short, err)
+	if ans.id, err = h.identify(ctx, p, s.Subject, claims, tok); err != nil {
+		return nil, err
 	}
+	return ans, nil
+}
+
+// applyRefresh applies the IdP's answer to session s (claimed at revision
+// rev): a user no longer in a required group is revoked; groups that
+// changed at the IdP reach the edges unless an administrator's override is
+// in force; then the new tokens and groups are stored.
+func (h *Handler) applyRefresh(ctx context.Context, s *session.Session, rev uint64, ans *refreshAnswer) (string, error) {
+	id := ans.id
 	if !h.allowed(id.Groups) {
-		h.log.Info("refresh: user is no longer in a required group; revoking the session", "sub", s.Subject, "sid", short)
+		h.log.Info("refresh: user is no longer in a required group; revoking the session", "sub", s.Subject, "sid", session.Short(s.ID))
 		return RefreshRevoked, h.refreshRevoke(ctx, s, "no longer in a group of oidc.requiredGroups")
 	}
 	var groups []string
 	if id.hasGroups && !sameSet(id.Groups, s.Groups) && !h.overridden(ctx, s.Subject) {
 		if err := h.opts.Edge.SetGroups(ctx, s.Subject, id.Groups); err != nil {
-			return "", fmt.Errorf("refresh session %s…: publish groups: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: publish groups: %w", session.Short(s.ID), err)
 		}
 		h.log.Info("refresh: groups changed at the IdP", "sub", s.Subject, "groups", id.Groups)
 		ge := sessionEvent(events.KindGroupsChanged, s)
@@ -172,15 +220,20 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 		h.record(ctx, h.idpEvent(ge, events.SourceRefresh, ""))
 		groups = id.Groups
 	}
+	return h.storeRefresh(ctx, s, rev, ans, groups)
+}
 
-	// Store the result on the latest version of the session; one deleted
-	// meanwhile (signed out) stays deleted.
+// storeRefresh stores a refresh's result (new tokens, and groups when they
+// changed) on the latest version of the session; one deleted meanwhile
+// (signed out) stays deleted.
+func (h *Handler) storeRefresh(ctx context.Context, s *session.Session, rev uint64, ans *refreshAnswer, groups []string) (string, error) {
+	sid := s.ID
 	for attempt := 1; ; attempt++ {
-		if tok.RefreshToken != "" {
-			s.RefreshToken = tok.RefreshToken
+		if ans.refreshToken != "" {
+			s.RefreshToken = ans.refreshToken
 		}
-		if idToken != "" {
-			s.IDToken = idToken
+		if ans.idToken != "" {
+			s.IDToken = ans.idToken
 		}
 		if groups != nil {
 			s.Groups = groups
@@ -194,14 +247,14 @@ func (h *Handler) refreshSession(ctx context.Context, p *provider, sid string) (
 			return RefreshUnchanged, nil
 		}
 		if !errors.Is(err, session.ErrConflict) || attempt == maxStoreAttempts {
-			return "", fmt.Errorf("refresh session %s…: store: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: store: %w", session.Short(sid), err)
 		}
 		s, rev, err = h.opts.Store.Get(ctx, sid)
 		if errors.Is(err, session.ErrNotFound) {
 			return RefreshSkipped, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("refresh session %s…: store: %w", short, err)
+			return "", fmt.Errorf("refresh session %s…: store: %w", session.Short(sid), err)
 		}
 	}
 }

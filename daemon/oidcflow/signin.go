@@ -92,21 +92,9 @@ func (h *Handler) FinishSignIn(ctx context.Context, redirectURL string, q url.Va
 	if rawID == "" {
 		return nil, fmt.Errorf("%w: no id_token", ErrSignInInvalid)
 	}
-	idt, err := p.verifier.Verify(cctx, rawID)
+	idt, claims, err := checkIDToken(cctx, p.verifier, rawID, st.Nonce, tok.AccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSignInInvalid, err)
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return nil, fmt.Errorf("%w: nonce", ErrSignInInvalid)
-	}
-	if idt.AccessTokenHash != "" {
-		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return nil, fmt.Errorf("%w: at_hash", ErrSignInInvalid)
-		}
-	}
-	var claims claimSet
-	if err := idt.Claims(&claims); err != nil || idt.Subject == "" {
-		return nil, fmt.Errorf("%w: claims", ErrSignInInvalid)
 	}
 	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
 	if err != nil {

@@ -56,10 +56,7 @@ func TestServeRevokingTheSigningKeyEndsItsSessions(t *testing.T) {
 	defer idp.Close()
 	cfg := testConfig(t, idp, t.TempDir())
 	d := start(t, cfg)
-	cookie, _, err := fakeidp.Login("http://"+d.PublicAddr(), "", cfg.Session.CookieName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookie := d.login(t)
 	leaked := d.ring.KeyID()
 	list, _ := d.store.List(context.Background(), "u-4")
 	if len(list) != 1 || list[0].KeyID != leaked {
@@ -84,10 +81,7 @@ func TestServeRevokingTheSigningKeyEndsItsSessions(t *testing.T) {
 	}
 	eventually(t, "the edge state holds the key as revoked", func() bool { return d.watch.State().KeyRevoked(leaked) })
 	// A new login signs with the new key and works.
-	cookie2, _, err := fakeidp.Login("http://"+d.PublicAddr(), "", cfg.Session.CookieName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookie2 := d.login(t)
 	if code, _, _ := do(t, "GET", d.url("/verify"), map[string]string{"Authorization": "Bearer " + cookie2.Value}); code != 200 {
 		t.Errorf("a token of the new key: /verify = %d", code)
 	}

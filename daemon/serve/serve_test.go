@@ -94,6 +94,17 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
+// login signs the fake IdP's user in through the daemon's /login and
+// returns the session cookie.
+func (r *running) login(t *testing.T) *http.Cookie {
+	t.Helper()
+	cookie, _, err := fakeidp.Login("http://"+r.PublicAddr(), "", r.cfg.Session.CookieName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cookie
+}
+
 func (r *running) url(path string) string   { return "http://" + r.PublicAddr() + path }
 func (r *running) admin(path string) string { return "http://" + r.AdminAddr() + path }
 
@@ -247,10 +258,7 @@ func TestServeRestartKeepsSessionsAndKeys(t *testing.T) {
 	cfg := testConfig(t, idp, dir)
 
 	d := start(t, cfg)
-	cookie, _, err := fakeidp.Login("http://"+d.PublicAddr(), "", cfg.Session.CookieName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookie := d.login(t)
 	kid := d.ring.KeyID()
 	d.stop(t)
 

@@ -34,6 +34,22 @@ func externalNATS(t *testing.T, cfgDir string) (*server.Options, string) {
 	}, pw
 }
 
+// runNATS starts the nats-server opts configure and waits until it takes
+// connections.
+func runNATS(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		t.Fatal("nats-server did not start")
+	}
+	return ns
+}
+
 // TestNewServesNotReadyWhileNATSIsStarting: a daemon started before its
 // NATS answers /healthz (alive), /readyz 503 with the reason, refuses
 // logins with 503 + Retry-After, and becomes ready once NATS is up —
@@ -80,15 +96,8 @@ func TestNewServesNotReadyWhileNATSIsStarting(t *testing.T) {
 		t.Errorf("admin API while starting = %d, want 503", code)
 	}
 
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
+	ns := runNATS(t, opts)
 	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
 
 	var r result
 	select {
@@ -118,15 +127,8 @@ func TestNewFailsFastOnNATSAuthorization(t *testing.T) {
 	cfg := testConfig(t, idp, dir)
 	opts, pwFile := externalNATS(t, dir)
 	opts.Password = "another-password-000000"
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
+	ns := runNATS(t, opts)
 	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
 	cfg.NATS.Embedded.Enabled = false
 	cfg.NATS.URLs = []string{ns.ClientURL()}
 	cfg.NATS.User, cfg.NATS.PasswordFile, cfg.NATS.Password = "edgepass", pwFile, "daemon-secret-0123456789" // config.Load reads the file; these tests bypass it
@@ -134,7 +136,7 @@ func TestNewFailsFastOnNATSAuthorization(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	began := time.Now()
-	_, err = New(ctx, cfg, nil)
+	_, err := New(ctx, cfg, nil)
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 		t.Fatalf("New with a wrong NATS password = %v, want an authorization error", err)
 	}

@@ -39,10 +39,7 @@ func TestStatusPageSignOut(t *testing.T) {
 	defer idp.Close()
 	cfg := testConfig(t, idp, t.TempDir())
 	d := start(t, cfg)
-	cookie, _, err := fakeidp.Login("http://"+d.PublicAddr(), "", cfg.Session.CookieName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cookie := d.login(t)
 	hdr := map[string]string{"Cookie": cfg.Session.CookieName + "=" + cookie.Value}
 	_, _, body := do(t, "GET", d.url("/"), hdr)
 	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)

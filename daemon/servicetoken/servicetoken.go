@@ -222,7 +222,7 @@ func (m *Manager) Revoke(ctx context.Context, id string, kind string) (*session.
 }
 
 // cleanList trims, drops empties and duplicates, and checks each entry.
-func cleanList(field string, in []string, max int, audiences bool) ([]string, error) {
+func cleanList(field string, in []string, limit int, audiences bool) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	for _, v := range policy.SplitList(in) {
@@ -238,8 +238,8 @@ func cleanList(field string, in []string, max int, audiences bool) ([]string, er
 		}
 		out = append(out, v)
 	}
-	if len(out) > max {
-		return nil, inputErr("%s: at most %d", field, max)
+	if len(out) > limit {
+		return nil, inputErr("%s: at most %d", field, limit)
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -34,7 +35,7 @@ type CookieSize struct {
 	// the part a browser's 4096-byte per-cookie limit counts.
 	TokenBytes  int
 	CookieBytes int
-	Fits        bool // CookieBytes <= 4096 and token.Sign accepted it
+	Fits        bool // CookieBytes <= token.MaxTokenSize and token.Sign accepted it
 	// MaxGroupsThatFit is how many of these groups fit, when all did not.
 	MaxGroupsThatFit int
 }
@@ -58,7 +59,7 @@ func MeasureCookieSize(n int, cookieName string) (CookieSize, error) {
 	claims := func(groups []string) *token.Claims {
 		return &token.Claims{
 			Issuer:            "https://auth.example.com",
-			Audience:          token.Audience{"edgepass"},
+			Audience:          token.Audience{policy.DefaultAudience},
 			Subject:           "f3b6c9e2-8d1a-4c7e-9b2f-5a0d6e4c3b1a", // a Keycloak-style subject
 			SessionID:         base64.RawURLEncoding.EncodeToString(sid),
 			IssuedAt:          now.Unix(),

@@ -186,58 +186,38 @@ var errTimeout = errors.New("timeout")
 // sample needs a session of its own; sign-ins are not timed.
 func MeasureRevocationKV(ctx context.Context, s *Stack, e *Edge, n int, timeout time.Duration) (Propagation, error) {
 	value := []byte(`{"exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`)
-	var revoke []time.Duration
-	var revokeFail int
-	for i := 0; i < n; i++ {
-		sess, err := Login(s)
-		if err != nil {
-			return Propagation{}, err
-		}
-		p := newPoller(s, sess)
-		if _, err := p.until(true, timeout); err != nil {
-			return Propagation{}, fmt.Errorf("bench: revocation: the new session is not accepted: %w", err)
-		}
+	revoke, err := measureRevocations(s, n, timeout, "revocation", func(sess *Session) error {
 		key := edgestate.PrefixRevokeSession + sess.SessionID
-		start := time.Now()
 		if _, err := e.KV.Put(ctx, key, value); err != nil {
-			return Propagation{}, fmt.Errorf("bench: revocation: put %s: %w", key, err)
+			return fmt.Errorf("bench: revocation: put %s: %w", key, err)
 		}
-		at, err := p.until(false, timeout)
-		switch {
-		case errors.Is(err, errTimeout):
-			revokeFail++
-			revoke = append(revoke, timeout)
-		case err != nil:
-			return Propagation{}, err
-		default:
-			revoke = append(revoke, at.Sub(start))
-		}
+		return nil
+	})
+	if err != nil {
+		return Propagation{}, err
 	}
-	return Propagation{Method: "KV put of revoke.session.<sid> -> Traefik refuses", Revoke: summarize(revoke, revokeFail)}, nil
+	return Propagation{Method: "KV put of revoke.session.<sid> -> Traefik refuses", Revoke: revoke}, nil
 }
 
-// MeasureRevocationAdmin signs in n times and revokes each session with the
-// daemon's admin API (DELETE /api/v1/sessions/{sid}), timing from the
-// request to the first refusal at Traefik: the operator's view, end to end.
-func MeasureRevocationAdmin(s *Stack, n int, timeout time.Duration) (Propagation, error) {
+// measureRevocations signs in n times and, once Traefik accepts the new
+// session, revokes it with revoke, timing from the start of revoke to
+// Traefik's first refusal. A refusal not seen within timeout is a failure,
+// counted at timeout. what names the measurement in errors.
+func measureRevocations(s *Stack, n int, timeout time.Duration, what string, revoke func(*Session) error) (Latencies, error) {
 	var samples []time.Duration
 	fails := 0
 	for i := 0; i < n; i++ {
 		sess, err := Login(s)
 		if err != nil {
-			return Propagation{}, err
+			return Latencies{}, err
 		}
 		p := newPoller(s, sess)
 		if _, err := p.until(true, timeout); err != nil {
-			return Propagation{}, fmt.Errorf("bench: admin revocation: the new session is not accepted: %w", err)
+			return Latencies{}, fmt.Errorf("bench: %s: the new session is not accepted: %w", what, err)
 		}
 		start := time.Now()
-		status, body, err := s.Daemon.Admin("DELETE", "/api/v1/sessions/"+sess.SessionID, nil)
-		if err != nil {
-			return Propagation{}, fmt.Errorf("bench: daemon admin API: %w", err)
-		}
-		if status/100 != 2 {
-			return Propagation{}, fmt.Errorf("bench: daemon admin API: DELETE /api/v1/sessions/<sid> answered %d: %.200s", status, body)
+		if err := revoke(sess); err != nil {
+			return Latencies{}, err
 		}
 		at, err := p.until(false, timeout)
 		switch {
@@ -245,12 +225,32 @@ func MeasureRevocationAdmin(s *Stack, n int, timeout time.Duration) (Propagation
 			fails++
 			samples = append(samples, timeout)
 		case err != nil:
-			return Propagation{}, err
+			return Latencies{}, err
 		default:
 			samples = append(samples, at.Sub(start))
 		}
 	}
-	return Propagation{Method: "admin API DELETE /api/v1/sessions/{sid} -> Traefik refuses", Revoke: summarize(samples, fails)}, nil
+	return summarize(samples, fails), nil
+}
+
+// MeasureRevocationAdmin signs in n times and revokes each session with the
+// daemon's admin API (DELETE /api/v1/sessions/{sid}), timing from the
+// request to the first refusal at Traefik: the operator's view, end to end.
+func MeasureRevocationAdmin(s *Stack, n int, timeout time.Duration) (Propagation, error) {
+	revoke, err := measureRevocations(s, n, timeout, "admin revocation", func(sess *Session) error {
+		status, body, err := s.Daemon.Admin("DELETE", "/api/v1/sessions/"+sess.SessionID, nil)
+		if err != nil {
+			return fmt.Errorf("bench: daemon admin API: %w", err)
+		}
+		if status/100 != 2 {
+			return fmt.Errorf("bench: daemon admin API: DELETE /api/v1/sessions/<sid> answered %d: %.200s", status, body)
+		}
+		return nil
+	})
+	if err != nil {
+		return Propagation{}, err
+	}
+	return Propagation{Method: "admin API DELETE /api/v1/sessions/{sid} -> Traefik refuses", Revoke: revoke}, nil
 }
 
 // EdgeMemory is what 100,000 revocations cost at the edge.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/integration/harness"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // Targets are the performance goals of the issue "Benchmarks: prove the
@@ -185,9 +186,9 @@ func (r *Results) WriteReport(w io.Writer) {
 		}
 	}
 	if c := r.Cookie; c != nil {
-		verdict := "fits in 4096"
+		verdict := fmt.Sprintf("fits in %d", token.MaxTokenSize)
 		if !c.Fits {
-			verdict = fmt.Sprintf("does NOT fit in 4096; %d of the groups fit", c.MaxGroupsThatFit)
+			verdict = fmt.Sprintf("does NOT fit in %d; %d of the groups fit", token.MaxTokenSize, c.MaxGroupsThatFit)
 		}
 		if c.TokenBytes == 0 {
 			p("cookie with %d groups: token.Sign refused it as too large; %d of the groups fit", c.Groups, c.MaxGroupsThatFit)

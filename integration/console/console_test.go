@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -227,6 +228,103 @@ func TestReadOnlyTokenRefusedByTheRealDaemon(t *testing.T) {
 	}
 }
 
+// createTokenInConsole fills the Service tokens page's create form in the
+// tab (for the machine routes' audience) and returns the token the answer
+// shows, its id, and the answer's Cache-Control.
+func createTokenInConsole(t *testing.T, ctx context.Context, name string) (raw, sid, cacheControl string) {
+	t.Helper()
+	if code := open(t, ctx, consoleURL("service-tokens")); code != http.StatusOK {
+		t.Fatalf("service tokens page: %d", code)
+	}
+	do(t, ctx, "fill the create form",
+		chromedp.SendKeys(chromedp.CSS("#token-name"), name),
+		chromedp.SendKeys(chromedp.CSS("#token-groups"), "robots"),
+		chromedp.SendKeys(chromedp.CSS("#token-audiences"), harness.MachineAudience),
+		chromedp.SendKeys(chromedp.CSS("#token-expires"), "30m"),
+		chromedp.SendKeys(chromedp.CSS(`#create-token input[name="reason"]`), "console browser test"))
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(sctx, chromedp.Click(chromedp.CSS("#create-token-button")))
+	if err != nil || resp.Status != http.StatusOK {
+		failShot(t, ctx)
+		t.Fatalf("create %s: %v %v", name, err, resp)
+	}
+	cacheControl, _ = resp.Headers["Cache-Control"].(string)
+	raw = get(t, ctx, "the token", chromedp.Evaluate[string](`document.getElementById("new-token").value`))
+	var claims struct {
+		SessionID string `json:"sid"`
+	}
+	if err := harness.DecodeJWT(raw, &struct{}{}, &claims); err != nil || claims.SessionID == "" {
+		t.Fatalf("the page shows %q: %v", raw, err)
+	}
+	return raw, claims.SessionID, cacheControl
+}
+
+// TestConsoleServiceTokenCreatedUsedAndRevoked: alice creates a service
+// token in the console (shown once, not cached), a script uses it through
+// both Traefik replicas on the machine route, alice revokes it in the
+// console (through the confirmation page), and the next request through
+// Traefik is refused. The event log names alice.
+func TestConsoleServiceTokenCreatedUsedAndRevoked(t *testing.T) {
+	needBrowser(t)
+	ctx := adminTab(t)
+	name := "console-robot-" + strings.ToLower(harness.RandomSecret(3))
+	raw, sid, cc := createTokenInConsole(t, ctx, name)
+	if cc != "no-store" {
+		t.Errorf("the page showing the token has Cache-Control %q, want no-store", cc)
+	}
+	if once := text(t, ctx, "#once"); !strings.Contains(once, "Copy it now; it will not be shown again.") {
+		t.Errorf("the created page says %q", once)
+	}
+	if loc := location(t, ctx); strings.Contains(loc, raw) || loc != consoleURL("service-tokens/create") {
+		t.Errorf("the created page is at %s", loc)
+	}
+	shot(t, ctx, "08-service-token-created")
+
+	path := harness.PathMachine + "/console-test"
+	waitRoute(t, path, raw, http.StatusOK, 10*time.Second, "the new service token on the machine route")
+
+	// Back to the list: the token is listed by name, never shown.
+	if code := submit(t, ctx, "#tokens-back"); code != http.StatusOK {
+		t.Fatalf("back to the list: %d", code)
+	}
+	row := text(t, ctx, fmt.Sprintf(`#service-tokens tr[data-token="%s"]`, sid))
+	if !contains(row, name, "robots", harness.MachineAudience, "alice (admin)") {
+		t.Errorf("list row reads %q", row)
+	}
+	if body := get(t, ctx, "page", chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(body, raw) {
+		t.Fatal("the list shows the token")
+	}
+	if code := submit(t, ctx, fmt.Sprintf(`a[data-revoke="%s"]`, sid)); code != http.StatusOK {
+		t.Fatalf("revoke link: %d", code)
+	}
+	shot(t, ctx, "09-service-token-revoke-confirm")
+	waitRoute(t, path, raw, http.StatusOK, 5*time.Second, "the service token after opening the confirmation")
+	do(t, ctx, "reason", chromedp.SendKeys(chromedp.CSS("#reason"), "browser test done"))
+	if code := submit(t, ctx, "#confirm-button"); code != http.StatusOK {
+		t.Fatalf("confirm revoke: %d", code)
+	}
+	if msg := text(t, ctx, "#done"); !strings.Contains(msg, "revoked") {
+		t.Errorf("after revoking the page says %q", msg)
+	}
+	took := waitRoute(t, path, raw, http.StatusUnauthorized, 5*time.Second, "the service token after the console revoked it")
+	t.Logf("both replicas refused the service token %s after the console answered", took.Round(time.Millisecond))
+	shot(t, ctx, "10-service-token-revoked")
+
+	if code := open(t, ctx, consoleURL("events?kind=service_token_revoked&user="+name)); code != http.StatusOK {
+		t.Fatalf("event log: %d", code)
+	}
+	if ev := text(t, ctx, "tbody.event-rows tr:first-child"); !contains(ev, "service_token_revoked", "alice (admin)", "console", name, "browser test done", harness.MachineAudience) {
+		t.Errorf("the revocation event reads %q", ev)
+	}
+	if code := open(t, ctx, consoleURL("events?kind=service_token_created&user="+name)); code != http.StatusOK {
+		t.Fatalf("event log: %d", code)
+	}
+	if ev := text(t, ctx, "tbody.event-rows tr:first-child"); !contains(ev, "service_token_created", "alice (admin)", "console", name, "console browser test") || strings.Contains(ev, raw) {
+		t.Errorf("the creation event reads %q", ev)
+	}
+}
+
 // TestConsolePagesAtPhoneAndDesktopWidths renders every page at 375 px and
 // 1280 px, saves each as an artifact, and checks nothing overflows the
 // page sideways (wide tables scroll inside their own box).
@@ -237,7 +335,7 @@ func TestConsolePagesAtPhoneAndDesktopWidths(t *testing.T) {
 	pages := []struct{ name, path string }{
 		{"overview", ""}, {"users", "users"}, {"user-bob", "user?sub=bob"}, {"session", "session?sid=" + bob.sid},
 		{"end-all-confirm", "user/end?sub=bob"}, {"groups", "groups"}, {"edges", "edges"}, {"keys", "keys"},
-		{"rotate-confirm", "keys/rotate"}, {"events", "events"},
+		{"rotate-confirm", "keys/rotate"}, {"events", "events"}, {"service-tokens", "service-tokens"},
 	}
 	for _, width := range []int64{375, 1280} {
 		do(t, ctx, "viewport", chromedp.EmulateViewport(width, 800))
@@ -254,6 +352,23 @@ func TestConsolePagesAtPhoneAndDesktopWidths(t *testing.T) {
 				get(t, ctx, "live status", chromedp.Poll[bool](`document.getElementById("live-status").textContent.startsWith("Live")`, chromedp.WithPollingTimeout(5*time.Second)))
 			}
 			shot(t, ctx, fmt.Sprintf("page-%s-%dpx", p.name, width))
+		}
+		// The page showing a new token (a form's answer) and the
+		// revocation's confirmation.
+		_, sid, _ := createTokenInConsole(t, ctx, fmt.Sprintf("screenshot-%d", width))
+		for _, p := range []struct{ name, path string }{{"service-token-created", ""}, {"service-token-revoke-confirm", "service-tokens/revoke?id=" + sid}} {
+			if p.path != "" {
+				if code := open(t, ctx, consoleURL(p.path)); code != http.StatusOK {
+					t.Fatalf("%s at %d px: %d", p.name, width, code)
+				}
+			}
+			if overflow := get(t, ctx, "overflow", chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); overflow > 1 {
+				t.Errorf("%s at %d px is %d px wider than the screen", p.name, width, overflow)
+			}
+			shot(t, ctx, fmt.Sprintf("page-%s-%dpx", p.name, width))
+		}
+		if code, body, err := stack.Daemon.Admin("DELETE", "/api/v1/service-tokens/"+sid, nil); err != nil || code != http.StatusOK {
+			t.Errorf("revoke the screenshot token: %d %s %v", code, body, err)
 		}
 	}
 	do(t, ctx, "reset viewport", chromedp.EmulateViewport(1280, 900))

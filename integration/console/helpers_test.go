@@ -243,7 +243,13 @@ func signInAtEdge(t *testing.T, user, password string) *edgeUser {
 
 // edgeStatus is what a replica answers an API request carrying the token.
 func edgeStatus(tr *harness.Traefik, tok string) (int, error) {
-	req, err := http.NewRequest("GET", tr.URL+harness.PathApp+"/console-test", nil)
+	return routeStatus(tr, harness.PathApp+"/console-test", tok)
+}
+
+// routeStatus is what a replica answers a request for path with the
+// bearer token tok.
+func routeStatus(tr *harness.Traefik, path, tok string) (int, error) {
+	req, err := http.NewRequest("GET", tr.URL+path, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -260,10 +266,16 @@ func edgeStatus(tr *harness.Traefik, tok string) (int, error) {
 // waitEdges polls every replica until each answers want for tok.
 func waitEdges(t *testing.T, tok string, want int, within time.Duration, what string) time.Duration {
 	t.Helper()
+	return waitRoute(t, harness.PathApp+"/console-test", tok, want, within, what)
+}
+
+// waitRoute polls every replica until each answers want for path and tok.
+func waitRoute(t *testing.T, path, tok string, want int, within time.Duration, what string) time.Duration {
+	t.Helper()
 	start := time.Now()
 	for _, tr := range stack.Traefiks {
 		for {
-			code, err := edgeStatus(tr, tok)
+			code, err := routeStatus(tr, path, tok)
 			if err == nil && code == want {
 				break
 			}

@@ -158,6 +158,15 @@ func jwtPayload(t *testing.T, raw string) map[string]any {
 	return m
 }
 
+// startProviderForRP starts the test relying party and the provider that
+// sends its users back to it; it returns both and the RP's redirect URI.
+func startProviderForRP(t *testing.T) (*testRP, *Provider, string) {
+	t.Helper()
+	rp := newTestRP()
+	t.Cleanup(rp.srv.Close)
+	return rp, startTestProvider(t, rp), rp.srv.URL + "/callback"
+}
+
 func startTestProvider(t *testing.T, rp *testRP) *Provider {
 	t.Helper()
 	repo, err := RepoRoot()
@@ -224,10 +233,7 @@ func newAuthRequest(issuer, redirect string, pkce bool) authRequest {
 // token exchange, the claims edgepass relies on, and RP-initiated logout with
 // back-channel logout.
 func TestProviderLogin(t *testing.T) {
-	rp := newTestRP()
-	defer rp.srv.Close()
-	p := startTestProvider(t, rp)
-	redirect := rp.srv.URL + "/callback"
+	rp, p, redirect := startProviderForRP(t)
 
 	b := NewBrowser(p.Issuer)
 	ar := newAuthRequest(p.Issuer, redirect, true)
@@ -335,10 +341,7 @@ func TestProviderLogin(t *testing.T) {
 // credentials (a login form that accepts anything would make the suite's
 // sign-ins meaningless) and require PKCE.
 func TestProviderRefusesWrongPasswordAndMissingPKCE(t *testing.T) {
-	rp := newTestRP()
-	defer rp.srv.Close()
-	p := startTestProvider(t, rp)
-	redirect := rp.srv.URL + "/callback"
+	_, p, redirect := startProviderForRP(t)
 
 	b := NewBrowser(p.Issuer)
 	page, _, err := b.SignIn(newAuthRequest(p.Issuer, redirect, true).url, BobUser, "alice-password")

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/edgepass/edgepass/plugin/policy"
 )
 
 // SessionCookie is the session cookie's name: the daemon's and the plugin's
 // default, which the harness keeps.
-const SessionCookie = "edgepass_session"
+const SessionCookie = policy.DefaultCookieName
 
 // DecodeJWT decodes a compact JWS's header and payload into header and
 // payload (either may be nil) without verifying the signature: the tests

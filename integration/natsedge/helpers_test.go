@@ -316,16 +316,23 @@ func testCA(t testing.TB) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, caFile
 }
 
+// edgeStream is the edge bucket's stream.
+func (wr *writer) edgeStream(t testing.TB, ctx context.Context) jetstream.Stream {
+	t.Helper()
+	s, err := wr.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // deleteConsumers deletes every consumer on the edge bucket's stream (what a
 // server losing the edge's consumer looks like) and returns their names.
 func (wr *writer) deleteConsumers(t testing.TB) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := wr.js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := wr.edgeStream(t, ctx)
 	var names []string
 	for name := range stream.ConsumerNames(ctx).Name() {
 		names = append(names, name)

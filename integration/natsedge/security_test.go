@@ -262,10 +262,7 @@ func hijack(t testing.TB, wr *writer, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := wr.js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := wr.edgeStream(t, ctx)
 	m, err := wr.nc.Request("$JS.API.CONSUMER.INFO.KV_"+bucket+"."+name, nil, 5*time.Second)
 	if err != nil {
 		t.Fatalf("look up the victim's consumer %s: %v", name, err)

@@ -56,10 +56,7 @@ func (d *daemonSide) streamLast(t testing.TB) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := d.wr.js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := d.wr.edgeStream(t, ctx)
 	info, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -401,10 +401,7 @@ func TestUnderYaegi(t *testing.T) {
 		// stream with direct gets.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		stream, err := wr.js.Stream(ctx, "KV_"+bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stream := wr.edgeStream(t, ctx)
 		limit := func(n int) {
 			t.Helper()
 			cfg := stream.CachedInfo().Config

@@ -41,6 +41,9 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/policy"
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 const (
@@ -61,11 +64,14 @@ const (
 	DefaultLifetime = 60
 	// MaxSize bounds a raw assertion (it travels in one request header).
 	MaxSize = 16 << 10
+	// MaxAudience bounds the audience an assertion is minted for: the
+	// middleware's assertionAudience, checked again by the daemon.
+	MaxAudience = 256
 	// SessionAudience is the audience of edgepass session tokens: an
 	// assertion is never minted for it, and Verify refuses to check for it.
-	SessionAudience = "edgepass"
+	SessionAudience = policy.DefaultAudience
 	// ServiceAudience is the audience of service tokens, refused likewise.
-	ServiceAudience = "edgepass-service"
+	ServiceAudience = token.ServiceAudience
 )
 
 // Kinds of credential an assertion was minted for.

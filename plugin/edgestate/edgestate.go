@@ -80,6 +80,22 @@ type UserRevocation struct {
 	Exp    int64 `json:"exp"`
 }
 
+// Merge is the session revocation covering both r and o, as every edge
+// merges a put onto the one it holds: a revocation only grows.
+func (r SessionRevocation) Merge(o SessionRevocation) SessionRevocation {
+	return SessionRevocation{Exp: laterExp(r.Exp, o.Exp)}
+}
+
+// Merge is the user revocation covering both r and o (the later before,
+// the later exp), as every edge merges a put onto the one it holds.
+func (r UserRevocation) Merge(o UserRevocation) UserRevocation {
+	m := UserRevocation{Before: r.Before, Exp: laterExp(r.Exp, o.Exp)}
+	if o.Before > m.Before {
+		m.Before = o.Before
+	}
+	return m
+}
+
 // GroupsFact is the signed payload of groups.<subject-key>: tokens of the
 // user issued at or before At get Groups instead of their own, until Exp;
 // Clear removes the override instead.
@@ -161,10 +177,6 @@ type Stats struct {
 	LastSeq  uint64
 }
 
-type userFact struct {
-	before, exp int64
-}
-
 // sidDigest is the key of a session revocation in memory and in snapshots:
 // the first 16 bytes of SHA-256(sid). A 1,000,000-revocation edge keeps 20
 // bytes a revocation in its map instead of a string key; a collision (about
@@ -211,7 +223,7 @@ type State struct {
 	// sessions: sidDigest(sid) -> exp32(exp). Revoked sessions are the
 	// bulk of the state (one per logout); users and groups are few.
 	sessions map[[16]byte]uint32
-	users    map[string]userFact
+	users    map[string]UserRevocation
 	groups   map[string]groupFact
 	signed   map[string]signedFact // KV key -> the signed fact held (keys, groups)
 	keys     *token.KeySet
@@ -255,19 +267,13 @@ func New() *State {
 func NewWithAnchors(anchors *token.KeySet) *State {
 	return &State{
 		sessions:      make(map[[16]byte]uint32),
-		users:         make(map[string]userFact),
+		users:         make(map[string]UserRevocation),
 		groups:        make(map[string]groupFact),
 		signed:        make(map[string]signedFact),
 		anchors:       anchors,
 		revokedKids:   make(map[string]bool),
 		groupsCleared: make(map[string]int64),
 	}
-}
-
-// revocationValue decodes both revocation kinds; before belongs to users.
-type revocationValue struct {
-	Exp    int64  `json:"exp"`
-	Before *int64 `json:"before"`
 }
 
 // Apply applies one KV entry: op "" (or "PUT") stores the fact, "DEL" and "PURGE"
@@ -391,84 +397,110 @@ func (s *State) OnChange(f func(Change)) {
 // keys fact equal to the set held: the daemon republishes its JWKS
 // periodically, which must not make every edge re-verify every token).
 func (s *State) apply(key, op string, value []byte, seq uint64) (Change, bool, error) {
-	none := Change{}
-	if len(key) > MaxKeyLength {
-		return none, false, fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
+	if err := checkEntry(key, op, value); err != nil {
+		return Change{}, false, err
 	}
-	if len(value) > MaxValueSize {
-		return none, false, fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
-	}
-	switch op {
-	case "", "PUT":
-	case "DEL", "PURGE":
-		if key == KeyKeys {
-			return none, false, fmt.Errorf("%w: %s of keys (the last signed key set stays)", ErrImmutable, op)
-		}
-		if kind, _ := splitKey(key); kind == "" {
-			return none, false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
-		}
-		return none, false, fmt.Errorf("%w: %s of %s (revocations only expire; a group override is cleared by a signed fact)", ErrImmutable, op, key)
-	default:
-		return none, false, fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
-	}
-
 	if key == KeyKeys {
 		changed, err := s.applyKeys(value, seq)
 		return Change{All: true}, changed, err
 	}
 	kind, id := splitKey(key)
-	if kind == "" {
-		return none, false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
-	}
-	if kind == PrefixGroups {
+	switch kind {
+	case PrefixRevokeSession:
+		changed, err := s.applySessionRevocation(key, id, value)
+		return Change{SessionID: id}, changed, err
+	case PrefixRevokeUser:
+		changed, err := s.applyUserRevocation(key, id, value)
+		return Change{SubjectKey: id}, changed, err
+	case PrefixGroups:
 		changed, err := s.applyGroups(key, id, value, seq)
 		return Change{SubjectKey: id}, changed, err
 	}
-	if kind == PrefixRevokeSession {
-		// (The daemon's exact form was handled in Apply.)
-		var v revocationValue
-		if err := decodeRevocation(key, value, &v); err != nil {
-			return none, false, err
-		}
-		if s.revokeSession(sidDigest(id), exp32(v.Exp)) {
-			return Change{SessionID: id}, true, nil
-		}
-		return none, false, nil
+	return Change{}, false, fmt.Errorf("%w: %q", ErrUnknownKey, key)
+}
+
+// checkEntry refuses an entry no fact kind takes: oversized, an unknown
+// operation, or a delete or purge (every kind is immutable).
+func checkEntry(key, op string, value []byte) error {
+	if len(key) > MaxKeyLength {
+		return fmt.Errorf("%w: key of %d bytes, limit %d", ErrTooLarge, len(key), MaxKeyLength)
 	}
-	var v revocationValue
-	if err := decodeRevocation(key, value, &v); err != nil {
-		return none, false, err
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: %s: value of %d bytes, limit %d", ErrTooLarge, key, len(value), MaxValueSize)
+	}
+	switch op {
+	case "", "PUT":
+		return nil
+	case "DEL", "PURGE":
+		if key == KeyKeys {
+			return fmt.Errorf("%w: %s of keys (the last signed key set stays)", ErrImmutable, op)
+		}
+		if kind, _ := splitKey(key); kind == "" {
+			return fmt.Errorf("%w: %q", ErrUnknownKey, key)
+		}
+		return fmt.Errorf("%w: %s of %s (revocations only expire; a group override is cleared by a signed fact)", ErrImmutable, op, key)
+	}
+	return fmt.Errorf("%w: %q on %s", ErrUnknownOp, op, key)
+}
+
+// applySessionRevocation merges revoke.session.<id> in any form the JSON
+// allows (Apply reads the daemon's exact form itself).
+func (s *State) applySessionRevocation(key, id string, value []byte) (bool, error) {
+	v, err := decodeSessionRevocation(key, value)
+	if err != nil {
+		return false, err
+	}
+	return s.revokeSession(sidDigest(id), exp32(v.Exp)), nil
+}
+
+// applyUserRevocation merges revoke.user.<id> onto the one held.
+func (s *State) applyUserRevocation(key, id string, value []byte) (bool, error) {
+	v, err := decodeUserRevocation(key, value)
+	if err != nil {
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v.Before == nil || *v.Before <= 0 {
-		return none, false, fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
-	}
-	old, held := s.users[id]
-	f := userFact{before: *v.Before, exp: v.Exp}
-	if held {
-		if old.before > f.before {
-			f.before = old.before
-		}
-		f.exp = laterExp(old.exp, true, f.exp)
-		if f == old {
-			return none, false, nil
+	if old, held := s.users[id]; held {
+		v = v.Merge(old)
+		if v == old {
+			return false, nil
 		}
 	}
-	s.users[id] = f
-	return Change{SubjectKey: id}, true, nil
+	s.users[id] = v
+	return true, nil
 }
 
-// decodeRevocation decodes a revocation value with encoding/json.
-func decodeRevocation(key string, value []byte, v *revocationValue) error {
+// decodeSessionRevocation decodes a session revocation with encoding/json.
+func decodeSessionRevocation(key string, value []byte) (SessionRevocation, error) {
+	var v SessionRevocation
+	err := decodeRevocation(key, value, &v)
+	if err == nil && v.Exp < 0 {
+		err = fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
+	}
+	return v, err
+}
+
+// decodeUserRevocation decodes a user revocation with encoding/json.
+func decodeUserRevocation(key string, value []byte) (UserRevocation, error) {
+	var v UserRevocation
+	err := decodeRevocation(key, value, &v)
+	if err == nil && v.Exp < 0 {
+		err = fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
+	}
+	if err == nil && v.Before <= 0 {
+		err = fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
+	}
+	return v, err
+}
+
+// decodeRevocation decodes one JSON object into dst.
+func decodeRevocation(key string, value []byte, dst any) error {
 	if err := checkJSONObject(value); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
-	if err := json.Unmarshal(value, v); err != nil {
+	if err := json.Unmarshal(value, dst); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
-	}
-	if v.Exp < 0 {
-		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 	}
 	return nil
 }
@@ -489,26 +521,24 @@ func (s *State) revokeSession(d [16]byte, exp uint32) bool {
 
 // laterExp merges revocation expiries so a revocation only ever grows:
 // 0 means "as long as the fact lives" and beats any time.
-func laterExp(old int64, held bool, next int64) int64 {
-	if !held {
-		return next
-	}
-	if old == 0 || next == 0 {
+func laterExp(a, b int64) int64 {
+	if a == 0 || b == 0 {
 		return 0
 	}
-	if next > old {
-		return next
+	if b > a {
+		return b
 	}
-	return old
+	return a
 }
 
-// verified checks a signed fact and decodes its payload into dst, requiring
-// the payload to name key.
-func (s *State) verified(key string, value []byte, dst any) error {
-	if s.anchors == nil {
+// OpenSigned checks a signed fact (keys, groups) as every edge does — a
+// signature by one of anchors over a payload naming key — and decodes the
+// payload into dst (a KeysFact or GroupsFact).
+func OpenSigned(key string, value []byte, anchors *token.KeySet, dst any) error {
+	if anchors == nil {
 		return fmt.Errorf("%w: %s: no trust anchor configured (set trustAnchors to the daemon's anchor)", ErrUnsigned, key)
 	}
-	payload, err := token.VerifyFact(bytes.TrimSpace(value), s.anchors)
+	payload, err := token.VerifyFact(bytes.TrimSpace(value), anchors)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnsigned, key, err)
 	}
@@ -526,7 +556,7 @@ func (s *State) verified(key string, value []byte, dst any) error {
 
 func (s *State) applyKeys(value []byte, seq uint64) (bool, error) {
 	var f KeysFact
-	if err := s.verified(KeyKeys, value, &f); err != nil {
+	if err := OpenSigned(KeyKeys, value, s.anchors, &f); err != nil {
 		return false, err
 	}
 	if f.Iat <= 0 || f.MaxTokenLifetime <= 0 {
@@ -583,7 +613,7 @@ func (s *State) applyKeys(value []byte, seq uint64) (bool, error) {
 
 func (s *State) applyGroups(key, id string, value []byte, seq uint64) (bool, error) {
 	var f GroupsFact
-	if err := s.verified(key, value, &f); err != nil {
+	if err := OpenSigned(key, value, s.anchors, &f); err != nil {
 		return false, err
 	}
 	if f.Iat <= 0 || f.At <= 0 || f.Exp < 0 {
@@ -643,14 +673,10 @@ func checkJSONObject(value []byte) error {
 	return nil
 }
 
-// Version changes whenever anything that can change a decision changes; a cache
-// compares it with the version its entry was computed at.
-func (s *State) Version() uint64 {
-	return uint64(s.version.Load())
-}
-
-// VersionCounter exposes the version counter itself: under Yaegi a compiled
-// Load on it is far cheaper than an interpreted call to Version
+// VersionCounter is the state's version: it moves whenever anything that
+// can change a decision changes, and a cache compares it with the version
+// its decision was computed at. It is the counter itself because under
+// Yaegi a compiled Load on it is far cheaper than an interpreted method call
 // (docs/architecture.md, I7). Only the state adds to it.
 func (s *State) VersionCounter() *atomic.Int64 {
 	return &s.version
@@ -671,7 +697,7 @@ func (s *State) Revoked(sid, subjectKey string, iat int64, now time.Time) bool {
 	s.mu.RLock()
 	u, userRevoked := s.users[subjectKey]
 	s.mu.RUnlock()
-	if userRevoked && subjectKey != "" && iat <= u.before && live(u.exp, n) {
+	if userRevoked && subjectKey != "" && iat <= u.Before && live(u.Exp, n) {
 		return true
 	}
 	return false
@@ -702,7 +728,7 @@ func (s *State) UserRevoked(subjectKey string, iat int64, now time.Time) bool {
 	s.mu.RLock()
 	u, ok := s.users[subjectKey]
 	s.mu.RUnlock()
-	return ok && iat <= u.before && live(u.exp, now.Unix())
+	return ok && iat <= u.Before && live(u.Exp, now.Unix())
 }
 
 // GroupsOverride returns the groups that replace a token's own when the override
@@ -794,11 +820,6 @@ func (s *State) LastHeard() time.Time {
 	return time.Unix(0, n)
 }
 
-// LastHeardUnix is LastHeard in unix seconds (0 = never), cheap for hot paths.
-func (s *State) LastHeardUnix() int64 {
-	return s.lastHeard.Load() / int64(time.Second)
-}
-
 // SetSynced records whether the watcher has replayed the bucket up to date.
 // Losing sync (a reconnect, a resync) freezes CurrentAsOfUnix at the last time
 // NATS was heard from while synced.
@@ -845,7 +866,7 @@ func (s *State) Prune(now time.Time) int {
 		}
 	}
 	for id, f := range s.users {
-		if !live(f.exp, n) {
+		if !live(f.Exp, n) {
 			delete(s.users, id)
 			dropped++
 		}

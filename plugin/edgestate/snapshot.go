@@ -159,7 +159,7 @@ func (s *State) Cut() *Cut {
 		c.sessions = append(c.sessions, byte(exp>>24), byte(exp>>16), byte(exp>>8), byte(exp))
 	}
 	for id, u := range s.users {
-		c.users = append(c.users, snapshotUser{K: id, B: u.before, E: u.exp})
+		c.users = append(c.users, snapshotUser{K: id, B: u.Before, E: u.Exp})
 	}
 	keys := make([]string, 0, len(s.signed))
 	for k := range s.signed {
@@ -466,13 +466,9 @@ func (s *State) applySnapshot(p *snapshotPayload) bool {
 	}
 	for i := 0; i < len(p.Users); i++ {
 		u := p.Users[i]
-		f := userFact{before: u.B, exp: u.E}
-		old, held := s.users[u.K]
-		if held {
-			if old.before > f.before {
-				f.before = old.before
-			}
-			f.exp = laterExp(old.exp, true, f.exp)
+		f := UserRevocation{Before: u.B, Exp: u.E}
+		if old, held := s.users[u.K]; held {
+			f = f.Merge(old)
 			if f == old {
 				continue
 			}

@@ -361,8 +361,7 @@ func TestSessionValueFastPathAgreesWithJSON(t *testing.T) {
 func checkExpFastPath(t *testing.T, v []byte) {
 	s := New()
 	err := s.Apply("revoke.session.x", "", v, 1, now)
-	var r revocationValue
-	jerr := decodeRevocation("revoke.session.x", v, &r)
+	r, jerr := decodeSessionRevocation("revoke.session.x", v)
 	if (err == nil) != (jerr == nil) {
 		t.Fatalf("%q: Apply %v, encoding/json %v", v, err, jerr)
 	}

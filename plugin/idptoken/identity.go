@@ -5,7 +5,8 @@ import (
 	"strings"
 )
 
-// Limits of a mapped identity (the daemon's edgepub limits).
+// Limits of a mapped identity, the same for every group list edgepass
+// produces (the daemon's edgepub.MaxGroups and MaxGroupName are these).
 const (
 	MaxGroups    = 1000
 	MaxGroupName = 256

@@ -406,9 +406,6 @@ func number(v any) (int64, bool) {
 	return 0, false
 }
 
-// Number is number, exported for callers mapping claims.
-func Number(v any) (int64, bool) { return number(v) }
-
 // uniqueObject requires exactly one JSON object with unique top-level names.
 func uniqueObject(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -16,13 +16,21 @@ import (
 // (resync) after a gap, a stall, a hijack or an error. A link moves it
 // through three phases:
 //
-//	phaseWait --createConsumer--> phaseCreating --onCreateReply--> phaseActive
-//	    ^                              |                               |
-//	    +--- createFailed (backoff) ---+------- resync, hijacked ------+
+//	            createConsumer                onCreateReply
+//	phaseWait -----------------> phaseCreating ---------------> phaseActive
+//	  ^  ^                            |                              |
+//	  |  +------ createFailed --------+                              |
+//	  |    (no reply, refused; backoff)                              |
+//	  +------------ resync (gap, stall, hijack, error) --------------+
 //
-// What it delivers is handled in delivery.go, the first sync's snapshot
-// consumer in snapshot.go, the check that it still delivers to this edge in
-// crosscheck.go.
+// resync creates the next consumer at once (phaseCreating) unless the one
+// before was less than a second ago; a slot in use (err_code 10148) moves
+// on to the next slot at once; finishSnapshot replaces the first sync's
+// snapshot consumer with the bucket's.
+//
+// What the consumer delivers is handled in delivery.go, the first sync's
+// snapshot consumer in snapshot.go, the check that it still delivers to
+// this edge in crosscheck.go.
 
 // Consumer phases within a link.
 const (

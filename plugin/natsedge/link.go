@@ -286,8 +286,9 @@ func (l *link) onPermissionsViolation(msg string) {
 		}
 		return
 	}
-	w.logErr("", fmt.Errorf("server %s refused an operation of edge %q: %s; the edge's NATS user needs exactly natsedge.EdgePermissions(%q, %q): publish on $JS.API.STREAM.INFO.%s, %s, $JS.API.CONSUMER.CREATE.%s.edge_%s_<0-7>, $JS.API.CONSUMER.DELETE.%s.edge_%s_<0-7>, $JS.FC.%s.edge_%s_<0-7>.* and %s; subscribe on %s.>",
-		l.c.server.redact, w.s.edge, clip(msg, 200), w.s.bucket, w.s.edge, w.s.stream, directSubject(w.s.stream), w.s.stream, w.s.edge, w.s.stream, w.s.edge, w.s.stream, w.s.edge, HeartbeatSubject(w.s.bucket, w.s.edge), InboxPrefix(w.s.edge)))
+	pub, sub := EdgePermissions(w.s.bucket, w.s.edge)
+	w.logErr("", fmt.Errorf("server %s refused an operation of edge %q: %s; the edge's NATS user needs exactly natsedge.EdgePermissions(%q, %q): publish on %s; subscribe on %s",
+		l.c.server.redact, w.s.edge, clip(msg, 200), w.s.bucket, w.s.edge, strings.Join(pub, ", "), strings.Join(sub, ", ")))
 }
 
 // flush writes and empties the link's output buffer.

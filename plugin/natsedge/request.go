@@ -12,7 +12,7 @@ import (
 )
 
 // Requests to the daemon (identity assertions, package mint) travel on a
-// connection of their own, opened on first use: the watcher's session loop
+// connection of their own, opened on first use: the watcher's link loop
 // stays as it is, and a slow daemon never delays the edge state. One per
 // watcher (per distinct NATS setting), so connections stay flat however
 // many middlewares Traefik creates. Replies arrive on the edge's inbox

@@ -330,10 +330,7 @@ func TestSlotsArePickedRandomly(t *testing.T) {
 // TestResyncDeletesItsConsumerAndMovesToAnotherSlot: the consumer given up
 // is deleted by name, and the new one takes a different slot.
 func TestResyncDeletesItsConsumerAndMovesToAnotherSlot(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 2)
+	w, _, fc, cr := following(t, Config{}, 2)
 	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 1, 1, 1)
 	fc.deliver(cr, testBucket, "revoke.session.b", "", `{"exp":0}`, 2, 3, 0)
 	del := fc.expect(t, "PUB", "$JS.API.CONSUMER.DELETE.KV_edge.", 5*time.Second)
@@ -432,10 +429,7 @@ func TestNoFalseHijack(t *testing.T) {
 		}
 	})
 	t.Run("last message deleted: one recreate, then quiet", func(t *testing.T) {
-		srv := newFakeServer(t)
-		w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, CrossCheckInterval: interval})
-		fc := srv.next(5 * time.Second)
-		cr := activate(t, fc, 1)
+		w, _, fc, cr := following(t, Config{CrossCheckInterval: interval}, 1)
 		fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 5, 1, 0)
 		// Messages 6 to 9 were removed before delivery; the stream says 9.
 		answerInfo(t, fc, 9)
@@ -451,10 +445,7 @@ func TestNoFalseHijack(t *testing.T) {
 		}
 	})
 	t.Run("long replay still delivering", func(t *testing.T) {
-		srv := newFakeServer(t)
-		w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, CrossCheckInterval: interval})
-		fc := srv.next(5 * time.Second)
-		cr := activate(t, fc, 100)
+		w, _, fc, cr := following(t, Config{CrossCheckInterval: interval}, 100)
 		for i := 1; i <= 5; i++ {
 			answerInfo(t, fc, 100)
 			fc.deliver(cr, testBucket, fmt.Sprintf("revoke.session.s%d", i), "", `{"exp":0}`, i, i, 100-i)
@@ -495,10 +486,7 @@ func TestForeignTrafficOnTheDeliverSubjectIsDetected(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFakeServer(t)
-			w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-			fc := srv.next(5 * time.Second)
-			cr := activate(t, fc, 2)
+			w, _, fc, cr := following(t, Config{}, 2)
 			fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 4, 1, 1)
 			fc.deliver(cr, testBucket, "revoke.session.b", "", `{"exp":0}`, 5, 2, 0)
 			waitFor(t, "synced", 5*time.Second, func() bool { return w.State().Synced() })
@@ -517,10 +505,7 @@ func TestForeignTrafficOnTheDeliverSubjectIsDetected(t *testing.T) {
 // TestRefusedEntriesAreLoggedWithTheKeyNotTheValue: an unsigned keys fact
 // (an attacker writing the bucket) is logged by key, rate-limited.
 func TestRefusedEntriesAreLoggedWithTheKeyNotTheValue(t *testing.T) {
-	srv := newFakeServer(t)
-	w, logs := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 3)
+	w, logs, fc, cr := following(t, Config{}, 3)
 	fc.deliver(cr, testBucket, "keys", "", `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"evil","x":"SECRETVALUE"}]}`, 1, 1, 2)
 	fc.deliver(cr, testBucket, "revoke.session.z", "DEL", "", 2, 2, 1)
 	fc.deliver(cr, testBucket, "revoke.session.y", "", `{"exp":"SECRETVALUE"}`, 3, 3, 0)
@@ -749,10 +734,7 @@ func newSeededRand(seed int64) *mrand.Rand { return mrand.New(mrand.NewSource(se
 // its sequences restart below what the edge applied. Following it from the
 // old sequence would silently skip every new revocation.
 func TestRecreatedStreamIsReplayed(t *testing.T) {
-	srv := newFakeServer(t)
-	w, logs := startWatcher(t, Config{URLs: []string{srv.url()}, CrossCheckInterval: 100 * time.Millisecond})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 1)
+	w, logs, fc, cr := following(t, Config{CrossCheckInterval: 100 * time.Millisecond}, 1)
 	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 50, 1, 0)
 	answerInfo(t, fc, 3)
 	answerInfo(t, fc, 3)

@@ -109,11 +109,7 @@ func TestRefusedSnapshotConsumerFallsBackToFullReplay(t *testing.T) {
 func TestIncompleteSnapshotEndsOnHeartbeatWithFullReplay(t *testing.T) {
 	priv, anchor := testAnchor(t)
 	values, _ := snapshotChunks(t, priv, "g1", 3000)
-	srv := newFakeServer(t)
-	w, logs := startWatcher(t, Config{URLs: []string{srv.url()}, TrustAnchors: []string{anchor}})
-	fc := srv.next(5 * time.Second)
-	cr := fc.expectCreate(t, testBucket, 5*time.Second)
-	fc.replyCreated(cr, 5)
+	w, logs, fc, cr := following(t, Config{TrustAnchors: []string{anchor}}, 5)
 	fc.deliver(cr, testBucket, "snapshot.0", "", string(values[0]), 3001, 1, 4)
 	// Stalled on flow control: not the end.
 	fc.status(cr, "", fmt.Sprintf("NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 3001\r\nNats-Consumer-Stalled: $JS.FC.KV_edge.%s.x\r\n\r\n", cr.name))
@@ -138,11 +134,7 @@ func TestForgedSnapshotChunkOnTheWireRefused(t *testing.T) {
 	_, anchor := testAnchor(t)
 	rogue, _ := testAnchor(t)
 	values, _ := snapshotChunks(t, rogue, "evil", 10)
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, TrustAnchors: []string{anchor}})
-	fc := srv.next(5 * time.Second)
-	cr := fc.expectCreate(t, testBucket, 5*time.Second)
-	fc.replyCreated(cr, 1)
+	w, _, fc, cr := following(t, Config{TrustAnchors: []string{anchor}}, 1)
 	fc.deliver(cr, testBucket, "snapshot.0", "", string(values[0]), 11, 1, 0)
 	main := fc.expectCreate(t, testBucket, 5*time.Second)
 	if c := main.req.Config; c.DeliverPolicy != "last_per_subject" {

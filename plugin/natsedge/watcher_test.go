@@ -109,6 +109,17 @@ func activate(t *testing.T, fc *fakeConn, pending int) createReq {
 	return cr
 }
 
+// following starts a watcher for cfg on a new fake server (cfg.URLs names
+// it) and activates its first consumer with pending messages.
+func following(t *testing.T, cfg Config, pending int) (*Watcher, *logBuf, *fakeConn, createReq) {
+	t.Helper()
+	srv := newFakeServer(t)
+	cfg.URLs = []string{srv.url()}
+	w, logs := startWatcher(t, cfg)
+	fc := srv.next(5 * time.Second)
+	return w, logs, fc, activate(t, fc, pending)
+}
+
 func TestConnectSendsClientOptions(t *testing.T) {
 	srv := newFakeServer(t)
 	startWatcher(t, Config{URLs: []string{srv.url()}})
@@ -258,10 +269,7 @@ func TestEmptyBucketIsSyncedAtCreation(t *testing.T) {
 // TestMalformedDeliveriesAreCountedNotFatal keeps the connection and the
 // consumer when the bucket holds junk.
 func TestMalformedDeliveriesAreCountedNotFatal(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 5)
+	w, _, fc, cr := following(t, Config{}, 5)
 	fc.deliver(cr, testBucket, "revoke.session.x", "", `{not json`, 1, 1, 4)
 	fc.deliver(cr, testBucket, "whatever.key", "", `{}`, 2, 2, 3)
 	fc.deliver(cr, testBucket, "revoke.session.y", "", strings.Repeat("a", 100<<10), 3, 3, 2)
@@ -303,10 +311,7 @@ func TestReconnectResumesFromLastAppliedSequence(t *testing.T) {
 }
 
 func TestFlowControlIsAnswered(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 1)
+	w, _, fc, cr := following(t, Config{}, 1)
 	fc.status(cr, "$JS.FC.KV_edge."+cr.name+".abc", "NATS/1.0 100 FlowControl Request\r\n\r\n")
 	op := fc.expect(t, "PUB", "$JS.FC.KV_edge."+cr.name+".abc", 5*time.Second)
 	if len(op.args) != 2 || op.args[1] != "0" {
@@ -355,10 +360,7 @@ func TestHeartbeatStallRecreatesConsumer(t *testing.T) {
 }
 
 func TestSequenceGapRecreatesConsumer(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 3)
+	w, _, fc, cr := following(t, Config{}, 3)
 	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 10, 1, 2)
 	fc.deliver(cr, testBucket, "revoke.session.c", "", `{"exp":0}`, 12, 3, 0) // cseq 2 lost
 	cr2 := fc.expectCreate(t, testBucket, 5*time.Second)
@@ -380,10 +382,7 @@ func TestSequenceGapRecreatesConsumer(t *testing.T) {
 }
 
 func TestHeartbeatReportingMissedMessagesRecreatesConsumer(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 1)
+	w, _, fc, cr := following(t, Config{}, 1)
 	fc.deliver(cr, testBucket, "revoke.session.a", "", `{"exp":0}`, 5, 1, 0)
 	fc.status(cr, "", "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 2\r\nNats-Last-Stream: 6\r\n\r\n")
 	cr2 := fc.expectCreate(t, testBucket, 5*time.Second)
@@ -708,10 +707,7 @@ func TestOversizedEntryIsSkippedNotFatal(t *testing.T) {
 // TestForeignStreamDeliveryIsIgnored refuses deliveries whose ack subject
 // names another stream: only the edge bucket's consumer may feed the state.
 func TestForeignStreamDeliveryIsIgnored(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 1)
+	w, _, fc, cr := following(t, Config{}, 1)
 	fc.send(fmt.Sprintf("MSG $KV.edge.revoke.session.evil %s $JS.ACK.KV_other.%s.1.1.1.0.0 2\r\n{}\r\n", cr.subSID, cr.name))
 	fc.deliver(cr, testBucket, "revoke.session.ok", "", `{"exp":0}`, 1, 1, 0)
 	waitFor(t, "ok", 5*time.Second, func() bool { return w.State().Revoked("ok", "", 0, time.Now()) })
@@ -723,10 +719,7 @@ func TestForeignStreamDeliveryIsIgnored(t *testing.T) {
 func newTestRand() *mrand.Rand { return mrand.New(mrand.NewSource(1)) }
 
 func TestExpiredFactsArePruned(t *testing.T) {
-	srv := newFakeServer(t)
-	w, _ := startWatcher(t, Config{URLs: []string{srv.url()}, IdleHeartbeat: 100 * time.Millisecond})
-	fc := srv.next(5 * time.Second)
-	cr := activate(t, fc, 2)
+	w, _, fc, cr := following(t, Config{IdleHeartbeat: 100 * time.Millisecond}, 2)
 	old := time.Now().Add(-time.Hour).Unix()
 	fc.deliver(cr, testBucket, "revoke.session.old", "", fmt.Sprintf(`{"exp":%d}`, old), 1, 1, 1)
 	fc.deliver(cr, testBucket, "revoke.session.new", "", revokeJSON(time.Hour), 2, 2, 0)

@@ -170,6 +170,9 @@ func Compile(r Rules) (*Policy, error) {
 	if p.separator == "" {
 		p.separator = DefaultSeparator
 	}
+	if !validSeparator(p.separator) {
+		return nil, fieldErr("groupsSeparator", "%q is not one printable punctuation or space character; use one such as \",\", \";\" or \"|\" (a longer one could overlap a group name and split it wrongly)", p.separator)
+	}
 	for _, h := range AlwaysStripped {
 		p.addStrip(h)
 	}
@@ -361,16 +364,6 @@ func (p *Policy) Decide(c *token.Claims, subjectKey string, st State, now time.T
 	return d
 }
 
-// Unauthenticated reports whether a reason sends the client to sign in
-// (302 or 401) rather than 403 or 503.
-func Unauthenticated(reason string) bool {
-	switch reason {
-	case NoToken, BadToken, Expired, SessionRevoked, UserRevoked, TooLong, WrongAudience, WrongIssuer:
-		return true
-	}
-	return false
-}
-
 // Challenge is the WWW-Authenticate value of a 401 for reason: RFC 6750's
 // error="invalid_token" with the reason code when a token was presented.
 func Challenge(reason string) string {
@@ -434,6 +427,18 @@ func JoinGroups(groups []string, sep string) string {
 		}
 	}
 	return strings.Join(kept, sep)
+}
+
+// validSeparator admits one printable ASCII punctuation or space byte: a
+// group that does not contain it then splits back unambiguously, which a
+// longer separator cannot promise ("0" + "00" + "0").
+func validSeparator(sep string) bool {
+	if len(sep) != 1 {
+		return false
+	}
+	c := sep[0]
+	alnum := (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+	return c >= 0x20 && c < 0x7f && !alnum
 }
 
 func hasControl(s string) bool {

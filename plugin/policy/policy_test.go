@@ -128,6 +128,11 @@ func TestCompileRefusesBadRules(t *testing.T) {
 		{Rules{StripHeaders: []string{"host"}}, "stripHeaders"},
 		{Rules{StripHeaders: []string{"X:Y"}}, "stripHeaders"},
 		{Rules{AllowedEmailDomains: []string{"a@b"}}, "allowedEmailDomains"},
+		{Rules{GroupsSeparator: "\x7f"}, "groupsSeparator"},
+		{Rules{GroupsSeparator: "\n"}, "groupsSeparator"},
+		{Rules{GroupsSeparator: "00"}, "groupsSeparator"},
+		{Rules{GroupsSeparator: ", "}, "groupsSeparator"},
+		{Rules{GroupsSeparator: "a"}, "groupsSeparator"},
 	}
 	for _, tc := range cases {
 		_, err := Compile(tc.rules)
@@ -201,8 +206,8 @@ func FuzzJoinGroupsNeverSmuggles(f *testing.F) {
 	f.Add("dev", "x,admins", ",")
 	f.Add("a\nb", "c", ";")
 	f.Fuzz(func(t *testing.T, a, b, sep string) {
-		if sep == "" {
-			return
+		if _, err := Compile(Rules{GroupsSeparator: sep}); err != nil || sep == "" {
+			return // Compile refuses such a separator
 		}
 		out := JoinGroups([]string{a, b}, sep)
 		for _, part := range strings.Split(out, sep) {

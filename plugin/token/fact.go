@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -71,12 +70,10 @@ func SignFact(payload []byte, priv ed25519.PrivateKey) (string, error) {
 		return "", fmt.Errorf("token: sign fact: payload: %v", err)
 	}
 	kid := AnchorID(priv.Public().(ed25519.PublicKey))
-	hdr, err := json.Marshal(wireHeader{Alg: "EdDSA", Typ: FactType, Kid: kid})
+	out, err := signCompact(wireHeader{Alg: "EdDSA", Typ: FactType, Kid: kid}, payload, priv)
 	if err != nil {
-		return "", fmt.Errorf("token: sign fact: header: %w", err)
+		return "", fmt.Errorf("token: sign fact: %w", err)
 	}
-	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(payload)
-	out := input + "." + b64.EncodeToString(ed25519.Sign(priv, []byte(input)))
 	if len(out) > MaxFactSize {
 		return "", fmt.Errorf("%w: signed fact is %d bytes, limit %d", ErrTooLarge, len(out), MaxFactSize)
 	}
@@ -94,25 +91,9 @@ func VerifyFact(raw []byte, anchors *KeySet) ([]byte, error) {
 	if strings.Count(s, ".") != 2 || strings.ContainsAny(s, "\r\n \t") {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	dot1 := strings.IndexByte(s, '.')
-	dot2 := dot1 + 1 + strings.IndexByte(s[dot1+1:], '.')
-	hdrSeg, payloadSeg, sigSeg := s[:dot1], s[dot1+1:dot2], s[dot2+1:]
-	if hdrSeg == "" || payloadSeg == "" || sigSeg == "" {
-		return nil, fmt.Errorf("%w: empty segment", ErrMalformed)
-	}
-	hdrJSON, err := b64.DecodeString(hdrSeg)
+	h, payloadSeg, sigSeg, signed, err := openCompact(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
-	}
-	if err := checkObject(hdrJSON, allowedHeader); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
-	}
-	var h wireHeader
-	if err := json.Unmarshal(hdrJSON, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
-	}
-	if h.Alg != "EdDSA" {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
+		return nil, err
 	}
 	if h.Typ != FactType {
 		return nil, fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, FactType)
@@ -121,19 +102,5 @@ func VerifyFact(raw []byte, anchors *KeySet) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: fact signed by %q, not a configured trust anchor", ErrUnknownKey, h.Kid)
 	}
-	sig, err := b64.DecodeString(sigSeg)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
-	}
-	if !ed25519.Verify(pub, []byte(s[:dot2]), sig) {
-		return nil, ErrSignature
-	}
-	payload, err := b64.DecodeString(payloadSeg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload encoding: %v", ErrMalformed, err)
-	}
-	if err := checkObject(payload, nil); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
-	}
-	return payload, nil
+	return sealedPayload(pub, payloadSeg, sigSeg, signed)
 }

@@ -165,10 +165,6 @@ func Sign(c *Claims, kid string, priv ed25519.PrivateKey) (string, error) {
 	if kid == "" {
 		return "", errors.New("token: sign: empty key id")
 	}
-	hdr, err := json.Marshal(wireHeader{Alg: "EdDSA", Typ: "JWT", Kid: kid})
-	if err != nil {
-		return "", fmt.Errorf("token: sign: header: %w", err)
-	}
 	w := wireClaims{
 		Iss: c.Issuer, Sub: c.Subject, Sid: c.SessionID,
 		Iat: c.IssuedAt, Nbf: c.NotBefore, Exp: c.Expiry,
@@ -183,9 +179,10 @@ func Sign(c *Claims, kid string, priv ed25519.PrivateKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: sign: claims: %w", err)
 	}
-	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(payload)
-	sig := ed25519.Sign(priv, []byte(input))
-	out := input + "." + b64.EncodeToString(sig)
+	out, err := signCompact(wireHeader{Alg: "EdDSA", Typ: "JWT", Kid: kid}, payload, priv)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: %w", err)
+	}
 	if len(out) > MaxTokenSize {
 		return "", fmt.Errorf("%w: signed token is %d bytes, limit %d; send fewer groups", ErrTooLarge, len(out), MaxTokenSize)
 	}
@@ -213,42 +210,23 @@ func (v *Verifier) Verify(raw string, keys *KeySet, now time.Time) (*Claims, err
 	if strings.ContainsAny(raw, "\r\n") {
 		return nil, fmt.Errorf("%w: line break in token", ErrMalformed)
 	}
-	dot1 := strings.IndexByte(raw, '.')
-	dot2 := dot1 + 1 + strings.IndexByte(raw[dot1+1:], '.')
-	hdrSeg, payloadSeg, sigSeg := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
-	if hdrSeg == "" || payloadSeg == "" || sigSeg == "" {
-		return nil, fmt.Errorf("%w: empty segment", ErrMalformed)
-	}
-
-	hdrJSON, err := b64.DecodeString(hdrSeg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
-	}
-	kid, err := parseHeader(hdrJSON)
+	h, payloadSeg, sigSeg, signed, err := openCompact(raw)
 	if err != nil {
 		return nil, err
 	}
-	pub, ok := keys.Lookup(kid)
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return nil, fmt.Errorf("%w: header: typ %q", ErrMalformed, h.Typ)
+	}
+	if h.Kid == "" {
+		return nil, fmt.Errorf("%w: header: missing kid", ErrMalformed)
+	}
+	pub, ok := keys.Lookup(h.Kid)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, kid)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, h.Kid)
 	}
-	sig, err := b64.DecodeString(sigSeg)
+	payload, err := sealedPayload(pub, payloadSeg, sigSeg, signed)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature encoding: %v", ErrMalformed, err)
-	}
-	if len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature has %d bytes, want %d", ErrMalformed, len(sig), ed25519.SignatureSize)
-	}
-	if !ed25519.Verify(pub, []byte(raw[:dot2]), sig) {
-		return nil, ErrSignature
-	}
-
-	payload, err := b64.DecodeString(payloadSeg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload encoding: %v", ErrMalformed, err)
-	}
-	if err := checkObject(payload, nil); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		return nil, err
 	}
 	var w wireClaims
 	if err := json.Unmarshal(payload, &w); err != nil {
@@ -298,26 +276,6 @@ func (v *Verifier) Verify(raw string, keys *KeySet, now time.Time) (*Claims, err
 // allowedHeader lists the JOSE header parameters an edgepass token may carry;
 // anything else (crit, jku, jwk, x5u, b64, …) is refused rather than ignored.
 var allowedHeader = map[string]bool{"alg": true, "typ": true, "kid": true}
-
-func parseHeader(data []byte) (string, error) {
-	if err := checkObject(data, allowedHeader); err != nil {
-		return "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
-	}
-	var h wireHeader
-	if err := json.Unmarshal(data, &h); err != nil {
-		return "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
-	}
-	if h.Alg != "EdDSA" {
-		return "", fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
-	}
-	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
-		return "", fmt.Errorf("%w: header: typ %q", ErrMalformed, h.Typ)
-	}
-	if h.Kid == "" {
-		return "", fmt.Errorf("%w: header: missing kid", ErrMalformed)
-	}
-	return h.Kid, nil
-}
 
 // checkObject requires data to be exactly one JSON object whose top-level keys are
 // unique (and, when allowed is non-nil, all in allowed): duplicate keys are where

@@ -1,6 +1,26 @@
 // edgepass console: the only script. It keeps the event log's first page
-// current by asking events.json for what came after the newest event shown.
-// Everything else works without it. Text goes in with textContent only.
+// current by asking events.json for what came after the newest event shown,
+// and offers a copy button for a new service token. Everything else works
+// without it. Text goes in with textContent only.
+(function () {
+  'use strict';
+  // A new service token: a button that copies it (the token stays in the
+  // page's textarea; nothing is sent anywhere).
+  var token = document.getElementById('new-token');
+  var copy = document.getElementById('copy-token');
+  if (!token || !copy || !navigator.clipboard) { return; }
+  var status = document.getElementById('copy-status');
+  copy.hidden = false;
+  copy.addEventListener('click', function () {
+    token.select();
+    navigator.clipboard.writeText(token.value).then(function () {
+      status.textContent = 'Copied.';
+    }, function () {
+      status.textContent = 'Could not copy: select the token and copy it.';
+    });
+  });
+}());
+
 (function () {
   'use strict';
   var live = document.getElementById('live');
