@@ -3,7 +3,8 @@
 # (no middleware / edgepass plugin / ForwardAuth to the daemon's /verify),
 # driven by wrk round-robin; plus revocation propagation, edge memory with
 # 100,000 revocations, first-seen vs cached token cost under Yaegi and the
-# size of a 50-group cookie. About 5-6 minutes on 2 cores.
+# size of a 50-group cookie, churn, daemon capacity and the scale set. About
+# 8 minutes on 2 cores.
 #
 #   scripts/bench.sh                       # defaults
 #   DURATION=20s ROUNDS=5 scripts/bench.sh # longer, steadier

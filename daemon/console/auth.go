@@ -26,6 +26,10 @@ const signInTTL = 10 * time.Minute
 // maxForm bounds console form bodies.
 const maxForm = 64 << 10
 
+// maxCookieBytes is what browsers keep of one cookie; a longer console
+// cookie was not sealed here.
+const maxCookieBytes = 4096
+
 // adminSession is a signed-in administrator, sealed in the console cookie.
 type adminSession struct {
 	Sub   string `json:"sub"`
@@ -72,7 +76,7 @@ func (h *Handler) setCookie(w http.ResponseWriter, name, value string, maxAge ti
 // expired or sealed for another purpose.
 func (h *Handler) currentSession(r *http.Request) *adminSession {
 	c, err := r.Cookie(h.cookie)
-	if err != nil || len(c.Value) > 4096 {
+	if err != nil || len(c.Value) > maxCookieBytes {
 		return nil
 	}
 	raw, err := h.o.Seal.Open(c.Value, sessionAAD)
@@ -115,7 +119,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) finishSignIn(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(h.signin)
 	var p pendingSignIn
-	ok := err == nil && len(c.Value) <= 4096
+	ok := err == nil && len(c.Value) <= maxCookieBytes
 	if ok {
 		raw, err := h.o.Seal.Open(c.Value, signInAAD)
 		ok = err == nil && json.Unmarshal(raw, &p) == nil && h.now().Unix() < p.Exp

@@ -284,9 +284,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func watch(t *testing.T, js jetstream.JetStream, ks *token.KeySet) *Watcher {
+func watch(t *testing.T, js jetstream.JetStream, ks *token.KeySet) *Follower {
 	t.Helper()
-	w, err := Watch(natstest.Context(t), js, "edge", ks, nil)
+	w, err := Follow(natstest.Context(t), js, "edge", ks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func watch(t *testing.T, js jetstream.JetStream, ks *token.KeySet) *Watcher {
 	return w
 }
 
-func TestWatcherFeedsState(t *testing.T) {
+func TestFollowerFeedsState(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	now := time.Now()
@@ -491,7 +491,7 @@ func TestEdgeBucketFollowsHorizon(t *testing.T) {
 
 func TestWatchMissingBucket(t *testing.T) {
 	srv := natstest.Start(t)
-	if _, err := Watch(context.Background(), srv.JS, "nope", anchors(), nil); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Errorf("Watch(missing bucket) = %v, want an error naming it", err)
+	if _, err := Follow(context.Background(), srv.JS, "nope", anchors(), nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("Follow(missing bucket) = %v, want an error naming it", err)
 	}
 }

@@ -70,7 +70,7 @@ type Heartbeats struct {
 // HeartbeatOptions configures the collector.
 type HeartbeatOptions struct {
 	// LastSeq reports the edge bucket's latest stream sequence known to the
-	// daemon (Watcher.State().LastSeq), to compute Behind; optional.
+	// daemon (Follower.State().LastSeq), to compute Behind; optional.
 	LastSeq func() uint64
 	Logger  *slog.Logger
 	// Now is the clock (tests); default time.Now.

@@ -49,7 +49,7 @@ type SnapshotOptions struct {
 // and replays only what came after the cut. Safe for concurrent use.
 type SnapshotWriter struct {
 	p  *Publisher
-	w  *Watcher
+	w  *Follower
 	o  SnapshotOptions
 	mu sync.Mutex // one write at a time in this process
 	// own is this process's newest snapshot: the messages it wrote after
@@ -70,7 +70,7 @@ type SnapshotResult struct {
 
 // NewSnapshotWriter returns a writer cutting w's state (the daemon's own
 // watcher of the edge bucket this publisher writes).
-func (p *Publisher) NewSnapshotWriter(w *Watcher, o SnapshotOptions) *SnapshotWriter {
+func (p *Publisher) NewSnapshotWriter(w *Follower, o SnapshotOptions) *SnapshotWriter {
 	if o.MinFacts <= 0 {
 		o.MinFacts = DefaultSnapshotMinFacts
 	}

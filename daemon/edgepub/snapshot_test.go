@@ -32,7 +32,7 @@ func revokeMany(t *testing.T, js jetstream.JetStream, from, n int) {
 }
 
 // caughtUp waits until w applied the edge stream's last sequence.
-func caughtUp(t *testing.T, js jetstream.JetStream, w *Watcher) {
+func caughtUp(t *testing.T, js jetstream.JetStream, w *Follower) {
 	t.Helper()
 	ctx := natstest.Context(t)
 	s, err := js.Stream(ctx, "KV_edge")
@@ -48,7 +48,7 @@ func caughtUp(t *testing.T, js jetstream.JetStream, w *Watcher) {
 
 // snapshotSetup is a publisher on a settable clock, the daemon's watcher and
 // a snapshot writer with small thresholds.
-func snapshotSetup(t *testing.T, facts int) (*natstest.Server, *Publisher, *Watcher, *SnapshotWriter, *clock) {
+func snapshotSetup(t *testing.T, facts int) (*natstest.Server, *Publisher, *Follower, *SnapshotWriter, *clock) {
 	t.Helper()
 	srv := natstest.Start(t)
 	clk := &clock{now: time.Now()}

@@ -57,7 +57,7 @@ type Server struct {
 	pub    *edgepub.Publisher
 	ring   *keys.Ring
 	store  *session.Store
-	watch  *edgepub.Watcher
+	watch  *edgepub.Follower
 	beats  *edgepub.Heartbeats
 	oidc   *oidcflow.Handler
 	verify *verify.Handler
@@ -249,7 +249,7 @@ func (s *Server) build(parent context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	if s.watch, err = edgepub.Watch(ctx, s.nats.JS, cfg.NATS.EdgeBucket, s.ring.AnchorKeys(), logger); err != nil {
+	if s.watch, err = edgepub.Follow(ctx, s.nats.JS, cfg.NATS.EdgeBucket, s.ring.AnchorKeys(), logger); err != nil {
 		return err
 	}
 	select {

@@ -103,7 +103,7 @@ func TestPluginAndVerifyDecideAlike(t *testing.T) {
 	}
 	anchorText := token.FormatAnchor(anchor.Public().(ed25519.PublicKey))
 	anchors, _ := token.ParseAnchors([]string{anchorText})
-	w, err := edgepub.Watch(ctx, srv.JS, natsedge.DefaultBucket, anchors, nil)
+	w, err := edgepub.Follow(ctx, srv.JS, natsedge.DefaultBucket, anchors, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,12 +53,17 @@ type Options struct {
 	Profile bool
 	// GoBenchTime is -benchtime for the Go benchmarks ("" skips them).
 	GoBenchTime string
-	Logf        func(format string, args ...any)
+	// Scale adds the first-sync benchmarks at 100,000 and 1,000,000 facts,
+	// the edge's resident set at 1,000,000 revocations and the CPU of a
+	// live fact (about two minutes; needs GoBenchTime).
+	Scale bool
+	Logf  func(format string, args ...any)
 }
 
-// DefaultOptions are sized for about four minutes on two cores. Nine short
-// rounds rather than three long ones: on a small shared machine the noise is
-// other processes' bursts, and a median over more rounds resists it better.
+// DefaultOptions are sized for about eight minutes on two cores, two of
+// them the scale set. Nine short rounds rather than three long ones: on a
+// small shared machine the noise is other processes' bursts, and a median
+// over more rounds resists it better.
 func DefaultOptions() Options {
 	return Options{
 		Load: Load{
@@ -80,6 +85,7 @@ func DefaultOptions() Options {
 		DaemonWorkers:     4,
 		Profile:           true,
 		GoBenchTime:       "2s",
+		Scale:             true,
 	}
 }
 
@@ -179,10 +185,25 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		// Each op of the memory benchmark replays all 100,000 revocations:
 		// one op is the measurement. The propagation benchmark times one
 		// revocation per op.
-		for _, nb := range []struct{ pattern, benchtime string }{
+		// The scale figures of the issue "HA and scale": a new edge's first
+		// sync against 100,000 facts (by replay and from the daemon's
+		// snapshot) and against 1,000,000 (snapshot; a full replay of 1M
+		// takes about 40 s), and the resident-set growth of an interpreted
+		// edge holding 1,000,000 revocations, in a process of its own; and
+		// the CPU one live fact costs an edge (what the churn comparison
+		// pays).
+		benches := []struct{ pattern, benchtime string }{
 			{"BenchmarkRevocationPropagation$", fmt.Sprintf("%dx", max(o.Revocations, 50))},
 			{"BenchmarkEdgeMemory100kRevocations$", "1x"},
-		} {
+		}
+		if o.Scale {
+			benches = append(benches,
+				struct{ pattern, benchtime string }{"BenchmarkYaegiFirstSync100k$", "1x"},
+				struct{ pattern, benchtime string }{"BenchmarkYaegiFirstSync1M$/snapshot$", "1x"},
+				struct{ pattern, benchtime string }{"BenchmarkYaegiEdgeRSS1M$/snapshot$", "1x"},
+				struct{ pattern, benchtime string }{"BenchmarkLiveFactCPU$", "1x"})
+		}
+		for _, nb := range benches {
 			logf("bench: natsedge %s -benchtime %s", strings.TrimSuffix(nb.pattern, "$"), nb.benchtime)
 			results, raw, err := natsBench.Run(ctx, nb.pattern, nb.benchtime, 5*time.Minute)
 			appendFile(filepath.Join(o.OutDir, "natsedge-bench.txt"), raw)

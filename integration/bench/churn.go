@@ -17,19 +17,26 @@ import (
 // ChurnThroughput compares the plugin's throughput while the edge state is
 // quiet with its throughput while ChangesPerS edge-state changes for other
 // users arrive (session revocations of sessions nobody uses): rounds
-// alternate, and the ratio is of the medians.
+// alternate, and the ratio is the median of the per-round ratios. The CPU
+// per request of each run says where a difference goes (Traefik applying
+// facts, the daemon's NATS storing them, or "other": the publisher here).
 type ChurnThroughput struct {
 	ChangesPerS float64 // achieved
 	Quiet       []float64
 	Churn       []float64
-	Ratio       float64 // median churn / median quiet
+	QuietCPU    []CPUPerRequest
+	ChurnCPU    []CPUPerRequest
+	Ratio       float64 // median of the per-round churn/quiet ratios
 }
 
 // MeasureChurn runs rounds of quiet and churning plugin load, alternately.
 func MeasureChurn(ctx context.Context, s *Stack, e *Edge, sess *Session, l Load, perS int, outDir string) (ChurnThroughput, error) {
 	var res ChurnThroughput
+	var cpu CPUPerRequest // of the last run
 	run := func(label string, round int) (float64, error) {
+		before := sampleCPU(s.pids())
 		r, raw, err := RunWrk(ctx, variantLoad(s, sess, Plugin, l, l.Duration))
+		cpu = perRequest(sampleCPU(s.pids()).Sub(before), r.CPU, r.Requests)
 		_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("plugin-%s-%d.txt", label, round)), []byte(raw), 0o644)
 		if err == nil {
 			err = r.Clean()
@@ -63,6 +70,7 @@ func MeasureChurn(ctx context.Context, s *Stack, e *Edge, sess *Session, l Load,
 			return res, fmt.Errorf("bench: quiet round %d: %w", round, err)
 		}
 		res.Quiet = append(res.Quiet, q)
+		res.QuietCPU = append(res.QuietCPU, cpu)
 		time.Sleep(l.Pause)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -77,11 +85,35 @@ func MeasureChurn(ctx context.Context, s *Stack, e *Edge, sess *Session, l Load,
 			return res, fmt.Errorf("bench: churn round %d: %w", round, err)
 		}
 		res.Churn = append(res.Churn, c)
+		res.ChurnCPU = append(res.ChurnCPU, cpu)
 		time.Sleep(l.Pause)
 	}
 	res.ChangesPerS = float64(published.Load()) / churnTime.Seconds()
-	res.Ratio = median(res.Churn) / median(res.Quiet)
+	res.Ratio = median(res.PerRound())
 	return res, nil
+}
+
+// PerRound is each round's churn/quiet ratio: a round's two runs are a
+// few seconds apart, so a burst of other work on the machine moves both.
+func (c ChurnThroughput) PerRound() []float64 {
+	var out []float64
+	for i := 0; i < len(c.Churn) && i < len(c.Quiet); i++ {
+		if c.Quiet[i] > 0 {
+			out = append(out, c.Churn[i]/c.Quiet[i])
+		}
+	}
+	return out
+}
+
+// MedianCPU is the median over runs of one process's CPU µs per request.
+func MedianCPU(runs []CPUPerRequest, proc string) float64 {
+	var v []float64
+	for _, r := range runs {
+		if x, ok := r[proc]; ok {
+			v = append(v, x)
+		}
+	}
+	return median(v)
 }
 
 func median(v []float64) float64 {

@@ -28,7 +28,12 @@ var Targets = struct {
 	// AssertionVsPlugin is the issue "Identity backends can verify"'s:
 	// the plugin sending identity assertions over the plugin without.
 	AssertionVsPlugin float64
-}{0.90, 2.0, 100 * time.Millisecond, 64 << 20, 0.95, 0.97}
+	// FirstSync100k and EdgeRSS1M are the issue "HA and scale"'s: a new
+	// edge synced against 100,000 facts, and an interpreted edge's
+	// resident-set growth at 1,000,000 revocations.
+	FirstSync100k time.Duration
+	EdgeRSS1M     int64
+}{0.90, 2.0, 100 * time.Millisecond, 64 << 20, 0.95, 0.97, 3 * time.Second, 128 << 20}
 
 const mib = 1 << 20
 
@@ -73,7 +78,31 @@ func (r *Results) CheckTargets() []TargetResult {
 	} else {
 		out = append(out, TargetResult{Goal: "plugin under 100 edge-state changes/s / quiet >= 0.95"})
 	}
+	goal := "new edge synced against 100000 facts (snapshot, Yaegi) < 3s"
+	if v, ok := r.goBench("BenchmarkYaegiFirstSync100k/snapshot", "s-to-sync"); ok {
+		d := time.Duration(v * float64(time.Second))
+		out = append(out, TargetResult{goal, fmtDur(d), d < Targets.FirstSync100k, true})
+	} else {
+		out = append(out, TargetResult{Goal: goal})
+	}
+	goal = "edge RSS growth < 128 MiB at 1000000 revocations (Yaegi edge, own process)"
+	if v, ok := r.goBench("BenchmarkYaegiEdgeRSS1M/snapshot", "rss-growth-MiB"); ok {
+		out = append(out, TargetResult{goal, fmt.Sprintf("%.1f MiB", v), v*mib < float64(Targets.EdgeRSS1M), true})
+	} else {
+		out = append(out, TargetResult{Goal: goal})
+	}
 	return out
+}
+
+// goBench is one metric of one natsedge benchmark, when it ran.
+func (r *Results) goBench(name, unit string) (float64, bool) {
+	for _, b := range r.NATSEdge {
+		if b.Name == name {
+			v, ok := b.Metrics[unit]
+			return v, ok
+		}
+	}
+	return 0, false
 }
 
 // WriteReport writes the human-readable report. Its last two lines are the
@@ -146,8 +175,16 @@ func (r *Results) WriteReport(w io.Writer) {
 			rv.Method, rv.Revoke.N, fmtDur(rv.Revoke.P50), fmtDur(rv.Revoke.P99), fmtDur(rv.Revoke.Max), rv.Revoke.Failures)
 	}
 	if c := r.Churn; c != nil {
-		p("plugin while %.0f edge-state changes/s arrive for other users: median %.0f req/s vs %.0f quiet (%.2f); rounds quiet %s, churn %s",
-			c.ChangesPerS, median(c.Churn), median(c.Quiet), c.Ratio, fmtRates(c.Quiet), fmtRates(c.Churn))
+		p("plugin while %.0f edge-state changes/s arrive for other users: median %.0f req/s vs %.0f quiet; rounds quiet %s, churn %s",
+			c.ChangesPerS, median(c.Churn), median(c.Quiet), fmtRates(c.Quiet), fmtRates(c.Churn))
+		p("per-round churn/quiet: %s (median %.2f: the reported ratio, paired like the throughput table's)", fmtRatios(c.PerRound()), c.Ratio)
+		if len(c.QuietCPU) > 0 && len(c.ChurnCPU) > 0 {
+			var parts []string
+			for _, proc := range []string{"traefik", "daemon", "echo", "wrk", "other", "idle"} {
+				parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f", proc, MedianCPU(c.QuietCPU, proc), MedianCPU(c.ChurnCPU, proc)))
+			}
+			p("  CPU µs/request quiet -> churn (other includes this program publishing the changes): %s", strings.Join(parts, ", "))
+		}
 	}
 	if d := r.Daemon; d != nil {
 		p("daemon: %.1f complete logins/s through the OIDC provider (%d workers, %d logins, p50 %s, p99 %s); /verify %.0f req/s, p99 %s",
@@ -166,7 +203,11 @@ func (r *Results) WriteReport(w io.Writer) {
 			}
 			ms = append(ms, strconv.FormatFloat(v, 'f', -1, 64)+" "+unit)
 		}
-		p("natsedge %s (compiled watcher + in-process NATS, no Traefik): %s", b.Name, strings.Join(slices.Sorted(slices.Values(ms)), ", "))
+		how := "compiled watcher"
+		if strings.Contains(strings.ToLower(b.Name), "yaegi") {
+			how = "watcher under Yaegi"
+		}
+		p("natsedge %s (%s + in-process NATS, no Traefik): %s", b.Name, how, strings.Join(slices.Sorted(slices.Values(ms)), ", "))
 	}
 	if mm := r.Memory; mm != nil {
 		p("edge memory with %d revocations (published in %s, applied by the plugin after %s, seen by its 5 s heartbeat):",
@@ -243,6 +284,14 @@ func ratios(tp *Throughput, a, b string) string {
 		if ot[i] > 0 {
 			out = append(out, fmt.Sprintf("%.2f", pl[i]/ot[i]))
 		}
+	}
+	return strings.Join(out, " ")
+}
+
+func fmtRatios(v []float64) string {
+	var out []string
+	for _, x := range v {
+		out = append(out, fmt.Sprintf("%.2f", x))
 	}
 	return strings.Join(out, " ")
 }

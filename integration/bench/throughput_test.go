@@ -107,3 +107,34 @@ func TestFmtDurKeepsThreeSignificantDigits(t *testing.T) {
 		}
 	}
 }
+
+func TestChurnRatioPairsRounds(t *testing.T) {
+	// Round 2 is a burst that slowed both of its runs: paired, it counts
+	// as 1.0; medians of each side would report 0.8.
+	c := ChurnThroughput{Quiet: []float64{100, 50, 100}, Churn: []float64{100, 50, 80}}
+	if got := fmtRatios(c.PerRound()); got != "1.00 1.00 0.80" {
+		t.Fatalf("per round %q", got)
+	}
+	if got := median(c.PerRound()); got != 1.0 {
+		t.Fatalf("median %v", got)
+	}
+}
+
+func TestScaleTargetsReadTheGoBenchmarks(t *testing.T) {
+	r := &Results{NATSEdge: []GoBenchResult{
+		{Name: "BenchmarkYaegiFirstSync100k/snapshot", Metrics: map[string]float64{"s-to-sync": 0.2}},
+		{Name: "BenchmarkYaegiEdgeRSS1M/snapshot", Metrics: map[string]float64{"rss-growth-MiB": 130}},
+	}}
+	met := map[string]bool{}
+	for _, tr := range r.CheckTargets() {
+		if tr.Measure {
+			met[tr.Goal] = tr.Met
+		}
+	}
+	if !met["new edge synced against 100000 facts (snapshot, Yaegi) < 3s"] {
+		t.Errorf("0.2 s first sync should meet the 3 s target: %v", met)
+	}
+	if m, ok := met["edge RSS growth < 128 MiB at 1000000 revocations (Yaegi edge, own process)"]; !ok || m {
+		t.Errorf("130 MiB should be measured and miss the 128 MiB target: %v", met)
+	}
+}

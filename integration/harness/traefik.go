@@ -298,11 +298,19 @@ func StaticConfigYAML(o StaticOptions) string {
 global:
   checkNewVersion: false
   sendAnonymousUsage: false
+# graceTimeOut: a stop waits at most 2 s for open connections (Traefik's
+# default, 10 s, equals the harness's SIGKILL deadline: a restart raced it).
 entryPoints:
   web:
     address: %q
+    transport:
+      lifeCycle:
+        graceTimeOut: 2s
   traefik:
     address: %q
+    transport:
+      lifeCycle:
+        graceTimeOut: 2s
 api:
   insecure: true
   dashboard: false

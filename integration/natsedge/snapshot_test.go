@@ -21,7 +21,7 @@ import (
 type daemonSide struct {
 	wr         *writer
 	pub        *edgepub.Publisher
-	watch      *edgepub.Watcher
+	watch      *edgepub.Follower
 	snap       *edgepub.SnapshotWriter
 	anchor     ed25519.PrivateKey
 	anchors    *token.KeySet
@@ -38,7 +38,7 @@ func startDaemonSide(t testing.TB, wr *writer) *daemonSide {
 		t.Fatal(err)
 	}
 	ks := token.NewKeySet(token.Key{ID: token.AnchorID(anchor.Public().(ed25519.PublicKey)), Public: anchor.Public().(ed25519.PublicKey)})
-	w, err := edgepub.Watch(ctx, wr.js, bucket, ks, nil)
+	w, err := edgepub.Follow(ctx, wr.js, bucket, ks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func TestSnapshotWriterTickAcrossReplicas(t *testing.T) {
 	d.caughtUp(t)
 	ctx := context.Background()
 	// A second daemon replica: same bucket and anchor, its own watcher.
-	w2, err := edgepub.Watch(ctx, d.wr.js, bucket, d.anchors, nil)
+	w2, err := edgepub.Follow(ctx, d.wr.js, bucket, d.anchors, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

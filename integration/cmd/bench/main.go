@@ -39,6 +39,7 @@ func run() int {
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "CPU-profile Traefik under no-middleware and plugin load (after the comparison, with api.debug)")
 	flag.IntVar(&o.CookieGroups, "cookie-groups", o.CookieGroups, "groups in the cookie-size token (at most 50)")
 	flag.StringVar(&o.GoBenchTime, "gobenchtime", o.GoBenchTime, `-benchtime of the yaegi and natsedge Go benchmarks ("" = skip)`)
+	flag.BoolVar(&o.Scale, "scale", o.Scale, "first sync at 100,000 and 1,000,000 facts and edge RSS at 1,000,000 revocations (about 2 minutes)")
 	flag.StringVar(&o.Load.Wrk, "wrk", o.Load.Wrk, "wrk executable")
 	out := flag.String("out", "", "results directory (default <repo>/bench-results)")
 	strict := flag.Bool("strict", false, "exit 1 when a performance target is missed")

@@ -14,12 +14,12 @@ import (
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
-// PruneInterval is how often the watcher drops expired facts from its state.
+// PruneInterval is how often the follower drops expired facts from its state.
 const PruneInterval = time.Minute
 
-// Watcher follows the edge bucket (replay, then live) into an
+// Follower follows the edge bucket (replay, then live) into an
 // edgestate.State, the same facts the Traefik plugin applies, for /verify.
-type Watcher struct {
+type Follower struct {
 	state  *edgestate.State
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -27,11 +27,11 @@ type Watcher struct {
 	once   sync.Once
 }
 
-// Watch starts following bucket; it returns once the watch is set up, and
+// Follow starts following bucket; it returns once the watch is set up, and
 // Synced is closed when the replay of existing facts is complete. anchors
 // are the trust anchors whose signed keys and groups facts are accepted
 // (keys.Ring.AnchorKeys), exactly as an edge configured with trustAnchors.
-func Watch(ctx context.Context, js jetstream.JetStream, bucket string, anchors *token.KeySet, logger *slog.Logger) (*Watcher, error) {
+func Follow(ctx context.Context, js jetstream.JetStream, bucket string, anchors *token.KeySet, logger *slog.Logger) (*Follower, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -45,12 +45,12 @@ func Watch(ctx context.Context, js jetstream.JetStream, bucket string, anchors *
 		cancel()
 		return nil, fmt.Errorf("edgepub: watch edge bucket %s: %w", bucket, err)
 	}
-	w := &Watcher{state: edgestate.NewWithAnchors(anchors), cancel: cancel, done: make(chan struct{}), synced: make(chan struct{})}
+	w := &Follower{state: edgestate.NewWithAnchors(anchors), cancel: cancel, done: make(chan struct{}), synced: make(chan struct{})}
 	go w.run(wctx, kw, logger)
 	return w, nil
 }
 
-func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher, logger *slog.Logger) {
+func (w *Follower) run(ctx context.Context, kw jetstream.KeyWatcher, logger *slog.Logger) {
 	defer close(w.done)
 	defer func() { _ = kw.Stop() }()
 	prune := time.NewTicker(PruneInterval)
@@ -95,13 +95,13 @@ func opName(op jetstream.KeyValueOp) string {
 }
 
 // State is the followed edge state.
-func (w *Watcher) State() *edgestate.State { return w.state }
+func (w *Follower) State() *edgestate.State { return w.state }
 
 // Synced is closed once the existing facts have been replayed.
-func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+func (w *Follower) Synced() <-chan struct{} { return w.synced }
 
 // Close stops following.
-func (w *Watcher) Close() {
+func (w *Follower) Close() {
 	w.cancel()
 	<-w.done
 }
