@@ -31,14 +31,12 @@
 package assertion
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -239,7 +237,7 @@ func Verify(raw string, keys *Keys, o Options, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
-	if err := uniqueObject(hdrJSON, map[string]bool{"alg": true, "typ": true, "kid": true}); err != nil {
+	if err := token.CheckObject(hdrJSON, map[string]bool{"alg": true, "typ": true, "kid": true}); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var h header
@@ -270,7 +268,7 @@ func Verify(raw string, keys *Keys, o Options, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
 	}
-	if err := uniqueObject(payload, nil); err != nil {
+	if err := token.CheckObject(payload, nil); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	var w wireClaims
@@ -329,47 +327,4 @@ func Unverified(raw string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	return &c, nil
-}
-
-// uniqueObject requires exactly one JSON object with unique member names
-// (all in allowed, when given): duplicate names are where JSON parsers
-// disagree.
-func uniqueObject(data []byte, allowed map[string]bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New("not a JSON object")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err = dec.Token()
-		if err != nil {
-			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return errors.New("object key is not a string")
-		}
-		if seen[key] {
-			return fmt.Errorf("duplicate member %q", key)
-		}
-		seen[key] = true
-		if allowed != nil && !allowed[key] {
-			return fmt.Errorf("member %q not allowed", key)
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after object")
-	}
-	return nil
 }

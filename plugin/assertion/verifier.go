@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // Verifier verifies assertions with the keys of the daemon's JWKS, fetched
@@ -213,7 +215,7 @@ func kidOf(raw string) string {
 		return ""
 	}
 	var h header
-	if uniqueObject(data, nil) != nil {
+	if token.CheckObject(data, nil) != nil {
 		return ""
 	}
 	if err := json.Unmarshal(data, &h); err != nil {

@@ -24,10 +24,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // MaxTokenSize bounds a raw access token (RSA signatures and groups make
@@ -199,7 +200,7 @@ func Verify(raw string, keys *Keys, o Options, now time.Time) (map[string]any, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
 	}
-	if err := uniqueObject(hdrJSON); err != nil {
+	if err := token.CheckObject(hdrJSON, nil); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var h header
@@ -233,7 +234,7 @@ func Verify(raw string, keys *Keys, o Options, now time.Time) (map[string]any, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
 	}
-	if err := uniqueObject(payload); err != nil {
+	if err := token.CheckObject(payload, nil); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -404,42 +405,4 @@ func number(v any) (int64, bool) {
 		return int64(n), true
 	}
 	return 0, false
-}
-
-// uniqueObject requires exactly one JSON object with unique top-level names.
-func uniqueObject(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New("not a JSON object")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err = dec.Token()
-		if err != nil {
-			return err
-		}
-		k, ok := tok.(string)
-		if !ok {
-			return errors.New("object key is not a string")
-		}
-		if seen[k] {
-			return fmt.Errorf("duplicate member %q", k)
-		}
-		seen[k] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after object")
-	}
-	return nil
 }

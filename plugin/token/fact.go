@@ -66,7 +66,7 @@ func SignFact(payload []byte, priv ed25519.PrivateKey) (string, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return "", fmt.Errorf("token: sign fact: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
-	if err := checkObject(payload, nil); err != nil {
+	if err := CheckObject(payload, nil); err != nil {
 		return "", fmt.Errorf("token: sign fact: payload: %v", err)
 	}
 	kid := AnchorID(priv.Public().(ed25519.PublicKey))

@@ -81,7 +81,7 @@ func FuzzVerifyFact(f *testing.F) {
 	f.Add([]byte("a.b.c"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		payload, err := VerifyFact(raw, anchors)
-		if err == nil && checkObject(payload, nil) != nil {
+		if err == nil && CheckObject(payload, nil) != nil {
 			t.Fatalf("accepted a payload that is not one JSON object: %q", payload)
 		}
 	})

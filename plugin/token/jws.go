@@ -40,7 +40,7 @@ func openCompact(s string) (h wireHeader, payloadSeg, sigSeg, signed string, err
 	if err != nil {
 		return h, "", "", "", fmt.Errorf("%w: header encoding: %v", ErrMalformed, err)
 	}
-	if err := checkObject(hdrJSON, allowedHeader); err != nil {
+	if err := CheckObject(hdrJSON, allowedHeader); err != nil {
 		return h, "", "", "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if err := json.Unmarshal(hdrJSON, &h); err != nil {
@@ -69,7 +69,7 @@ func sealedPayload(pub ed25519.PublicKey, payloadSeg, sigSeg, signed string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload encoding: %v", ErrMalformed, err)
 	}
-	if err := checkObject(payload, nil); err != nil {
+	if err := CheckObject(payload, nil); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	return payload, nil

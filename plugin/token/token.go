@@ -277,10 +277,11 @@ func (v *Verifier) Verify(raw string, keys *KeySet, now time.Time) (*Claims, err
 // anything else (crit, jku, jwk, x5u, b64, …) is refused rather than ignored.
 var allowedHeader = map[string]bool{"alg": true, "typ": true, "kid": true}
 
-// checkObject requires data to be exactly one JSON object whose top-level keys are
+// CheckObject requires data to be exactly one JSON object whose top-level keys are
 // unique (and, when allowed is non-nil, all in allowed): duplicate keys are where
-// JSON parsers disagree, so a signed token must not contain any.
-func checkObject(data []byte, allowed map[string]bool) error {
+// JSON parsers disagree, so nothing signed may contain any. Every JWS the
+// plugin reads (sessions, facts, assertions, IdP tokens) goes through it.
+func CheckObject(data []byte, allowed map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
