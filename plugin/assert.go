@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/edgepass/edgepass/plugin/assertion"
@@ -62,23 +61,23 @@ type natsMinter struct {
 func (n *natsMinter) mint(raw, audience string, now int64) *minted {
 	kid, pub := n.state.MintKey()
 	if kid == "" {
-		mintLog("no mint key in the keys fact yet (the daemon publishes it; an older daemon does not mint assertions)")
+		mintLog.log("no mint key in the keys fact yet (the daemon publishes it; an older daemon does not mint assertions)")
 		return &minted{reason: policy.AssertionUnavailable, at: now}
 	}
 	subject := natsedge.AssertionSubject(n.w.Bucket(), n.w.EdgeName())
 	msg, rk, err := mint.SealRequest(mint.Request{Token: raw, Audience: audience, Iat: now}, kid, pub, subject)
 	if err != nil {
-		mintLog("seal the request: " + err.Error())
+		mintLog.log("seal the request: " + err.Error())
 		return &minted{reason: policy.AssertionUnavailable, at: now}
 	}
 	data, err := n.w.Request(subject, msg, assertTimeout)
 	if err != nil {
-		mintLog("ask the daemon: " + err.Error() + " (the edge's NATS permissions need " + subject + ")")
+		mintLog.log("ask the daemon: " + err.Error() + " (the edge's NATS permissions need " + subject + ")")
 		return &minted{reason: policy.AssertionUnavailable, at: now}
 	}
 	rep, err := rk.Open(data)
 	if err != nil {
-		mintLog("the reply does not open (not from the daemon holding the mint key): " + err.Error())
+		mintLog.log("the reply does not open (not from the daemon holding the mint key): " + err.Error())
 		return &minted{reason: policy.AssertionUnavailable, at: now}
 	}
 	if rep.Assertion == "" {
@@ -86,7 +85,7 @@ func (n *natsMinter) mint(raw, audience string, now int64) *minted {
 	}
 	c, err := assertion.Unverified(rep.Assertion)
 	if err != nil || c.Audience != audience || c.Expiry <= now {
-		mintLog("the daemon's assertion is not for this audience or already expired")
+		mintLog.log("the daemon's assertion is not for this audience or already expired")
 		return &minted{reason: policy.AssertionUnavailable, at: now}
 	}
 	return &minted{assertion: rep.Assertion, exp: c.Expiry, groups: strings.Join(c.Groups, "\x00"), at: now}
@@ -111,80 +110,29 @@ func mintReason(r string) string {
 	return policy.AssertionUnavailable
 }
 
-var (
-	mintLogMu sync.Mutex
-	mintLogAt time.Time
-)
+// mintLog reports minting problems (the daemon or its key unreachable).
+var mintLog = &logThrottle{prefix: "assertion"}
 
-// mintLog logs a minting problem at most once per 10 seconds per process.
-func mintLog(msg string) {
-	mintLogMu.Lock()
-	now := time.Now()
-	quiet := now.Sub(mintLogAt) < 10*time.Second
-	if !quiet {
-		mintLogAt = now
-	}
-	mintLogMu.Unlock()
-	if !quiet {
-		logf("assertion: %s", msg)
-	}
-}
-
-// assertCache is one middleware's assertions by raw token, bounded like
-// tokenCache, with one request in flight per token.
+// assertCache is one middleware's assertions by raw token (a boundedMap),
+// with one request in flight per token.
 type assertCache struct {
-	m       sync.Map // raw token -> *minted
-	n       atomic.Int64
-	max     int64
+	boundedMap
 	mu      sync.Mutex
 	flights map[string]chan struct{}
 }
 
 func newAssertCache(capacity int) *assertCache {
-	return &assertCache{max: int64(capacity), flights: map[string]chan struct{}{}}
+	c := &assertCache{flights: map[string]chan struct{}{}}
+	c.max = int64(capacity)
+	c.expiry = mintedExpiry
+	return c
 }
+
+func mintedExpiry(v any) int64 { return v.(*minted).exp }
 
 func (c *assertCache) get(raw string) *minted {
-	v, ok := c.m.Load(raw)
-	if !ok {
-		return nil
-	}
-	return v.(*minted)
-}
-
-func (c *assertCache) put(raw string, a *minted, now int64) {
-	if c.n.Load() >= c.max {
-		c.evict(now)
-	}
-	if _, loaded := c.m.Swap(raw, a); !loaded {
-		c.n.Add(1)
-	}
-}
-
-func (c *assertCache) remove(raw string) {
-	if _, loaded := c.m.LoadAndDelete(raw); loaded {
-		c.n.Add(-1)
-	}
-}
-
-func (c *assertCache) len() int { return int(c.n.Load()) }
-
-func (c *assertCache) evict(now int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n.Load() < c.max {
-		return
-	}
-	i := 0
-	c.m.Range(func(k, v any) bool {
-		i++
-		if v.(*minted).exp <= now || i%8 == 0 || c.max < 8 {
-			if _, loaded := c.m.LoadAndDelete(k); loaded {
-				c.n.Add(-1)
-			}
-		}
-		return true
-	})
+	a, _ := c.load(raw).(*minted)
+	return a
 }
 
 // usable reports whether a can be sent now for a token admitted with
@@ -327,9 +275,7 @@ func compileAssertion(cfg *Config, s *settings) error {
 	if !policy.ValidToken(header) {
 		return fieldErr("assertionHeader", "%q is not a valid header name", header)
 	}
-	switch policy.NormalizeHeader(header) {
-	case "authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection",
-		"upgrade", "te", "trailer", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip":
+	if policy.Reserved(policy.NormalizeHeader(header)) {
 		return fieldErr("assertionHeader", "%q cannot carry the assertion (the request needs it)", header)
 	}
 	if aud == "" {

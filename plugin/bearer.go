@@ -90,7 +90,7 @@ func idpViewFor(src *edgestate.IdPKeys) *idpView {
 	defer idpViewsMu.Unlock()
 	keys, err := idptoken.ParseJWKS(src.JWKS)
 	if err != nil {
-		bearerLog("the IdP keys the daemon published are unusable: " + err.Error())
+		bearerLog.log("the IdP keys the daemon published are unusable: " + err.Error())
 		return nil
 	}
 	v := &idpView{src: src, keys: keys, mapping: idptoken.Mapping{Groups: src.GroupsClaim, Users: src.UserClaims, Include: src.GroupsInclude}}
@@ -98,24 +98,8 @@ func idpViewFor(src *edgestate.IdPKeys) *idpView {
 	return v
 }
 
-var (
-	bearerLogMu sync.Mutex
-	bearerLogAt time.Time
-)
-
-// bearerLog logs a bearer-token configuration problem at most once per 10 seconds.
-func bearerLog(msg string) {
-	bearerLogMu.Lock()
-	n := time.Now()
-	quiet := n.Sub(bearerLogAt) < 10*time.Second
-	if !quiet {
-		bearerLogAt = n
-	}
-	bearerLogMu.Unlock()
-	if !quiet {
-		logf("bearer: %s", msg)
-	}
-}
+// bearerLog reports bearer-token configuration problems.
+var bearerLog = &logThrottle{prefix: "bearer"}
 
 // idpCandidate reports a session-token verification failure that may be an
 // IdP access token: another algorithm, a key the daemon does not have, an
@@ -137,14 +121,14 @@ func (m *Middleware) idpSource() *edgestate.IdPKeys {
 func (m *Middleware) verifyIdP(raw string, version, now int64) (*decision, string) {
 	view := idpViewFor(m.idpSource())
 	if view == nil {
-		bearerLog("no IdP keys from the daemon yet: access tokens are refused until the daemon publishes them (it fetches the IdP's jwks_uri)")
+		bearerLog.log("no IdP keys from the daemon yet: access tokens are refused until the daemon publishes them (it fetches the IdP's jwks_uri)")
 		return nil, policy.BadToken
 	}
 	issuer := m.s.idp.issuer
 	if issuer == "" {
 		issuer = view.src.Issuer
 	} else if issuer != view.src.Issuer {
-		bearerLog("bearer.issuer " + issuer + " is not the daemon's IdP " + view.src.Issuer + ": its tokens cannot be verified here")
+		bearerLog.log("bearer.issuer " + issuer + " is not the daemon's IdP " + view.src.Issuer + ": its tokens cannot be verified here")
 		return nil, policy.WrongIssuer
 	}
 	claims, err := idptoken.Verify(raw, view.keys, idptoken.Options{Issuer: issuer, Audiences: m.s.idp.audiences, Skew: m.s.verifier.Skew}, time.Unix(now, 0))

@@ -36,50 +36,45 @@ type decision struct {
 	hdrValues [][]string
 }
 
-// tokenCache is a bounded map from raw token to decision. A sync.Map keeps the hit
-// path to one call (Load) under Yaegi; when full, expired entries and a random
-// eighth of the rest are dropped (no generics, no LRU bookkeeping on hits).
-type tokenCache struct {
+// boundedMap is a bounded map from raw token to a value. A sync.Map keeps
+// the hit path to one call (Load) under Yaegi; when full, expired entries
+// (by expiry) and a random eighth of the rest are dropped (no generics, no
+// LRU bookkeeping on hits). tokenCache and assertCache are the two.
+type boundedMap struct {
 	m       sync.Map
 	n       atomic.Int64
 	max     int64
 	evictMu sync.Mutex
+	expiry  func(v any) int64 // the unix second an entry may go from
 }
 
-func newTokenCache(size int) *tokenCache {
-	return &tokenCache{max: int64(size)}
+func (c *boundedMap) load(raw string) any {
+	v, _ := c.m.Load(raw)
+	return v
 }
 
-func (c *tokenCache) get(raw string) *decision {
-	v, ok := c.m.Load(raw)
-	if !ok {
-		return nil
-	}
-	return v.(*decision)
-}
-
-func (c *tokenCache) put(raw string, e *decision, now int64) {
+func (c *boundedMap) put(raw string, v any, now int64) {
 	if c.n.Load() >= c.max {
 		c.evict(now)
 	}
-	if _, loaded := c.m.Swap(raw, e); !loaded {
+	if _, loaded := c.m.Swap(raw, v); !loaded {
 		c.n.Add(1)
 	}
 }
 
-func (c *tokenCache) remove(raw string) {
+func (c *boundedMap) remove(raw string) {
 	if _, loaded := c.m.LoadAndDelete(raw); loaded {
 		c.n.Add(-1)
 	}
 }
 
-func (c *tokenCache) len() int {
+func (c *boundedMap) len() int {
 	return int(c.n.Load())
 }
 
 // evict drops expired entries and about an eighth of the others (map iteration
 // order is random, so which ones is random).
-func (c *tokenCache) evict(now int64) {
+func (c *boundedMap) evict(now int64) {
 	c.evictMu.Lock()
 	defer c.evictMu.Unlock()
 	if c.n.Load() < c.max {
@@ -87,13 +82,31 @@ func (c *tokenCache) evict(now int64) {
 	}
 	i := 0
 	c.m.Range(func(k, v any) bool {
-		e := v.(*decision)
 		i++
-		if e.expires <= now || i%8 == 0 || c.max < 8 {
+		if c.expiry(v) <= now || i%8 == 0 || c.max < 8 {
 			if _, loaded := c.m.LoadAndDelete(k); loaded {
 				c.n.Add(-1)
 			}
 		}
 		return true
 	})
+}
+
+// tokenCache maps a raw token to its decision.
+type tokenCache struct {
+	boundedMap
+}
+
+func newTokenCache(size int) *tokenCache {
+	c := &tokenCache{}
+	c.max = int64(size)
+	c.expiry = decisionExpiry
+	return c
+}
+
+func decisionExpiry(v any) int64 { return v.(*decision).expires }
+
+func (c *tokenCache) get(raw string) *decision {
+	e, _ := c.load(raw).(*decision)
+	return e
 }

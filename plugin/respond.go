@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/edgepass/edgepass/plugin/policy"
 )
@@ -75,6 +77,27 @@ func (m *Middleware) noteRefusal(r *http.Request, reason string) {
 // called with tokens, cookies or secrets.
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "edgepass: "+format+"\n", args...)
+}
+
+// logThrottle logs one kind of configuration problem at most once per 10
+// seconds per process: it recurs on every request until fixed.
+type logThrottle struct {
+	prefix string
+	mu     sync.Mutex
+	at     time.Time
+}
+
+func (t *logThrottle) log(msg string) {
+	t.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(t.at) < 10*time.Second
+	if !quiet {
+		t.at = now
+	}
+	t.mu.Unlock()
+	if !quiet {
+		logf("%s: %s", t.prefix, msg)
+	}
 }
 
 func clipPath(p string) string {

@@ -188,6 +188,10 @@ func Compile(r Rules) (*Policy, error) {
 	return p, nil
 }
 
+// Reserved reports a header (normalized by NormalizeHeader) the request
+// needs to authenticate and route: no setting may strip or overwrite it.
+func Reserved(normalized string) bool { return reserved[normalized] }
+
 func (p *Policy) addStrip(h string) {
 	if strings.HasSuffix(h, "*") {
 		p.stripPrefix = append(p.stripPrefix, NormalizeHeader(strings.TrimSuffix(h, "*")))
