@@ -132,27 +132,14 @@ func (m *Middleware) verifyIdP(raw string, version, now int64) (*decision, strin
 		return nil, policy.WrongIssuer
 	}
 	claims, err := idptoken.Verify(raw, view.keys, idptoken.Options{Issuer: issuer, Audiences: m.s.idp.audiences, Skew: m.s.verifier.Skew}, time.Unix(now, 0))
-	switch {
-	case err == nil:
-	case errors.Is(err, idptoken.ErrExpired):
-		return nil, policy.Expired
-	case errors.Is(err, idptoken.ErrAudience):
-		return nil, policy.WrongAudience
-	case errors.Is(err, idptoken.ErrIssuer):
-		return nil, policy.WrongIssuer
-	default:
-		return nil, policy.BadToken
+	if err != nil {
+		return nil, policy.TokenReason(err)
 	}
 	mapping := view.mapping
 	if m.s.idp.groupsClaim != nil {
 		mapping.Groups = m.s.idp.groupsClaim
 	}
-	id := mapping.Identity(claims)
-	c := &token.Claims{
-		Issuer: id.Issuer, Audience: token.Audience(id.Audiences), Subject: id.Subject, SessionID: id.ID,
-		IssuedAt: id.IssuedAt, NotBefore: id.NotBefore, Expiry: id.Expiry,
-		Email: id.Email, Name: id.Name, PreferredUsername: id.User, Groups: id.Groups,
-	}
+	c := mapping.Identity(claims).Claims()
 	e := m.build(raw, c, m.keys(), token.SubjectKey(c.Subject), version, now)
 	e.idp = view.src
 	m.cache.put(strings.Clone(raw), e, now)

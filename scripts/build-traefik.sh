@@ -18,7 +18,6 @@ build() {
   cp -r "$dir/." "$work/src"
   chmod -R u+w "$work/src"
   echo "build-traefik: compiling (about 5 minutes on 2 cores; cached at $bin afterwards)" >&2
-  (cd "$work/src" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" ./cmd/traefik)
-  mv "$bin.tmp" "$bin"
+  (cd "$work/src" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/traefik)
 }
 cached_build traefik "$version" build

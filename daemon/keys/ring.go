@@ -21,8 +21,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -593,11 +591,8 @@ func (r *Ring) SignClaims(c *token.Claims) (string, string, error) {
 	return raw, cur.active.ID, err
 }
 
-// keyID is a key's kid: base64url(SHA-256(public key))[:16].
-func keyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
-}
+// keyID is a session key's kid (token.KeyHash, like a trust anchor's).
+func keyID(pub ed25519.PublicKey) string { return token.KeyHash(pub) }
 
 // addPending appends a new pending key to sr unless one is pending
 // already; it returns the pending key's id and whether it was added.

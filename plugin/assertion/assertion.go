@@ -40,7 +40,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgepass/edgepass/plugin/policy"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -67,7 +66,7 @@ const (
 	MaxAudience = 256
 	// SessionAudience is the audience of edgepass session tokens: an
 	// assertion is never minted for it, and Verify refuses to check for it.
-	SessionAudience = policy.DefaultAudience
+	SessionAudience = token.SessionAudience
 	// ServiceAudience is the audience of service tokens, refused likewise.
 	ServiceAudience = token.ServiceAudience
 )
@@ -150,10 +149,7 @@ func HashSessionID(sid string) string {
 
 // KeyID is the kid of an assertion key: KidPrefix and the first 16
 // characters of base64url(SHA-256(public key)).
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return KidPrefix + base64.RawURLEncoding.EncodeToString(sum[:])[:16]
-}
+func KeyID(pub ed25519.PublicKey) string { return KidPrefix + token.KeyHash(pub) }
 
 // Sign encodes c as an assertion signed with priv (the daemon's minter).
 func Sign(c *Claims, priv ed25519.PrivateKey) (string, error) {

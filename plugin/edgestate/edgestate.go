@@ -32,7 +32,7 @@ import (
 // Limits on one KV entry; larger input is refused (and counted) without parsing.
 const (
 	MaxKeyLength = 512
-	MaxValueSize = 64 << 10
+	MaxValueSize = token.MaxFactSize // the bucket's value limit
 )
 
 // PruneGrace keeps a fact this long past its exp before it stops applying, so a
@@ -690,17 +690,7 @@ func live(exp, now int64) bool {
 // Revoked reports whether a token (session sid, user subjectKey, issued at iat) is
 // refused by a session revocation or a user revocation with iat <= before.
 func (s *State) Revoked(sid, subjectKey string, iat int64, now time.Time) bool {
-	n := now.Unix()
-	if sid != "" && s.sessionRevoked(sid, n) {
-		return true
-	}
-	s.mu.RLock()
-	u, userRevoked := s.users[subjectKey]
-	s.mu.RUnlock()
-	if userRevoked && subjectKey != "" && iat <= u.Before && live(u.Exp, n) {
-		return true
-	}
-	return false
+	return s.SessionRevoked(sid, now) || s.UserRevoked(subjectKey, iat, now)
 }
 
 // SessionRevoked reports a session revocation in force for sid.
@@ -716,7 +706,7 @@ func (s *State) sessionRevoked(sid string, now int64) bool {
 	s.mu.RLock()
 	exp, ok := s.sessions[d]
 	s.mu.RUnlock()
-	return ok && (exp == 0 || now <= int64(exp)+int64(PruneGrace/time.Second))
+	return ok && live(int64(exp), now)
 }
 
 // UserRevoked reports a user revocation in force covering a token of the

@@ -24,6 +24,7 @@ package edgestate
 // their own JWS, which every edge verifies against its own trust anchors.
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -298,7 +299,12 @@ func VerifySnapshotChunk(key string, value []byte, anchors *token.KeySet) (Snaps
 }
 
 func infoOf(p *snapshotPayload) SnapshotInfo {
-	return SnapshotInfo{Gen: p.Gen, Seq: p.Seq, N: p.N, I: p.I, Iat: p.Iat, Facts: len(p.Sessions)/SessionRecordSize + len(p.Users) + len(p.Facts)}
+	return SnapshotInfo{Gen: p.Gen, Seq: p.Seq, N: p.N, I: p.I, Iat: p.Iat, Facts: p.facts()}
+}
+
+// facts is how many facts the chunk holds.
+func (p *snapshotPayload) facts() int {
+	return len(p.Sessions)/SessionRecordSize + len(p.Users) + len(p.Facts)
 }
 
 func verifySnapshot(key string, value []byte, anchors *token.KeySet, p *snapshotPayload) error {
@@ -308,7 +314,7 @@ func verifySnapshot(key string, value []byte, anchors *token.KeySet, p *snapshot
 	if anchors == nil {
 		return fmt.Errorf("%w: %s: no trust anchor configured", ErrUnsigned, key)
 	}
-	payload, err := token.VerifyFact(trimSpace(value), anchors)
+	payload, err := token.VerifyFact(bytes.TrimSpace(value), anchors)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnsigned, key, err)
 	}
@@ -322,16 +328,6 @@ func decodeSnapshotPayload(key string, payload []byte, p *snapshotPayload) error
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
 	return checkSnapshotPayload(key, p)
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // snapshotGen is what a loader knows of one generation.
@@ -412,7 +408,7 @@ func (l *SnapshotLoader) Add(key, op string, value []byte, seq uint64, stored ti
 	g.have[p.I] = true
 	g.count++
 	l.Chunks++
-	l.Facts += len(p.Sessions)/SessionRecordSize + len(p.Users) + len(p.Facts)
+	l.Facts += p.facts()
 	return nil
 }
 

@@ -3,6 +3,8 @@ package idptoken
 import (
 	"sort"
 	"strings"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // Limits of a mapped identity, the same for every group list edgepass
@@ -72,6 +74,16 @@ type Identity struct {
 	Groups                      []string
 	IssuedAt, Expiry, NotBefore int64
 	Audiences                   []string
+}
+
+// Claims is the identity as session-token claims, which the edge's policy
+// and the daemon's minter decide on.
+func (id Identity) Claims() *token.Claims {
+	return &token.Claims{
+		Issuer: id.Issuer, Audience: token.Audience(id.Audiences), Subject: id.Subject, SessionID: id.ID,
+		IssuedAt: id.IssuedAt, NotBefore: id.NotBefore, Expiry: id.Expiry,
+		Email: id.Email, Name: id.Name, PreferredUsername: id.User, Groups: id.Groups,
+	}
 }
 
 // Identity maps verified claims.

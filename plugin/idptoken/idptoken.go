@@ -35,16 +35,17 @@ import (
 // them larger than session tokens).
 const MaxTokenSize = 16 << 10
 
-// Errors Verify wraps (test with errors.Is).
+// Errors Verify wraps (test with errors.Is): the session token's, so one
+// mapping (policy.TokenReason) says why either kind of token was refused.
 var (
-	ErrMalformed   = errors.New("idptoken: malformed")
-	ErrAlgorithm   = errors.New("idptoken: algorithm not allowed")
-	ErrUnknownKey  = errors.New("idptoken: unknown key")
-	ErrSignature   = errors.New("idptoken: bad signature")
-	ErrExpired     = errors.New("idptoken: expired")
-	ErrNotYetValid = errors.New("idptoken: not yet valid")
-	ErrIssuer      = errors.New("idptoken: wrong issuer")
-	ErrAudience    = errors.New("idptoken: wrong audience")
+	ErrMalformed   = token.ErrMalformed
+	ErrAlgorithm   = token.ErrAlgorithm
+	ErrUnknownKey  = token.ErrUnknownKey
+	ErrSignature   = token.ErrSignature
+	ErrExpired     = token.ErrExpired
+	ErrNotYetValid = token.ErrNotYetValid
+	ErrIssuer      = token.ErrIssuer
+	ErrAudience    = token.ErrAudience
 	ErrNoKeys      = errors.New("idptoken: no usable key in the JWKS")
 )
 

@@ -40,6 +40,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/edgepass/edgepass/plugin/token"
 )
 
 // Limits.
@@ -103,10 +105,7 @@ type sealedReply struct {
 
 // KeyID is the id of a mint public key: "mint-" and the first 16
 // characters of base64url(SHA-256(key)).
-func KeyID(pub []byte) string {
-	sum := sha256.Sum256(pub)
-	return "mint-" + b64.EncodeToString(sum[:])[:16]
-}
+func KeyID(pub []byte) string { return "mint-" + token.KeyHash(pub) }
 
 // ReplyKey opens the reply to one request (held by the edge that sealed it).
 type ReplyKey struct {

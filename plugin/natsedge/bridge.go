@@ -89,7 +89,7 @@ func (l *link) bridgeState(now time.Time) (int, string) {
 // only repeat it), nor without the permission, nor while it holds off.
 func (l *link) bridgeAllowed(now time.Time) bool {
 	w := l.w
-	return !w.directDenied && w.lastSeq > 0 && !l.snapshot && !now.Before(l.bridgeHold)
+	return !l.directDenied && w.lastSeq > 0 && !l.snapshot && !now.Before(l.bridgeHold)
 }
 
 // bridgeTick starts, continues or stops the bridge.
@@ -139,8 +139,7 @@ func (l *link) sendDirectGet(now time.Time) {
 	body = append(body, `,"max_bytes":`...)
 	body = strconv.AppendInt(body, bridgeMaxBytes, 10)
 	body = append(body, '}')
-	l.reqN++
-	reply := l.inbox + ".r." + strconv.FormatUint(l.reqN, 10)
+	reply := l.newReply()
 	l.buf = appendPub(l.buf, directSubject(w.s.stream), reply, nil, body)
 	l.bridgeReq = reply
 	l.bridgeSent = now
@@ -223,19 +222,11 @@ func (l *link) onDirectReply(m *message, now time.Time) {
 	batch := m.header("Nats-Num-Pending") != ""
 	if seq > w.lastSeq {
 		// Exactly what onDelivery does with a delivery.
-		prefix := w.s.kvPrefix
-		w.lastSeq = seq
-		if len(subject) <= len(prefix) || subject[:len(prefix)] != prefix {
-			w.mu.Lock()
-			w.stats.Malformed++
-			w.mu.Unlock()
-			w.state.Touch(now)
-		} else {
-			key := subject[len(prefix):]
-			if err := w.state.Apply(key, m.header("KV-Operation"), m.data, seq, now); err != nil {
-				w.logRejected(key, seq, err, now)
-			}
+		op := ""
+		if len(m.headers) > 0 {
+			op = m.header("KV-Operation")
 		}
+		applyEntry(w, subject, op, m.data, seq, now)
 		w.mu.Lock()
 		w.stats.DirectEntries++
 		w.mu.Unlock()

@@ -121,14 +121,13 @@ type Config struct {
 
 // serverURL is one parsed server address.
 type serverURL struct {
-	host    string // host:port for dialing
-	name    string // host name for TLS verification
-	tls     bool   // tls:// scheme
-	user    string // credentials from the URL
-	pass    string
-	token   string
-	redact  string // printable form without credentials
-	learned bool   // announced by a server (INFO connect_urls), not configured
+	host   string // host:port for dialing
+	name   string // host name for TLS verification
+	tls    bool   // tls:// scheme
+	user   string // credentials from the URL
+	pass   string
+	token  string
+	redact string // printable form without credentials
 }
 
 // settings is a validated Config with everything derived from it.
@@ -280,7 +279,7 @@ func validate(cfg Config) (*settings, error) {
 	if !validBucket(s.bucket) {
 		return nil, fmt.Errorf("natsedge: bucket name %q is invalid; use letters, digits, '-' and '_'", s.bucket)
 	}
-	s.stream = "KV_" + s.bucket
+	s.stream = streamName(s.bucket)
 	s.kvPrefix = "$KV." + s.bucket + "."
 	if err := checkAuthSettings(cfg); err != nil {
 		return nil, err

@@ -106,6 +106,7 @@ func (s *settings) handshake(ctx context.Context, nc net.Conn, u serverURL) (*co
 		c.nc = tconn
 		c.p = newParser(tconn)
 	}
+	// After TLS the parser is a fresh one that did not read the INFO.
 	c.p.setMaxPayload(c.info.MaxPayload)
 	if !c.info.Headers {
 		return nil, fmt.Errorf("%s does not support message headers; edgepass needs NATS server 2.2 or newer", u.redact)
@@ -157,9 +158,8 @@ func (s *settings) handshake(ctx context.Context, nc net.Conn, u serverURL) (*co
 			if err := c.write([]byte("PONG\r\n")); err != nil {
 				return nil, err
 			}
-		case opInfo:
-			c.p.setMaxPayload(g.info.MaxPayload)
-		case opOK:
+		case opInfo, opOK:
+			// The parser applied the INFO's max_payload.
 		default:
 			return nil, fmt.Errorf("%w: unexpected message from %s during connect", errProtocol, u.redact)
 		}

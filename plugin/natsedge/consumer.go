@@ -184,11 +184,10 @@ func (l *link) createConsumer(now time.Time) {
 		l.consumerSeen = w.lastSeq
 	}
 	body, _ := json.Marshal(createRequest{Stream: w.s.stream, Config: cc, Action: "create"})
-	l.createReq = l.request(reqCreate, "$JS.API.CONSUMER.CREATE."+w.s.stream+"."+l.name, body, now)
+	l.createReq = l.request(reqCreate, consumerCreateSubject(w.s.stream, l.name), body, now)
 	l.phase = phaseCreating
 	l.reqDeadline = now.Add(requestTimeout)
 	l.expectDseq = 1
-	l.delivered = 0
 	l.behindSince = time.Time{}
 }
 
@@ -225,7 +224,7 @@ func (l *link) dropConsumer(now time.Time) {
 		l.deliverSID = 0
 	}
 	if l.confirmed {
-		l.request(reqDelete, "$JS.API.CONSUMER.DELETE."+w.s.stream+"."+l.name, nil, now)
+		l.request(reqDelete, consumerDeleteSubject(w.s.stream, l.name), nil, now)
 		l.confirmed = false
 	}
 	w.count(func(st *Stats) { st.Consumer = "" })
@@ -278,9 +277,9 @@ func (l *link) onCreateReply(m *message, req pendingReq, now time.Time) {
 	if r.Error.Code != 0 || r.Error.ErrCode != 0 {
 		switch r.Error.ErrCode {
 		case jsErrStreamNotFound:
-			if w.missingSince.IsZero() {
+			if !w.missingLogged {
 				w.logf("bucket %s does not exist yet (no stream %s); waiting for the edgepass daemon to create it", w.s.bucket, w.s.stream)
-				w.missingSince = now
+				w.missingLogged = true
 			}
 			l.createFailed(now, nil) // logged once above, not on every retry
 			return
@@ -307,9 +306,9 @@ func (l *link) onCreateReply(m *message, req pendingReq, now time.Time) {
 		l.createFailed(now, fmt.Errorf("reply to the create request of consumer %s names consumer %q", l.name, clip(r.Name, 64)))
 		return
 	}
-	if !w.missingSince.IsZero() {
+	if w.missingLogged {
 		w.logf("bucket %s is available; following it", w.s.bucket)
-		w.missingSince = time.Time{}
+		w.missingLogged = false
 	}
 	l.confirmed = true
 	l.phase = phaseActive

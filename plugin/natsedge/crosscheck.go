@@ -28,10 +28,10 @@ func (l *link) crossCheckTick(now time.Time) {
 		l.nextCheck = now.Add(w.s.crossCheck)
 	}
 	l.expireRequests(now, requestTimeout)
-	if l.phase == phaseActive && !l.snapshot && !w.infoDenied {
+	if l.phase == phaseActive && !l.snapshot && !l.infoDenied {
 		// The check counts as made at its scheduled time: checks are
 		// then exactly an interval apart, whatever the tick.
-		l.request(reqInfo, "$JS.API.STREAM.INFO."+w.s.stream, nil, slot)
+		l.request(reqInfo, streamInfoSubject(w.s.stream), nil, slot)
 	}
 }
 
@@ -92,11 +92,11 @@ func (l *link) onStreamInfo(m *message, req pendingReq, now time.Time) {
 		l.behindSince = time.Time{}
 		return
 	}
-	if l.behindSince.IsZero() || l.delivered != l.behindDelivered {
+	if l.behindSince.IsZero() || l.expectDseq-1 != l.behindDelivered {
 		// Behind, but the message may be in flight, or the consumer is
 		// still catching up: look again next interval.
 		l.behindSince = req.sent
-		l.behindDelivered = l.delivered
+		l.behindDelivered = l.expectDseq - 1
 		return
 	}
 	if req.sent.Sub(l.behindSince) < w.s.crossCheck {

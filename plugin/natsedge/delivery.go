@@ -43,7 +43,6 @@ func onDelivery(l *link, m *message, now time.Time) {
 		return
 	}
 	l.expectDseq++
-	l.delivered++
 	w.mu.Lock()
 	w.stats.Delivered++
 	w.mu.Unlock()
@@ -57,7 +56,6 @@ func onDelivery(l *link, m *message, now time.Time) {
 	if a.streamSeq > l.consumerSeen {
 		l.consumerSeen = a.streamSeq
 	}
-	prefix := w.s.kvPrefix
 	switch {
 	case a.streamSeq <= w.lastSeq:
 		// Already applied: by the direct-get bridge while this consumer
@@ -68,26 +66,41 @@ func onDelivery(l *link, m *message, now time.Time) {
 		w.stats.Oversized++
 		w.mu.Unlock()
 		w.state.Touch(now)
-	case m.badHeader || len(m.subject) <= len(prefix) || m.subject[:len(prefix)] != prefix:
-		w.lastSeq = a.streamSeq
-		w.mu.Lock()
-		w.stats.Malformed++
-		w.mu.Unlock()
-		w.state.Touch(now)
+	case m.badHeader:
+		// Unreadable: counted as malformed, like a subject outside the
+		// bucket.
+		applyEntry(w, "", "", nil, a.streamSeq, now)
 	default:
-		w.lastSeq = a.streamSeq
 		op := ""
 		if len(m.headers) > 0 {
 			op = m.header("KV-Operation")
 		}
-		key := m.subject[len(prefix):]
-		// Apply counts and reports refused entries; they are never fatal.
-		if err := w.state.Apply(key, op, m.data, a.streamSeq, now); err != nil {
-			w.logRejected(key, a.streamSeq, err, now)
-		}
+		applyEntry(w, m.subject, op, m.data, a.streamSeq, now)
 	}
 	if a.pending == 0 {
 		l.markSynced(now)
+	}
+}
+
+// applyEntry applies the bucket entry at stream sequence seq (beyond
+// w.lastSeq) on subject, from a delivery or a direct get: an entry whose
+// subject is outside the bucket is counted as malformed and skipped; one
+// the edge state refuses is logged (never fatal). Either way lastSeq moves
+// to seq. A plain function: it runs once per entry, interpreted.
+func applyEntry(w *Watcher, subject, op string, data []byte, seq uint64, now time.Time) {
+	prefix := w.s.kvPrefix
+	w.lastSeq = seq
+	if len(subject) <= len(prefix) || subject[:len(prefix)] != prefix {
+		w.mu.Lock()
+		w.stats.Malformed++
+		w.mu.Unlock()
+		w.state.Touch(now)
+		return
+	}
+	key := subject[len(prefix):]
+	// Apply counts and reports refused entries; they are never fatal.
+	if err := w.state.Apply(key, op, data, seq, now); err != nil {
+		w.logRejected(key, seq, err, now)
 	}
 }
 

@@ -41,14 +41,13 @@ type link struct {
 	confirmed   bool  // the server confirmed the consumer named name
 	slotOrder   []int // slots to try for this create, in order
 	slotIdx     int
-	expectDseq  uint64
+	expectDseq  uint64 // the next consumer sequence: data messages from the current consumer + 1
 	createReq   string // reply subject of the outstanding create
 	reqDeadline time.Time
 	nextCreate  time.Time
 	createFails int
 	lastDeliver time.Time
 	lastResync  time.Time
-	delivered   uint64 // data messages from the current consumer
 	// snapshot: the current consumer reads the snapshot.> subjects (the
 	// first sync's snapshot phase), not the whole bucket.
 	snapshot bool
@@ -58,12 +57,19 @@ type link struct {
 	consumerSeen uint64
 
 	// Cross-check of the consumer against the stream (crosscheck.go).
+	// infoDenied: the server refused STREAM.INFO on this connection, so no
+	// cross-check on it (a permission granted later works on the next).
+	infoDenied      bool
 	nextCheck       time.Time
 	behindSince     time.Time
-	behindDelivered uint64
+	behindDelivered uint64    // data messages from the consumer when behindSince was set
 	resetSince      time.Time // the stream was seen below what was applied
 
 	// The direct-get bridge (bridge.go).
+	// directDenied: the server refused direct gets on this connection; the
+	// next connection tries again (the permission may have been granted
+	// meanwhile).
+	directDenied    bool
 	noConsumerSince time.Time // when the link last had no active consumer
 	peers           []string  // the cluster peers the server announced last
 	peerLostAt      time.Time // when an announcement last lacked a peer
@@ -117,14 +123,11 @@ func (w *Watcher) runLink(c *conn) error {
 		l.noConsumerSince = w.prevLost
 	}
 	l.peers = append([]string(nil), c.info.ConnectURLs...)
-	// A refused direct get is tried again on each connection (the
-	// permission may have been granted meanwhile); logged once.
-	w.directDenied = false
 	// The consumer of a connection lost moments ago is still on the server
 	// (until its inactive threshold): delete it so its slot is free again.
 	avoid := -1
 	if w.prevConsumer != "" && now.Sub(w.prevLost) < inactiveThreshold-5*time.Second {
-		l.request(reqDelete, "$JS.API.CONSUMER.DELETE."+w.s.stream+"."+w.prevConsumer, nil, now)
+		l.request(reqDelete, consumerDeleteSubject(w.s.stream, w.prevConsumer), nil, now)
 		avoid = w.prevSlot
 	}
 	w.prevConsumer = ""
@@ -210,8 +213,10 @@ func (l *link) onTick(now time.Time) error {
 	return l.flush()
 }
 
-// onFrame handles a frame from the server (runLink hands deliveries, the
-// common case, to onDelivery without this detour).
+// onFrame handles a frame from the server other than a delivery on the
+// consumer's deliver subject (runLink hands those, the common case, to
+// onDelivery itself): PINGs, PONGs, INFO, -ERR and replies to JetStream API
+// requests. Messages on any other subscription are ignored.
 func (l *link) onFrame(f frame) error {
 	switch f.kind {
 	case opPing:
@@ -233,13 +238,8 @@ func (l *link) onFrame(f frame) error {
 		}
 		return fmt.Errorf("server %s reported: %s", l.c.server.redact, f.err)
 	case opMsg:
-		now := time.Now()
-		m := f.msg
-		switch {
-		case m.sid == 1:
-			l.onReply(m, now)
-		case m.sid == l.deliverSID && l.deliverSID != 0:
-			onDelivery(l, m, now)
+		if f.msg.sid == 1 {
+			l.onReply(f.msg, time.Now())
 		}
 	}
 	return l.flush()
@@ -266,12 +266,13 @@ func (l *link) onReply(m *message, now time.Time) {
 	}
 }
 
-// onPermissionsViolation explains a refused operation. Without STREAM.INFO
-// the cross-check is turned off (logged once) rather than retried.
+// onPermissionsViolation explains a refused operation. Without direct gets
+// the bridge, without STREAM.INFO the cross-check, is off for the rest of
+// the connection rather than retried (logged once per watcher).
 func (l *link) onPermissionsViolation(msg string) {
 	w := l.w
 	if strings.Contains(msg, "$JS.API.DIRECT.GET.") {
-		w.directDenied = true
+		l.directDenied = true
 		l.bridgeReq = ""
 		if !w.directDeniedLogged {
 			w.directDeniedLogged = true
@@ -280,9 +281,10 @@ func (l *link) onPermissionsViolation(msg string) {
 		return
 	}
 	if strings.Contains(msg, "$JS.API.STREAM.INFO.") {
-		if !w.infoDenied {
-			w.infoDenied = true
-			w.logf("server %s refused $JS.API.STREAM.INFO.%s to edge %q: the consumer cross-check is off; grant the edge natsedge.EdgePermissions(%q, %q)", l.c.server.redact, w.s.stream, w.s.edge, w.s.bucket, w.s.edge)
+		l.infoDenied = true
+		if !w.infoDeniedLogged {
+			w.infoDeniedLogged = true
+			w.logf("server %s refused %s to edge %q: the consumer cross-check is off; grant the edge natsedge.EdgePermissions(%q, %q)", l.c.server.redact, streamInfoSubject(w.s.stream), w.s.edge, w.s.bucket, w.s.edge)
 		}
 		return
 	}
@@ -325,11 +327,17 @@ type pendingReq struct {
 // maxPendingReqs bounds the requests waiting for a reply.
 const maxPendingReqs = 16
 
+// newReply returns a fresh reply subject for a JetStream API request:
+// <inbox>.r.<n>, which the link's subscription 1 receives.
+func (l *link) newReply() string {
+	l.reqN++
+	return l.inbox + ".r." + strconv.FormatUint(l.reqN, 10)
+}
+
 // request publishes a JetStream API request with a fresh reply subject and
 // remembers it; it returns the reply subject.
 func (l *link) request(kind int, subject string, body []byte, now time.Time) string {
-	l.reqN++
-	reply := l.inbox + ".r." + strconv.FormatUint(l.reqN, 10)
+	reply := l.newReply()
 	l.buf = appendPub(l.buf, subject, reply, nil, body)
 	if len(l.reqs) >= maxPendingReqs {
 		// Unanswered cross-checks and deletes go; the create waits.
@@ -381,9 +389,6 @@ func readLoop(c *conn, out chan event, stop chan struct{}) {
 	}()
 	for {
 		f, err := c.p.next()
-		if err == nil && f.kind == opInfo {
-			c.p.setMaxPayload(f.info.MaxPayload)
-		}
 		select {
 		case out <- event{f: f, err: err}:
 		case <-stop:

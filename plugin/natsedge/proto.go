@@ -134,25 +134,6 @@ func (p *parser) setMaxPayload(n int64) {
 	p.maxPayload = int(n) + payloadSlack
 }
 
-// readLine returns one protocol line without its CRLF.
-func (p *parser) readLine() ([]byte, error) {
-	line, err := p.r.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, protoErrorf("line longer than %d bytes", maxLineLen)
-		}
-		if len(line) > 0 && errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	line = line[:len(line)-1]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	return line, nil
-}
-
 // next reads the next operation. Any error leaves the stream unusable.
 //
 // It runs once per message: the line is read inline and MSG, the common
@@ -208,6 +189,8 @@ func (p *parser) next() (frame, error) {
 			if err := json.Unmarshal(rest, info); err != nil {
 				return frame{}, protoErrorf("bad INFO: %v", err)
 			}
+			// Every INFO (the first one and later updates) sets the limit.
+			p.setMaxPayload(info.MaxPayload)
 			return frame{kind: opInfo, info: info}, nil
 		default:
 			return frame{}, protoErrorf("unknown operation %q", clip(verb, 16))

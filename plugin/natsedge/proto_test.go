@@ -234,6 +234,19 @@ func TestParserRejectsPayloadOverMaxPayload(t *testing.T) {
 	}
 }
 
+// TestParserAppliesInfoMaxPayload: every INFO, not just the first, sets the
+// payload limit of the frames after it.
+func TestParserAppliesInfoMaxPayload(t *testing.T) {
+	input := `INFO {"max_payload":2048}` + "\r\n" + "MSG foo 1 " + itoa(2048+payloadSlack+1) + "\r\n"
+	p := newParser(strings.NewReader(input))
+	if f, err := p.next(); err != nil || f.kind != opInfo {
+		t.Fatalf("INFO: kind %d err %v", f.kind, err)
+	}
+	if _, err := p.next(); !errors.Is(err, errProtocol) {
+		t.Fatalf("err = %v, want a protocol error", err)
+	}
+}
+
 // TestParserSkipsLegalButOversizedPayload reads past a payload that the server
 // allows but that no edge fact can be, without holding it in memory.
 func TestParserSkipsLegalButOversizedPayload(t *testing.T) {
@@ -315,14 +328,26 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := newParser(bytes.NewReader(data))
 		p.setMaxPayload(4096)
+		limit := 4096 + payloadSlack
 		for i := 0; i < 1000; i++ {
 			fr, err := p.next()
 			if err != nil {
 				return
 			}
+			if fr.kind == opInfo && fr.info != nil {
+				// An INFO in the input sets the limit, as a server's does.
+				n := fr.info.MaxPayload
+				if n <= 0 {
+					n = defaultMaxPayload
+				}
+				if n > absMaxPayload {
+					n = absMaxPayload
+				}
+				limit = int(n) + payloadSlack
+			}
 			if fr.kind == opMsg {
 				m := fr.msg
-				if len(m.data) > 4096+payloadSlack {
+				if len(m.data) > limit {
 					t.Fatalf("payload of %d bytes over the limit", len(m.data))
 				}
 				if m.status != 0 && (m.status < 100 || m.status > 999) {

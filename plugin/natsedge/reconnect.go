@@ -127,7 +127,6 @@ func (w *Watcher) learn(urls []string, via serverURL) {
 			continue
 		}
 		seen[u.host] = true
-		u.learned = true
 		for j := 0; j < len(w.pool.configured); j++ {
 			c := w.pool.configured[j]
 			if strings.EqualFold(c.name, u.name) && (c.user != "" || c.token != "") {

@@ -198,8 +198,6 @@ func (r *requester) read(c *conn) {
 				r.drop(c, werr)
 				return
 			}
-		case opInfo:
-			c.p.setMaxPayload(f.info.MaxPayload)
 		case opErr:
 			r.drop(c, fmt.Errorf("server error: %s", f.err))
 			return
@@ -230,7 +228,8 @@ func (r *requester) inboxOf(c *conn) string {
 	return "\x00" // a dropped connection: nothing matches
 }
 
-// drop closes c if it is still the current connection and fails its waiters.
+// drop closes c if it is still the current connection and fails its
+// waiters; err, why it is dropped, is logged.
 func (r *requester) drop(c *conn, err error) {
 	r.mu.Lock()
 	if r.c != c {
@@ -245,5 +244,7 @@ func (r *requester) drop(c *conn, err error) {
 	for token := range waiting {
 		close(waiting[token].done)
 	}
-	_ = err
+	if err != nil {
+		r.w.logf("request connection to %s dropped: %v", c.server.redact, err)
+	}
 }

@@ -60,6 +60,24 @@ func AssertionWildcard(bucket string) string {
 	return "edgepass.assert." + bucket + ".*"
 }
 
+// streamName is the JetStream stream behind KV bucket bucket.
+func streamName(bucket string) string { return "KV_" + bucket }
+
+// streamInfoSubject is the JetStream API subject of stream's INFO.
+func streamInfoSubject(stream string) string { return "$JS.API.STREAM.INFO." + stream }
+
+// consumerCreateSubject is the JetStream API subject that creates the
+// consumer named name on stream.
+func consumerCreateSubject(stream, name string) string {
+	return "$JS.API.CONSUMER.CREATE." + stream + "." + name
+}
+
+// consumerDeleteSubject is the JetStream API subject that deletes the
+// consumer named name on stream.
+func consumerDeleteSubject(stream, name string) string {
+	return "$JS.API.CONSUMER.DELETE." + stream + "." + name
+}
+
 // EdgePermissions is everything the NATS credential of the edge named edge
 // needs on bucket, and all it may have (docs/contracts.md, "NATS: who may do
 // what"): the stream's INFO, direct gets on the stream (the bucket's facts
@@ -70,14 +88,14 @@ func AssertionWildcard(bucket string) string {
 // no ephemeral creates, no other stream (the key and session buckets in
 // particular), no $KV publishes, no direct gets by subject.
 func EdgePermissions(bucket, edge string) (publish, subscribe []string) {
-	stream := "KV_" + bucket
-	publish = append(publish, "$JS.API.STREAM.INFO."+stream)
+	stream := streamName(bucket)
+	publish = append(publish, streamInfoSubject(stream))
 	publish = append(publish, directSubject(stream))
 	for n := 0; n < ConsumerSlots; n++ {
-		publish = append(publish, "$JS.API.CONSUMER.CREATE."+stream+"."+ConsumerName(edge, n))
+		publish = append(publish, consumerCreateSubject(stream, ConsumerName(edge, n)))
 	}
 	for n := 0; n < ConsumerSlots; n++ {
-		publish = append(publish, "$JS.API.CONSUMER.DELETE."+stream+"."+ConsumerName(edge, n))
+		publish = append(publish, consumerDeleteSubject(stream, ConsumerName(edge, n)))
 	}
 	for n := 0; n < ConsumerSlots; n++ {
 		publish = append(publish, "$JS.FC."+stream+"."+ConsumerName(edge, n)+".*")

@@ -67,14 +67,15 @@ type Watcher struct {
 	lastSeq   uint64
 	floor     uint64 // stream sequences up to here need no delivery (see onCreateReply)
 	knownLast uint64 // the stream's last sequence in the latest STREAM.INFO answer
-	// infoDenied: the credential may not ask STREAM.INFO, so no cross-check.
-	infoDenied bool
+	// infoDeniedLogged: a refused STREAM.INFO (no cross-check on that
+	// connection, link.infoDenied) was logged; logged once.
+	infoDeniedLogged bool
 	// The consumer of the link that ended last (link.go): the next link
 	// deletes it and starts the bridge's outage at prevLost.
-	prevConsumer string
-	prevSlot     int
-	prevLost     time.Time
-	missingSince time.Time // the bucket's stream did not exist (consumer.go)
+	prevConsumer  string
+	prevSlot      int
+	prevLost      time.Time
+	missingLogged bool // the bucket's stream did not exist, logged (consumer.go)
 	// Log throttles (this file).
 	lastErr   string
 	lastErrAt time.Time
@@ -90,10 +91,9 @@ type Watcher struct {
 	// (consumer.go).
 	rnd  *mrand.Rand
 	pool serverPool
-	// The direct-get bridge (bridge.go): off on a connection whose server
-	// refused it; bridgeOutage from its start until a consumer delivers
+	// The direct-get bridge (bridge.go): a refusal (link.directDenied) is
+	// logged once; bridgeOutage from its start until a consumer delivers
 	// again (one log line per outage, carried across reconnects).
-	directDenied       bool
 	directDeniedLogged bool
 	bridgeOutage       bool
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 // use; one place, so a change cannot reach one and miss the other.
 const (
 	DefaultCookieName = "edgepass_session"
-	DefaultAudience   = "edgepass"
+	DefaultAudience   = token.SessionAudience
 	DefaultSeparator  = ","
 )
 
@@ -216,25 +217,19 @@ func (p *Policy) Strips(name string) bool {
 	return false
 }
 
-// StripPatterns are the normalized names and prefixes Strips deletes (for
-// building a ForwardAuth authResponseHeadersRegex).
-func (p *Policy) StripPatterns() (exact, prefixes []string) {
-	for n := range p.stripExact {
-		exact = append(exact, n)
-	}
-	prefixes = append(prefixes, p.stripPrefix...) // not in the return: docs/architecture.md, I1
-	return exact, prefixes
-}
-
 // ForwardAuthRegex is a Traefik ForwardAuth authResponseHeadersRegex for
 // this policy: Traefik deletes every request header matching it before
 // copying the auth response's matching headers, so it must match every name
 // Strips strips — in any case, with "_" for "-" — and the identity headers
 // /verify answers with.
 func (p *Policy) ForwardAuthRegex() string {
-	exact, prefixes := p.StripPatterns()
-	sortStrings(exact)
-	sortStrings(prefixes)
+	var exact []string
+	for n := range p.stripExact {
+		exact = append(exact, n)
+	}
+	prefixes := append([]string(nil), p.stripPrefix...)
+	sort.Strings(exact)
+	sort.Strings(prefixes)
 	var alts []string
 	for _, n := range exact {
 		alts = append(alts, dashClass(n))
@@ -263,15 +258,6 @@ func dashClass(n string) string {
 		}
 	}
 	return b.String()
-}
-
-// sortStrings is an insertion sort (no slices.Sort: docs/architecture.md, I1).
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // Admits reports whether the route admits a user with claims c and

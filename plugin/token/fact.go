@@ -22,12 +22,17 @@ const MaxFactSize = 64 << 10
 // ErrAnchor marks a trust anchor that cannot be used (bad encoding or length).
 var ErrAnchor = errors.New("token: bad trust anchor")
 
-// AnchorID is the kid of a trust-anchor public key: the first 16 characters
-// of base64url(SHA-256(key)), the same derivation as session keys.
-func AnchorID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
+// KeyHash is the first 16 characters of base64url(SHA-256(key)): the key
+// id of session keys and trust anchors, and behind the prefix of assertion
+// and mint keys.
+func KeyHash(key []byte) string {
+	sum := sha256.Sum256(key)
 	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
 }
+
+// AnchorID is the kid of a trust-anchor public key (KeyHash), the same
+// derivation as session keys.
+func AnchorID(pub ed25519.PublicKey) string { return KeyHash(pub) }
 
 // FormatAnchor is the text form of a trust-anchor public key that edges are
 // configured with (plugin setting trustAnchors): base64url, no padding.

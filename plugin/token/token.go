@@ -106,6 +106,10 @@ type Claims struct {
 // backend's audience, so no backend takes one for an identity assertion.
 const ServiceAudience = "edgepass-service"
 
+// SessionAudience is the default audience of session tokens (policy's
+// DefaultAudience): the one name assertions and service tokens never carry.
+const SessionAudience = "edgepass"
+
 // ServiceSubjectPrefix starts the sub of every service token.
 const ServiceSubjectPrefix = "service:"
 

@@ -3,9 +3,11 @@
 # cached_build NAME VERSION BUILD prints the path of the cached binary
 # $EDGEPASS_CACHE/NAME-VERSION (default cache ~/.cache/edgepass). When it is
 # not there yet it takes a lock, so concurrent runs wait for each other
-# instead of building twice, and runs the function BUILD with the path to
-# write the binary to. BUILD reports progress on stderr and exits non-zero
-# when it cannot build.
+# instead of building twice, and runs the function BUILD with a temporary
+# path in the cache to write the binary to, then renames it into place (one
+# filesystem: a build killed half way never leaves a binary that looks
+# cached). BUILD reports progress on stderr and exits non-zero when it cannot
+# build.
 cached_build() {
   local name=$1 version=$2 build=$3
   local cache="${EDGEPASS_CACHE:-$HOME/.cache/edgepass}"
@@ -18,6 +20,8 @@ cached_build() {
     flock 9
   fi
   if [ -x "$bin" ]; then echo "$bin"; return 0; fi
-  "$build" "$bin"
+  rm -f "$bin.tmp"
+  "$build" "$bin.tmp"
+  mv -f "$bin.tmp" "$bin"
   echo "$bin"
 }
