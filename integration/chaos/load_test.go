@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -303,12 +302,4 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 		rank = len(s) - 1
 	}
 	return s[rank]
-}
-
-func formatDurations(ds []time.Duration) string {
-	var parts []string
-	for _, d := range ds {
-		parts = append(parts, d.Round(time.Millisecond).String())
-	}
-	return strings.Join(parts, " ")
 }

@@ -241,11 +241,6 @@ func signInAtEdge(t *testing.T, user, password string) *edgeUser {
 	return &edgeUser{browser: b, token: tok, sid: claims.SessionID}
 }
 
-// edgeStatus is what a replica answers an API request carrying the token.
-func edgeStatus(tr *harness.Traefik, tok string) (int, error) {
-	return routeStatus(tr, harness.PathApp+"/console-test", tok)
-}
-
 // routeStatus is what a replica answers a request for path with the
 // bearer token tok.
 func routeStatus(tr *harness.Traefik, path, tok string) (int, error) {

@@ -3,34 +3,30 @@ package natsedge_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// freePorts reserves n distinct free TCP ports on 127.0.0.1.
+// freePorts picks n free TCP ports on 127.0.0.1, distinct from every other
+// port the process picked (harness.FreePort: two calls never collide).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
-	var lns []net.Listener
 	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := harness.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }

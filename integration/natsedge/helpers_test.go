@@ -5,19 +5,11 @@ package natsedge_test
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -54,16 +46,15 @@ func edgePermissions(edge string) *server.Permissions {
 // natsServer is an embedded nats-server that can be restarted on the same
 // port and store directory.
 type natsServer struct {
-	t     testing.TB
-	opts  server.Options
-	srv   *server.Server
-	mu    sync.Mutex
-	extra func(o *server.Options)
+	t    testing.TB
+	opts server.Options
+	srv  *server.Server
+	mu   sync.Mutex
 }
 
 func startServer(t testing.TB, configure func(o *server.Options)) *natsServer {
 	t.Helper()
-	ns := &natsServer{t: t, extra: configure}
+	ns := &natsServer{t: t}
 	ns.opts = server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
@@ -277,43 +268,8 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // returning the server's tls.Certificate and the CA file path.
 func testCA(t testing.TB) (tls.Certificate, string) {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgepass test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"nats.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, caFile
+	p := newTestPKI(t)
+	return p.serverCert(t), p.caFile
 }
 
 // edgeStream is the edge bucket's stream.
