@@ -132,12 +132,6 @@ type wireClaims struct {
 // b64 refuses padding and non-canonical trailing bits: one assertion, one spelling.
 var b64 = base64.RawURLEncoding.Strict()
 
-type header struct {
-	Alg string `json:"alg"`
-	Typ string `json:"typ"`
-	Kid string `json:"kid"`
-}
-
 // HashSessionID is the sid claim for a session id: base64url(SHA-256(id)).
 func HashSessionID(sid string) string {
 	if sid == "" {
@@ -165,11 +159,6 @@ func Sign(c *Claims, priv ed25519.PrivateKey) (string, error) {
 	if c.Subject == "" || c.IssuedAt <= 0 || c.Expiry <= c.IssuedAt || c.Expiry-c.IssuedAt > MaxLifetime {
 		return "", errors.New("assertion: sign: want sub, iat and exp with 0 < exp - iat <= MaxLifetime")
 	}
-	kid := KeyID(priv.Public().(ed25519.PublicKey))
-	hdr, err := json.Marshal(header{Alg: "EdDSA", Typ: Type, Kid: kid})
-	if err != nil {
-		return "", err
-	}
 	out := *c
 	if out.Groups == nil {
 		out.Groups = []string{}
@@ -178,12 +167,25 @@ func Sign(c *Claims, priv ed25519.PrivateKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	input := b64.EncodeToString(hdr) + "." + b64.EncodeToString(payload)
-	raw := input + "." + b64.EncodeToString(ed25519.Sign(priv, []byte(input)))
+	raw, err := token.SignJWS(Type, KeyID(priv.Public().(ed25519.PublicKey)), payload, priv)
+	if err != nil {
+		return "", err
+	}
 	if len(raw) > MaxSize {
 		return "", fmt.Errorf("%w: signed assertion is %d bytes, limit %d", ErrMalformed, len(raw), MaxSize)
 	}
 	return raw, nil
+}
+
+// jwsErr maps an error of token's JWS steps to this package's.
+func jwsErr(err error) error {
+	switch {
+	case errors.Is(err, token.ErrAlgorithm):
+		return fmt.Errorf("%w: %v", ErrAlgorithm, err)
+	case errors.Is(err, token.ErrSignature):
+		return ErrSignature
+	}
+	return fmt.Errorf("%w: %v", ErrMalformed, err)
 }
 
 // checkAudience refuses an empty audience and the audiences of edgepass's
@@ -223,49 +225,25 @@ func Verify(raw string, keys *Keys, o Options, now time.Time) (*Claims, error) {
 	if strings.Count(raw, ".") != 2 || strings.ContainsAny(raw, "\r\n\t ") {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	dot1 := strings.IndexByte(raw, '.')
-	dot2 := dot1 + 1 + strings.IndexByte(raw[dot1+1:], '.')
-	hdrSeg, payloadSeg, sigSeg := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
-	if hdrSeg == "" || payloadSeg == "" || sigSeg == "" {
-		return nil, fmt.Errorf("%w: empty segment", ErrMalformed)
-	}
-	hdrJSON, err := b64.DecodeString(hdrSeg)
+	// The compact JWS steps are token's (the session token's own); its
+	// errors become this package's.
+	typ, kid, payloadSeg, sigSeg, signed, err := token.OpenJWS(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header encoding", ErrMalformed)
+		return nil, jwsErr(err)
 	}
-	if err := token.CheckObject(hdrJSON, map[string]bool{"alg": true, "typ": true, "kid": true}); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	if typ != Type {
+		return nil, fmt.Errorf("%w: typ %q", ErrType, typ)
 	}
-	var h header
-	if err := json.Unmarshal(hdrJSON, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	if !strings.HasPrefix(kid, KidPrefix) {
+		return nil, fmt.Errorf("%w: %q is not an assertion key", ErrUnknownKey, kid)
 	}
-	if h.Alg != "EdDSA" {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
-	}
-	if h.Typ != Type {
-		return nil, fmt.Errorf("%w: typ %q", ErrType, h.Typ)
-	}
-	if !strings.HasPrefix(h.Kid, KidPrefix) {
-		return nil, fmt.Errorf("%w: %q is not an assertion key", ErrUnknownKey, h.Kid)
-	}
-	pub, ok := keys.lookup(h.Kid)
+	pub, ok := keys.lookup(kid)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, h.Kid)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, kid)
 	}
-	sig, err := b64.DecodeString(sigSeg)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature encoding", ErrMalformed)
-	}
-	if !ed25519.Verify(pub, []byte(raw[:dot2]), sig) {
-		return nil, ErrSignature
-	}
-	payload, err := b64.DecodeString(payloadSeg)
+	payload, err := token.JWSPayload(pub, payloadSeg, sigSeg, signed)
 	if err != nil {
-		return nil, fmt.Errorf("%w: payload encoding", ErrMalformed)
-	}
-	if err := token.CheckObject(payload, nil); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		return nil, jwsErr(err)
 	}
 	var w wireClaims
 	if err := json.Unmarshal(payload, &w); err != nil {

@@ -46,6 +46,13 @@ func opts() Options { return Options{Issuer: testIssuer, Audience: testAud} }
 
 // jws builds a compact JWS from arbitrary header and payload JSON, signed by priv
 // (nil: an empty signature).
+// header is a JOSE header, for hand-made (forged) assertions.
+type header struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ"`
+	Kid string `json:"kid"`
+}
+
 func jws(t testing.TB, hdr, payload any, priv ed25519.PrivateKey) string {
 	t.Helper()
 	h, err := json.Marshal(hdr)

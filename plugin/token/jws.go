@@ -52,6 +52,29 @@ func openCompact(s string) (h wireHeader, payloadSeg, sigSeg, signed string, err
 	return h, payloadSeg, sigSeg, signed, nil
 }
 
+// SignJWS signs payload as a compact EdDSA JWS with typ and kid in its
+// header: the steps session tokens and facts use, for other kinds of signed
+// JSON (identity assertions).
+func SignJWS(typ, kid string, payload []byte, priv ed25519.PrivateKey) (string, error) {
+	return signCompact(wireHeader{Alg: "EdDSA", Typ: typ, Kid: kid}, payload, priv)
+}
+
+// OpenJWS opens s, a compact JWS with exactly two dots (the caller checked
+// its size and spelling): its header's typ and kid, and the parts
+// JWSPayload verifies once the caller has checked them and found the key.
+// Errors wrap ErrMalformed or ErrAlgorithm.
+func OpenJWS(s string) (typ, kid, payloadSeg, sigSeg, signed string, err error) {
+	h, payloadSeg, sigSeg, signed, err := openCompact(s)
+	return h.Typ, h.Kid, payloadSeg, sigSeg, signed, err
+}
+
+// JWSPayload checks an opened JWS's signature with pub and returns its
+// payload, one JSON object with unique members. Errors wrap ErrMalformed or
+// ErrSignature.
+func JWSPayload(pub ed25519.PublicKey, payloadSeg, sigSeg, signed string) ([]byte, error) {
+	return sealedPayload(pub, payloadSeg, sigSeg, signed)
+}
+
 // sealedPayload checks the signature of an opened compact JWS with pub and
 // returns its payload: one JSON object whose members are unique.
 func sealedPayload(pub ed25519.PublicKey, payloadSeg, sigSeg, signed string) ([]byte, error) {
