@@ -299,11 +299,13 @@ func VerifySnapshotChunk(key string, value []byte, anchors *token.KeySet) (Snaps
 }
 
 func infoOf(p *snapshotPayload) SnapshotInfo {
-	return SnapshotInfo{Gen: p.Gen, Seq: p.Seq, N: p.N, I: p.I, Iat: p.Iat, Facts: p.facts()}
+	return SnapshotInfo{Gen: p.Gen, Seq: p.Seq, N: p.N, I: p.I, Iat: p.Iat, Facts: chunkFacts(p)}
 }
 
-// facts is how many facts the chunk holds.
-func (p *snapshotPayload) facts() int {
+// chunkFacts is how many facts the chunk p holds. A function, not a
+// method: under Yaegi a method on snapshotPayload breaks decoding JSON into
+// it (docs/architecture.md, I1).
+func chunkFacts(p *snapshotPayload) int {
 	return len(p.Sessions)/SessionRecordSize + len(p.Users) + len(p.Facts)
 }
 
@@ -408,7 +410,7 @@ func (l *SnapshotLoader) Add(key, op string, value []byte, seq uint64, stored ti
 	g.have[p.I] = true
 	g.count++
 	l.Chunks++
-	l.Facts += p.facts()
+	l.Facts += chunkFacts(&p)
 	return nil
 }
 
