@@ -409,8 +409,8 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// validKeyID accepts what a kid can be: 1 to 64 base64url characters.
-func validKeyID(kid string) bool {
+// ValidKeyID accepts what a kid can be: 1 to 64 base64url characters.
+func ValidKeyID(kid string) bool {
 	if kid == "" || len(kid) > 64 {
 		return false
 	}
@@ -431,7 +431,7 @@ const noSuchKey = "no such key; list them with GET /api/v1/keys (edgepass keys l
 // republishes and ends the sessions left.
 func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) {
 	kid := r.PathValue("kid")
-	if !validKeyID(kid) {
+	if !ValidKeyID(kid) {
 		writeError(w, http.StatusNotFound, noSuchKey)
 		return
 	}

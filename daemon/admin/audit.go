@@ -66,9 +66,6 @@ func keyRevokeDetail(res keys.RevokeResult, sessions int) string {
 	return d
 }
 
-// EventList is the answer of GET /api/v1/events.
-type EventList = events.Page
-
 // listEvents serves GET /api/v1/events?user=&actor=&kind=&source=&before=&after=&limit=.
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) {
 	f, msg := ParseEventFilter(r.URL.Query())

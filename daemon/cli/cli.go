@@ -378,16 +378,7 @@ func (r *runner) parse(args []string) (*options, []string, error) {
 // looksLikeKeyID reports a word shaped like a kid the daemon generates
 // (16 base64url characters).
 func looksLikeKeyID(w string) bool {
-	if len(w) != 16 {
-		return false
-	}
-	for i := 0; i < len(w); i++ {
-		c := w[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return len(w) == 16 && admin.ValidKeyID(w)
 }
 
 // knownFlag reports whether the word names a flag of fs ("-x", "--x", "--x=v").

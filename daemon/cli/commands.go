@@ -153,14 +153,7 @@ func (r *runner) usersRevoke(ctx context.Context, c *client, o *options, user st
 }
 
 func (r *runner) groupsSet(ctx context.Context, c *client, o *options, user string, lists []string) error {
-	groups := []string{}
-	for _, l := range lists {
-		for _, g := range strings.Split(l, ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				groups = append(groups, g)
-			}
-		}
-	}
+	groups := splitFlag(lists)
 	var res admin.GroupsResult
 	if ok, err := r.fetch(ctx, c, o, "PUT", []string{"api", "v1", "users", user, "groups"}, nil, map[string][]string{"groups": groups}, noSuchUser, &res); !ok {
 		return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,16 +36,8 @@ func checkEventFlags(o *options, cmd string) error {
 	if cmd != "events" {
 		return nil
 	}
-	if o.kind != "" && !events.ValidKind(o.kind) {
-		return &usageError{fmt.Sprintf("--kind %q: use one of %s", o.kind, strings.Join(events.Kinds, ", "))}
-	}
-	if o.source != "" && !events.ValidSource(o.source) {
-		return &usageError{fmt.Sprintf("--source %q: use one of %s", o.source, strings.Join(events.Sources, ", "))}
-	}
-	if o.limit != "" {
-		if n, err := strconv.Atoi(o.limit); err != nil || n < 1 || n > events.MaxLimit {
-			return &usageError{fmt.Sprintf("--limit: want 1 to %d", events.MaxLimit)}
-		}
+	if _, msg := admin.ParseEventFilter(o.eventQuery()); msg != "" {
+		return &usageError{msg}
 	}
 	if o.sub {
 		return &usageError{"--sub does not apply to events (--user matches subs too)"}
@@ -154,7 +147,7 @@ func (r *runner) printEvents(o *options, list []events.Event) error {
 
 // eventLine is an event for a terminal (every value sanitized).
 func eventLine(e events.Event, sep string) string {
-	who := cell(firstOf(e.User, e.Email, e.Subject))
+	who := cell(cmp.Or(e.User, e.Email, e.Subject))
 	if e.SessionID != "" {
 		who += " session " + cell(e.SessionID)
 	}
@@ -163,15 +156,6 @@ func eventLine(e events.Event, sep string) string {
 	}
 	why := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{e.Reason, e.Detail}, func(s string) bool { return s == "" }), "; "))
 	return strings.Join([]string{stamp(e.Time), cell(e.Kind), cell(e.Actor) + " (" + cell(e.ActorType) + ")", cell(e.Source), who, cell(why)}, sep)
-}
-
-func firstOf(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
@@ -194,7 +178,7 @@ func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
 		if groups == "" {
 			groups = "(none)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(firstOf(ov.User, ov.Email)), cell(sub), cell(groups), stamp(ov.Set), stamp(ov.Expires))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(cmp.Or(ov.User, ov.Email)), cell(sub), cell(groups), stamp(ov.Set), stamp(ov.Expires))
 	}
 	return tw.Flush()
 }

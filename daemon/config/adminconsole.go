@@ -20,13 +20,6 @@ var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // Secret is the token read from File by Load ("" before).
 func (t AdminToken) Secret() string { return t.secret }
 
-// WithSecret returns t holding secret, for callers that build a
-// configuration without files (tests).
-func (t AdminToken) WithSecret(secret string) AdminToken {
-	t.secret = secret
-	return t
-}
-
 // readAdminTokens reads every admin.tokens[i].file.
 func (c *Configuration) readAdminTokens() []error {
 	var errs []error

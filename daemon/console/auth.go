@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/logsafe"
+	"github.com/edgepass/edgepass/daemon/internal/sameorigin"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
+	"github.com/edgepass/edgepass/daemon/session"
 )
 
 // Purposes the console's sealed cookies are bound to.
@@ -44,15 +47,7 @@ type adminSession struct {
 }
 
 // Actor is the administrator as the audit trail names them.
-func (s *adminSession) Actor() string {
-	switch {
-	case s.User != "":
-		return s.User
-	case s.Email != "":
-		return s.Email
-	}
-	return s.Sub
-}
+func (s *adminSession) Actor() string { return session.Label(s.User, s.Email, s.Sub) }
 
 // pendingSignIn is a started sign-in, sealed in the sign-in cookie.
 type pendingSignIn struct {
@@ -256,7 +251,7 @@ func (h *Handler) post(f func(w http.ResponseWriter, r *http.Request, s *adminSe
 		}
 		if why := h.crossSite(r); why != "" {
 			h.log.Warn("console: refused a cross-site request", "why", why, "path", r.URL.Path,
-				"origin", trunc(r.Header.Get("Origin"), 100), "secFetchSite", trunc(r.Header.Get("Sec-Fetch-Site"), 20))
+				"origin", logsafe.Truncate(r.Header.Get("Origin"), 100), "secFetchSite", logsafe.Truncate(r.Header.Get("Sec-Fetch-Site"), 20))
 			h.render(w, r, http.StatusForbidden, nil, "message", view{Title: "Forbidden", Message: "This request did not come from the console's own page."})
 			return
 		}
@@ -274,30 +269,7 @@ func (h *Handler) post(f func(w http.ResponseWriter, r *http.Request, s *adminSe
 }
 
 // crossSite says why a POST is not from the console's own pages ("" if it
-// is): browsers send Origin with every POST (and Sec-Fetch-Site), and a
-// page cannot set either. Origin must be the console's; when it is absent
-// or "null", Sec-Fetch-Site must be same-origin.
+// is); see sameorigin.Check.
 func (h *Handler) crossSite(r *http.Request) string {
-	// Origin "null" is what a browser sends under a no-referrer policy or
-	// from an opaque origin; Sec-Fetch-Site then tells which it was.
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		if strings.EqualFold(o, h.origin) {
-			return ""
-		}
-		return "Origin is another site"
-	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "same-origin":
-		return ""
-	case "":
-		return "neither Origin nor Sec-Fetch-Site"
-	}
-	return "Sec-Fetch-Site is not same-origin"
-}
-
-func trunc(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
+	return sameorigin.Check(r, h.origin)
 }

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/sameorigin"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 )
 
@@ -159,7 +160,7 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
-		o: o, log: o.Logger, origin: strings.ToLower(u.Scheme + "://" + u.Host), secure: u.Scheme == "https",
+		o: o, log: o.Logger, origin: sameorigin.Of(u), secure: u.Scheme == "https",
 		pages: pages, now: o.Now, callback: strings.TrimRight(o.BaseURL, "/") + CallbackPath,
 		cookie: "edgepass_console", signin: "edgepass_console_signin",
 	}

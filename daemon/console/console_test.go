@@ -688,3 +688,41 @@ func TestConsoleSignInHonoursGroupOverrides(t *testing.T) {
 		})
 	}
 }
+
+// TestConsoleAcceptsSameOriginWithDefaultPort: with the console's URL
+// written with its default port (https://x:443), a browser's Origin
+// (https://x, default port left out) is the console's own; another port
+// or another host is not, and a present, mismatched Origin is refused
+// even when Sec-Fetch-Site says same-origin.
+func TestConsoleAcceptsSameOriginWithDefaultPort(t *testing.T) {
+	f := newFixture(t)
+	for _, base := range []string{"https://console.example:443", "http://console.example:80"} {
+		o := f.h.o
+		o.BaseURL = base
+		h, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scheme, _, _ := strings.Cut(base, "://")
+		cases := []struct {
+			header map[string]string
+			ok     bool
+		}{
+			{map[string]string{"Origin": scheme + "://console.example"}, true},
+			{map[string]string{"Origin": strings.ToUpper(scheme) + "://Console.Example"}, true},
+			{map[string]string{"Origin": base}, true},
+			{map[string]string{"Origin": scheme + "://console.example:8443"}, false},
+			{map[string]string{"Origin": scheme + "://evil.example", "Sec-Fetch-Site": "same-origin"}, false},
+			{map[string]string{"Sec-Fetch-Site": "same-origin"}, true},
+		}
+		for _, c := range cases {
+			r := httptest.NewRequest("POST", base+Prefix+"session/end", nil)
+			for k, v := range c.header {
+				r.Header.Set(k, v)
+			}
+			if why := h.crossSite(r); (why == "") != c.ok {
+				t.Errorf("console at %s, headers %v: crossSite = %q, want same-origin %v", base, c.header, why, c.ok)
+			}
+		}
+	}
+}

@@ -27,7 +27,7 @@ type userRow struct {
 }
 
 // Label names a user for people: username, else email, else sub.
-func (u userRow) Label() string { return cmp.Or(u.User, u.Email, u.Sub) }
+func (u userRow) Label() string { return session.Label(u.User, u.Email, u.Sub) }
 
 func lastSeen(s session.Session) time.Time {
 	if s.RefreshedAt.After(s.IssuedAt) {

@@ -214,9 +214,6 @@ func Clean(s string, limit int) string {
 
 func utf8Start(b byte) bool { return b&0xc0 != 0x80 }
 
-// Short is the first 8 characters of a session id (session.Short).
-func Short(sid string) string { return sid[:min(8, len(sid))] }
-
 // Filter selects events. Empty fields match everything.
 type Filter struct {
 	// User matches the user, email, sub or actor, case-insensitively, as a

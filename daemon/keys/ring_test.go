@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/minter"
 	"github.com/edgepass/edgepass/daemon/seal"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/edgestate"
@@ -447,13 +448,24 @@ func TestJWKSHandler(t *testing.T) {
 	srv := natstest.Start(t)
 	clk := newClock()
 	r := open(t, srv.JS, clk, nil)
+	// The handler the daemon serves: the ring's keys and the assertion
+	// keys beside them in the key bucket.
+	kv, err := srv.JS.KeyValue(natstest.Context(t), "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mintKeys, err := minter.OpenKeys(natstest.Context(t), kv, testSeal, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := minter.JWKSHandler(r.JWKS, mintKeys)
 	tests := []struct {
 		method string
 		status int
 	}{{http.MethodGet, 200}, {http.MethodHead, 200}, {http.MethodPost, 405}}
 	for _, tc := range tests {
 		rec := httptest.NewRecorder()
-		r.JWKSHandler().ServeHTTP(rec, httptest.NewRequest(tc.method, "/.well-known/jwks.json", nil))
+		jwks.ServeHTTP(rec, httptest.NewRequest(tc.method, "/.well-known/jwks.json", nil))
 		if rec.Code != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.method, rec.Code, tc.status)
 		}

@@ -192,28 +192,6 @@ func (r *Ring) publish(ctx context.Context) error {
 	return errors.New("keys: key ring kept changing while publishing the keys fact; retry")
 }
 
-// Maintain rotates on schedule, keeps the horizon, drops expired public
-// keys and republishes the keys fact so the edge bucket (whose entries age
-// out) always holds it. It checks every interval (0 = a default of 1
-// minute) until ctx ends.
-func (r *Ring) Maintain(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = time.Minute
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.Tick(ctx); err != nil {
-			r.o.Logger.Error("keys: maintenance", "err", err)
-		}
-	}
-}
-
 // republishEvery is how often the keys fact is written again so it never
 // ages out of the edge bucket (whose max age is at least the horizon).
 func (r *Ring) republishEvery() time.Duration {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -97,21 +96,4 @@ func (r *Ring) SessionID(raw string) (string, error) {
 		return "", fmt.Errorf("keys: session token: %w: no sid", token.ErrMalformed)
 	}
 	return c.SessionID, nil
-}
-
-// JWKSHandler serves GET /.well-known/jwks.json.
-func (r *Ring) JWKSHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			_, _ = w.Write([]byte(`{"error":"method not allowed"}` + "\n"))
-			return
-		}
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		w.Header().Set("Cache-Control", "public, max-age=60")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		_, _ = w.Write(r.JWKS())
-	})
 }

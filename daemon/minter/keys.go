@@ -136,12 +136,13 @@ func (k *Keys) Tick(ctx context.Context) (changed bool, err error) {
 		} else {
 			_, err = k.kv.Update(ctx, StoreKey, data, rev)
 		}
-		if err != nil && ctx.Err() == nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue // another replica wrote first: read its keys
 		}
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("minter: write %s: %w", StoreKey, err)
 		}
+		// Written: the next pass reads the keys back and installs them.
 	}
 	return false, errors.New("minter: the assertion keys kept changing; retry")
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,10 +56,8 @@ type IdPVerifier interface {
 
 // Minter mints assertions.
 type Minter struct {
-	o       Options
-	allow   *policy.Policy // admits everyone: only revocations and overrides apply
-	minted  atomic.Int64
-	refused atomic.Int64
+	o     Options
+	allow *policy.Policy // admits everyone: only revocations and overrides apply
 
 	reloadMu sync.Mutex
 	reloadAt time.Time
@@ -90,23 +87,10 @@ func New(o Options) (*Minter, error) {
 	return &Minter{o: o, allow: allow}, nil
 }
 
-// Counts returns how many assertions were minted and refused.
-func (m *Minter) Counts() (minted, refused int64) { return m.minted.Load(), m.refused.Load() }
-
 // Mint verifies raw — a session token, a service token or an IdP access
 // token — applies the edge state (revocations, too-long tokens, group
 // overrides) and signs an assertion for audience; otherwise it says why not.
 func (m *Minter) Mint(raw, audience string, now time.Time) mint.Reply {
-	rep := m.mint(raw, audience, now)
-	if rep.Assertion != "" {
-		m.minted.Add(1)
-	} else {
-		m.refused.Add(1)
-	}
-	return rep
-}
-
-func (m *Minter) mint(raw, audience string, now time.Time) mint.Reply {
 	if audience == "" || len(audience) > assertion.MaxAudience || audience == assertion.SessionAudience || audience == assertion.ServiceAudience ||
 		strings.ContainsAny(audience, " \t\r\n") || policy.Sanitize(audience) != audience {
 		return mint.Reply{Reason: mint.ReasonAudience}
@@ -215,14 +199,12 @@ func (m *Minter) handle(msg *nats.Msg) {
 	if priv == nil {
 		// Unreadable, or sealed to a key no replica holds: an answer that
 		// does not open ends the edge's wait at once.
-		m.refused.Add(1)
 		m.o.Logger.Debug("minter: request for an unknown mint key", "edge", edge, "kid", kid)
 		_ = msg.Respond([]byte(`{}`))
 		return
 	}
 	req, rk, err := mint.OpenRequest(msg.Data, priv, kid, msg.Subject)
 	if err != nil {
-		m.refused.Add(1)
 		m.o.Logger.Debug("minter: request does not open", "edge", edge, "err", err)
 		_ = msg.Respond([]byte(`{}`))
 		return
@@ -230,7 +212,6 @@ func (m *Minter) handle(msg *nats.Msg) {
 	now := m.o.Now()
 	var rep mint.Reply
 	if d := now.Unix() - req.Iat; d > mint.MaxAge || d < -mint.MaxAge {
-		m.refused.Add(1)
 		rep = mint.Reply{Reason: mint.ReasonUnavailable}
 		m.o.Logger.Warn("minter: request too old or from the future (check the edge's clock)", "edge", edge, "skewSeconds", d)
 	} else {

@@ -20,15 +20,7 @@ func sessionEvent(kind string, s *session.Session) events.Event {
 }
 
 // userActor is the user acting on their own session (sign-in, sign-out).
-func userActor(s *session.Session) (name string) {
-	switch {
-	case s.Username != "":
-		return s.Username
-	case s.Email != "":
-		return s.Email
-	}
-	return s.Subject
-}
+func userActor(s *session.Session) string { return session.Label(s.Username, s.Email, s.Subject) }
 
 // idpEvent is e caused by the IdP (back-channel logout, refresh).
 func (h *Handler) idpEvent(e events.Event, source, reason string) events.Event {

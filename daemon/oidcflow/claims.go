@@ -364,11 +364,11 @@ var errUserinfoSubject = errors.New("userinfo sub does not match the ID token's 
 
 // identify builds the identity from ID token claims and, for what they lack,
 // the userinfo endpoint; then applies the claim mapping (oidc.userClaims,
-// oidc.groupsClaim) and, to the groups, oidc.groupsInclude and the limits.
+// oidc.groupsClaim) and, to the groups, oidc.groupsInclude and the limits
+// (mapClaims).
 func (h *Handler) identify(ctx context.Context, p *provider, subject string, idClaims claimSet, tok *oauth2.Token) (*identity, error) {
-	id := &identity{Subject: subject, IdPSID: idClaims.str("sid")}
-	h.fill(id, idClaims)
-	if !id.complete() && p.oidc.UserInfoEndpoint() != "" && tok.AccessToken != "" {
+	var uc claimSet
+	if !h.idComplete(idClaims) && p.oidc.UserInfoEndpoint() != "" && tok.AccessToken != "" {
 		ui, err := p.oidc.UserInfo(h.idp.clientContext(ctx), oauth2.StaticTokenSource(tok))
 		if err != nil {
 			return nil, fmt.Errorf("fetch userinfo: %w", err)
@@ -376,14 +376,19 @@ func (h *Handler) identify(ctx context.Context, p *provider, subject string, idC
 		if ui.Subject != subject {
 			return nil, errUserinfoSubject
 		}
-		var uc claimSet
 		if err := ui.Claims(&uc); err != nil {
 			return nil, fmt.Errorf("decode userinfo: %w", err)
 		}
-		h.fill(id, uc)
 	}
-	h.shape(id)
-	return id, nil
+	return h.mapClaims(subject, idClaims, uc), nil
+}
+
+// idComplete reports whether the ID token's claims alone say everything
+// the mapping looks for, so userinfo need not be asked.
+func (h *Handler) idComplete(idClaims claimSet) bool {
+	id := &identity{}
+	h.fill(id, idClaims)
+	return id.complete()
 }
 
 // shape resolves the mapped user name and groups, then filters and caps
@@ -396,8 +401,8 @@ func (h *Handler) shape(id *identity) {
 	}
 }
 
-// mapClaims is identify without the network: the identity edgepass derives
-// from an ID token's claims and, when given, the userinfo answer's.
+// mapClaims is the identity edgepass derives from an ID token's claims and,
+// when given (identify fetched it), the userinfo answer's.
 func (h *Handler) mapClaims(subject string, idClaims, userinfo claimSet) *identity {
 	id := &identity{Subject: subject, IdPSID: idClaims.str("sid")}
 	h.fill(id, idClaims)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
+	"github.com/edgepass/edgepass/daemon/internal/sameorigin"
 	"github.com/edgepass/edgepass/daemon/returnurl"
 )
 
@@ -103,7 +104,7 @@ func New(opts Options) (*Handler, error) {
 		limiter:      limiter,
 		seenJTI:      expirable.NewLRU[string, struct{}](jtiEntries, nil, jtiMemory),
 		cookies:      ck,
-		publicOrigin: origin(pub),
+		publicOrigin: sameorigin.Of(pub),
 		maxToken:     maxCookieBytes - len(ck.session) - 1,
 		now:          time.Now,
 	}
@@ -143,19 +144,6 @@ func (h *Handler) Ping(ctx context.Context) error {
 // IdP, so readiness depends on this rather than on the IdP answering now.
 func (h *Handler) Discovered() bool {
 	return h.idp.current() != nil
-}
-
-// origin is the origin of an absolute URL as browsers write it in Origin:
-// lower-case scheme and host, default port left out.
-func origin(u *url.URL) string {
-	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
-	if p := u.Port(); scheme == "https" && p == "443" || scheme == "http" && p == "80" {
-		host = strings.ToLower(u.Hostname())
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
-		}
-	}
-	return scheme + "://" + host
 }
 
 func validCookieName(name string) bool {
@@ -207,18 +195,9 @@ func noStore(w http.ResponseWriter) {
 	w.Header().Set("Pragma", "no-cache")
 }
 
-// PageHeaders sets the headers of every HTML page the daemon serves: not
+// pageHeaders sets the headers of every HTML page the daemon serves: not
 // cached, never framed, no scripts, no Referer (the URL may hold a code).
-// forms lets the page post forms to its own origin.
-func PageHeaders(w http.ResponseWriter, forms bool) {
-	var targets []string
-	if forms {
-		targets = []string{"'self'"}
-	}
-	pageHeaders(w, targets)
-}
-
-// pageHeaders is PageHeaders with the CSP form-action sources: browsers
+// formTargets are the CSP form-action sources (none: no forms); browsers
 // also check the redirects after a form submission against them.
 func pageHeaders(w http.ResponseWriter, formTargets []string) {
 	noStore(w)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/logsafe"
 	keyring "github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 	"golang.org/x/oauth2"
@@ -29,7 +30,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		if u, ok := h.returnURL.Check(rd); ok {
 			returnTo = u
 		} else {
-			h.log.Warn("login: return URL outside session.allowedDomains; using session.defaultRedirect", "rd", truncate(rd, 200))
+			h.log.Warn("login: return URL outside session.allowedDomains; using session.defaultRedirect", "rd", logsafe.Truncate(rd, 200))
 		}
 	}
 	if n, looping := h.bounced(w, r, r.URL.Query().Get("rd")); looping {
@@ -111,7 +112,7 @@ func (h *Handler) takeLogin(w http.ResponseWriter, r *http.Request) (loginState,
 		return pl, "", false
 	}
 	if e := q.Get("error"); e != "" {
-		h.log.Info("identity provider refused the sign-in", "error", truncate(e, 100), "description", truncate(q.Get("error_description"), 200))
+		h.log.Info("identity provider refused the sign-in", "error", logsafe.Truncate(e, 100), "description", logsafe.Truncate(q.Get("error_description"), 200))
 		h.fail(w, http.StatusForbidden, ReasonIdPError, "Sign-in refused",
 			"The identity provider did not complete the sign-in.")
 		return pl, "", false
@@ -354,12 +355,4 @@ func (h *Handler) issueToken(ctx context.Context, s *session.Session, override o
 	h.log.Info("login: the user's groups do not fit the session cookie; published them to the edges as a groups fact",
 		"sub", s.Subject, "groups", len(s.Groups), "inToken", len(kept), "adminOverride", override == overrideAdmin)
 	return signed, nil
-}
-
-// truncate shortens attacker-controlled values before they reach a log.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

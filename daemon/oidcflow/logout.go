@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/logsafe"
+	"github.com/edgepass/edgepass/daemon/internal/sameorigin"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -49,17 +51,6 @@ func (h *Handler) csrfValid(tok, sid string) bool {
 	return err == nil && subtle.ConstantTimeCompare(got, []byte(sid)) == 1
 }
 
-// sameOrigin reports whether the browser says the request comes from the
-// daemon's own pages: Origin is publicURL's origin, or Sec-Fetch-Site is
-// same-origin (the daemon reached under another name). Neither header can
-// be set by a page, and a browser sends at least one with a form POST.
-func (h *Handler) sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && strings.EqualFold(o, h.publicOrigin) {
-		return true
-	}
-	return r.Header.Get("Sec-Fetch-Site") == "same-origin"
-}
-
 // logoutReturn checks a sign-out's return URL: outside the allowed
 // domains it is replaced by session.defaultRedirect.
 func (h *Handler) logoutReturn(rd string) string {
@@ -69,7 +60,7 @@ func (h *Handler) logoutReturn(rd string) string {
 	if u, ok := h.returnURL.Check(rd); ok {
 		return u
 	}
-	h.log.Info("logout ignored a return URL outside the allowed domains", "rd", truncate(rd, 200))
+	h.log.Info("logout ignored a return URL outside the allowed domains", "rd", logsafe.Truncate(rd, 200))
 	return h.opts.DefaultRedirect
 }
 
@@ -83,7 +74,7 @@ func (h *Handler) formTargets(returnTo string) []string {
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || !cspHost(u.Host) {
 			return
 		}
-		if o := origin(u); !slices.Contains(out, o) {
+		if o := sameorigin.Of(u); !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}
@@ -145,8 +136,8 @@ func (h *Handler) renderConfirm(w http.ResponseWriter, status int, sids []string
 
 // refusal says why a POST /logout must not end anything ("" = allowed).
 func (h *Handler) refusal(r *http.Request, sids []string) string {
-	if !h.sameOrigin(r) {
-		return "not sent from the daemon's own page (Origin or Sec-Fetch-Site)"
+	if why := sameorigin.Check(r, h.publicOrigin); why != "" {
+		return "not sent from the daemon's own page: " + why
 	}
 	if len(sids) == 0 {
 		return "" // no session to end: clearing cookies and the IdP's own confirmation are harmless
@@ -181,7 +172,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	sids := h.sessionIDs(r)
 	if why := h.refusal(r, sids); why != "" {
 		h.log.Warn("logout refused: showing the confirmation page instead", "why", why,
-			"origin", truncate(r.Header.Get("Origin"), 100), "secFetchSite", truncate(r.Header.Get("Sec-Fetch-Site"), 20))
+			"origin", logsafe.Truncate(r.Header.Get("Origin"), 100), "secFetchSite", logsafe.Truncate(r.Header.Get("Sec-Fetch-Site"), 20))
 		h.renderConfirm(w, http.StatusForbidden, sids, returnTo)
 		return
 	}
@@ -263,7 +254,7 @@ func (h *Handler) loggedOut(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, u, http.StatusFound)
 			return
 		}
-		h.log.Info("logged-out: return URL outside session.allowedDomains ignored", "rd", truncate(rd, 200))
+		h.log.Info("logged-out: return URL outside session.allowedDomains ignored", "rd", logsafe.Truncate(rd, 200))
 	}
 	h.render(w, http.StatusOK, page{Title: "Signed out", Message: "You are signed out."})
 }
@@ -303,7 +294,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	h.noteOmittedClaims(lt)
 	jti := lt.Issuer + "\x00" + lt.TokenID
 	if !h.firstUse(jti) {
-		h.log.Warn("back-channel logout: token replayed", "jti", truncate(lt.TokenID, 64))
+		h.log.Warn("back-channel logout: token replayed", "jti", logsafe.Truncate(lt.TokenID, 64))
 		bclError(w, http.StatusBadRequest, "invalid_request", "logout token already used")
 		return
 	}
@@ -349,7 +340,7 @@ func (h *Handler) logoutIdPSession(ctx context.Context, sub, sid string) error {
 			h.record(ctx, h.idpEvent(e, events.SourceBackchannel, "every session ended at the identity provider"))
 		}
 	}
-	h.log.Info("back-channel logout", "sub", sub, "idpSid", truncate(sid, 64), "sessions", n)
+	h.log.Info("back-channel logout", "sub", sub, "idpSid", logsafe.Truncate(sid, 64), "sessions", n)
 	return errors.Join(errs...)
 }
 

@@ -229,10 +229,9 @@ type Options struct {
 
 // Defaults for Options fields left empty.
 const (
-	DefaultLifetime      = 12 * time.Hour
-	DefaultCookieName    = policy.DefaultCookieName
-	DefaultGroupsClaim   = "groups"
-	DefaultUsernameClaim = "preferred_username"
+	DefaultLifetime    = 12 * time.Hour
+	DefaultCookieName  = policy.DefaultCookieName
+	DefaultGroupsClaim = "groups"
 	// DefaultPendingLogins is how many logins one browser may have in
 	// flight (tabs signing in at once).
 	DefaultPendingLogins = 4

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/edgepass/edgepass/daemon/internal/logsafe"
 )
 
 // rateLimitClients bounds the clients the limiter remembers (least
@@ -129,7 +131,7 @@ func (l *rateLimiter) client(r *http.Request) string {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return truncate(r.RemoteAddr, 64)
+		return logsafe.Truncate(r.RemoteAddr, 64)
 	}
 	ip = ip.WithZone("").Unmap()
 	if l.isTrusted(ip) {

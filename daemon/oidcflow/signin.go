@@ -11,6 +11,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/edgepass/edgepass/daemon/internal/logsafe"
 )
 
 // A sign-in for another part of the daemon (the admin console): the same
@@ -73,7 +75,7 @@ func (h *Handler) FinishSignIn(ctx context.Context, redirectURL string, q url.Va
 		return nil, ErrSignInState
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, fmt.Errorf("%w: %s", ErrSignInRefused, truncate(e, 100))
+		return nil, fmt.Errorf("%w: %s", ErrSignInRefused, logsafe.Truncate(e, 100))
 	}
 	code := q.Get("code")
 	if code == "" {

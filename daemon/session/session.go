@@ -2,7 +2,10 @@
 // JetStream key-value bucket so that daemon restarts and replicas share them.
 package session
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Session is one signed-in browser or API client. The refresh token and ID
 // token stay in the daemon: they are never sent to the edge, and the Store
@@ -47,3 +50,7 @@ func (s Session) Public() Session {
 	s.IDToken = ""
 	return s
 }
+
+// Label names a user for people and the audit trail: username, else email,
+// else sub.
+func Label(username, email, sub string) string { return cmp.Or(username, email, sub) }
