@@ -53,8 +53,9 @@ bench:
 	scripts/bench.sh
 
 ## demo: Traefik + plugin, daemon + embedded NATS, a local OIDC provider and a demo app
+# Built, then run (not `go run`, which exits 1 when Ctrl-C stops the demo).
 demo:
-	cd integration && $(GO) run ./cmd/demo
+	cd integration && $(GO) build -o ../daemon/bin/edgepass-demo ./cmd/demo && ../daemon/bin/edgepass-demo
 
 ## helm: build the helm CLI (v4) from the Go module proxy once, for the chart tests
 helm:
