@@ -303,39 +303,24 @@ func TestConcurrentFirstRequestsMintOnce(t *testing.T) {
 }
 
 func TestAssertionSettings(t *testing.T) {
-	nats := func(c *Config) {
-		c.NATS.URLs = []string{"nats://127.0.0.1:1"}
-		c.TrustAnchors = []string{testAnchorText}
-	}
-	for _, tc := range []struct {
-		name string
-		edit func(*Config)
-		want string
-	}{
+	checkRefused(t, []refusedSetting{
 		{"audience without header", func(c *Config) { c.AssertionAudience = "x" }, "assertionAudience"},
-		{"header without audience", func(c *Config) { nats(c); c.AssertionHeader = "X-Edgepass-Assertion" }, "assertionAudience"},
-		{"session audience", func(c *Config) { nats(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "edgepass" }, "audience of edgepass's own tokens"},
-		{"service audience", func(c *Config) { nats(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "edgepass-service" }, "audience of edgepass's own tokens"},
+		{"header without audience", func(c *Config) { withNATS(c); c.AssertionHeader = "X-Edgepass-Assertion" }, "assertionAudience"},
+		{"session audience", func(c *Config) { withNATS(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "edgepass" }, "audience of edgepass's own tokens"},
+		{"service audience", func(c *Config) { withNATS(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "edgepass-service" }, "audience of edgepass's own tokens"},
 		{"configured audience", func(c *Config) {
-			nats(c)
+			withNATS(c)
 			c.Audience = "my-sessions"
 			c.AssertionHeader = "X-A"
 			c.AssertionAudience = "my-sessions"
 		}, "audience of edgepass's own tokens"},
 		{"no nats", func(c *Config) { c.AssertionHeader = "X-A"; c.AssertionAudience = "app" }, "needs nats.urls"},
-		{"reserved header", func(c *Config) { nats(c); c.AssertionHeader = "Authorization"; c.AssertionAudience = "app" }, "cannot carry"},
-		{"identity header", func(c *Config) { nats(c); c.AssertionHeader = "x-auth-user"; c.AssertionAudience = "app" }, "already an identity header"},
-		{"bad audience", func(c *Config) { nats(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "a b" }, "no spaces"},
-	} {
-		cfg := testConfig()
-		tc.edit(cfg)
-		_, err := compile(cfg)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
+		{"reserved header", func(c *Config) { withNATS(c); c.AssertionHeader = "Authorization"; c.AssertionAudience = "app" }, "cannot carry"},
+		{"identity header", func(c *Config) { withNATS(c); c.AssertionHeader = "x-auth-user"; c.AssertionAudience = "app" }, "already an identity header"},
+		{"bad audience", func(c *Config) { withNATS(c); c.AssertionHeader = "X-A"; c.AssertionAudience = "a b" }, "no spaces"},
+	})
 	cfg := testConfig()
-	nats(cfg)
+	withNATS(cfg)
 	cfg.AssertionHeader = "x-identity-assertion"
 	cfg.AssertionAudience = testAssertAud
 	s, err := compile(cfg)

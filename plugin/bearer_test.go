@@ -87,6 +87,17 @@ func withBearer(t *testing.T, edit func(*Config)) (*Middleware, *recorder, *edge
 	return m, rec, st
 }
 
+// admittedIdPToken is an IdP access token m has admitted once, so its
+// decision is cached when the test changes something.
+func admittedIdPToken(t *testing.T, m *Middleware) string {
+	t.Helper()
+	raw := idpToken(t, idpKey, nil)
+	if rw := serve(m, apiRequest("Bearer "+raw)); rw.Code != http.StatusTeapot {
+		t.Fatalf("refused: %d %q", rw.Code, challengeOf(rw))
+	}
+	return raw
+}
+
 func TestIdPAccessTokenReachesAPIRoute(t *testing.T) {
 	m, rec, _ := withBearer(t, func(c *Config) { c.AllowedGroups = []string{"robots"} })
 	raw := idpToken(t, idpKey, nil)
@@ -152,10 +163,7 @@ func TestForgedIdPKeysRefused(t *testing.T) {
 // tokens signed with it stop at once.
 func TestIdPKeyChangeStopsCachedTokens(t *testing.T) {
 	m, _, st := withBearer(t, nil)
-	raw := idpToken(t, idpKey, nil)
-	if serve(m, apiRequest("Bearer "+raw)).Code != http.StatusTeapot {
-		t.Fatal("refused")
-	}
+	raw := admittedIdPToken(t, m)
 	if err := applyIdP(t, st, rsaJWKS("idp2", idpOther), testAnchor); err != nil {
 		t.Fatal(err)
 	}
@@ -167,10 +175,7 @@ func TestIdPKeyChangeStopsCachedTokens(t *testing.T) {
 // `edgepass users revoke` covers the user's IdP access tokens too (same sub).
 func TestUserRevocationCoversIdPAccessTokens(t *testing.T) {
 	m, _, st := withBearer(t, nil)
-	raw := idpToken(t, idpKey, nil)
-	if serve(m, apiRequest("Bearer "+raw)).Code != http.StatusTeapot {
-		t.Fatal("refused")
-	}
+	raw := admittedIdPToken(t, m)
 	apply(t, st, "revoke.user."+token.SubjectKey("robot"), "", `{"before":`+strconv.FormatInt(testNow.Unix(), 10)+`}`)
 	if rw := serve(m, apiRequest("Bearer "+raw)); rw.Code != http.StatusUnauthorized || !strings.Contains(challengeOf(rw), "user_revoked") {
 		t.Fatalf("revoked user's access token: %d %q", rw.Code, challengeOf(rw))
@@ -180,10 +185,7 @@ func TestUserRevocationCoversIdPAccessTokens(t *testing.T) {
 // Attack: an access token planted as the session cookie.
 func TestIdPAccessTokenNeverAcceptedAsCookie(t *testing.T) {
 	m, rec, _ := withBearer(t, nil)
-	raw := idpToken(t, idpKey, nil)
-	if serve(m, apiRequest("Bearer "+raw)).Code != http.StatusTeapot {
-		t.Fatal("refused")
-	}
+	raw := admittedIdPToken(t, m)
 	r := apiRequest("")
 	r.Header.Set("Cookie", "edgepass_session="+raw)
 	if rw := serve(m, r); rw.Code != http.StatusUnauthorized || rec.called != 1 {
@@ -202,35 +204,21 @@ func TestIdPAccessTokenOffByDefault(t *testing.T) {
 }
 
 func TestBearerSettings(t *testing.T) {
-	nats := func(c *Config) {
-		c.NATS.URLs = []string{"nats://127.0.0.1:1"}
-		c.TrustAnchors = []string{testAnchorText}
-	}
-	for _, tc := range []struct {
-		name string
-		edit func(*Config)
-		want string
-	}{
+	checkRefused(t, []refusedSetting{
 		{"audiences without enabled", func(c *Config) { c.Bearer.Audiences = []string{"x"} }, "bearer.enabled"},
-		{"no audiences", func(c *Config) { nats(c); c.Bearer.Enabled = true }, "bearer.audiences"},
-		{"session audience", func(c *Config) { nats(c); c.Bearer.Enabled = true; c.Bearer.Audiences = []string{"edgepass"} }, "edgepass's own"},
+		{"no audiences", func(c *Config) { withNATS(c); c.Bearer.Enabled = true }, "bearer.audiences"},
+		{"session audience", func(c *Config) { withNATS(c); c.Bearer.Enabled = true; c.Bearer.Audiences = []string{"edgepass"} }, "edgepass's own"},
 		{"no nats", func(c *Config) { c.Bearer.Enabled = true; c.Bearer.Audiences = []string{"api"} }, "needs nats.urls"},
 		{"bad claim", func(c *Config) {
-			nats(c)
+			withNATS(c)
 			c.Bearer.Enabled = true
 			c.Bearer.Audiences = []string{"api"}
 			c.Bearer.GroupsClaim = `a["b"]`
 		}, "bearer.groupsClaim"},
 		{"misspelled", func(c *Config) { c.Bearer.UnknownSettings = map[string]interface{}{"audience": "x"} }, `did you mean "bearer.audiences"`},
-	} {
-		cfg := testConfig()
-		tc.edit(cfg)
-		if _, err := compile(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
+	})
 	cfg := testConfig()
-	nats(cfg)
+	withNATS(cfg)
 	cfg.Bearer = BearerConfig{Enabled: true, Audiences: []string{"api"}, GroupsClaim: "realm_access.roles"}
 	s, err := compile(cfg)
 	if err != nil || s.idp == nil || len(s.idp.groupsClaim) != 1 {

@@ -429,13 +429,7 @@ func compilePolicy(cfg *Config, s *settings, p *problems) {
 func compileLimits(cfg *Config, s *settings, p *problems) {
 	s.removeCookie = cfg.RemoveCookie
 	s.requireSync = cfg.RequireSync && len(s.nats.URLs) > 0
-	switch strings.ToLower(strings.TrimSpace(cfg.LogLevel)) {
-	case "", "info":
-	case "debug":
-		s.logRefusals = true
-	default:
-		p.add(fieldErr("logLevel", "%q must be info or debug", cfg.LogLevel))
-	}
+	s.logRefusals = oneOfTwo("logLevel", cfg.LogLevel, "info", "debug", p)
 	s.cacheSize = cfg.CacheSize
 	if s.cacheSize == 0 {
 		s.cacheSize = defaultCacheSize
@@ -458,17 +452,25 @@ func compileStaleness(cfg *Config, s *settings, p *problems) {
 	default:
 		s.maxStaleSec = int64(stale / time.Second)
 	}
-	switch strings.ToLower(strings.TrimSpace(cfg.StaleAction)) {
-	case "", "serve":
-	case "refuse":
-		s.refuseStale = true
-	default:
-		p.add(fieldErr("staleAction", "%q must be serve or refuse", cfg.StaleAction))
-	}
+	s.refuseStale = oneOfTwo("staleAction", cfg.StaleAction, "serve", "refuse", p)
 	if s.refuseStale && stale == 0 && err == nil {
 		// Without a bound every request would count as stale and get a 503.
 		p.add(fieldErr("staleAction", "refuse needs maxStaleness (e.g. 2m): how old the NATS state may get before requests are refused"))
 	}
+}
+
+// oneOfTwo reads a setting that is one of two words, in any case, the first
+// the default (also when empty): whether it is the second. Any other value
+// is a problem.
+func oneOfTwo(field, value, first, second string, p *problems) bool {
+	v := strings.ToLower(strings.TrimSpace(value))
+	if v == second {
+		return true
+	}
+	if v != "" && v != first {
+		p.add(fieldErr(field, "%q must be %s or %s", value, first, second))
+	}
+	return false
 }
 
 // parseDuration reads "30s"-style durations; a bare number means seconds because

@@ -25,6 +25,34 @@ func TestCreateConfigDefaults(t *testing.T) {
 	}
 }
 
+// withNATS gives c a NATS server where nothing listens (the watcher retries
+// in the background) and the test trust anchor: what settings that need the
+// edge state take to compile.
+func withNATS(c *Config) {
+	c.NATS.URLs = []string{"nats://127.0.0.1:1"}
+	c.TrustAnchors = []string{testAnchorText}
+}
+
+// refusedSetting is a configuration compile refuses: edit applied to
+// testConfig, and a part of the error that says why.
+type refusedSetting struct {
+	name string
+	edit func(*Config)
+	want string
+}
+
+// checkRefused reports each case compile accepts, or refuses for another reason.
+func checkRefused(t *testing.T, cases []refusedSetting) {
+	t.Helper()
+	for _, tc := range cases {
+		cfg := testConfig()
+		tc.edit(cfg)
+		if _, err := compile(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestNewRefusesBadConfig(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -154,61 +154,36 @@ func TestUnauthenticatedResponses(t *testing.T) {
 }
 
 func TestRedirectURL(t *testing.T) {
+	const login = "https://auth.example.com/login"
 	tests := []struct {
-		name   string
-		login  string
-		req    func() *http.Request
-		wantRd string // "" = no rd
+		name, login, target string
+		host                string // "" = the one the target gives (example.com for a path)
+		proto, fwdHost      string // X-Forwarded-Proto and -Host; "" = not sent
+		wantRd              string // "" = no rd
 	}{
-		{"forwarded proto and host", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/a/b?c=d&e=%2F")
-			r.Host = "internal:8080"
-			r.Header.Set("X-Forwarded-Proto", "https")
-			r.Header.Set("X-Forwarded-Host", "app.example.com")
-			return r
-		}, "https://app.example.com/a/b?c=d&e=%2F"},
-		{"forwarded lists take the first", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/")
-			r.Header.Set("X-Forwarded-Proto", "https, http")
-			r.Header.Set("X-Forwarded-Host", "app.example.com, evil.com")
-			return r
-		}, "https://app.example.com/"},
-		{"no forwarded headers: Host and plain http", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/x")
-			r.Host = "app.example.com:8443"
-			return r
-		}, "http://app.example.com:8443/x"},
-		{"TLS without forwarded proto", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("https://app.example.com/x")
-			return r
-		}, "https://app.example.com/x"},
-		{"bogus proto falls back", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/x")
-			r.Host = "app.example.com"
-			r.Header.Set("X-Forwarded-Proto", "javascript")
-			return r
-		}, "http://app.example.com/x"},
-		{"forwarded host with path is ignored", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/x")
-			r.Host = "app.example.com"
-			r.Header.Set("X-Forwarded-Host", "evil.com/@x")
-			return r
-		}, "http://app.example.com/x"},
-		{"no usable host", "https://auth.example.com/login", func() *http.Request {
-			r := browserRequest("/x")
-			r.Host = "bad host"
-			return r
-		}, ""},
-		{"login URL with a query", "https://auth.example.com/login?tenant=t", func() *http.Request {
-			r := browserRequest("/x")
-			r.Host = "app.example.com"
-			return r
-		}, "http://app.example.com/x"},
+		{"forwarded proto and host", login, "/a/b?c=d&e=%2F", "internal:8080", "https", "app.example.com", "https://app.example.com/a/b?c=d&e=%2F"},
+		{"forwarded lists take the first", login, "/", "", "https, http", "app.example.com, evil.com", "https://app.example.com/"},
+		{"no forwarded headers: Host and plain http", login, "/x", "app.example.com:8443", "", "", "http://app.example.com:8443/x"},
+		{"TLS without forwarded proto", login, "https://app.example.com/x", "", "", "", "https://app.example.com/x"},
+		{"bogus proto falls back", login, "/x", "app.example.com", "javascript", "", "http://app.example.com/x"},
+		{"forwarded host with path is ignored", login, "/x", "app.example.com", "", "evil.com/@x", "http://app.example.com/x"},
+		{"no usable host", login, "/x", "bad host", "", "", ""},
+		{"login URL with a query", login + "?tenant=t", "/x", "app.example.com", "", "", "http://app.example.com/x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, _, _ := newTest(t, func(c *Config) { c.LoginURL = tt.login })
-			rw := serve(m, tt.req())
+			r := browserRequest(tt.target)
+			if tt.host != "" {
+				r.Host = tt.host
+			}
+			if tt.proto != "" {
+				r.Header.Set("X-Forwarded-Proto", tt.proto)
+			}
+			if tt.fwdHost != "" {
+				r.Header.Set("X-Forwarded-Host", tt.fwdHost)
+			}
+			rw := serve(m, r)
 			loc, err := url.Parse(rw.Header().Get("Location"))
 			if err != nil || rw.Code != http.StatusFound {
 				t.Fatalf("status %d Location %q: %v", rw.Code, rw.Header().Get("Location"), err)
@@ -896,9 +871,8 @@ func TestNewKeepsGoroutinesFlat(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		cfg := func() *Config {
 			c := testConfig()
-			c.NATS.URLs = []string{"nats://127.0.0.1:1"} // nothing listens; the watcher retries in the background
+			withNATS(c)
 			c.NATS.ReplicaID = "goroutine-test"
-			c.TrustAnchors = []string{testAnchorText}
 			return c
 		}
 		if _, err := New(context.Background(), http.NotFoundHandler(), cfg(), "warm"); err != nil {

@@ -137,11 +137,7 @@ func TestServiceTokenGroupsAuthorize(t *testing.T) {
 }
 
 func TestServiceTokenSettings(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		edit func(*Config)
-		want string
-	}{
+	checkRefused(t, []refusedSetting{
 		{"audiences without enabled", func(c *Config) { c.ServiceTokens.Audiences = []string{"x"} }, "serviceTokens.enabled"},
 		{"enabled without audiences", func(c *Config) { c.ServiceTokens.Enabled = true }, "serviceTokens.audiences"},
 		{"service audience", withServiceTokens(token.ServiceAudience), "cannot name a route"},
@@ -149,11 +145,5 @@ func TestServiceTokenSettings(t *testing.T) {
 		{"misspelled", func(c *Config) {
 			c.ServiceTokens.UnknownSettings = map[string]interface{}{"audience": "x"}
 		}, `did you mean "serviceTokens.audiences"`},
-	} {
-		cfg := testConfig()
-		tc.edit(cfg)
-		if _, err := compile(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/edgepass/edgepass/plugin/suggest"
 )
 
 // settingNames are the middleware's settings as users write them; unknown
@@ -43,6 +45,15 @@ func unknownSettings(cfg *Config) error {
 	return fmt.Errorf("edgepass: %s; the route is not served until the configuration is fixed", strings.Join(msgs, "; "))
 }
 
+// typoEdits is how many edits a misspelled setting may be from the one it
+// names: up to 3, and at most half its length (a short name is near anything).
+func typoEdits(name string) int {
+	if len(name)/2 < 3 {
+		return len(name) / 2
+	}
+	return 3
+}
+
 func describeUnknown(prefix string, unknown map[string]interface{}, valid []string) []string {
 	var keys []string
 	for k := range unknown {
@@ -52,55 +63,10 @@ func describeUnknown(prefix string, unknown map[string]interface{}, valid []stri
 	var out []string
 	for _, k := range keys {
 		msg := fmt.Sprintf("unknown setting %q", prefix+k)
-		if near := closest(k, valid); near != "" {
+		if near := suggest.Closest(k, valid, typoEdits(k)); near != "" {
 			msg += fmt.Sprintf("; did you mean %q?", prefix+near)
 		}
 		out = append(out, msg)
 	}
 	return out
-}
-
-// closest is the valid name nearest to name (case-insensitive edit
-// distance), if near enough to be a likely typo.
-func closest(name string, valid []string) string {
-	best, bestDist := "", 0
-	n := strings.ToLower(name)
-	for _, v := range valid {
-		d := editDistance(n, strings.ToLower(v))
-		if best == "" || d < bestDist {
-			best, bestDist = v, d
-		}
-	}
-	if bestDist > 3 || bestDist > len(name)/2 {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := 0; j <= len(b); j++ {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			v := prev[j] + 1
-			if cur[j-1]+1 < v {
-				v = cur[j-1] + 1
-			}
-			if prev[j-1]+cost < v {
-				v = prev[j-1] + cost
-			}
-			cur[j] = v
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

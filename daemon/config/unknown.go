@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/edgepass/edgepass/daemon/internal/editdist"
+	"github.com/edgepass/edgepass/plugin/suggest"
 )
 
 // unknownHint turns paerser's "field not found, node: isuer" into a message
@@ -72,7 +72,7 @@ func closestSettings(node string) []string {
 	n := strings.ToLower(node)
 	for _, p := range SettingPaths() {
 		leaf := p[strings.LastIndexByte(p, '.')+1:]
-		d := editdist.Distance(n, strings.ToLower(leaf))
+		d := suggest.Distance(n, strings.ToLower(leaf))
 		if d <= 2 && d <= len(node)/2 {
 			cands = append(cands, cand{p, d})
 		}

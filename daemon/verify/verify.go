@@ -18,9 +18,9 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
-	"github.com/edgepass/edgepass/daemon/internal/editdist"
 	"github.com/edgepass/edgepass/daemon/returnurl"
 	"github.com/edgepass/edgepass/plugin/policy"
+	"github.com/edgepass/edgepass/plugin/suggest"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -220,7 +220,7 @@ func (h *Handler) routePolicy(rawQuery string) (*policy.Policy, error) {
 		}
 		if !known {
 			msg := fmt.Sprintf("unknown setting %q", k)
-			if near := closest(k, verifyParams); near != "" {
+			if near := suggest.Closest(k, verifyParams, 3); near != "" {
 				msg += fmt.Sprintf("; did you mean %q?", near)
 			}
 			unknown = append(unknown, msg)
@@ -245,17 +245,6 @@ func (h *Handler) routePolicy(rawQuery string) (*policy.Policy, error) {
 	}
 	h.policies.Add(rawQuery, p)
 	return p, nil
-}
-
-// closest is the parameter nearest to name, if near enough to be a typo.
-func closest(name string, valid []string) string {
-	best, bestD := "", 4
-	for _, v := range valid {
-		if d := editdist.Distance(strings.ToLower(name), strings.ToLower(v)); d < bestD {
-			best, bestD = v, d
-		}
-	}
-	return best
 }
 
 // Identify returns the verified claims of the request's session token,

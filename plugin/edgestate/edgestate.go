@@ -474,33 +474,31 @@ func (s *State) applyUserRevocation(key, id string, value []byte) (bool, error) 
 // decodeSessionRevocation decodes a session revocation with encoding/json.
 func decodeSessionRevocation(key string, value []byte) (SessionRevocation, error) {
 	var v SessionRevocation
-	err := decodeRevocation(key, value, &v)
-	if err == nil && v.Exp < 0 {
-		err = fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
-	}
+	err := decodeRevocation(key, value, &v, &v.Exp)
 	return v, err
 }
 
 // decodeUserRevocation decodes a user revocation with encoding/json.
 func decodeUserRevocation(key string, value []byte) (UserRevocation, error) {
 	var v UserRevocation
-	err := decodeRevocation(key, value, &v)
-	if err == nil && v.Exp < 0 {
-		err = fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
-	}
+	err := decodeRevocation(key, value, &v, &v.Exp)
 	if err == nil && v.Before <= 0 {
 		err = fmt.Errorf("%w: %s: want a positive \"before\"", ErrMalformedValue, key)
 	}
 	return v, err
 }
 
-// decodeRevocation decodes one JSON object into dst.
-func decodeRevocation(key string, value []byte, dst any) error {
+// decodeRevocation decodes one JSON object into dst, whose exp (*exp, once
+// decoded) must not be negative.
+func decodeRevocation(key string, value []byte, dst any, exp *int64) error {
 	if err := checkJSONObject(value); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
 	}
 	if err := json.Unmarshal(value, dst); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformedValue, key, err)
+	}
+	if *exp < 0 {
+		return fmt.Errorf("%w: %s: negative exp", ErrMalformedValue, key)
 	}
 	return nil
 }

@@ -351,6 +351,7 @@ func TestApplyRejectsMalformedEntries(t *testing.T) {
 		{"UserMissingBefore", "revoke.user.u", "", `{"exp":1}`, ErrMalformedValue},
 		{"UserZeroBefore", "revoke.user.u", "", `{"before":0}`, ErrMalformedValue},
 		{"UserBeforeFloat", "revoke.user.u", "", `{"before":1.5}`, ErrMalformedValue},
+		{"UserNegativeExp", "revoke.user.u", "", `{"before":1, "exp":-1}`, ErrMalformedValue},
 		{"GroupsMissing", "groups.u", "", groupsFact(t, anchor, "u", GroupsFact{Iat: 1, At: 1}), ErrMalformedValue},
 		{"GroupsNotStrings", "groups.u", "", signedPayload(t, `{"key":"groups.u","iat":1,"groups":[1],"at":1}`), ErrMalformedValue},
 		{"GroupsMissingAt", "groups.u", "", groupsFact(t, anchor, "u", GroupsFact{Iat: 1, Groups: []string{"a"}}), ErrMalformedValue},

@@ -32,8 +32,9 @@ func DottedPath(s string) ClaimPath {
 	return ClaimPath{Raw: s, Segs: strings.Split(s, "."), Literal: true}
 }
 
-// value returns what is at p in claims (before keys()).
-func (p ClaimPath) value(claims map[string]any) (any, bool) {
+// Value returns what is at p in claims (before keys()): the one walk the
+// edge and the daemon's login mapping both use.
+func (p ClaimPath) Value(claims map[string]any) (any, bool) {
 	if len(p.Segs) == 0 {
 		return nil, false
 	}
@@ -110,7 +111,7 @@ func (m *Mapping) Identity(c map[string]any) Identity {
 		if unverified && len(p.Segs) == 1 && p.Segs[0] == "email" {
 			continue
 		}
-		v, _ := p.value(c)
+		v, _ := p.Value(c)
 		if s := clean(v); s != "" {
 			id.User = s
 			break
@@ -132,7 +133,7 @@ func (m *Mapping) Identity(c map[string]any) Identity {
 // groupsAt returns the groups at p: a list of strings, one string, or
 // with .keys() an object's keys (sorted); anything else is none.
 func groupsAt(c map[string]any, p ClaimPath) []string {
-	v, ok := p.value(c)
+	v, ok := p.Value(c)
 	if !ok {
 		return nil
 	}

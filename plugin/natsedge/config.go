@@ -185,19 +185,7 @@ func normalize(cfg Config) Config {
 }
 
 // validBucket reports whether name is a legal KV bucket name.
-func validBucket(name string) bool {
-	if name == "" || len(name) > 255 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
+func validBucket(name string) bool { return plainName(name, 255) }
 
 // parseServerURL accepts nats://, tls:// and bare host[:port].
 func parseServerURL(raw string) (serverURL, error) {

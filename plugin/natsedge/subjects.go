@@ -12,8 +12,13 @@ const maxEdgeName = 64
 // ValidEdgeName reports whether name can name an edge: 1 to 64 letters,
 // digits, '-' and '_' (no '.', '*' or '>', so an edge's subjects never
 // overlap another edge's).
-func ValidEdgeName(name string) bool {
-	if len(name) == 0 || len(name) > maxEdgeName {
+func ValidEdgeName(name string) bool { return plainName(name, maxEdgeName) }
+
+// plainName reports whether name is 1 to limit letters, digits, '_' and '-':
+// the alphabet of bucket and edge names, which never holds a subject's
+// separator or wildcards.
+func plainName(name string, limit int) bool {
+	if name == "" || len(name) > limit {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

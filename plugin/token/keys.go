@@ -111,9 +111,30 @@ type jwksOut struct {
 // entries are skipped so a mixed set still
 // works, but a set with no usable key is an error (ErrNoKeys).
 func ParseJWKS(data []byte) (*KeySet, error) {
+	keys, entries, err := JWKSKeys(data, sessionKid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: jwks: %v", ErrMalformed, err)
+	}
+	ks := NewKeySet(keys...)
+	if ks.Len() == 0 {
+		return nil, fmt.Errorf("%w: jwks has %d entries, none an Ed25519 signing key with kid and 32-byte x", ErrNoKeys, entries)
+	}
+	return ks, nil
+}
+
+// sessionKid takes every kid but an identity-assertion key's (package
+// assertion), published in the same JWKS: it must never verify a session.
+func sessionKid(kid string) bool { return !strings.HasPrefix(kid, AssertionKidPrefix) }
+
+// JWKSKeys reads the Ed25519 signing keys of a JWKS (kty OKP, crv Ed25519,
+// alg EdDSA or none, use sig or none, a 32-byte x) whose non-empty kid take
+// accepts, skipping every other entry: the one JWKS reading of session keys
+// (ParseJWKS) and of package assertion's keys. entries is the number of
+// entries in the set; err is the JSON error of a set that is not a JWKS.
+func JWKSKeys(data []byte, take func(kid string) bool) ([]Key, int, error) {
 	var set jwks
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("%w: jwks: %v", ErrMalformed, err)
+		return nil, 0, err
 	}
 	var keys []Key
 	for _, raw := range set.Keys {
@@ -121,12 +142,7 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 		if err := json.Unmarshal(raw, &k); err != nil {
 			continue
 		}
-		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid == "" {
-			continue
-		}
-		if strings.HasPrefix(k.Kid, AssertionKidPrefix) {
-			// An identity-assertion key (package assertion), published in
-			// the same JWKS: it must never verify a session.
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid == "" || !take(k.Kid) {
 			continue
 		}
 		if k.Alg != "" && k.Alg != "EdDSA" {
@@ -141,11 +157,19 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 		}
 		keys = append(keys, Key{ID: k.Kid, Public: ed25519.PublicKey(pub)})
 	}
-	ks := NewKeySet(keys...)
-	if ks.Len() == 0 {
-		return nil, fmt.Errorf("%w: jwks has %d entries, none an Ed25519 signing key with kid and 32-byte x", ErrNoKeys, len(set.Keys))
-	}
-	return ks, nil
+	entries := len(set.Keys)
+	return keys, entries, nil
+}
+
+// JWK is k's entry in a JWKS, as MarshalJWKS writes it (package assertion
+// publishes its keys with it).
+func JWK(k Key) json.RawMessage {
+	data, _ := json.Marshal(jwkOf(k.ID, k.Public))
+	return data
+}
+
+func jwkOf(kid string, pub ed25519.PublicKey) jwk {
+	return jwk{Kty: "OKP", Crv: "Ed25519", Kid: kid, X: b64.EncodeToString(pub), Alg: "EdDSA", Use: "sig"}
 }
 
 // MarshalJWKS writes the set in the JWKS form ParseJWKS reads (and the daemon
@@ -154,7 +178,7 @@ func (ks *KeySet) MarshalJWKS() ([]byte, error) {
 	out := jwksOut{Keys: []jwk{}}
 	if ks != nil {
 		for _, id := range ks.order {
-			out.Keys = append(out.Keys, jwk{Kty: "OKP", Crv: "Ed25519", Kid: id, X: b64.EncodeToString(ks.byID[id]), Alg: "EdDSA", Use: "sig"})
+			out.Keys = append(out.Keys, jwkOf(id, ks.byID[id]))
 		}
 	}
 	return json.Marshal(out)
