@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
@@ -181,20 +182,31 @@ func newFixture(t *testing.T) *fixture {
 		keys:       &fakeKeys{},
 		discovered: true,
 	}
-	h, err := New(Options{
+	f.serve(t, Options{
 		Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys,
 		Edges:   fakeEdges{edge("traefik-b", true, 9), edge("traefik-a", false, 3)},
 		Checks:  f.checks(),
 		Metrics: NewMetrics(func() int { return f.store.Len() }),
 	})
+	return f
+}
+
+// serve makes the handler o configures, its clock an hour after t0, the
+// fixture's: served at f.srv, which it starts the first time.
+func (f *fixture) serve(t *testing.T, o Options) {
+	t.Helper()
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.now = func() time.Time { return t0.Add(time.Hour) }
 	f.h = h
+	if f.srv != nil {
+		f.srv.Config.Handler = h
+		return
+	}
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
-	return f
 }
 
 type reply struct {
@@ -493,13 +505,7 @@ func TestClearGroups(t *testing.T) {
 		t.Fatalf("DELETE without a GroupClearer: %d Allow %q", r.status, r.header.Get("Allow"))
 	}
 	edge := clearingEdge{&fakeEdge{}}
-	h, err := New(Options{Token: testToken, Store: f.store, Edge: edge, Keys: f.keys, Edges: fakeEdges{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	f.srv = srv
+	f.serve(t, Options{Token: testToken, Store: f.store, Edge: edge, Keys: f.keys, Edges: fakeEdges{}})
 	if r := f.api(t, "DELETE", "/api/v1/users/"+url.PathEscape("bob/x")+"/groups", ""); r.status != http.StatusOK {
 		t.Fatalf("DELETE: %d %s", r.status, r.body)
 	}
@@ -748,13 +754,9 @@ func TestRunChecksRefreshesMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.h.RunChecks(ctx, time.Hour); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(string(f.do(t, "GET", "/metrics", "", "").body), "\nedgepass_idp_up 0\n") {
-		if time.Now().After(deadline) {
-			t.Fatal("edgepass_idp_up not set by RunChecks")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, "RunChecks to set edgepass_idp_up", func() bool {
+		return strings.Contains(string(f.do(t, "GET", "/metrics", "", "").body), "\nedgepass_idp_up 0\n")
+	})
 	cancel()
 	<-done
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/base64url"
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/session"
 )
@@ -116,18 +117,20 @@ func validText(s string, maxLen int) bool {
 }
 
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
-	sub := ""
+	var m UserMatch
 	if r.URL.Query().Has("user") {
-		m, ok := h.resolveUser(w, r, r.URL.Query().Get("user"))
-		if !ok {
+		var ok bool
+		if m, ok = h.resolveUser(w, r, r.URL.Query().Get("user")); !ok {
 			return
 		}
-		sub = m.Subject
 	}
-	all, err := h.opts.Store.List(r.Context(), sub)
-	if err != nil {
-		h.internalError(w, "list sessions", err)
-		return
+	all := m.sessions
+	if all == nil {
+		var err error
+		if all, err = h.opts.Store.List(r.Context(), m.Subject); err != nil {
+			h.internalError(w, "list sessions", err)
+			return
+		}
 	}
 	out := make([]session.Session, 0, len(all))
 	for _, s := range all {
@@ -199,6 +202,10 @@ const SubPrefix = "sub:"
 type UserMatch struct {
 	Subject string
 	By      string // Match*
+	// sessions are the subject's stored sessions as the lookup read them
+	// (nil for an explicit sub, which is not looked up), so a request
+	// scans the session bucket once.
+	sessions []session.Session
 }
 
 // errUnknownUser and ambiguousUser are the lookup failures FindUser reports.
@@ -232,7 +239,8 @@ func FindUser(all []session.Session, user string) (UserMatch, error) {
 		case 0:
 			return UserMatch{}, errUnknownUser
 		case 1:
-			return UserMatch{Subject: subs[0], By: by}, nil
+			own := slices.DeleteFunc(slices.Clone(all), func(s session.Session) bool { return s.Subject != subs[0] })
+			return UserMatch{Subject: subs[0], By: by, sessions: own}, nil
 		}
 		slices.Sort(subs)
 		return UserMatch{}, &ambiguousUser{by: by, subs: subs}
@@ -306,6 +314,8 @@ func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "publish the user revocation", err)
 		return
 	}
+	// Read again, not the lookup's sessions: one created since the lookup
+	// is deleted too.
 	all, err := h.opts.Store.List(r.Context(), sub)
 	if err != nil {
 		h.internalError(w, "list the user's sessions", err)
@@ -366,7 +376,7 @@ func (h *Handler) setGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin set groups", "user", user, "sub", m.Subject, "matchedBy", m.By, "groups", groups)
-	h.audit(r, h.userEventOf(r, events.KindGroupsSet, user, m.Subject, "groups: "+groupList(groups)))
+	h.audit(r, h.userEventOf(r, events.KindGroupsSet, user, m, "groups: "+groupList(groups)))
 	writeJSON(w, http.StatusOK, GroupsResult{Subject: m.Subject, Groups: &groups, User: user, MatchedBy: m.By})
 }
 
@@ -383,7 +393,7 @@ func (h *Handler) clearGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin cleared the group override", "user", user, "sub", m.Subject, "matchedBy", m.By)
-	h.audit(r, h.userEventOf(r, events.KindGroupsCleared, user, m.Subject, ""))
+	h.audit(r, h.userEventOf(r, events.KindGroupsCleared, user, m, ""))
 	writeJSON(w, http.StatusOK, GroupsResult{Subject: m.Subject, User: user, MatchedBy: m.By})
 }
 
@@ -410,18 +420,7 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 // ValidKeyID accepts what a kid can be: 1 to 64 base64url characters.
-func ValidKeyID(kid string) bool {
-	if kid == "" || len(kid) > 64 {
-		return false
-	}
-	for i := 0; i < len(kid); i++ {
-		c := kid[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func ValidKeyID(kid string) bool { return base64url.Valid(kid, 1, 64) }
 
 const noSuchKey = "no such key; list them with GET /api/v1/keys (edgepass keys list)"
 

@@ -41,14 +41,18 @@ func userEvent(kind, user, sub string, sessions []session.Session, detail string
 	return e
 }
 
-// userEventOf is userEvent reading the user's sessions first (a failure
-// only leaves the names out).
-func (h *Handler) userEventOf(r *http.Request, kind, user, sub, detail string) events.Event {
-	all, err := h.opts.Store.List(r.Context(), sub)
-	if err != nil {
-		h.log.Debug("admin API: list sessions to name an audit event", "err", err)
+// userEventOf is userEvent over the sessions the lookup of m read, or for
+// an explicit sub its sessions read now (a failure only leaves the names
+// out).
+func (h *Handler) userEventOf(r *http.Request, kind, user string, m UserMatch, detail string) events.Event {
+	all := m.sessions
+	if all == nil {
+		var err error
+		if all, err = h.opts.Store.List(r.Context(), m.Subject); err != nil {
+			h.log.Debug("admin API: list sessions to name an audit event", "err", err)
+		}
 	}
-	return userEvent(kind, user, sub, all, detail)
+	return userEvent(kind, user, m.Subject, all, detail)
 }
 
 func groupList(groups []string) string {

@@ -64,7 +64,7 @@ func newAuditFixture(t *testing.T) (*fixture, *fakeAudit) {
 	t.Helper()
 	f := newFixture(t)
 	audit := &fakeAudit{}
-	h, err := New(Options{
+	f.serve(t, Options{
 		Token: testToken, Store: f.store, Edge: clearingEdge{f.edge}, Keys: f.keys, Edges: fakeEdges{},
 		Tokens: []Token{{Name: "ci", Secret: ciToken, ReadOnly: true}, {Name: "ops", Secret: opsToken}},
 		Audit:  audit, Events: audit,
@@ -73,13 +73,6 @@ func newAuditFixture(t *testing.T) (*fixture, *fakeAudit) {
 			{SubjectKey: token.SubjectKey("nobody-known"), Groups: []string{"x"}, At: t0.Add(time.Minute)},
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.now = func() time.Time { return t0.Add(time.Hour) }
-	f.h = h
-	f.srv = httptest.NewServer(h)
-	t.Cleanup(f.srv.Close)
 	return f, audit
 }
 

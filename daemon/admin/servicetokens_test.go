@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -10,38 +8,21 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/servicetokentest"
 	"github.com/edgepass/edgepass/daemon/servicetoken"
 	"github.com/edgepass/edgepass/daemon/session"
-	"github.com/edgepass/edgepass/plugin/token"
 )
-
-type tokenSigner struct{ priv ed25519.PrivateKey }
-
-func (s tokenSigner) SignClaims(c *token.Claims) (string, string, error) {
-	raw, err := token.Sign(c, "kidB", s.priv)
-	return raw, "kidB", err
-}
 
 // serviceTokenManager issues service tokens into the fixture's store.
 func serviceTokenManager(t *testing.T, f *fixture) *servicetoken.Manager {
 	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	m, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: tokenSigner{priv}, Store: f.store,
-		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}, Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return servicetokentest.NewSigner("kidB").Manager(t, f.store, f.edge, f.keys.Horizon, func() time.Time { return t0 })
 }
 
 // withServiceTokens rebuilds the fixture's handler with the service-token routes.
 func withServiceTokens(t *testing.T, f *fixture) {
 	t.Helper()
-	h, err := New(Options{Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: fakeEdges{}, ServiceTokens: serviceTokenManager(t, f)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv.Config.Handler = h
+	f.serve(t, Options{Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: fakeEdges{}, ServiceTokens: serviceTokenManager(t, f)})
 }
 
 // TestServiceTokenEventsNameActorScopeAndNeverTheToken: creating and
@@ -52,13 +33,9 @@ func withServiceTokens(t *testing.T, f *fixture) {
 func TestServiceTokenEventsNameActorScopeAndNeverTheToken(t *testing.T) {
 	f := newFixture(t)
 	audit := &fakeAudit{}
-	h, err := New(Options{Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: fakeEdges{},
+	f.serve(t, Options{Token: testToken, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: fakeEdges{},
 		Tokens: []Token{{Name: "ci", Secret: ciToken, ReadOnly: true}, {Name: "ops", Secret: opsToken}},
 		Audit:  audit, Events: audit, ServiceTokens: serviceTokenManager(t, f)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv.Config.Handler = h
 	create := func(token, source, query, name string) (reply, servicetoken.Created) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/service-tokens"+query,

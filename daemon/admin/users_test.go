@@ -2,7 +2,6 @@ package admin
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -32,14 +31,7 @@ func usersFixture(t *testing.T) (*fixture, *clearingEdge) {
 	}
 	edge := &clearingEdge{&fakeEdge{}}
 	f.edge = edge.fakeEdge
-	h, err := New(Options{Token: testToken, Store: f.store, Edge: edge, Keys: f.keys, Edges: fakeEdges{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.now = func() time.Time { return t0.Add(time.Hour) }
-	f.h = h
-	f.srv = httptest.NewServer(h)
-	t.Cleanup(f.srv.Close)
+	f.serve(t, Options{Token: testToken, Store: f.store, Edge: edge, Keys: f.keys, Edges: fakeEdges{}})
 	return f, edge
 }
 
@@ -145,5 +137,25 @@ func TestGroupsAndSessionListResolveUsers(t *testing.T) {
 	r := f.api(t, "GET", "/api/v1/sessions?user=sub:nobody", "")
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"sessions": []`) {
 		t.Fatalf("explicit sub without sessions: %d %s, want an empty list", r.status, r.body)
+	}
+}
+
+// A user request scans the session bucket once: the lookup's read also
+// lists the user's sessions and names the audit event. (Revoking reads
+// again after publishing, to delete a session created meanwhile.)
+func TestUserRequestsScanTheSessionsOnce(t *testing.T) {
+	f, _ := usersFixture(t)
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/sessions?user=alice", ""},
+		{"PUT", "/api/v1/users/alice/groups", `{"groups":["staff"]}`},
+		{"DELETE", "/api/v1/users/alice/groups", ""},
+	} {
+		f.store.Lists()
+		if r := f.api(t, c.method, c.path, c.body); r.status != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, r.status, r.body)
+		}
+		if n := f.store.Lists(); n != 1 {
+			t.Errorf("%s %s scanned the sessions %d times, want once", c.method, c.path, n)
+		}
 	}
 }

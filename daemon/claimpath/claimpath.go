@@ -28,6 +28,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/edgepass/edgepass/plugin/idptoken"
 )
 
 // Syntax summarizes the path syntax for error messages and help.
@@ -151,7 +153,7 @@ func Parse(s string) (Path, error) {
 			return fail(i, "expected a dot or a bracket after a key, found %q", s[i:i+1])
 		}
 	}
-	p.literal = bare && len(p.segs) > 1
+	p.literal = bare // one bare name too: trying it whole is the walk itself
 	return p, nil
 }
 
@@ -209,28 +211,17 @@ func (p Path) IsName(name string) bool {
 // Segments returns the keys the path walks (without the keys() suffix).
 func (p Path) Segments() []string { return slices.Clone(p.segs) }
 
+// Compiled is the path in the form the edge reads from the IdP-keys fact
+// (idptoken.ClaimPath), so the edge walks it without a parser.
+func (p Path) Compiled() idptoken.ClaimPath {
+	return idptoken.ClaimPath{Raw: p.raw, Segs: p.segs, Keys: p.keys, Literal: p.literal}
+}
+
 // Value returns what is at the path in claims (before any keys()): a
-// written-bare dotted path is first tried as one claim name.
+// written-bare dotted path is first tried as one claim name. It is the
+// edge's walk, so a login and a bearer token map the same claims alike.
 func (p Path) Value(claims map[string]any) (any, bool) {
-	if len(p.segs) == 0 {
-		return nil, false
-	}
-	if p.literal {
-		if v, ok := claims[p.raw]; ok {
-			return v, true
-		}
-	}
-	var cur any = claims
-	for _, k := range p.segs {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[k]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
+	return p.Compiled().Value(claims)
 }
 
 // ErrNotObject means a keys() path found something other than an object.

@@ -16,14 +16,14 @@ func TestParse(t *testing.T) {
 		keys    bool
 		literal bool
 	}{
-		{in: "groups", segs: []string{"groups"}},
+		{in: "groups", segs: []string{"groups"}, literal: true},
 		{in: "realm_access.roles", segs: []string{"realm_access", "roles"}, literal: true},
 		{in: `resource_access["my-client"].roles`, segs: []string{"resource_access", "my-client", "roles"}},
 		{in: `resource_access['my-client'].roles`, segs: []string{"resource_access", "my-client", "roles"}},
 		{in: `resource_access["my.client"]["roles"]`, segs: []string{"resource_access", "my.client", "roles"}},
 		{in: `["urn:zitadel:iam:org:project:roles"].keys()`, segs: []string{"urn:zitadel:iam:org:project:roles"}, keys: true},
 		{in: `urn:zitadel:iam:org:project:roles.keys()`, segs: []string{"urn:zitadel:iam:org:project:roles"}, keys: true},
-		{in: `urn:zitadel:iam:org:project:123:roles`, segs: []string{"urn:zitadel:iam:org:project:123:roles"}},
+		{in: `urn:zitadel:iam:org:project:123:roles`, segs: []string{"urn:zitadel:iam:org:project:123:roles"}, literal: true},
 		{in: `["https://example.com/groups"]`, segs: []string{"https://example.com/groups"}},
 		{in: "https://example.com/groups", segs: []string{"https://example", "com/groups"}, literal: true},
 		{in: `["a\"b\\c"]`, segs: []string{`a"b\c`}},

@@ -221,12 +221,65 @@ func help(topic []string) string {
 	return usage
 }
 
-// commands are the first words Run understands.
-var commands = []string{"sessions", "users", "groups", "keys", "edges", "events", "tokens", "forwardauth-regex", "help"}
+// command is one command Run dispatches to.
+type command struct {
+	// args is how many positional words follow the command's name; -1: a
+	// user and at least one group list (groups set).
+	args int
+	// local commands run without the admin API (run gets no client).
+	local bool
+	run   func(r *runner, ctx context.Context, c *client, o *options, args []string) error
+}
+
+// noArgs is a command of the admin API that takes no positional word.
+func noArgs(f func(r *runner, ctx context.Context, c *client, o *options) error) command {
+	return command{args: 0, run: func(r *runner, ctx context.Context, c *client, o *options, _ []string) error { return f(r, ctx, c, o) }}
+}
+
+// oneArg is a command of the admin API that takes one positional word.
+func oneArg(f func(r *runner, ctx context.Context, c *client, o *options, arg string) error) command {
+	return command{args: 1, run: func(r *runner, ctx context.Context, c *client, o *options, args []string) error {
+		return f(r, ctx, c, o, args[0])
+	}}
+}
+
+// commands are the commands Run understands, by name (one or two words):
+// the one list dispatch, its argument check and IsCommand read.
+var commands = map[string]command{
+	"sessions list":   noArgs((*runner).sessionsList),
+	"sessions show":   oneArg((*runner).sessionsShow),
+	"sessions revoke": oneArg((*runner).sessionsRevoke),
+	"users revoke":    oneArg((*runner).usersRevoke),
+	"groups set": {args: -1, run: func(r *runner, ctx context.Context, c *client, o *options, args []string) error {
+		return r.groupsSet(ctx, c, o, args[0], args[1:])
+	}},
+	"groups clear":  oneArg((*runner).groupsClear),
+	"groups list":   noArgs((*runner).groupsList),
+	"keys list":     noArgs((*runner).keysList),
+	"keys rotate":   noArgs((*runner).keysRotate),
+	"keys revoke":   oneArg((*runner).keysRevoke),
+	"keys anchor":   noArgs((*runner).keysAnchor),
+	"edges":         noArgs((*runner).edges),
+	"events":        noArgs((*runner).events),
+	"tokens create": oneArg((*runner).tokensCreate),
+	"tokens list":   noArgs((*runner).tokensList),
+	"tokens revoke": oneArg((*runner).tokensRevoke),
+	"forwardauth-regex": {local: true, run: func(r *runner, _ context.Context, _ *client, o *options, _ []string) error {
+		return r.forwardAuthRegex(o)
+	}},
+}
 
 // IsCommand reports whether main should hand args starting with name to Run.
 func IsCommand(name string) bool {
-	return slices.Contains(commands, name) || name == "-h" || name == "--help"
+	if name == "help" || name == "-h" || name == "--help" {
+		return true
+	}
+	for known := range commands {
+		if first, _, _ := strings.Cut(known, " "); first == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Run executes one admin command; args are the words after the binary name,
@@ -427,20 +480,13 @@ func (r *runner) client(o *options) (*client, error) {
 // dispatch runs the command named by the positional words.
 func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	cmd := strings.Join(pos[:min(2, len(pos))], " ")
-	if pos[0] == "edges" || pos[0] == "forwardauth-regex" || pos[0] == "events" {
+	if _, ok := commands[pos[0]]; ok { // a one-word command
 		cmd = pos[0]
 	}
-	argc := map[string]int{ // positional words after the command
-		"sessions list": 0, "sessions show": 1, "sessions revoke": 1,
-		"users revoke": 1, "groups set": -1, "groups clear": 1, "keys rotate": 0, "edges": 0,
-		"keys list": 0, "keys revoke": 1, "keys anchor": 0, "forwardauth-regex": 0,
-		"groups list": 0, "events": 0,
-		"tokens create": 1, "tokens list": 0, "tokens revoke": 1,
-	}
-	want, ok := argc[cmd]
+	def, ok := commands[cmd]
 	if !ok {
 		var subs []string
-		for known := range argc {
+		for known := range commands {
 			if first, sub, found := strings.Cut(known, " "); found && first == pos[0] {
 				subs = append(subs, sub)
 			}
@@ -452,7 +498,7 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 		return &usageError{fmt.Sprintf("unknown command %q", strings.Join(pos, " "))}
 	}
 	rest := pos[len(strings.Fields(cmd)):]
-	switch {
+	switch want := def.args; {
 	case want >= 0 && len(rest) != want:
 		return &usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd, want, len(rest))}
 	case want < 0 && len(rest) < 2:
@@ -482,45 +528,12 @@ func (r *runner) dispatch(ctx context.Context, o *options, pos []string) error {
 	if o.sub && takesUser {
 		rest[0] = admin.SubPrefix + rest[0]
 	}
-	if cmd == "forwardauth-regex" {
-		return r.forwardAuthRegex(o)
+	if def.local {
+		return def.run(r, ctx, nil, o, rest)
 	}
 	c, err := r.client(o)
 	if err != nil {
 		return err
 	}
-	switch cmd {
-	case "sessions list":
-		return r.sessionsList(ctx, c, o)
-	case "sessions show":
-		return r.sessionsShow(ctx, c, o, rest[0])
-	case "sessions revoke":
-		return r.sessionsRevoke(ctx, c, o, rest[0])
-	case "users revoke":
-		return r.usersRevoke(ctx, c, o, rest[0])
-	case "groups set":
-		return r.groupsSet(ctx, c, o, rest[0], rest[1:])
-	case "groups clear":
-		return r.groupsClear(ctx, c, o, rest[0])
-	case "keys rotate":
-		return r.keysRotate(ctx, c, o)
-	case "keys list":
-		return r.keysList(ctx, c, o)
-	case "keys revoke":
-		return r.keysRevoke(ctx, c, o, rest[0])
-	case "groups list":
-		return r.groupsList(ctx, c, o)
-	case "events":
-		return r.events(ctx, c, o)
-	case "keys anchor":
-		return r.keysAnchor(ctx, c, o)
-	case "tokens create":
-		return r.tokensCreate(ctx, c, o, rest[0])
-	case "tokens list":
-		return r.tokensList(ctx, c, o)
-	case "tokens revoke":
-		return r.tokensRevoke(ctx, c, o, rest[0])
-	default:
-		return r.edges(ctx, c, o)
-	}
+	return def.run(r, ctx, c, o, rest)
 }

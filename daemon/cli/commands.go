@@ -104,15 +104,27 @@ func (r *runner) sessionsList(ctx context.Context, c *client, o *options) error 
 	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions"}, q, nil, noSuchUser, &l); !ok {
 		return err
 	}
-	if len(l.Sessions) == 0 {
-		fmt.Fprintln(r.stdout, "No sessions.")
+	rows := make([][]string, 0, len(l.Sessions))
+	for _, s := range l.Sessions {
+		rows = append(rows, []string{cell(s.ID), cell(s.Subject), cell(s.Username), cell(s.Email),
+			cell(strings.Join(s.Groups, ",")), stamp(s.IssuedAt), stamp(s.ExpiresAt)})
+	}
+	return r.table("No sessions.", "SID\tSUBJECT\tUSER\tEMAIL\tGROUPS\tISSUED\tEXPIRES", rows)
+}
+
+// table prints rows in aligned columns under header (none when ""); with
+// no rows it prints none instead, when none is set.
+func (r *runner) table(none, header string, rows [][]string) error {
+	if len(rows) == 0 && none != "" {
+		fmt.Fprintln(r.stdout, none)
 		return nil
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SID\tSUBJECT\tUSER\tEMAIL\tGROUPS\tISSUED\tEXPIRES")
-	for _, s := range l.Sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.ID), cell(s.Subject), cell(s.Username), cell(s.Email),
-			cell(strings.Join(s.Groups, ",")), stamp(s.IssuedAt), stamp(s.ExpiresAt))
+	if header != "" {
+		fmt.Fprintln(tw, header)
+	}
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
 }
@@ -122,15 +134,11 @@ func (r *runner) sessionsShow(ctx context.Context, c *client, o *options, sid st
 	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "sessions", sid}, nil, nil, noSuchSession, &s); !ok {
 		return err
 	}
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	for _, row := range [][2]string{
-		{"SID", cell(s.ID)}, {"SUBJECT", cell(s.Subject)}, {"USER", cell(s.Username)}, {"EMAIL", cell(s.Email)},
-		{"NAME", cell(s.Name)}, {"GROUPS", cell(strings.Join(s.Groups, ","))}, {"ISSUED", stamp(s.IssuedAt)},
-		{"EXPIRES", stamp(s.ExpiresAt)}, {"REFRESHED", stamp(s.RefreshedAt)}, {"IDP SID", cell(s.IdPSessionID)},
-	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
-	}
-	return tw.Flush()
+	return r.table("", "", [][]string{
+		{"SID:", cell(s.ID)}, {"SUBJECT:", cell(s.Subject)}, {"USER:", cell(s.Username)}, {"EMAIL:", cell(s.Email)},
+		{"NAME:", cell(s.Name)}, {"GROUPS:", cell(strings.Join(s.Groups, ","))}, {"ISSUED:", stamp(s.IssuedAt)},
+		{"EXPIRES:", stamp(s.ExpiresAt)}, {"REFRESHED:", stamp(s.RefreshedAt)}, {"IDP SID:", cell(s.IdPSessionID)},
+	})
 }
 
 func (r *runner) sessionsRevoke(ctx context.Context, c *client, o *options, sid string) error {
@@ -217,13 +225,12 @@ func (r *runner) keysList(ctx context.Context, c *client, o *options) error {
 	}
 	fmt.Fprintf(r.stdout, "Trust anchor: %s (id %s); configure every edgepass middleware with trustAnchors: [%s]\n", cell(l.Anchor), cell(l.AnchorID), cell(l.Anchor))
 	fmt.Fprintf(r.stdout, "Longest token lifetime edges accept: %s\n\n", time.Duration(l.MaxTokenLifetime)*time.Second)
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tREVOKED\tREMOVED AFTER")
+	rows := make([][]string, 0, len(l.Keys))
 	for _, k := range l.Keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(k.ID), cell(k.State), stamp(k.Created), stamp(k.Activated),
-			stamp(k.Retired), stamp(k.Revoked), stamp(k.RemoveAfter))
+		rows = append(rows, []string{cell(k.ID), cell(k.State), stamp(k.Created), stamp(k.Activated),
+			stamp(k.Retired), stamp(k.Revoked), stamp(k.RemoveAfter)})
 	}
-	return tw.Flush()
+	return r.table("", "KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tREVOKED\tREMOVED AFTER", rows)
 }
 
 func (r *runner) keysRevoke(ctx context.Context, c *client, o *options, kid string) error {
@@ -256,12 +263,7 @@ func (r *runner) edges(ctx context.Context, c *client, o *options) error {
 	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "edges"}, nil, nil, "", &l); !ok {
 		return err
 	}
-	if len(l.Edges) == 0 {
-		fmt.Fprintln(r.stdout, "No edge replica has reported yet (edges publish a heartbeat every 5s once connected to NATS).")
-		return nil
-	}
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tVERSION\tBUCKET\tSYNCED\tSEQ\tBEHIND\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED")
+	rows := make([][]string, 0, len(l.Edges))
 	for _, e := range l.Edges {
 		synced := "no"
 		if e.Synced {
@@ -275,10 +277,11 @@ func (r *runner) edges(ctx context.Context, c *client, o *options) error {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\n", cell(e.Replica), cell(version), cell(e.Bucket), synced, e.Seq, e.Behind,
-			ago(time.Duration(e.HeardAgoMs)*time.Millisecond), seen, e.RevokedSessions, e.RevokedUsers, e.Groups, e.Rejected)
+		rows = append(rows, []string{cell(e.Replica), cell(version), cell(e.Bucket), synced, fmt.Sprint(e.Seq), fmt.Sprint(e.Behind),
+			ago(time.Duration(e.HeardAgoMs) * time.Millisecond), seen, fmt.Sprint(e.RevokedSessions), fmt.Sprint(e.RevokedUsers), fmt.Sprint(e.Groups), fmt.Sprint(e.Rejected)})
 	}
-	return tw.Flush()
+	return r.table("No edge replica has reported yet (edges publish a heartbeat every 5s once connected to NATS).",
+		"REPLICA\tVERSION\tBUCKET\tSYNCED\tSEQ\tBEHIND\tNATS HEARD\tLAST SEEN\tREVOKED SESSIONS\tREVOKED USERS\tGROUPS\tREJECTED", rows)
 }
 
 // since renders how long ago t was.

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
@@ -66,12 +65,11 @@ func (r *runner) events(ctx context.Context, c *client, o *options) error {
 			fmt.Fprintln(r.stdout, "No events.")
 			return nil
 		}
-		tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tSOURCE\tUSER\tREASON / DETAIL")
+		rows := make([][]string, 0, len(p.Events))
 		for _, e := range p.Events {
-			fmt.Fprintln(tw, eventLine(e, "\t"))
+			rows = append(rows, eventCells(e))
 		}
-		if err := tw.Flush(); err != nil {
+		if err := r.table("", "TIME\tKIND\tACTOR\tSOURCE\tUSER\tREASON / DETAIL", rows); err != nil {
 			return err
 		}
 		if p.Next > 0 {
@@ -138,15 +136,15 @@ func (r *runner) printEvents(o *options, list []events.Event) error {
 			}
 			continue
 		}
-		if _, err := fmt.Fprintln(r.stdout, eventLine(e, "  ")); err != nil {
+		if _, err := fmt.Fprintln(r.stdout, strings.Join(eventCells(e), "  ")); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// eventLine is an event for a terminal (every value sanitized).
-func eventLine(e events.Event, sep string) string {
+// eventCells are an event's columns for a terminal (every value sanitized).
+func eventCells(e events.Event) []string {
 	who := cell(cmp.Or(e.User, e.Email, e.Subject))
 	if e.SessionID != "" {
 		who += " session " + cell(e.SessionID)
@@ -155,7 +153,7 @@ func eventLine(e events.Event, sep string) string {
 		who += " key " + cell(e.KeyID)
 	}
 	why := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{e.Reason, e.Detail}, func(s string) bool { return s == "" }), "; "))
-	return strings.Join([]string{stamp(e.Time), cell(e.Kind), cell(e.Actor) + " (" + cell(e.ActorType) + ")", cell(e.Source), who, cell(why)}, sep)
+	return []string{stamp(e.Time), cell(e.Kind), cell(e.Actor) + " (" + cell(e.ActorType) + ")", cell(e.Source), who, cell(why)}
 }
 
 func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
@@ -163,12 +161,7 @@ func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
 	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "groups"}, nil, nil, "", &l); !ok {
 		return err
 	}
-	if len(l.Overrides) == 0 {
-		fmt.Fprintln(r.stdout, "No group override in force.")
-		return nil
-	}
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tSUBJECT\tGROUPS\tSET\tEXPIRES")
+	rows := make([][]string, 0, len(l.Overrides))
 	for _, ov := range l.Overrides {
 		sub := ov.Subject
 		if sub == "" {
@@ -178,7 +171,7 @@ func (r *runner) groupsList(ctx context.Context, c *client, o *options) error {
 		if groups == "" {
 			groups = "(none)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(cmp.Or(ov.User, ov.Email)), cell(sub), cell(groups), stamp(ov.Set), stamp(ov.Expires))
+		rows = append(rows, []string{cell(cmp.Or(ov.User, ov.Email)), cell(sub), cell(groups), stamp(ov.Set), stamp(ov.Expires)})
 	}
-	return tw.Flush()
+	return r.table("No group override in force.", "USER\tSUBJECT\tGROUPS\tSET\tEXPIRES", rows)
 }

@@ -1,18 +1,17 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/syncbuf"
 	ptoken "github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -86,31 +85,13 @@ func TestEventsListsAndFilters(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the CLI writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestEventsFollowPrintsNewEventsAsJSONLines(t *testing.T) {
 	f, _ := newAuditFixture(t)
 	f.run("keys", "rotate")
 	old := followInterval
 	followInterval = 20 * time.Millisecond
 	t.Cleanup(func() { followInterval = old })
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"EDGEPASS_ADMIN_URL": f.srv.URL, "EDGEPASS_ADMIN_TOKEN": "monitor-token-0123456789"}
 	r := &runner{stdout: &out, stderr: &errb, now: func() time.Time { return now }, env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}

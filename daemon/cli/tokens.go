@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/servicetoken"
@@ -61,17 +60,12 @@ func (r *runner) tokensList(ctx context.Context, c *client, o *options) error {
 	if ok, err := r.fetch(ctx, c, o, "GET", []string{"api", "v1", "service-tokens"}, nil, nil, "", &l); !ok {
 		return err
 	}
-	if len(l.Tokens) == 0 {
-		fmt.Fprintln(r.stdout, "No service tokens.")
-		return nil
-	}
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tAUDIENCES\tGROUPS\tISSUED\tEXPIRES")
+	rows := make([][]string, 0, len(l.Tokens))
 	for _, s := range l.Tokens {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.ID), cell(s.Username), cell(strings.Join(s.Audiences, ",")),
-			cell(strings.Join(s.Groups, ",")), stamp(s.IssuedAt), stamp(s.ExpiresAt))
+		rows = append(rows, []string{cell(s.ID), cell(s.Username), cell(strings.Join(s.Audiences, ",")),
+			cell(strings.Join(s.Groups, ",")), stamp(s.IssuedAt), stamp(s.ExpiresAt)})
 	}
-	return tw.Flush()
+	return r.table("No service tokens.", "ID\tNAME\tAUDIENCES\tGROUPS\tISSUED\tEXPIRES", rows)
 }
 
 func (r *runner) tokensRevoke(ctx context.Context, c *client, o *options, id string) error {

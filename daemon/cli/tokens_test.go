@@ -2,7 +2,6 @@ package cli
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -10,26 +9,14 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/events"
-	"github.com/edgepass/edgepass/daemon/servicetoken"
-	"github.com/edgepass/edgepass/daemon/session"
+	"github.com/edgepass/edgepass/daemon/internal/servicetokentest"
 	jwt "github.com/edgepass/edgepass/plugin/token"
 )
 
-type signer struct{ priv ed25519.PrivateKey }
-
-func (s signer) SignClaims(c *jwt.Claims) (string, string, error) {
-	raw, err := jwt.Sign(c, "kidB", s.priv)
-	return raw, "kidB", err
-}
-
 func TestTokensCreateListRevoke(t *testing.T) {
 	f := newFixture(t)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	m, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: signer{priv}, Store: f.store,
-		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}, Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := servicetokentest.NewSigner("kidB")
+	m := signer.Manager(t, f.store, f.edge, f.keys.Horizon, func() time.Time { return t0 })
 	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: edges{}, ServiceTokens: m})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +29,7 @@ func TestTokensCreateListRevoke(t *testing.T) {
 		t.Fatalf("create: exit %d: %s", r.code, r.stderr)
 	}
 	raw := strings.TrimSpace(r.stdout)
-	c, err := (&jwt.Verifier{Audience: jwt.ServiceAudience}).Verify(raw, jwt.NewKeySet(jwt.Key{ID: "kidB", Public: priv.Public().(ed25519.PublicKey)}), t0)
+	c, err := (&jwt.Verifier{Audience: jwt.ServiceAudience}).Verify(raw, jwt.NewKeySet(jwt.Key{ID: signer.KeyID, Public: signer.Key.Public().(ed25519.PublicKey)}), t0)
 	if err != nil || c.Subject != "service:billing-sync" || strings.Join(c.Groups, ",") != "billing,ops" {
 		t.Fatalf("printed token: %v %+v", err, c)
 	}
@@ -88,12 +75,7 @@ func TestTokensCreateListRevoke(t *testing.T) {
 // token, and `events --kind` finds them.
 func TestTokensAreRecordedAsServiceTokenEvents(t *testing.T) {
 	f, audit := newAuditFixture(t)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	m, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: signer{priv}, Store: f.store,
-		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}, Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := servicetokentest.NewSigner("kidB").Manager(t, f.store, f.edge, f.keys.Horizon, func() time.Time { return t0 })
 	h, err := admin.New(admin.Options{Token: token, Store: f.store, Edge: f.edge, Keys: f.keys, Edges: edges{}, ServiceTokens: m,
 		Audit: audit, Events: audit})
 	if err != nil {

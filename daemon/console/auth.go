@@ -212,22 +212,31 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) (*adminSessi
 		}
 		return nil, false
 	}
-	if h.o.Standing != nil {
-		revoked, groups, over := h.o.Standing.Standing(s.Sub, time.Unix(s.Iat, 0))
-		if revoked {
-			h.log.Warn("console: administrator's sessions were revoked; console session ended", "sub", s.Sub)
-			h.setCookie(w, h.cookie, "", -1)
-			h.render(w, r, http.StatusForbidden, nil, "message", view{Title: "Signed out",
-				Message: "Your sessions were ended by an administrator.", Link: Prefix + "signin", LinkText: "Sign in again"})
-			return nil, false
-		}
-		if over && !h.isAdmin(groups) {
-			h.log.Warn("console: administrator's group override has no admin group; refused", "sub", s.Sub)
-			h.forbidden(w, r)
-			return nil, false
-		}
+	return s, h.inStanding(w, r, s)
+}
+
+// inStanding reports whether the person of console session s may still
+// use the console: the edges have not revoked them since s began, and an
+// override of their groups, if any, keeps an administrator group. false
+// means it has answered.
+func (h *Handler) inStanding(w http.ResponseWriter, r *http.Request, s *adminSession) bool {
+	if h.o.Standing == nil {
+		return true
 	}
-	return s, true
+	revoked, groups, over := h.o.Standing.Standing(s.Sub, time.Unix(s.Iat, 0))
+	if revoked {
+		h.log.Warn("console: administrator's sessions were revoked; console session ended", "sub", s.Sub)
+		h.setCookie(w, h.cookie, "", -1)
+		h.render(w, r, http.StatusForbidden, nil, "message", view{Title: "Signed out",
+			Message: "Your sessions were ended by an administrator.", Link: Prefix + "signin", LinkText: "Sign in again"})
+		return false
+	}
+	if over && !h.isAdmin(groups) {
+		h.log.Warn("console: administrator's group override has no admin group; refused", "sub", s.Sub)
+		h.forbidden(w, r)
+		return false
+	}
+	return true
 }
 
 // page wraps a GET page handler: an administrator is required.

@@ -2,8 +2,6 @@ package console
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,11 +17,12 @@ import (
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/edgepub"
 	"github.com/edgepass/edgepass/daemon/events"
+	"github.com/edgepass/edgepass/daemon/internal/servicetokentest"
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
+	"github.com/edgepass/edgepass/daemon/internal/syncbuf"
 	"github.com/edgepass/edgepass/daemon/keys"
 	"github.com/edgepass/edgepass/daemon/oidcflow"
 	"github.com/edgepass/edgepass/daemon/seal"
-	"github.com/edgepass/edgepass/daemon/servicetoken"
 	"github.com/edgepass/edgepass/daemon/session"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -154,7 +153,7 @@ type fixture struct {
 	standing *standing
 	seal     *seal.Key
 	// logs is everything the console and the admin API logged.
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -181,14 +180,9 @@ func newFixture(t *testing.T) *fixture {
 	if f.seal, _, err = seal.Generate(); err != nil {
 		t.Fatal(err)
 	}
-	f.logs = &syncBuffer{}
+	f.logs = &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	tokens, err := servicetoken.New(servicetoken.Options{Issuer: "https://auth.example.com", Signer: tokenSigner{priv}, Store: f.store,
-		MaxLifetime: f.keys.Horizon, Revoker: session.Revoker{Edge: f.edge, Store: f.store}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tokens := servicetokentest.NewSigner("kidA").Manager(t, f.store, f.edge, f.keys.Horizon, nil)
 	api, err := admin.New(admin.Options{
 		Token: adminToken, Store: f.store, Edge: f.edge, Keys: f.keys,
 		Edges: fakeEdges{

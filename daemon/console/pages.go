@@ -481,7 +481,7 @@ func (h *Handler) eventsJSON(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"error":"sign in to the console"}` + "\n"))
 		return
 	}
-	if _, ok := h.authorize(w, r); !ok {
+	if !h.inStanding(w, r, s) {
 		return
 	}
 	q := url.Values{"limit": {"100"}}

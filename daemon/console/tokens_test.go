@@ -1,44 +1,15 @@
 package console
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/edgepass/edgepass/daemon/events"
 	"github.com/edgepass/edgepass/daemon/session"
-	"github.com/edgepass/edgepass/plugin/token"
 )
-
-type tokenSigner struct{ priv ed25519.PrivateKey }
-
-func (s tokenSigner) SignClaims(c *token.Claims) (string, string, error) {
-	raw, err := token.Sign(c, "kidA", s.priv)
-	return raw, "kidA", err
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // shownToken is the service token on the page answering the create form.
 func shownToken(t *testing.T, body string) string {
@@ -65,6 +36,17 @@ func createToken(t *testing.T, b *browser, name string) (answer, string) {
 		t.Fatalf("create %s: %d\n%s", name, a.status, a.body)
 	}
 	return a, shownToken(t, a.body)
+}
+
+// rowOf is the row of the service tokens page whose data-token is id.
+func rowOf(t *testing.T, page, id string) string {
+	t.Helper()
+	i := strings.Index(page, `data-token="`+id+`"`)
+	if i < 0 {
+		t.Fatalf("no row for token %s:\n%s", id, page)
+	}
+	row, _, _ := strings.Cut(page[i:], "</tr>")
+	return row
 }
 
 // serviceRecord is the stored record of the service token named name.
@@ -112,8 +94,7 @@ func TestConsoleServiceTokenIsShownOnce(t *testing.T) {
 
 	// The list shows it, with who created it, and never the token.
 	list = b.get(t, tokensPath)
-	row := list.body[strings.Index(list.body, `data-token="`+rec.ID+`"`):]
-	row, _, _ = strings.Cut(row, "</tr>")
+	row := rowOf(t, list.body, rec.ID)
 	for _, want := range []string{"billing-sync", "billing, ops", "billing-api", "alice (admin)", "<td>no</td>", `href="/console/service-tokens/revoke?id=` + rec.ID + `"`} {
 		if !strings.Contains(row, want) {
 			t.Errorf("list row lacks %q: %s", want, row)
@@ -208,8 +189,7 @@ func TestConsoleServiceTokenRevokeNeedsConfirmationAndCSRF(t *testing.T) {
 		t.Errorf("recorded %+v", e)
 	}
 	list = b.get(t, tokensPath+"?done=tokenrevoked").body
-	row := list[strings.Index(list, `data-token="`+session.Short(rec.ID)+`"`):]
-	row, _, _ = strings.Cut(row, "</tr>")
+	row := rowOf(t, list, session.Short(rec.ID))
 	if !strings.Contains(list, "The service token was revoked") || !strings.Contains(row, "report-bot") || !strings.Contains(row, "yes, ") ||
 		!strings.Contains(row, "by alice") || !strings.Contains(row, "replaced") || !strings.Contains(row, "alice (admin)") {
 		t.Errorf("revoked row: %s", row)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/internal/horizontest"
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -273,17 +274,6 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func watch(t *testing.T, js jetstream.JetStream, ks *token.KeySet) *Follower {
 	t.Helper()
 	w, err := Follow(natstest.Context(t), js, "edge", ks, nil)
@@ -319,7 +309,7 @@ func TestFollowerFeedsState(t *testing.T) {
 	_ = p.RevokeUser(ctx, "bob", before)
 	_ = p.SetGroups(ctx, "carol", []string{"ops"})
 	_ = p.PublishKeys(ctx, keysFact(t))
-	waitFor(t, "live facts", func() bool { return st.Keys() != nil && st.Stats().Groups == 1 && st.Stats().Users == 1 })
+	poll.Until(t, 5*time.Second, "live facts", func() bool { return st.Keys() != nil && st.Stats().Groups == 1 && st.Stats().Users == 1 })
 	bob := token.SubjectKey("bob")
 	if !st.Revoked("", bob, before.Unix(), now) || st.Revoked("", bob, now.Unix(), now) {
 		t.Error("user revocation must refuse tokens issued at or before `before` only")
@@ -336,12 +326,12 @@ func TestFollowerFeedsState(t *testing.T) {
 	rejected := st.Stats().Rejected
 	_, _ = kv.Put(ctx, "revoke.user."+token.SubjectKey("eve"), []byte(`{"before":"yesterday"}`))
 	_, _ = kv.Put(ctx, "something.else", []byte(`{}`))
-	waitFor(t, "rejections", func() bool { return st.Stats().Rejected == rejected+2 })
+	poll.Until(t, 5*time.Second, "rejections", func() bool { return st.Stats().Rejected == rejected+2 })
 
 	if err := p.ClearGroups(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "clear applied", func() bool { _, ok := st.GroupsOverride(token.SubjectKey("carol"), 1); return !ok })
+	poll.Until(t, 5*time.Second, "clear applied", func() bool { _, ok := st.GroupsOverride(token.SubjectKey("carol"), 1); return !ok })
 	if st.LastSeq() == 0 {
 		t.Error("LastSeq not tracked")
 	}
@@ -362,11 +352,11 @@ func TestDeletedRevocationStaysInForce(t *testing.T) {
 	if err := kv.Delete(ctx, "revoke.session."+sid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delete refused", func() bool { return st.Stats().Rejected == rejected+1 })
+	poll.Until(t, 5*time.Second, "delete refused", func() bool { return st.Stats().Rejected == rejected+1 })
 	if err := kv.Purge(ctx, "revoke.session."+sid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "purge refused", func() bool { return st.Stats().Rejected == rejected+2 })
+	poll.Until(t, 5*time.Second, "purge refused", func() bool { return st.Stats().Rejected == rejected+2 })
 	if !st.Revoked(sid, "", now.Unix(), now) {
 		t.Fatal("a deleted revocation was lifted")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 )
 
 var hbT0 = time.Unix(1_700_000_000, 0)
@@ -97,7 +98,7 @@ func TestHeartbeatsOverNATS(t *testing.T) {
 	_ = srv.NC.Publish("edgepass.heartbeat.other.e1", hb("c", 1)) // another bucket's edges
 	_ = srv.NC.Publish("edgepass.heartbeat.edge", hb("d", 1))     // the old subject, without an edge name
 	_ = srv.NC.Flush()
-	waitFor(t, "heartbeats", func() bool { return len(h.List()) == 2 && h.Rejected() == 1 })
+	poll.Until(t, 5*time.Second, "heartbeats", func() bool { return len(h.List()) == 2 && h.Rejected() == 1 })
 	list := h.List()
 	if list[0].Replica != "a" || list[1].Replica != "b" || list[1].Seq != 7 || list[0].Edge != "e1" || list[1].Edge != "e1" {
 		t.Fatalf("List = %+v", list)
@@ -166,7 +167,7 @@ func TestHeartbeatsOverNATSTakeTheEdgeFromTheSubject(t *testing.T) {
 	_ = srv.NC.Publish("edgepass.heartbeat.edge.a", hbAs("b", "forged", 1))
 	_ = srv.NC.Publish("edgepass.heartbeat.edge.a", hbAs("", "honest", 2))
 	_ = srv.NC.Flush()
-	waitFor(t, "heartbeats", func() bool { return len(h.List()) == 1 && h.Rejected() == 1 })
+	poll.Until(t, 5*time.Second, "heartbeats", func() bool { return len(h.List()) == 1 && h.Rejected() == 1 })
 	if l := h.List(); l[0].Edge != "a" || l[0].Replica != "honest" {
 		t.Fatalf("List = %+v", l)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgepass/edgepass/daemon/internal/natstest"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/plugin/edgestate"
 )
 
@@ -43,7 +44,7 @@ func caughtUp(t *testing.T, js jetstream.JetStream, w *Follower) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "watcher caught up", func() bool { return w.State().LastSeq() >= info.State.LastSeq })
+	poll.Until(t, 5*time.Second, "watcher caught up", func() bool { return w.State().LastSeq() >= info.State.LastSeq })
 }
 
 // snapshotSetup is a publisher on a settable clock, the daemon's watcher and

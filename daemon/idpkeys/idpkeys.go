@@ -99,9 +99,7 @@ func compile(paths []string) ([]idptoken.ClaimPath, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, idptoken.ClaimPath{Raw: p.String(), Segs: p.Segments(), Keys: p.Keys(),
-			// Written with bare names and dots only: tried as one claim name first.
-			Literal: !p.Keys() && !strings.ContainsAny(p.String(), `[]()"' `)})
+		out = append(out, p.Compiled())
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 )
 
@@ -363,13 +364,9 @@ func TestPluginWatcherWorksWithEdgePermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for !(w.State().Synced() && w.State().Revoked(sid, "", 1, time.Now())) {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin watcher did not sync the edge bucket as the edge user")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the plugin watcher to sync the edge bucket as the edge user", func() bool {
+		return w.State().Synced() && w.State().Revoked(sid, "", 1, time.Now())
+	})
 	if _, err := beats.NextMsg(10 * time.Second); err != nil {
 		t.Errorf("no heartbeat from the plugin: %v", err)
 	}

@@ -117,16 +117,8 @@ func TestOverlongGroupNamesAreDroppedWithAWarning(t *testing.T) {
 func mappingHandler(t *testing.T, mod func(o *Options)) (*Handler, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
-	o := Options{PublicURL: "https://auth.example.com", Issuer: "https://idp.example.com", ClientID: "edgepass",
-		Store: sessiontest.New(), Signer: fakeSigner{}, Tokens: fakeSigner{}, Edge: newFakeEdge(),
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	if mod != nil {
-		mod(&o)
-	}
-	h, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, _ := newFakes().handler(t, Options{PublicURL: "https://auth.example.com", Issuer: "https://idp.example.com", ClientID: "edgepass",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, mod)
 	return h, &logs
 }
 

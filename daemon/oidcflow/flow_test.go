@@ -17,16 +17,40 @@ import (
 	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 )
 
-// env is a daemon (the handler on an httptest server) wired to a testIdP
-// and fakes of the core.
-type env struct {
-	idp     *testIdP
-	h       *Handler
-	srv     *httptest.Server
+// fakes are the fakes of the core a test handler runs on.
+type fakes struct {
 	store   *sessiontest.Store
 	edge    *fakeEdge
 	metrics *fakeMetrics
-	opts    Options
+}
+
+func newFakes() fakes {
+	return fakes{store: sessiontest.New(), edge: newFakeEdge(), metrics: newFakeMetrics()}
+}
+
+// handler wires o to the fakes (and fakeSigner), lets mod change it, and
+// makes the Handler.
+func (f fakes) handler(t *testing.T, o Options, mod func(o *Options)) (*Handler, Options) {
+	t.Helper()
+	o.Store, o.Signer, o.Tokens, o.Edge, o.Metrics = f.store, fakeSigner{}, fakeSigner{}, f.edge, f.metrics
+	if mod != nil {
+		mod(&o)
+	}
+	h, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, o
+}
+
+// env is a daemon (the handler on an httptest server) wired to a testIdP
+// and fakes of the core.
+type env struct {
+	fakes
+	idp  *testIdP
+	h    *Handler
+	srv  *httptest.Server
+	opts Options
 	// mux serves the handler's endpoints, for requests made without a
 	// network round trip (floods, chosen remote addresses).
 	mux *http.ServeMux
@@ -34,11 +58,11 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(o *Options)) *env {
 	t.Helper()
-	e := &env{idp: newTestIdP(t), store: sessiontest.New(), edge: newFakeEdge(), metrics: newFakeMetrics()}
+	e := &env{fakes: newFakes(), idp: newTestIdP(t)}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
-	o := Options{
+	h, o := e.handler(t, Options{
 		PublicURL:       e.srv.URL,
 		Issuer:          e.idp.issuer(),
 		ClientID:        "edgepass",
@@ -48,19 +72,7 @@ func newEnv(t *testing.T, mod func(o *Options)) *env {
 		CookieDomain:    "",
 		AllowedDomains:  []string{"127.0.0.1", "app.example.com", "*.example.org"},
 		DefaultRedirect: "https://app.example.com/",
-		Store:           e.store,
-		Signer:          fakeSigner{},
-		Tokens:          fakeSigner{},
-		Edge:            e.edge,
-		Metrics:         e.metrics,
-	}
-	if mod != nil {
-		mod(&o)
-	}
-	h, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, mod)
 	h.idp.retryAfter = 0
 	h.Register(mux)
 	e.h, e.opts, e.mux = h, o, mux
@@ -78,7 +90,17 @@ func browser(t *testing.T) *http.Client {
 
 func get(t *testing.T, c *http.Client, u string) *http.Response {
 	t.Helper()
-	resp, err := c.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send(t, c, req)
+}
+
+// send makes the request and returns the response, its body read and closed.
+func send(t *testing.T, c *http.Client, req *http.Request) *http.Response {
+	t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +136,20 @@ func (e *env) startLogin(t *testing.T, c *http.Client, rd string) string {
 func (e *env) login(t *testing.T, c *http.Client, rd string) *http.Response {
 	t.Helper()
 	return get(t, c, e.startLogin(t, c, rd))
+}
+
+// keptCookie is the session cookie resp sets, which a browser must be able
+// to keep: name=value within the 4096 bytes browsers store.
+func keptCookie(t *testing.T, resp *http.Response) *http.Cookie {
+	t.Helper()
+	ck := sessionCookie(resp, DefaultCookieName)
+	if ck == nil {
+		t.Fatalf("no session cookie; status %d", resp.StatusCode)
+	}
+	if n := len(ck.Name) + 1 + len(ck.Value); n > 4096 {
+		t.Fatalf("cookie name=value is %d bytes, over 4096", n)
+	}
+	return ck
 }
 
 func sessionCookie(resp *http.Response, name string) *http.Cookie {
@@ -424,14 +460,7 @@ func TestGroupsFilteredToFitCookie(t *testing.T) {
 	}
 	groups = append(groups, "needed")
 	e.idp.set(func(p *testIdP) { p.idClaims["groups"] = groups })
-	resp := e.login(t, browser(t), "")
-	ck := sessionCookie(resp, DefaultCookieName)
-	if ck == nil {
-		t.Fatalf("no cookie; status %d", resp.StatusCode)
-	}
-	if n := len(ck.Name) + 1 + len(ck.Value); n > 4096 {
-		t.Fatalf("cookie name=value is %d bytes, over 4096", n)
-	}
+	ck := keptCookie(t, e.login(t, browser(t), ""))
 	fc, _ := decodeFake(ck.Value)
 	if len(fc.Groups) == 0 || len(fc.Groups) >= len(groups) || fc.Groups[0] != "needed" {
 		t.Fatalf("token carries %d of %d groups, first %q; want a filtered list starting with the required group",

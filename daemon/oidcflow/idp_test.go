@@ -397,34 +397,28 @@ func newFakeEdge() *fakeEdge {
 	return &fakeEdge{users: map[string]time.Time{}, groups: map[string][]string{}}
 }
 
-func (e *fakeEdge) RevokeSession(_ context.Context, sid string, exp time.Time) error {
+// record makes one change under the lock, or fails as NATS does when
+// fail is set.
+func (e *fakeEdge) record(change func()) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.fail {
 		return errors.New("nats down")
 	}
-	e.sessions = append(e.sessions, revokedSession{sid, exp})
+	change()
 	return nil
+}
+
+func (e *fakeEdge) RevokeSession(_ context.Context, sid string, exp time.Time) error {
+	return e.record(func() { e.sessions = append(e.sessions, revokedSession{sid, exp}) })
 }
 
 func (e *fakeEdge) RevokeUser(_ context.Context, sub string, before time.Time) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.fail {
-		return errors.New("nats down")
-	}
-	e.users[sub] = before
-	return nil
+	return e.record(func() { e.users[sub] = before })
 }
 
 func (e *fakeEdge) SetGroups(_ context.Context, sub string, groups []string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.fail {
-		return errors.New("nats down")
-	}
-	e.groups[sub] = groups
-	return nil
+	return e.record(func() { e.groups[sub] = groups })
 }
 
 func (e *fakeEdge) revokedSIDs() []string {

@@ -134,10 +134,8 @@ type verifiedLogin struct {
 	idToken      string // raw, the id_token_hint of RP-initiated logout
 }
 
-// verifyCallback verifies the IdP's answer to login pl: the code exchanges
-// with the login's PKCE verifier, the ID token verifies (checkIDToken:
-// signature, issuer, audience, expiry, the login's nonce, at_hash), the
-// claims map to a user (userinfo fills what the ID token lacks) in one of
+// verifyCallback verifies the IdP's answer to login pl (redeem: code
+// exchange, ID token, claims) and that the user is in one of
 // oidc.requiredGroups. Nothing is stored or issued yet.
 func (h *Handler) verifyCallback(ctx context.Context, w http.ResponseWriter, pl loginState, code string) (*verifiedLogin, bool) {
 	p, err := h.idp.get(ctx)
@@ -147,40 +145,9 @@ func (h *Handler) verifyCallback(ctx context.Context, w http.ResponseWriter, pl 
 			"The identity provider cannot be reached right now. Please try again in a moment.")
 		return nil, false
 	}
-	cctx := h.idp.clientContext(ctx)
-	tok, err := p.exchanger.Exchange(cctx, code, oauth2.VerifierOption(pl.Verifier))
-	if err != nil {
-		h.log.Warn("callback: code exchange failed", "err", err)
-		status := http.StatusBadGateway
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-			status = http.StatusBadRequest
-		}
-		h.fail(w, status, ReasonExchange, "Sign-in failed",
-			"The identity provider did not accept this sign-in. Please start again.")
-		return nil, false
-	}
-	rawID, _ := tok.Extra("id_token").(string)
-	if rawID == "" {
-		h.log.Error("callback: token response has no id_token; is the openid scope configured?")
-		h.fail(w, http.StatusBadGateway, ReasonIDToken, "Sign-in failed", "The identity provider's answer was incomplete.")
-		return nil, false
-	}
-	idt, claims, err := checkIDToken(cctx, p.verifier, rawID, pl.Nonce, tok.AccessToken)
-	if err != nil {
-		h.log.Warn("callback: ID token refused", "err", err)
-		reason := ReasonIDToken
-		if errors.Is(err, errNonce) {
-			reason = ReasonNonce
-		}
-		h.fail(w, http.StatusBadRequest, reason, "Sign-in failed", "The identity provider's answer could not be verified.")
-		return nil, false
-	}
-	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
-	if err != nil {
-		h.log.Error("callback: cannot complete the user's claims", "sub", idt.Subject, "err", err)
-		h.fail(w, http.StatusBadGateway, ReasonUserinfo, "Sign-in failed",
-			"The identity provider did not describe your account. Please try again in a moment.")
+	id, tok, rawID, rerr := h.redeem(ctx, p, p.exchanger, code, pl.Verifier, pl.Nonce)
+	if rerr != nil {
+		h.refuseRedeemed(w, rerr)
 		return nil, false
 	}
 	if !h.allowed(id.Groups) {
@@ -190,6 +157,81 @@ func (h *Handler) verifyCallback(ctx context.Context, w http.ResponseWriter, pl 
 		return nil, false
 	}
 	return &verifiedLogin{id: id, refreshToken: tok.RefreshToken, idToken: rawID}, true
+}
+
+// refuseRedeemed answers the browser whose callback failed in redeem, by
+// the step that failed.
+func (h *Handler) refuseRedeemed(w http.ResponseWriter, re *redeemFailure) {
+	switch re.step {
+	case stepExchange:
+		h.log.Warn("callback: code exchange failed", "err", re.err)
+		status := http.StatusBadGateway
+		var rt *oauth2.RetrieveError
+		if errors.As(re.err, &rt) && rt.Response != nil && rt.Response.StatusCode < 500 {
+			status = http.StatusBadRequest
+		}
+		h.fail(w, status, ReasonExchange, "Sign-in failed",
+			"The identity provider did not accept this sign-in. Please start again.")
+	case stepNoIDToken:
+		h.log.Error("callback: token response has no id_token; is the openid scope configured?")
+		h.fail(w, http.StatusBadGateway, ReasonIDToken, "Sign-in failed", "The identity provider's answer was incomplete.")
+	case stepIDToken:
+		h.log.Warn("callback: ID token refused", "err", re.err)
+		reason := ReasonIDToken
+		if errors.Is(re.err, errNonce) {
+			reason = ReasonNonce
+		}
+		h.fail(w, http.StatusBadRequest, reason, "Sign-in failed", "The identity provider's answer could not be verified.")
+	default:
+		h.log.Error("callback: cannot complete the user's claims", "sub", re.sub, "err", re.err)
+		h.fail(w, http.StatusBadGateway, ReasonUserinfo, "Sign-in failed",
+			"The identity provider did not describe your account. Please try again in a moment.")
+	}
+}
+
+// redeemStep names the step of redeem that failed.
+type redeemStep int
+
+const (
+	stepExchange  redeemStep = iota + 1 // the IdP did not exchange the code
+	stepNoIDToken                       // its token response has no id_token
+	stepIDToken                         // the ID token did not verify (checkIDToken)
+	stepClaims                          // the user's claims could not be completed (identify)
+)
+
+// redeemFailure is the step of redeem that failed, and why.
+type redeemFailure struct {
+	step redeemStep
+	sub  string // the ID token's subject (stepClaims)
+	err  error
+}
+
+// redeem is the IdP step of every sign-in, the edge login's callback and
+// the console's alike: the code exchanges (ex: the sign-in's client and
+// redirect URI) with the login's PKCE verifier, the ID token verifies
+// (checkIDToken: signature, issuer, audience, expiry, the login's nonce,
+// at_hash), and the claims map to a user (identify: userinfo fills what
+// the ID token lacks). It returns who signed in, the IdP's tokens and the
+// raw ID token, or the step that failed.
+func (h *Handler) redeem(ctx context.Context, p *provider, ex codeExchanger, code, verifier, nonce string) (*identity, *oauth2.Token, string, *redeemFailure) {
+	cctx := h.idp.clientContext(ctx)
+	tok, err := ex.Exchange(cctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, nil, "", &redeemFailure{step: stepExchange, err: err}
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return nil, nil, "", &redeemFailure{step: stepNoIDToken, err: errors.New("no id_token")}
+	}
+	idt, claims, err := checkIDToken(cctx, p.verifier, rawID, nonce, tok.AccessToken)
+	if err != nil {
+		return nil, nil, "", &redeemFailure{step: stepIDToken, err: err}
+	}
+	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
+	if err != nil {
+		return nil, nil, "", &redeemFailure{step: stepClaims, sub: idt.Subject, err: err}
+	}
+	return id, tok, rawID, nil
 }
 
 // errNonce: the ID token was issued for another login (or replayed).

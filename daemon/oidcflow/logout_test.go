@@ -638,13 +638,7 @@ func (e *env) postLogout(t *testing.T, c *http.Client, form url.Values, hdr map[
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	return send(t, c, req)
 }
 
 // signOut does what a browser does on /logout?rd=: show the confirmation

@@ -85,22 +85,15 @@ func (h *Handler) FinishSignIn(ctx context.Context, redirectURL string, q url.Va
 	if err != nil {
 		return nil, err
 	}
-	cctx := h.idp.clientContext(ctx)
-	tok, err := signInConfig(p, redirectURL).Exchange(cctx, code, oauth2.VerifierOption(st.Verifier))
-	if err != nil {
-		return nil, fmt.Errorf("%w: code exchange: %v", ErrSignInInvalid, err)
-	}
-	rawID, _ := tok.Extra("id_token").(string)
-	if rawID == "" {
-		return nil, fmt.Errorf("%w: no id_token", ErrSignInInvalid)
-	}
-	idt, claims, err := checkIDToken(cctx, p.verifier, rawID, st.Nonce, tok.AccessToken)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSignInInvalid, err)
-	}
-	id, err := h.identify(ctx, p, idt.Subject, claims, tok)
-	if err != nil {
-		return nil, err
+	id, _, _, re := h.redeem(ctx, p, signInConfig(p, redirectURL), code, st.Verifier, st.Nonce)
+	if re != nil {
+		switch re.step {
+		case stepExchange:
+			return nil, fmt.Errorf("%w: code exchange: %v", ErrSignInInvalid, re.err)
+		case stepNoIDToken, stepIDToken:
+			return nil, fmt.Errorf("%w: %v", ErrSignInInvalid, re.err)
+		}
+		return nil, re.err
 	}
 	return &Person{Subject: id.Subject, Username: id.Username, Email: id.Email, Name: id.Name, Groups: id.Groups}, nil
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/edgepass/edgepass/daemon/internal/sessiontest"
 	"github.com/edgepass/edgepass/daemon/session"
 )
 
@@ -51,17 +50,15 @@ func (f refresherFunc) Refresh(ctx context.Context, refreshToken string) (*oauth
 // decode as from a real IdP); tests replace the verifier, exchanger and
 // refresher. The provider has no userinfo endpoint.
 type stubEnv struct {
-	h       *Handler
-	p       *provider
-	store   *sessiontest.Store
-	edge    *fakeEdge
-	metrics *fakeMetrics
+	fakes
+	h *Handler
+	p *provider
 }
 
 func newStubEnv(t *testing.T, mod func(o *Options)) *stubEnv {
 	t.Helper()
-	e := &stubEnv{store: sessiontest.New(), edge: newFakeEdge(), metrics: newFakeMetrics()}
-	o := Options{
+	e := &stubEnv{fakes: newFakes()}
+	h, o := e.handler(t, Options{
 		PublicURL:       "https://auth.example.com",
 		Issuer:          stubIssuer,
 		ClientID:        "edgepass",
@@ -69,19 +66,7 @@ func newStubEnv(t *testing.T, mod func(o *Options)) *stubEnv {
 		RefreshInterval: 5 * time.Minute,
 		AllowedDomains:  []string{"app.example.com"},
 		DefaultRedirect: "https://app.example.com/",
-		Store:           e.store,
-		Signer:          fakeSigner{},
-		Tokens:          fakeSigner{},
-		Edge:            e.edge,
-		Metrics:         e.metrics,
-	}
-	if mod != nil {
-		mod(&o)
-	}
-	h, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, mod)
 	unexpected := errors.New("unexpected call to the stub IdP")
 	e.p = &provider{
 		oidc: (&oidc.ProviderConfig{IssuerURL: stubIssuer, AuthURL: stubIssuer + "/authorize", TokenURL: stubIssuer + "/token"}).

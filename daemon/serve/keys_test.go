@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgepass/edgepass/daemon/admin"
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -71,7 +73,7 @@ func TestServeRevokingTheSigningKeyEndsItsSessions(t *testing.T) {
 	if list, _ := d.store.List(context.Background(), "u-4"); len(list) != 0 {
 		t.Errorf("sessions signed by the revoked key remain: %v", list)
 	}
-	eventually(t, "revoked key refused at /verify", func() bool {
+	poll.Until(t, 10*time.Second, "revoked key refused at /verify", func() bool {
 		code, _, _ := do(t, "GET", d.url("/verify"), map[string]string{"Authorization": "Bearer " + cookie.Value})
 		return code == 401
 	})
@@ -79,7 +81,7 @@ func TestServeRevokingTheSigningKeyEndsItsSessions(t *testing.T) {
 	if ks, _ := token.ParseJWKS([]byte(jwks)); ks == nil || func() bool { _, ok := ks.Lookup(leaked); return ok }() {
 		t.Error("the JWKS still serves the revoked key")
 	}
-	eventually(t, "the edge state holds the key as revoked", func() bool { return d.watch.State().KeyRevoked(leaked) })
+	poll.Until(t, 10*time.Second, "the edge state holds the key as revoked", func() bool { return d.watch.State().KeyRevoked(leaked) })
 	// A new login signs with the new key and works.
 	cookie2 := d.login(t)
 	if code, _, _ := do(t, "GET", d.url("/verify"), map[string]string{"Authorization": "Bearer " + cookie2.Value}); code != 200 {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 )
 
 // readiness is the body of GET /readyz.
@@ -49,13 +51,13 @@ func TestReadyzFollowsTheIdP(t *testing.T) {
 	}
 
 	idp.SetDown(false)
-	eventually(t, "ready once the IdP answers", func() bool {
+	poll.Until(t, 10*time.Second, "ready once the IdP answers", func() bool {
 		code, res := d.readyz(t)
 		return code == 200 && res.Checks["idp"].State == "ok"
 	})
 
 	idp.SetDown(true)
-	eventually(t, "the IdP reported down while the daemon stays ready", func() bool {
+	poll.Until(t, 10*time.Second, "the IdP reported down while the daemon stays ready", func() bool {
 		code, res := d.readyz(t)
 		idp := res.Checks["idp"]
 		return code == 200 && res.Status == "ready" && idp.State == "failing" && idp.Ready && idp.Reason != ""
@@ -74,12 +76,12 @@ func TestReadyzFailsWhenJetStreamIsUnwritable(t *testing.T) {
 	defer idp.Close()
 	cfg := testConfig(t, idp, t.TempDir())
 	d := start(t, cfg)
-	eventually(t, "ready", func() bool { code, _ := d.readyz(t); return code == 200 })
+	poll.Until(t, 10*time.Second, "ready", func() bool { code, _ := d.readyz(t); return code == 200 })
 
 	if err := d.nats.JS.DeleteKeyValue(context.Background(), cfg.NATS.SessionBucket); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "not ready without the session bucket", func() bool {
+	poll.Until(t, 10*time.Second, "not ready without the session bucket", func() bool {
 		code, res := d.readyz(t)
 		js := res.Checks["jetstream"]
 		return code == 503 && js.State == "failing" && !js.Ready && js.Reason != ""

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
 )
@@ -124,17 +125,6 @@ func do(t *testing.T, method, u string, hdr map[string]string) (int, http.Header
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestServeWiring(t *testing.T) {
 	idp := fakeidp.Start("edgepass", fakeidp.User{Subject: "u-1", Email: "alice@example.com", Name: "Alice", Username: "alice", Groups: []string{"staff"}})
 	defer idp.Close()
@@ -204,7 +194,7 @@ func TestServeWiring(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode/100 != 2 {
 		t.Fatalf("set groups: %v %v", resp, err)
 	}
-	eventually(t, "group override at /verify", func() bool {
+	poll.Until(t, 10*time.Second, "group override at /verify", func() bool {
 		_, hdr, _ := do(t, "GET", d.url("/verify"), verifyReq)
 		return hdr.Get("X-Auth-Groups") == "admins"
 	})
@@ -213,7 +203,7 @@ func TestServeWiring(t *testing.T) {
 	if code, _, body := do(t, "DELETE", d.admin("/api/v1/sessions/"+sid), bearer); code/100 != 2 {
 		t.Fatalf("revoke session: %d %s", code, body)
 	}
-	eventually(t, "revocation at /verify", func() bool {
+	poll.Until(t, 10*time.Second, "revocation at /verify", func() bool {
 		code, _, _ := do(t, "GET", d.url("/verify"), verifyReq)
 		return code == http.StatusUnauthorized
 	})
@@ -235,7 +225,7 @@ func TestServeWiring(t *testing.T) {
 	}
 	defer nc.Close()
 	hb := fmt.Sprintf(`{"replica":"traefik-0","bucket":%q,"seq":3,"synced":true,"heardAgoMs":5,"at":%d}`, cfg.NATS.EdgeBucket, time.Now().UnixMilli())
-	eventually(t, "edge listed", func() bool {
+	poll.Until(t, 10*time.Second, "edge listed", func() bool {
 		_ = nc.Publish(natsedge.HeartbeatSubject(cfg.NATS.EdgeBucket, edge.Name), []byte(hb))
 		_, _, body := do(t, "GET", d.admin("/api/v1/edges"), bearer)
 		return strings.Contains(body, `"traefik-0"`)

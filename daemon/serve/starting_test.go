@@ -14,12 +14,14 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/edgepass/edgepass/daemon/config"
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 )
 
 // externalNATS configures cfg for an external NATS server on a free port
 // that nothing listens on yet, and returns the options to start it later.
-func externalNATS(t *testing.T, cfgDir string) (*server.Options, string) {
+func externalNATS(t *testing.T, cfg *config.Configuration, cfgDir string) *server.Options {
 	t.Helper()
 	host, portStr, _ := net.SplitHostPort(freeAddr(t))
 	port, _ := strconv.Atoi(portStr)
@@ -27,11 +29,14 @@ func externalNATS(t *testing.T, cfgDir string) (*server.Options, string) {
 	if err := os.WriteFile(pw, []byte("daemon-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	cfg.NATS.Embedded.Enabled = false
+	cfg.NATS.URLs = []string{"nats://" + net.JoinHostPort(host, portStr)}
+	cfg.NATS.User, cfg.NATS.PasswordFile, cfg.NATS.Password = "edgepass", pw, "daemon-secret-0123456789" // config.Load reads the file; these tests bypass it
 	return &server.Options{
 		Host: host, Port: port, JetStream: true, StoreDir: t.TempDir(),
 		Username: "edgepass", Password: "daemon-secret-0123456789",
 		NoLog: true, NoSigs: true,
-	}, pw
+	}
 }
 
 // runNATS starts the nats-server opts configure and waits until it takes
@@ -59,10 +64,7 @@ func TestNewServesNotReadyWhileNATSIsStarting(t *testing.T) {
 	defer idp.Close()
 	dir := t.TempDir()
 	cfg := testConfig(t, idp, dir)
-	opts, pwFile := externalNATS(t, dir)
-	cfg.NATS.Embedded.Enabled = false
-	cfg.NATS.URLs = []string{"nats://" + net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))}
-	cfg.NATS.User, cfg.NATS.PasswordFile, cfg.NATS.Password = "edgepass", pwFile, "daemon-secret-0123456789" // config.Load reads the file; these tests bypass it
+	opts := externalNATS(t, cfg, dir)
 	cfg.Admin.Listen = freeAddr(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -78,7 +80,7 @@ func TestNewServesNotReadyWhileNATSIsStarting(t *testing.T) {
 	}()
 
 	public, admin := "http://"+cfg.Listen, "http://"+cfg.Admin.Listen
-	eventually(t, "readyz names the missing dependency", func() bool {
+	poll.Until(t, 10*time.Second, "readyz names the missing dependency", func() bool {
 		code, _, body := get(admin+"/readyz", nil)
 		return code == 503 && strings.Contains(body, "waiting for NATS")
 	})
@@ -109,7 +111,7 @@ func TestNewServesNotReadyWhileNATSIsStarting(t *testing.T) {
 		t.Fatalf("New after NATS started: %v", r.err)
 	}
 	go func() { _ = r.s.Serve(ctx) }()
-	eventually(t, "ready once NATS is up", func() bool {
+	poll.Until(t, 10*time.Second, "ready once NATS is up", func() bool {
 		code, _, _ := get(admin+"/readyz", nil)
 		return code == 200
 	})
@@ -125,13 +127,10 @@ func TestNewFailsFastOnNATSAuthorization(t *testing.T) {
 	defer idp.Close()
 	dir := t.TempDir()
 	cfg := testConfig(t, idp, dir)
-	opts, pwFile := externalNATS(t, dir)
+	opts := externalNATS(t, cfg, dir)
 	opts.Password = "another-password-000000"
 	ns := runNATS(t, opts)
 	defer ns.Shutdown()
-	cfg.NATS.Embedded.Enabled = false
-	cfg.NATS.URLs = []string{ns.ClientURL()}
-	cfg.NATS.User, cfg.NATS.PasswordFile, cfg.NATS.Password = "edgepass", pwFile, "daemon-secret-0123456789" // config.Load reads the file; these tests bypass it
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

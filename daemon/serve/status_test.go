@@ -7,8 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgepass/edgepass/daemon/internal/fakeidp"
+	"github.com/edgepass/edgepass/daemon/internal/poll"
 	"github.com/edgepass/edgepass/plugin/token"
 )
 
@@ -68,7 +70,7 @@ func TestStatusPageSignOut(t *testing.T) {
 	if code := post("http://" + d.PublicAddr()); code != http.StatusFound {
 		t.Fatalf("sign-out from the status page: %d, want 302", code)
 	}
-	eventually(t, "signed out at /verify", func() bool {
+	poll.Until(t, 10*time.Second, "signed out at /verify", func() bool {
 		code, _, _ := do(t, "GET", d.url("/verify"), verify)
 		return code == http.StatusUnauthorized
 	})

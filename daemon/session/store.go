@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgepass/edgepass/daemon/internal/base64url"
 	"github.com/edgepass/edgepass/daemon/kvbucket"
 	"github.com/edgepass/edgepass/daemon/seal"
 )
@@ -39,18 +40,7 @@ func NewID() string {
 // ValidID reports whether id can be a session id: 22 to 128 base64url
 // characters. Everything else is refused before it reaches NATS, where dots
 // and wildcards would change the key's meaning.
-func ValidID(id string) bool {
-	if len(id) < 22 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func ValidID(id string) bool { return base64url.Valid(id, 22, 128) }
 
 // StoreOptions configures the session bucket.
 type StoreOptions struct {

@@ -207,9 +207,10 @@ func TestPluginAndVerifyDecideAlike(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		viaPlugin := func(raw string, method string, h http.Header) answer {
-			seen = nil
-			r := httptest.NewRequest(method, "https://app.example.com/page?x=1", nil)
+		// browser gives r what the browser's request to
+		// https://app.example.com/page?x=1 carries through Traefik: headers
+		// h, the forwarded scheme and host, and the session cookie raw.
+		browser := func(r *http.Request, raw string, h http.Header) *http.Request {
 			for k, v := range h {
 				r.Header[k] = v
 			}
@@ -218,6 +219,11 @@ func TestPluginAndVerifyDecideAlike(t *testing.T) {
 			if raw != "" {
 				r.Header.Set("Cookie", "edgepass_session="+raw)
 			}
+			return r
+		}
+		viaPlugin := func(raw string, method string, h http.Header) answer {
+			seen = nil
+			r := browser(httptest.NewRequest(method, "https://app.example.com/page?x=1", nil), raw, h)
 			rw := httptest.NewRecorder()
 			plugin.ServeHTTP(rw, r)
 			a := answer{status: rw.Code, toLogin: strings.HasPrefix(rw.Header().Get("Location"), issuer+"/login"), challenge: rw.Header().Get("WWW-Authenticate")}
@@ -227,17 +233,9 @@ func TestPluginAndVerifyDecideAlike(t *testing.T) {
 			return a
 		}
 		viaVerify := func(raw string, method string, h http.Header) answer {
-			r := httptest.NewRequest(http.MethodGet, "/verify?"+rt.query(), nil)
-			for k, v := range h {
-				r.Header[k] = v
-			}
+			r := browser(httptest.NewRequest(http.MethodGet, "/verify?"+rt.query(), nil), raw, h)
 			r.Header.Set("X-Forwarded-Method", method)
-			r.Header.Set("X-Forwarded-Proto", "https")
-			r.Header.Set("X-Forwarded-Host", "app.example.com")
 			r.Header.Set("X-Forwarded-Uri", "/page?x=1")
-			if raw != "" {
-				r.Header.Set("Cookie", "edgepass_session="+raw)
-			}
 			rw := httptest.NewRecorder()
 			vh.ServeHTTP(rw, r)
 			a := answer{status: rw.Code, toLogin: strings.HasPrefix(rw.Header().Get("Location"), issuer+"/login"), challenge: rw.Header().Get("WWW-Authenticate")}

@@ -21,6 +21,8 @@ type Store struct {
 	// BeforeUpdate, if set, runs at the start of every Update (outside the
 	// lock): tests use it to interleave another replica's writes.
 	BeforeUpdate func(s *session.Session)
+	// lists counts List calls: each one a scan of the real bucket.
+	lists int
 }
 
 type entry struct {
@@ -100,10 +102,21 @@ func (st *Store) Delete(_ context.Context, id string) error {
 func (st *Store) List(_ context.Context, subject string) ([]session.Session, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.lists++
 	if st.Fail != nil {
 		return nil, st.Fail
 	}
 	return st.list(subject), nil
+}
+
+// Lists returns how many times List was called (each a scan of the real
+// bucket), and starts counting again.
+func (st *Store) Lists() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := st.lists
+	st.lists = 0
+	return n
 }
 
 // All returns every session (ignoring Fail), for assertions.
