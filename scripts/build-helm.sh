@@ -15,14 +15,10 @@ version="${HELM_VERSION:-v4.3.2}"
 build() {
   local bin=$1 major="${version%%.*}"
   echo "build-helm: building helm.sh/helm/$major/cmd/helm@$version from the Go module proxy (a few minutes on 2 cores; cached at $bin afterwards)" >&2
-  gobin=$(mktemp -d)
-  trap 'rm -rf "$gobin"' EXIT
-  if ! GOWORK=off GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-X helm.sh/helm/$major/internal/version.version=$version" \
-    "helm.sh/helm/$major/cmd/helm@$version" >&2; then
+  if ! go_install "$bin" "helm.sh/helm/$major/cmd/helm@$version" \
+    -ldflags "-X helm.sh/helm/$major/internal/version.version=$version"; then
     echo "build-helm: cannot build helm $version; check GOPROXY, or set EDGEPASS_HELM to an existing helm binary" >&2
     exit 1
   fi
-  mv "$gobin/helm" "$bin"
 }
 cached_build helm "$version" build

@@ -10,12 +10,9 @@ version="${NATS_SERVER_VERSION:-v2.15.2}"
 build() {
   local bin=$1
   echo "build-nats-server: building github.com/nats-io/nats-server/v2@$version (about a minute; cached at $bin afterwards)" >&2
-  gobin=$(mktemp -d)
-  trap 'rm -rf "$gobin"' EXIT
-  if ! GOWORK=off GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath "github.com/nats-io/nats-server/v2@$version" >&2; then
+  if ! go_install "$bin" "github.com/nats-io/nats-server/v2@$version"; then
     echo "build-nats-server: cannot build nats-server $version; check GOPROXY, or set EDGEPASS_NATS_SERVER to an existing nats-server (2.10+, JetStream)" >&2
     exit 1
   fi
-  mv "$gobin/nats-server" "$bin"
 }
 cached_build nats-server "$version" build

@@ -36,18 +36,11 @@ const failoverBudget = 2 * time.Second
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	last := ""
-	for time.Since(start) < timeout {
-		ok, why := cond()
-		if ok {
-			return time.Since(start)
-		}
-		last = why
-		time.Sleep(50 * time.Millisecond)
+	took, err := harness.WaitEvery(50*time.Millisecond, timeout, cond)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
-	t.Fatalf("%s: not within %s (last: %s)", what, timeout, last)
-	return 0
+	return took
 }
 
 // revResult is one measured revocation.
@@ -439,7 +432,7 @@ func TestClusterSurvivesNodeAndDaemonFailures(t *testing.T) {
 		}
 	}()
 	t.Logf("(b) /login served by %s, which is now killed (SIGKILL); completing the provider's form", deadD.Spec.Name)
-	page, err = continueSignIn(b, page, harness.AliceUser)
+	page, _, err = b.CompleteSignIn(page, harness.AliceUser, passwords[harness.AliceUser])
 	mid, err := r.finishLogin("mid-login", harness.AliceUser, target, b, page, err)
 	switch {
 	case err != nil:

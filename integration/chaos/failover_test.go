@@ -13,7 +13,6 @@ import (
 	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The daemons' buckets (the defaults) and their streams.
@@ -21,15 +20,11 @@ var bucketStreams = []string{"KV_" + natsedge.DefaultBucket, "KV_edgepass_sessio
 
 // streamInfo reports, per bucket stream, its replica count and leader.
 func streamInfo(ctx context.Context, s *harness.HAStack) (replicas map[string]int, leaders map[string]string, err error) {
-	nc, err := s.NATSAccess().Connect("edgepass-chaos-inspect")
+	nc, js, err := s.NATSAccess().JetStream("edgepass-chaos-inspect")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, nil, err
-	}
 	replicas, leaders = map[string]int{}, map[string]string{}
 	for _, name := range bucketStreams {
 		st, err := js.Stream(ctx, name)
@@ -55,15 +50,11 @@ type edgeConsumer struct {
 // node each lives on and the node its subscriber is connected to (matched
 // by deliver subject in the nodes' /connz).
 func edgeConsumers(ctx context.Context, s *harness.HAStack) ([]edgeConsumer, error) {
-	nc, err := s.NATSAccess().Connect("edgepass-chaos-inspect")
+	nc, js, err := s.NATSAccess().JetStream("edgepass-chaos-inspect")
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	st, err := js.Stream(ctx, bucketStreams[0])
 	if err != nil {
 		return nil, err
@@ -234,7 +225,7 @@ func (r *run) nodeFailover(t *testing.T, n int, pick string, revs []*session) *f
 	sort.Strings(round.affected)
 	offsets := map[string]int64{}
 	for _, e := range s.Traefiks {
-		offsets[e.Spec.Name] = logSize(e)
+		offsets[e.Spec.Name] = e.LogOffset()
 	}
 	var on []string
 	for _, e := range s.Traefiks {

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -85,7 +83,7 @@ func (r *run) login(label, user string, edge *harness.Traefik) (*session, error)
 }
 
 // finishLogin checks that a login landed back on target with 200 and a
-// session cookie (as harness.SignInAt does) and finds, in the balancer's
+// session cookie (harness.Browser.SessionAt) and finds, in the balancer's
 // records, the replicas that served its /login and its /callback.
 func (r *run) finishLogin(label, user, target string, b *harness.Browser, page *harness.Page, err error) (*session, error) {
 	le := &loginError{label: label}
@@ -97,27 +95,23 @@ func (r *run) finishLogin(label, user, target string, b *harness.Browser, page *
 			if !strings.HasPrefix(h.URL, r.s.PublicURL+"/callback?") {
 				continue
 			}
-			state := queryParam(h.URL, "state")
+			state := harness.QueryParam(h.URL, "state")
 			if cb, ok := r.s.LB.Find("/callback", func(q url.Values) bool { return q.Get("state") == state }); ok && state != "" {
 				le.callbackBy, le.callbackStatus = cb.Backend, cb.Status
 			}
 		}
 	}
-	trace := ""
-	if page != nil {
-		trace = "\nnavigation:\n" + page.Trace() + fmt.Sprintf("body: %.300s", page.Body)
-	}
 	switch {
-	case err != nil:
-		le.err = fmt.Errorf("%v%s", err, trace)
+	case err != nil && page != nil:
+		le.err = fmt.Errorf("%v\nnavigation:\n%sbody: %.300s", err, page.Trace(), page.Body)
 		return nil, le
-	case page == nil || page.Status != http.StatusOK || page.URL.String() != target:
-		le.err = fmt.Errorf("did not land back on %s with 200%s", target, trace)
+	case err != nil:
+		le.err = err
 		return nil, le
 	}
-	tok := b.Cookie(target, harness.SessionCookie)
-	if tok == "" {
-		le.err = fmt.Errorf("no %s cookie after the callback%s", harness.SessionCookie, trace)
+	tok, err := b.SessionAt(page, target)
+	if err != nil {
+		le.err = err
 		return nil, le
 	}
 	var claims struct {
@@ -133,39 +127,6 @@ func (r *run) finishLogin(label, user, target string, b *harness.Browser, page *
 	r.mu.Unlock()
 	r.ledger.addSession(s)
 	return s, nil
-}
-
-func queryParam(rawURL, name string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get(name)
-}
-
-// continueSignIn fills in the provider's forms from page on (the user is on
-// the sign-in page) and follows the redirects back, as Browser.SignIn does
-// after its first navigation.
-func continueSignIn(b *harness.Browser, page *harness.Page, user string) (*harness.Page, error) {
-	var err error
-	for i := 0; i < 6; i++ {
-		if !b.OnProvider(page) || page.Status >= 500 {
-			return page, nil
-		}
-		forms := page.Forms()
-		switch {
-		case harness.FindForm(forms, "login") != nil:
-			page, err = b.Submit(harness.FindForm(forms, "login"), "", url.Values{"login": {user}, "password": {passwords[user]}}, page.Hops)
-		case harness.FindForm(forms, "consent") != nil:
-			page, err = b.Submit(harness.FindForm(forms, "consent"), "", nil, page.Hops)
-		default:
-			return page, nil
-		}
-		if err != nil {
-			return page, err
-		}
-	}
-	return page, fmt.Errorf("sign-in did not leave the provider after 6 forms:\n%s", page.Trace())
 }
 
 // edgeStatus is one replica's line of GET /api/v1/edges.
@@ -221,7 +182,7 @@ const edgeConnectedLine = "natsedge: connected to "
 // lastConnectedURL is the NATS URL of the last "connected to" line in the
 // replica's log from offset on ("" if none).
 func lastConnectedURL(t *harness.Traefik, offset int64) (string, error) {
-	data, err := readFrom(logPath(t), offset)
+	data, err := t.LogFrom(offset)
 	if err != nil {
 		return "", err
 	}
@@ -232,28 +193,6 @@ func lastConnectedURL(t *harness.Traefik, offset int64) (string, error) {
 	rest := string(data[i+len(edgeConnectedLine):])
 	u, _, _ := strings.Cut(rest, " ")
 	return u, nil
-}
-
-func readFrom(path string, offset int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil, err
-	}
-	return io.ReadAll(f)
-}
-
-func logPath(t *harness.Traefik) string { return t.Proc.Spec.LogPath }
-
-func logSize(t *harness.Traefik) int64 {
-	st, err := os.Stat(logPath(t))
-	if err != nil {
-		return 0
-	}
-	return st.Size()
 }
 
 // edgeConns counts the "edgepass-edge" client connections of each running

@@ -368,16 +368,11 @@ type rewriter struct {
 // value rewrites one configuration value.
 func (r *rewriter) value(s string) (string, error) {
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
-		best := ""
-		for prefix := range r.urls {
-			if (s == prefix || strings.HasPrefix(s, prefix+"/")) && len(prefix) > len(best) {
-				best = prefix
-			}
-		}
-		if best == "" {
+		v, ok := replacePrefix(r.urls, s)
+		if !ok {
 			return "", fmt.Errorf("no test address for URL %q", s)
 		}
-		return r.urls[best] + strings.TrimPrefix(s, best), nil
+		return v, nil
 	}
 	if h, p, err := net.SplitHostPort(s); err == nil && p != "" && !strings.ContainsAny(s, "/ ") {
 		if _, err := strconv.Atoi(p); err == nil {
@@ -389,21 +384,31 @@ func (r *rewriter) value(s string) (string, error) {
 		}
 	}
 	if strings.HasPrefix(s, "/") {
-		best := ""
-		for prefix := range r.paths {
-			if (s == prefix || strings.HasPrefix(s, prefix+"/")) && len(prefix) > len(best) {
-				best = prefix
-			}
-		}
-		if best == "" {
+		v, ok := replacePrefix(r.paths, s)
+		if !ok {
 			return "", fmt.Errorf("no test path for %q", s)
 		}
-		return r.paths[best] + strings.TrimPrefix(s, best), nil
+		return v, nil
 	}
 	if v, ok := r.hosts[s]; ok {
 		return v, nil
 	}
 	return s, nil
+}
+
+// replacePrefix replaces the longest prefix of s that m maps (the whole of
+// s, or a prefix followed by "/") with its mapping; false when none matches.
+func replacePrefix(m map[string]string, s string) (string, bool) {
+	best := ""
+	for prefix := range m {
+		if (s == prefix || strings.HasPrefix(s, prefix+"/")) && len(prefix) > len(best) {
+			best = prefix
+		}
+	}
+	if best == "" {
+		return "", false
+	}
+	return m[best] + strings.TrimPrefix(s, best), true
 }
 
 // yaml rewrites every value (not key) of a YAML document.

@@ -145,10 +145,10 @@ func TestQuickstartRuns(t *testing.T) {
 	t.Cleanup(func() { _ = daemon.Stop(10 * time.Second) })
 	adminToken := q.envValue(t, svcDaemon, "EDGEPASS_ADMIN_TOKEN")
 	if err := daemon.WaitReady(local(daemonPort), 30*time.Second, func(ctx context.Context) error {
-		if err := get(ctx, "http://"+local(daemonPort)+"/healthz", ""); err != nil {
+		if err := harness.HTTPOK(ctx, "http://"+local(daemonPort)+"/healthz", nil); err != nil {
 			return err
 		}
-		return get(ctx, "http://"+local(adminPort)+"/readyz", adminToken)
+		return harness.HTTPOK(ctx, "http://"+local(adminPort)+"/readyz", http.Header{"Authorization": {"Bearer " + adminToken}})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -289,24 +289,4 @@ func writeJSON(t *testing.T, path string, v any) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// get wants a 200 from url, with a bearer token when given.
-func get(ctx context.Context, rawURL, token string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", rawURL, nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", rawURL, resp.Status)
-	}
-	return nil
 }

@@ -244,18 +244,8 @@ func signInAtEdge(t *testing.T, user, password string) *edgeUser {
 // routeStatus is what a replica answers a request for path with the
 // bearer token tok.
 func routeStatus(tr *harness.Traefik, path, tok string) (int, error) {
-	req, err := http.NewRequest("GET", tr.URL+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := (&http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	code, _, err := harness.APIGet(tr.URL+path, http.Header{"Authorization": {"Bearer " + tok}}, 5*time.Second)
+	return code, err
 }
 
 // waitEdges polls every replica until each answers want for tok.
@@ -269,15 +259,11 @@ func waitRoute(t *testing.T, path, tok string, want int, within time.Duration, w
 	t.Helper()
 	start := time.Now()
 	for _, tr := range stack.Traefiks {
-		for {
+		if _, err := harness.WaitEvery(20*time.Millisecond, within-time.Since(start), func() (bool, string) {
 			code, err := routeStatus(tr, path, tok)
-			if err == nil && code == want {
-				break
-			}
-			if time.Since(start) > within {
-				t.Fatalf("%s: %s answered %d (%v), want %d within %s", what, tr.Spec.Name, code, err, want, within)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return err == nil && code == want, fmt.Sprintf("%d (%v)", code, err)
+		}); err != nil {
+			t.Fatalf("%s: %s did not answer %d: %v", what, tr.Spec.Name, want, err)
 		}
 	}
 	return time.Since(start)

@@ -56,25 +56,11 @@ var (
 func helmBin(t testing.TB) string {
 	t.Helper()
 	helmOnce.Do(func() {
-		repo, err := harness.RepoRoot()
-		if err != nil {
-			helmSkip = err.Error()
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, "scripts", "build-helm.sh"))
-		cmd.Dir = repo
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			helmSkip = fmt.Sprintf("helm cannot be built (scripts/build-helm.sh: %v), so the chart cannot be linted or rendered:\n%s", err, harness.LastLines(stderr.String(), 15))
-			return
-		}
-		helmPath = strings.TrimSpace(harness.LastLines(stdout.String(), 1))
-		if d := time.Since(start); d > 5*time.Second {
-			t.Logf("scripts/build-helm.sh took %s", d.Round(time.Second))
+		var err error
+		if helmPath, err = harness.HelmBin(ctx, t.Logf); err != nil {
+			helmSkip = fmt.Sprintf("helm cannot be built, so the chart cannot be linted or rendered: %v", err)
 		}
 	})
 	if helmSkip != "" {
@@ -277,16 +263,7 @@ func (r *chartRender) container(t testing.TB) (*corev1.Container, obj, func(stri
 	if len(d.Spec.Template.Spec.Containers) != 1 {
 		t.Fatalf("%s: want one container", o)
 	}
-	c, _ := list(get(o.Map, "spec", "template", "spec", "containers"))[0].(obj)
-	volume := func(n string) obj {
-		for _, v := range list(get(o.Map, "spec", "template", "spec", "volumes")) {
-			if vo, ok := v.(obj); ok && str(vo, "name") == n {
-				return vo
-			}
-		}
-		return nil
-	}
-	return &d.Spec.Template.Spec.Containers[0], c, volume
+	return &d.Spec.Template.Spec.Containers[0], podContainer(o.Map), podVolume(o.Map)
 }
 
 // daemonConfigText is the daemon's configuration file as the pod reads it.

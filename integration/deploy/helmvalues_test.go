@@ -149,22 +149,13 @@ func renderTraefikChart(t *testing.T, dir, vf, module, pluginName string, files 
 		t.Errorf("traefik chart with %s: %v", vf, e)
 	}
 	d := findObject(t, objs, "Deployment", "", "traefik")
-	c, _ := list(get(d.Map, "spec", "template", "spec", "containers"))[0].(obj)
+	c := podContainer(d.Map)
 	args := fmt.Sprint(c["args"])
 	if !strings.Contains(args, "lugins."+pluginName+".moduleName="+module) {
 		t.Errorf("traefik chart with %s: the container does not load %s as %s: %s", vf, module, pluginName, args)
 	}
-	volume := func(n string) obj {
-		for _, x := range list(get(d.Map, "spec", "template", "spec", "volumes")) {
-			if str(x, "name") == n {
-				xo, _ := x.(obj)
-				return xo
-			}
-		}
-		return nil
-	}
 	for _, f := range files {
-		if _, err := resolveFile(f, list(c["volumeMounts"]), volume); err != nil {
+		if _, err := resolveFile(f, list(c["volumeMounts"]), podVolume(d.Map)); err != nil {
 			t.Errorf("traefik chart with %s: %v", vf, err)
 		}
 	}
@@ -448,10 +439,10 @@ func TestNATSValuesForTheOfficialChart(t *testing.T) {
 	}
 }
 
-// renderNATSChart renders the official NATS chart (a local copy) with
-// nats-values.yaml: every object decodes strictly, nats.conf parses with
-// the pod's environment, and holds the users, TLS and monitoring above.
-func renderNATSChart(t *testing.T, dir string) {
+// natsChartObjects renders the official NATS chart (a local copy in dir)
+// with nats-values.yaml.
+func natsChartObjects(t *testing.T, dir string) []*kubeObject {
+	t.Helper()
 	out, err := runHelm(t, "template", "nats", dir, "--namespace", helmNamespace, "-f", filepath.Join(helmDir(t), "nats-values.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -460,6 +451,14 @@ func renderNATSChart(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return objs
+}
+
+// renderNATSChart renders the official NATS chart (a local copy) with
+// nats-values.yaml: every object decodes strictly, nats.conf parses with
+// the pod's environment, and holds the users, TLS and monitoring above.
+func renderNATSChart(t *testing.T, dir string) {
+	objs := natsChartObjects(t, dir)
 	for _, e := range strictDecode(t, objs) {
 		t.Errorf("nats chart: %v", e)
 	}
@@ -470,7 +469,7 @@ func renderNATSChart(t *testing.T, dir string) {
 	text, _ := get(cm.Map, "data", "nats.conf").(string)
 	sts := findObject(t, objs, "StatefulSet", "", "nats")
 	env := map[string]string{"POD_NAME": "nats-0", "SERVER_NAME": "nats-0"}
-	c, _ := list(get(sts.Map, "spec", "template", "spec", "containers"))[0].(obj)
+	c := podContainer(sts.Map)
 	for _, e := range list(c["env"]) {
 		k := str(e, "name")
 		if get(e, "valueFrom", "secretKeyRef") != nil {

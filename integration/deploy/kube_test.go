@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -355,12 +357,7 @@ func checkSchema(v any, s map[string]any, path string) []string {
 		props, _ := s["properties"].(map[string]any)
 		addl := s["additionalProperties"]
 		preserve, _ := s["x-kubernetes-preserve-unknown-fields"].(bool)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			p := k
 			if path != "" {
 				p = path + "." + k
@@ -380,9 +377,9 @@ func checkSchema(v any, s map[string]any, path string) []string {
 				// "type: object" with no structure (metadata): anything.
 				continue
 			}
-			errs = append(errs, fmt.Sprintf("%s: unknown field (the CRD defines %s)", p, strings.Join(sortedKeys(props), ", ")))
+			errs = append(errs, fmt.Sprintf("%s: unknown field (the CRD defines %s)", p, strings.Join(slices.Sorted(maps.Keys(props)), ", ")))
 		}
-		for _, r := range listOf(s["required"]) {
+		for _, r := range list(s["required"]) {
 			if _, ok := m[fmt.Sprint(r)]; !ok {
 				errs = append(errs, fmt.Sprintf("%s: required field %q missing", at, r))
 			}
@@ -432,17 +429,6 @@ func checkSchema(v any, s map[string]any, path string) []string {
 	}
 	return errs
 }
-
-func sortedKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func listOf(v any) []any { l, _ := v.([]any); return l }
 
 // ---------------------------------------------------------------------------
 // cert-manager.io/v1 Issuer and Certificate: no CRD of cert-manager is

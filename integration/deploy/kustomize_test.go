@@ -7,7 +7,6 @@ package deploy
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -189,23 +188,14 @@ func TestKustomizeDaemonAgrees(t *testing.T) {
 // of objs).
 func daemonConfigTextOf(t testing.TB, objs []*kubeObject, d *kubeObject) string {
 	t.Helper()
-	c, _ := list(get(d.Map, "spec", "template", "spec", "containers"))[0].(obj)
+	c := podContainer(d.Map)
 	var file string
 	for _, a := range list(c["args"]) {
 		if s, _ := a.(string); strings.HasPrefix(s, "--configFile=") {
 			file = strings.TrimPrefix(s, "--configFile=")
 		}
 	}
-	volume := func(n string) obj {
-		for _, v := range list(get(d.Map, "spec", "template", "spec", "volumes")) {
-			if str(v, "name") == n {
-				vo, _ := v.(obj)
-				return vo
-			}
-		}
-		return nil
-	}
-	src, err := resolveFile(file, list(c["volumeMounts"]), volume)
+	src, err := resolveFile(file, list(c["volumeMounts"]), podVolume(d.Map))
 	if err != nil {
 		t.Fatalf("%s: --configFile=%s: %v", d, file, err)
 	}
@@ -255,14 +245,7 @@ func TestNetworkPolicyFitsTheCharts(t *testing.T) {
 	}
 	natsPods := labels.Set{"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats", "app.kubernetes.io/component": "nats"}
 	if dir := os.Getenv("EDGEPASS_NATS_CHART"); dir != "" {
-		out, err := runHelm(t, "template", "nats", dir, "--namespace", helmNamespace, "-f", filepath.Join(helmDir(t), "nats-values.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nobjs, err := splitManifests("nats chart", []byte(out))
-		if err != nil {
-			t.Fatal(err)
-		}
+		nobjs := natsChartObjects(t, dir)
 		decodeBuiltins(nobjs)
 		sts, _ := findObject(t, nobjs, "StatefulSet", "", "nats").Typed.(*appsv1.StatefulSet)
 		if sts == nil {

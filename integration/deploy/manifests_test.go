@@ -73,14 +73,10 @@ func loadBase(t testing.TB) *base {
 
 func readBase(dir string) (*base, error) {
 	b := &base{dir: dir, files: map[string][]obj{}}
-	kdocs, err := readYAML(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
+	var err error
+	if b.kust, err = readOneYAML(dir, "kustomization.yaml"); err != nil {
 		return nil, err
 	}
-	if len(kdocs) != 1 {
-		return nil, fmt.Errorf("kustomization.yaml: want one document, got %d", len(kdocs))
-	}
-	b.kust = kdocs[0]
 	for _, r := range list(b.kust["resources"]) {
 		name, _ := r.(string)
 		docs, err := readYAML(filepath.Join(dir, name))
@@ -90,15 +86,22 @@ func readBase(dir string) (*base, error) {
 		b.files[name] = docs
 		b.objects = append(b.objects, docs...)
 	}
-	tv, err := readYAML(filepath.Join(dir, "traefik-values.yaml"))
+	if b.traefik, err = readOneYAML(dir, "traefik-values.yaml"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readOneYAML reads dir/name, which must hold one YAML document.
+func readOneYAML(dir, name string) (obj, error) {
+	docs, err := readYAML(filepath.Join(dir, name))
 	if err != nil {
 		return nil, err
 	}
-	if len(tv) != 1 {
-		return nil, fmt.Errorf("traefik-values.yaml: want one document, got %d", len(tv))
+	if len(docs) != 1 {
+		return nil, fmt.Errorf("%s: want one document, got %d", name, len(docs))
 	}
-	b.traefik = tv[0]
-	return b, nil
+	return docs[0], nil
 }
 
 func readYAML(file string) ([]obj, error) {
@@ -143,6 +146,25 @@ func str(v any, keys ...string) string {
 func list(v any) []any {
 	l, _ := v.([]any)
 	return l
+}
+
+// podContainer is the first container of a workload's pod template.
+func podContainer(workload obj) obj {
+	c, _ := list(get(workload, "spec", "template", "spec", "containers"))[0].(obj)
+	return c
+}
+
+// podVolume returns the lookup resolveFile takes: the volume of the
+// workload's pod template with that name (nil if none).
+func podVolume(workload obj) func(name string) obj {
+	return func(name string) obj {
+		for _, v := range list(get(workload, "spec", "template", "spec", "volumes")) {
+			if vo, ok := v.(obj); ok && str(vo, "name") == name {
+				return vo
+			}
+		}
+		return nil
+	}
 }
 
 func kind(o obj) string      { return str(o, "apiVersion") + "/" + str(o, "kind") }

@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -69,16 +67,39 @@ func signIn(t *testing.T, s *harness.Stack, user, password string) *login {
 	return &login{browser: b, token: tok, claims: decodeToken(t, tok)}
 }
 
+// restartable is a component a scenario kills and restarts (the daemon,
+// nats-server).
+type restartable interface {
+	Kill() error
+	Exited() (bool, error)
+	Restart() error
+}
+
+// kill9 kills c with SIGKILL (a crash) and, should the test end with it
+// still down, restarts it for the tests that follow.
+func kill9(t *testing.T, c restartable, name string) {
+	t.Helper()
+	if err := c.Kill(); err != nil {
+		t.Fatalf("kill -9 %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if exited, _ := c.Exited(); exited {
+			if err := c.Restart(); err != nil {
+				t.Errorf("%s restart: %v", name, err)
+			}
+		}
+	})
+}
+
 func bearer(token string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + token}}
 }
 
-// get sends an API-style GET (Accept: application/json) with extra headers
-// and returns the status, the body and, when the backend answered, what it
-// saw.
+// get sends an API-style GET (harness.APIGet) with extra headers and
+// returns the status, the body and, when the backend answered, what it saw.
 func get(t *testing.T, rawURL string, header http.Header) (int, []byte, *harness.Echoed) {
 	t.Helper()
-	code, body, err := fetch(rawURL, header, 10*time.Second)
+	code, body, err := harness.APIGet(rawURL, header, 10*time.Second)
 	if err != nil {
 		t.Fatalf("GET %s: %v", rawURL, err)
 	}
@@ -88,33 +109,8 @@ func get(t *testing.T, rawURL string, header http.Header) (int, []byte, *harness
 
 // status is get's status only (no t.Fatal on network errors: used in polls).
 func status(rawURL string, header http.Header) (int, error) {
-	code, _, err := fetch(rawURL, header, 5*time.Second)
+	code, _, err := harness.APIGet(rawURL, header, 5*time.Second)
 	return code, err
-}
-
-// fetch is get and status: an API-style GET that does not follow redirects.
-func fetch(rawURL string, header http.Header, timeout time.Duration) (int, []byte, error) {
-	req, err := http.NewRequest("GET", rawURL, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := (&http.Client{
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}).Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("read body: %w", err)
-	}
-	return resp.StatusCode, body, nil
 }
 
 // mustStatus checks the status of an API GET on every replica.
@@ -201,15 +197,6 @@ func sameSet(a, b []string) bool {
 	sort.Strings(a)
 	sort.Strings(b)
 	return slices.Equal(a, b)
-}
-
-// queryParam returns a query parameter of a URL ("" if unparsable).
-func queryParam(rawURL, name string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get(name)
 }
 
 func cli(t *testing.T, d *harness.Daemon, args ...string) string {

@@ -33,7 +33,7 @@ func TestBrowserLoginRoundTrip(t *testing.T) {
 	if !strings.HasPrefix(loc, s.Daemon.LoginURL()+"?") {
 		t.Fatalf("redirect to %q, want %s?rd=…", loc, s.Daemon.LoginURL())
 	}
-	if rd := queryParam(loc, "rd"); rd != original {
+	if rd := harness.QueryParam(loc, "rd"); rd != original {
 		t.Fatalf("rd = %q, want the original URL %q", rd, original)
 	}
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -53,8 +54,7 @@ func TestGroupLimitedRoute(t *testing.T) {
 
 	// Every replica reports its refusals by reason in its heartbeat, and the
 	// daemon exports them: an operator sees where 403s come from.
-	deadline := time.Now().Add(3 * natsedge.HeartbeatInterval)
-	for {
+	if _, err := harness.WaitEvery(200*time.Millisecond, 3*natsedge.HeartbeatInterval, func() (bool, string) {
 		_, metrics := admin(t, s.Daemon, "GET", "/metrics", nil)
 		n := 0
 		for _, line := range strings.Split(string(metrics), "\n") {
@@ -62,13 +62,9 @@ func TestGroupLimitedRoute(t *testing.T) {
 				n++
 			}
 		}
-		if n >= len(s.Traefiks) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d replicas report not_allowed refusals, want %d:\n%s", n, len(s.Traefiks), grepLines(string(metrics), "edgepass_edge_refusals_total"))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return n >= len(s.Traefiks), fmt.Sprintf("%d replicas report not_allowed refusals, want %d:\n%s", n, len(s.Traefiks), grepLines(string(metrics), "edgepass_edge_refusals_total"))
+	}); err != nil {
+		t.Fatalf("refusals by reason: %v", err)
 	}
 }
 

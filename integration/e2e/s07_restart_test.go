@@ -24,16 +24,7 @@ func TestDaemonKill9KeepsSessionsAndKeys(t *testing.T) {
 		t.Fatalf("JWKS before the crash (%d) does not hold the token's kid %q: %s", code, alice.claims.Kid, jwksBefore)
 	}
 
-	if err := s.Daemon.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if exited, _ := s.Daemon.Exited(); exited {
-			if err := s.Daemon.Restart(); err != nil {
-				t.Errorf("daemon restart: %v", err)
-			}
-		}
-	}()
+	kill9(t, s.Daemon, "daemon")
 	// Edges serve on the last known state (staleAction: serve) while the
 	// daemon and its NATS are gone.
 	mustStatus(t, s.Traefiks, path, bearer(alice.token), http.StatusOK, "daemon down")
@@ -99,16 +90,7 @@ func TestEdgesCatchUpAfterLosingNATS(t *testing.T) {
 	t.Logf("edges caught up on a revocation published while they were cut off, %s after NATS came back: %s", time.Since(cutAt).Round(time.Millisecond), formatDurations(took))
 
 	// 2. nats-server itself is killed and restarted on the same store.
-	if err := s.NATS.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if exited, _ := s.NATS.Exited(); exited {
-			if err := s.NATS.Restart(); err != nil {
-				t.Errorf("nats-server restart: %v", err)
-			}
-		}
-	}()
+	kill9(t, s.NATS, "nats-server")
 	mustStatus(t, s.Traefiks, path, bearer(b.token), http.StatusOK, "NATS down: last known state")
 	mustStatus(t, s.Traefiks, path, bearer(a.token), http.StatusUnauthorized, "NATS down: revocation remembered")
 	type result struct {

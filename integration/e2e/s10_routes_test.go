@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -73,22 +74,17 @@ func TestPublicAndOpenRoutes(t *testing.T) {
 // `edgepass edges`).
 func TestEdgesReportToDaemon(t *testing.T) {
 	s := shared(t)
-	deadline := time.Now().Add(15 * time.Second)
 	var body []byte
-	for {
+	if _, err := harness.WaitEvery(250*time.Millisecond, 15*time.Second, func() (bool, string) {
 		var code int
 		code, body = admin(t, s.Daemon, "GET", "/api/v1/edges", nil)
 		all := code == http.StatusOK
 		for _, tr := range s.Traefiks {
 			all = all && strings.Contains(string(body), tr.Spec.Name)
 		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /api/v1/edges does not list every replica within 15s: %d %s", code, body)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return all, fmt.Sprintf("%d %s", code, body)
+	}); err != nil {
+		t.Fatalf("GET /api/v1/edges does not list every replica: %v", err)
 	}
 	out := cli(t, s.Daemon, "edges")
 	for _, tr := range s.Traefiks {

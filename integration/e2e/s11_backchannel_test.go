@@ -17,14 +17,7 @@ func TestProviderLogoutRevokesThroughBackchannel(t *testing.T) {
 	path := harness.PathApp + "/backchannel"
 	mustStatus(t, s.Traefiks, path, bearer(alice.token), http.StatusOK, "before the provider logout")
 
-	page, err := alice.browser.Navigate(s.Provider.Issuer + "/session/end")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, confirmed, err := alice.browser.ConfirmProviderLogout(page)
-	if err != nil || !confirmed {
-		t.Fatalf("provider logout (confirmed %v): %v\n%s", confirmed, err, page.Trace())
-	}
+	signOutAtProvider(t, alice)
 	start := time.Now()
 	took := waitStatus(t, s, s.Traefiks, path, bearer(alice.token), http.StatusUnauthorized, 10*time.Second, "back-channel logout")
 	t.Logf("back-channel logout reached the edges %s after the provider confirmed: %s", time.Since(start).Round(time.Millisecond), formatDurations(took))
@@ -47,14 +40,7 @@ func TestProviderLogoutWithoutExpAndSubReachesEveryEdge(t *testing.T) {
 	path := harness.PathApp + "/backchannel-no-exp"
 	mustStatus(t, s.Traefiks, path, bearer(bob.token), http.StatusOK, "before the provider logout")
 
-	page, err := bob.browser.Navigate(s.Provider.Issuer + "/session/end")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, confirmed, err := bob.browser.ConfirmProviderLogout(page)
-	if err != nil || !confirmed {
-		t.Fatalf("provider logout (confirmed %v): %v\n%s", confirmed, err, page.Trace())
-	}
+	signOutAtProvider(t, bob)
 	took := waitStatus(t, s, s.Traefiks, path, bearer(bob.token), http.StatusUnauthorized, 5*time.Second, "back-channel logout without exp and sub")
 	for name, d := range took {
 		if d > time.Second {
@@ -66,5 +52,19 @@ func TestProviderLogoutWithoutExpAndSubReachesEveryEdge(t *testing.T) {
 	}
 	if !s.Daemon.LogContains("omit optional claims") {
 		t.Errorf("the daemon did not note the omitted claims:\n%s", s.Daemon.Tail(10))
+	}
+}
+
+// signOutAtProvider signs l out at the provider itself, not through
+// edgepass: its end-session page, confirmed.
+func signOutAtProvider(t *testing.T, l *login) {
+	t.Helper()
+	page, err := l.browser.Navigate(l.browser.ProviderIssuer + "/session/end")
+	if err != nil {
+		t.Fatalf("provider logout: %v", err)
+	}
+	page, confirmed, err := l.browser.ConfirmProviderLogout(page)
+	if err != nil || !confirmed {
+		t.Fatalf("provider logout (confirmed %v): %v\n%s", confirmed, err, page.Trace())
 	}
 }

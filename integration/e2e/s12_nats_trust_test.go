@@ -38,15 +38,11 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 // of the edge bucket" of the trust model, stronger than any edge.
 func asDaemon(t *testing.T, s *harness.Stack) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := s.NATSAccess().Connect("edgepass-e2e-attacker")
+	nc, js, err := s.NATSAccess().JetStream("edgepass-e2e-attacker")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return nc, js
 }
 
@@ -315,8 +311,7 @@ func TestHijackedConsumerIsDetectedAndResynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	var target *jetstream.ConsumerInfo
-	deadline := time.Now().Add(15 * time.Second)
-	for target == nil {
+	if _, err := harness.WaitEvery(200*time.Millisecond, 15*time.Second, func() (bool, string) {
 		infos := stream.ListConsumers(ctx)
 		for ci := range infos.Info() {
 			// The edge's live consumer: the whole bucket, a subscriber
@@ -329,12 +324,9 @@ func TestHijackedConsumerIsDetectedAndResynced(t *testing.T) {
 		if err := infos.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
 			t.Fatal(err)
 		}
-		if target == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("no consumer of %s on the edge stream", victim.Spec.Name)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		return target != nil, ""
+	}); err != nil {
+		t.Fatalf("no consumer of %s on the edge stream: %v", victim.Spec.Name, err)
 	}
 	bob := signIn(t, s, harness.BobUser, harness.BobPassword)
 	path := harness.PathApp + "/hijack"

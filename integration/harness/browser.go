@@ -32,11 +32,9 @@ func NewBrowser(providerIssuer string) *Browser {
 	return &Browser{
 		Jar: jar,
 		Client: &http.Client{
-			Jar:     jar,
-			Timeout: 15 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
+			Jar:           jar,
+			Timeout:       15 * time.Second,
+			CheckRedirect: noRedirects,
 		},
 		ProviderIssuer: providerIssuer,
 		MaxHops:        25,
@@ -250,6 +248,16 @@ func (b *Browser) SignIn(rawURL, user, password string) (page *Page, loginShown 
 	if err != nil {
 		return page, false, err
 	}
+	return b.CompleteSignIn(page, user, password)
+}
+
+// CompleteSignIn is SignIn from page on, where a navigation landed: it
+// fills in the provider's sign-in and consent forms, following the
+// redirects, until it lands somewhere else, and reports whether
+// credentials were asked for.
+func (b *Browser) CompleteSignIn(page *Page, user, password string) (*Page, bool, error) {
+	loginShown := false
+	var err error
 	for i := 0; i < 6; i++ {
 		if !b.OnProvider(page) || page.Status >= 500 {
 			return page, loginShown, nil
@@ -325,16 +333,57 @@ func (b *Browser) Cookie(rawURL, name string) string {
 	return ""
 }
 
+// QueryParam returns a query parameter of a URL ("" if unparsable).
+func QueryParam(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get(name)
+}
+
 // API sends a non-navigation request (fetch/XHR style: Accept JSON), with
 // the jar's cookies, without following redirects.
 func (b *Browser) API(method, rawURL string, header http.Header) (*http.Response, []byte, error) {
-	req, err := http.NewRequest(method, rawURL, nil)
+	req, err := apiRequest(method, rawURL, header)
 	if err != nil {
 		return nil, nil, err
+	}
+	return b.Do(req)
+}
+
+// APIGet sends an API-style GET (Accept: application/json, as fetch or XHR
+// do) with header and no cookies, without following redirects, and returns
+// the status and the body (up to 4 MiB).
+func APIGet(rawURL string, header http.Header, timeout time.Duration) (int, []byte, error) {
+	req, err := apiRequest("GET", rawURL, header)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := (&http.Client{Timeout: timeout, CheckRedirect: noRedirects}).Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// apiRequest is a non-navigation request: Accept JSON, then header.
+func apiRequest(method, rawURL string, header http.Header) (*http.Request, error) {
+	req, err := http.NewRequest(method, rawURL, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	return b.Do(req)
+	return req, nil
 }
+
+// noRedirects is a CheckRedirect that hands the redirect itself back.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -89,6 +89,24 @@ func goBuild(ctx context.Context, name, dir, out, pkg string) error {
 	return nil
 }
 
+// HelmBin builds the helm CLI (or finds it in the cache), for the chart
+// tests: scripts/build-helm.sh, which uses EDGEPASS_HELM when set.
+func HelmBin(ctx context.Context, logf func(format string, args ...any)) (string, error) {
+	return repoScript(ctx, "helm", "", "scripts/build-helm.sh", logf)
+}
+
+// repoScript is runScript in the repository RepoRoot finds; logf may be nil.
+func repoScript(ctx context.Context, name, env, script string, logf func(string, ...any)) (string, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return runScript(ctx, name, repo, env, script, logf)
+}
+
 // runScript runs one of the repository's install scripts, which print the
 // path of what they built on their last stdout line (env overrides it) and
 // their progress on stderr, passed to logf line by line as it comes.

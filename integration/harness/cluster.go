@@ -178,7 +178,7 @@ func (n *NATSNode) start() error {
 		Dir:     n.dir,
 		LogPath: n.logPath(),
 	}, []int{n.Port, n.ClusterPort, n.MonitorPort}, hostPort(n.Port), 20*time.Second, func(ctx context.Context) error {
-		return httpOK(ctx, n.MonitorURL+"/healthz?js-enabled-only=true", nil)
+		return HTTPOK(ctx, n.MonitorURL+"/healthz?js-enabled-only=true", nil)
 	})
 	if err != nil {
 		return err
@@ -207,16 +207,13 @@ func (n *NATSNode) Running() bool {
 // it returns once the node accepts clients (see NATSCluster.WaitHealthy for
 // the stores catching up).
 func (n *NATSNode) Restart() error {
-	if n.Running() {
-		return fmt.Errorf("harness: %s: restart while still running; stop it first", n.Name)
-	}
-	return n.start()
+	return restartExited(n.Proc, n.Name, n.start)
 }
 
 // Healthy asks the node's /healthz: 200 once JetStream has a meta leader and
 // the node's streams and consumers are current.
 func (n *NATSNode) Healthy(ctx context.Context) error {
-	return httpOK(ctx, n.MonitorURL+"/healthz", nil)
+	return HTTPOK(ctx, n.MonitorURL+"/healthz", nil)
 }
 
 // NATSClientConn is one client connection as a node's /connz shows it.

@@ -219,10 +219,10 @@ func (d *Daemon) start() error {
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
 	}, []int{s.Port, s.AdminPort, s.EmbeddedNATSPort}, fmt.Sprintf("%s and admin %s", hostPort(s.Port), hostPort(s.AdminPort)), 30*time.Second, func(ctx context.Context) error {
-		if err := httpOK(ctx, d.PublicURL+"/healthz", nil); err != nil {
+		if err := HTTPOK(ctx, d.PublicURL+"/healthz", nil); err != nil {
 			return err
 		}
-		return httpOK(ctx, d.AdminURL+"/readyz", auth)
+		return HTTPOK(ctx, d.AdminURL+"/readyz", auth)
 	})
 	if err != nil {
 		return err
@@ -234,10 +234,7 @@ func (d *Daemon) start() error {
 // Restart starts the daemon again with the same configuration and data after
 // Stop or Kill.
 func (d *Daemon) Restart() error {
-	if ok, _ := d.Proc.Exited(); !ok {
-		return fmt.Errorf("harness: %s: restart while still running; stop it first", d.Spec.Name)
-	}
-	return d.start()
+	return restartExited(d.Proc, d.Spec.Name, d.start)
 }
 
 // Admin calls the admin API with the bearer token. body, when not nil, is

@@ -31,7 +31,7 @@ func StartEcho(bin string, port int, html bool, logDir, name string, extra ...st
 	u := baseURL(port)
 	p, err := startReady(ProcSpec{Name: name, Path: bin, Args: args, LogPath: filepath.Join(logDir, name+".log")},
 		[]int{port}, hostPort(port), 10*time.Second, func(ctx context.Context) error {
-			return httpOK(ctx, u+"/ready", nil)
+			return HTTPOK(ctx, u+"/ready", nil)
 		})
 	if err != nil {
 		return nil, err

@@ -122,12 +122,7 @@ func StartHAStack(o HAOptions) (s *HAStack, err error) {
 	if o.Bins == nil || o.Bins.NATSServer == "" {
 		return nil, errors.New("harness: HA stack needs nats-server (BuildOptions.NATSServer)")
 	}
-	comp := func(name string) string {
-		if o.Name == "" {
-			return name
-		}
-		return fileName(o.Name + "/" + name)
-	}
+	comp := func(name string) string { return componentName(o.Name, name) }
 	s = &HAStack{Opts: o, LogDir: filepath.Join(o.Dir, "logs"), AdminToken: RandomSecret(24)}
 	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
@@ -175,17 +170,7 @@ func StartHAStack(o HAOptions) (s *HAStack, err error) {
 		if echoErr != nil {
 			return
 		}
-		s.Provider, provErr = StartProvider(ProviderSpec{
-			Node:                   o.Bins.Node,
-			Dir:                    o.Bins.Provider,
-			Port:                   providerPort,
-			ClientSecret:           clientSecret,
-			RedirectURIs:           []string{s.PublicURL + "/callback"},
-			PostLogoutRedirectURIs: []string{s.PublicURL + "/logged-out"},
-			BackchannelLogoutURI:   s.PublicURL + "/backchannel-logout",
-			LogDir:                 s.LogDir,
-			Name:                   comp("oidcprovider"),
-		})
+		s.Provider, provErr = StartProvider(daemonProviderSpec(o.Bins, providerPort, clientSecret, s.PublicURL, s.LogDir, comp("oidcprovider")))
 	}()
 	go func() {
 		defer wg.Done()

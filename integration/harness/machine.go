@@ -3,7 +3,6 @@ package harness
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,18 +22,10 @@ const (
 // OpsRobotClient) with the client-credentials grant, as a script would.
 func (p *Provider) ClientCredentialsToken(client string) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"machine"}, "resource": {MachineResource}}
-	req, err := http.NewRequest(http.MethodPost, p.Issuer+"/token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.SetBasicAuth(client, p.clientSecret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := p.postForm("/token", client, form)
 	if err != nil {
 		return "", fmt.Errorf("harness: provider: client credentials: %w", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var t struct {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`
@@ -50,18 +41,10 @@ func (p *Provider) ClientCredentialsToken(client string) (string, error) {
 // expIn seconds (negative: already expired).
 func (p *Provider) SignedAccessToken(sub, aud string, groups []string, expIn int) (string, error) {
 	form := url.Values{"sub": {sub}, "aud": {aud}, "groups": {strings.Join(groups, ",")}, "exp_in": {strconv.Itoa(expIn)}}
-	req, err := http.NewRequest(http.MethodPost, p.Issuer+"/test/access-token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.SetBasicAuth("edgepass", p.clientSecret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := p.postForm("/test/access-token", daemonClient, form)
 	if err != nil {
 		return "", fmt.Errorf("harness: provider: sign an access token: %w", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("harness: provider: sign an access token: %s %.200s", resp.Status, body)
 	}

@@ -124,7 +124,7 @@ func (n *NATSServer) start() error {
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
 	}, []int{s.Port}, hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
-		return httpOK(ctx, health, nil)
+		return HTTPOK(ctx, health, nil)
 	})
 	if err != nil {
 		return err
@@ -136,8 +136,5 @@ func (n *NATSServer) start() error {
 // Restart starts nats-server again on the same port and store after Stop or
 // Kill.
 func (n *NATSServer) Restart() error {
-	if ok, _ := n.Proc.Exited(); !ok {
-		return fmt.Errorf("harness: %s: restart while still running; stop it first", n.Spec.Name)
-	}
-	return n.start()
+	return restartExited(n.Proc, n.Spec.Name, n.start)
 }

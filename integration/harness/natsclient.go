@@ -43,6 +43,21 @@ func (a NATSAccess) Connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// JetStream connects with these rights (see Connect) and opens JetStream on
+// the connection, which the caller closes.
+func (a NATSAccess) JetStream(name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := a.Connect(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("harness: JetStream on %s: %w", a.URL, err)
+	}
+	return nc, js, nil
+}
+
 // Heartbeat is an edge replica's heartbeat, with when the harness got it.
 type Heartbeat struct {
 	natsedge.Heartbeat
@@ -139,15 +154,11 @@ func (w *HeartbeatWatcher) Close() { w.nc.Close() }
 // EdgeKeys lists the keys of the edge bucket (for failure diagnostics: did
 // the daemon publish the fact the edge did not apply?).
 func EdgeKeys(ctx context.Context, a NATSAccess) ([]string, error) {
-	nc, err := a.Connect("edgepass-e2e-inspect")
+	nc, js, err := a.JetStream("edgepass-e2e-inspect")
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	kv, err := js.KeyValue(ctx, natsedge.DefaultBucket)
 	if err != nil {
 		return nil, fmt.Errorf("harness: open edge bucket %s: %w", natsedge.DefaultBucket, err)

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,14 +14,7 @@ import (
 // building the rest of the stack: scripts/build-nats-server.sh, or
 // EDGEPASS_NATS_SERVER when set.
 func NATSServerBin(ctx context.Context, logf func(format string, args ...any)) (string, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	repo, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	return runScript(ctx, "nats-server", repo, "EDGEPASS_NATS_SERVER", "scripts/build-nats-server.sh", logf)
+	return repoScript(ctx, "nats-server", "EDGEPASS_NATS_SERVER", "scripts/build-nats-server.sh", logf)
 }
 
 // NATSConfSpec runs nats-server with a configuration file the caller wrote
@@ -63,41 +57,25 @@ func StartNATSConf(s NATSConfSpec) (*Proc, error) {
 	if s.ClientPort == 0 {
 		return nil, fmt.Errorf("harness: %s: ClientPort is required", s.Name)
 	}
-	ports := append([]int{s.ClientPort}, s.Ports...)
-	var p *Proc
-	check := func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", hostPort(s.ClientPort))
-		if err != nil {
-			return err
-		}
-		c.Close()
-		if !p.LogContains("Server is ready") {
-			return errors.New(`no "Server is ready" in the log yet`)
-		}
-		return nil
-	}
-	for _, port := range ports {
-		if port != 0 {
-			if err := CheckPortFree(s.Name, port); err != nil {
-				return nil, err
-			}
-		}
-	}
-	p, err := StartProc(ProcSpec{
+	// The log is appended to: only what this start writes tells it is ready.
+	offset := fileSize(s.LogPath)
+	return startReady(ProcSpec{
 		Name:    s.Name,
 		Path:    s.Bin,
 		Args:    []string{"-c", s.Conf},
 		Dir:     s.Dir,
 		Env:     s.Env,
 		LogPath: s.LogPath,
+	}, append([]int{s.ClientPort}, s.Ports...), hostPort(s.ClientPort), s.Timeout, func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", hostPort(s.ClientPort))
+		if err != nil {
+			return err
+		}
+		c.Close()
+		if log, err := readFrom(s.LogPath, offset); err != nil || !bytes.Contains(log, []byte("Server is ready")) {
+			return errors.New(`no "Server is ready" in the log yet`)
+		}
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := p.WaitReady(hostPort(s.ClientPort), s.Timeout, check); err != nil {
-		_ = p.Kill()
-		return nil, err
-	}
-	return p, nil
 }

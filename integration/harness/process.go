@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,13 +126,10 @@ func (p *Proc) Stop(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-		return fmt.Errorf("harness: %s ignored SIGTERM for %s and was killed", p.Spec.Name, timeout)
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("harness: %s (pid %d) survived SIGKILL", p.Spec.Name, p.cmd.Process.Pid)
+	if err := p.sigkill(); err != nil {
+		return err
 	}
+	return fmt.Errorf("harness: %s ignored SIGTERM for %s and was killed", p.Spec.Name, timeout)
 }
 
 // Kill sends SIGKILL (kill -9) to the component and waits for it to end: a
@@ -140,6 +138,12 @@ func (p *Proc) Kill() error {
 	if ok, _ := p.Exited(); ok {
 		return nil
 	}
+	return p.sigkill()
+}
+
+// sigkill sends SIGKILL to the component's process group and waits up to
+// 10s for the process to end.
+func (p *Proc) sigkill() error {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-p.done:
@@ -147,6 +151,17 @@ func (p *Proc) Kill() error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("harness: %s (pid %d) survived SIGKILL", p.Spec.Name, p.cmd.Process.Pid)
 	}
+}
+
+// restartExited runs start, which starts component name again, once its
+// process p has ended (after Stop or Kill); a p still running is an error.
+func restartExited(p *Proc, name string, start func() error) error {
+	if p != nil {
+		if ok, _ := p.Exited(); !ok {
+			return fmt.Errorf("harness: %s: restart while still running; stop it first", name)
+		}
+	}
+	return start()
 }
 
 // Tail returns the last n lines of the component's log.
@@ -165,6 +180,35 @@ func TailFile(path string, n int) string {
 func (p *Proc) LogContains(s string) bool {
 	data, err := os.ReadFile(p.Spec.LogPath)
 	return err == nil && bytes.Contains(data, []byte(s))
+}
+
+// LogOffset is the size of the component's log now: where LogFrom starts
+// reading what is written after this moment.
+func (p *Proc) LogOffset() int64 { return fileSize(p.Spec.LogPath) }
+
+// LogFrom returns the component's log from offset (see LogOffset) on.
+func (p *Proc) LogFrom(offset int64) ([]byte, error) { return readFrom(p.Spec.LogPath, offset) }
+
+// fileSize is the size of the file at path (0 when there is none).
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// readFrom returns the content of the file at path from offset on.
+func readFrom(path string, offset int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 // ErrGiveUp, wrapped by a readiness check's error, stops waiting at once: the

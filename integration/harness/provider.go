@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -22,6 +23,10 @@ const (
 	BobEmail      = "bob@example.com"
 	BobName       = "Bob Example"
 )
+
+// daemonClient is the daemon's client id at the provider, whose secret
+// (ProviderSpec.ClientSecret) also guards the provider's /test endpoints.
+const daemonClient = "edgepass"
 
 // AliceGroups and BobGroups are the users' groups at the provider.
 var (
@@ -52,21 +57,32 @@ type Provider struct {
 // its back-channel logout tokens, as some certified providers do; none
 // restores its normal tokens.
 func (p *Provider) SetLogoutTokenOmit(claims ...string) error {
-	req, err := http.NewRequest(http.MethodPost, p.Issuer+"/test/logout-token-omit", strings.NewReader(url.Values{"omit": {strings.Join(claims, ",")}}.Encode()))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth("edgepass", p.clientSecret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, _, err := p.postForm("/test/logout-token-omit", daemonClient, url.Values{"omit": {strings.Join(claims, ",")}})
 	if err != nil {
 		return fmt.Errorf("harness: provider: set logout token mode: %w", err)
 	}
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("harness: provider: set logout token mode: %s", resp.Status)
 	}
 	return nil
+}
+
+// postForm POSTs form to the provider's path as client (HTTP Basic with the
+// client secret) and returns the response with its body (up to 1 MiB).
+func (p *Provider) postForm(path, client string, form url.Values) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodPost, p.Issuer+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.SetBasicAuth(client, p.clientSecret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, body, err
 }
 
 // StartProvider starts the provider and waits until its discovery document is
@@ -91,7 +107,7 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 		},
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
 	}, []int{s.Port}, hostPort(s.Port), 20*time.Second, func(ctx context.Context) error {
-		return httpOK(ctx, issuer+"/.well-known/openid-configuration", nil)
+		return HTTPOK(ctx, issuer+"/.well-known/openid-configuration", nil)
 	})
 	if err != nil {
 		return nil, err
@@ -99,8 +115,8 @@ func StartProvider(s ProviderSpec) (*Provider, error) {
 	return &Provider{Proc: p, Issuer: issuer, clientSecret: s.ClientSecret}, nil
 }
 
-// httpOK GETs url and wants a 200.
-func httpOK(ctx context.Context, url string, header http.Header) error {
+// HTTPOK GETs url with header (nil: none) and wants a 200.
+func HTTPOK(ctx context.Context, url string, header http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return err

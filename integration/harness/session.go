@@ -52,12 +52,20 @@ func SignInAt(issuer, target, user, password string) (*Browser, string, error) {
 	if !shown {
 		return b, "", fmt.Errorf("the provider never asked for credentials; navigation:\n%s", page.Trace())
 	}
+	tok, err := b.SessionAt(page, target)
+	return b, tok, err
+}
+
+// SessionAt checks that a sign-in ended on page back at target with 200 and
+// returns the session cookie the browser holds for target; errors show the
+// navigation.
+func (b *Browser) SessionAt(page *Page, target string) (string, error) {
 	if page.Status != http.StatusOK || page.URL.String() != target {
-		return b, "", fmt.Errorf("did not land back on %s with 200 (got %d at %s); navigation:\n%s\nbody: %.300s", target, page.Status, page.URL, page.Trace(), page.Body)
+		return "", fmt.Errorf("did not land back on %s with 200 (got %d at %s); navigation:\n%s\nbody: %.300s", target, page.Status, page.URL, page.Trace(), page.Body)
 	}
 	tok := b.Cookie(target, SessionCookie)
 	if tok == "" {
-		return b, "", errors.New("no " + SessionCookie + " cookie after the callback; navigation:\n" + page.Trace())
+		return "", errors.New("no " + SessionCookie + " cookie after the callback; navigation:\n" + page.Trace())
 	}
-	return b, tok, nil
+	return tok, nil
 }

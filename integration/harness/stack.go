@@ -67,14 +67,14 @@ func RandomSecret(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (o *StackOptions) component(name string) string {
-	if o.Name == "" {
+// componentName names a component of the stack named stack ("" for none):
+// "stack-name", used in errors and as its log file's name.
+func componentName(stack, name string) string {
+	if stack == "" {
 		return name
 	}
-	return o.Name + "/" + name
+	return strings.ReplaceAll(stack+"/"+name, "/", "-")
 }
-
-func fileName(component string) string { return strings.ReplaceAll(component, "/", "-") }
 
 // StartStack starts echo, NATS (external when asked), the provider, the
 // daemon and the Traefik replicas, in that order. On error everything already
@@ -108,7 +108,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 	s.Opts.Ports = ports
 	start := time.Now()
 
-	s.Echo, err = StartEcho(o.Bins.Echo, ports.Echo, o.EchoHTML, s.LogDir, fileName(o.component("echo")), EchoAssertionArgs(baseURL(ports.Daemon))...)
+	s.Echo, err = StartEcho(o.Bins.Echo, ports.Echo, o.EchoHTML, s.LogDir, componentName(o.Name, "echo"), EchoAssertionArgs(baseURL(ports.Daemon))...)
 	if err != nil {
 		return s, err
 	}
@@ -125,7 +125,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 		LogLevel:       o.DaemonLogLevel,
 		AdminYAML:      o.DaemonAdminYAML,
 		LogDir:         s.LogDir,
-		Name:           fileName(o.component("daemon")),
+		Name:           componentName(o.Name, "daemon"),
 	}
 	if o.ExternalNATS {
 		monitor, err := FreePort()
@@ -146,7 +146,7 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 			EdgeUser:       "edge",
 			EdgePassword:   RandomSecret(18),
 			LogDir:         s.LogDir,
-			Name:           fileName(o.component("nats")),
+			Name:           componentName(o.Name, "nats"),
 		})
 		if err != nil {
 			return s, err
@@ -174,20 +174,10 @@ func StartStack(o StackOptions) (s *Stack, err error) {
 		s.edgeNATS = PluginOptions{NATSURLs: []string{"nats://" + hostPort(ports.NATS)}, NATSUser: DefaultEdgeName}
 	}
 
-	s.Provider, err = StartProvider(ProviderSpec{
-		Node:         o.Bins.Node,
-		Dir:          o.Bins.Provider,
-		Port:         ports.Provider,
-		ClientSecret: o.ClientSecret,
-		// The daemon's, and the admin console's on the admin listener.
-		RedirectURIs: []string{daemonURL + "/callback", baseURL(ports.Admin) + "/console/callback"},
-		// Registered exactly, as real providers require: the daemon always
-		// sends its own /logged-out page and carries the return URL in state.
-		PostLogoutRedirectURIs: []string{daemonURL + "/logged-out"},
-		BackchannelLogoutURI:   daemonURL + "/backchannel-logout",
-		LogDir:                 s.LogDir,
-		Name:                   fileName(o.component("oidcprovider")),
-	})
+	ps := daemonProviderSpec(o.Bins, ports.Provider, o.ClientSecret, daemonURL, s.LogDir, componentName(o.Name, "oidcprovider"))
+	// The admin console's, on the admin listener.
+	ps.RedirectURIs = append(ps.RedirectURIs, baseURL(ports.Admin)+"/console/callback")
+	s.Provider, err = StartProvider(ps)
 	if err != nil {
 		return s, err
 	}
@@ -221,6 +211,25 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// daemonProviderSpec is the test provider of a stack whose daemon (or
+// daemons' balancer) is at daemonURL, with the daemon's URLs registered:
+// its /callback, and exactly, as real providers require, its /logged-out
+// page (the daemon always sends its own and carries the return URL in
+// state) and its back-channel logout endpoint.
+func daemonProviderSpec(bins *Binaries, port int, clientSecret, daemonURL, logDir, name string) ProviderSpec {
+	return ProviderSpec{
+		Node:                   bins.Node,
+		Dir:                    bins.Provider,
+		Port:                   port,
+		ClientSecret:           clientSecret,
+		RedirectURIs:           []string{daemonURL + "/callback"},
+		PostLogoutRedirectURIs: []string{daemonURL + "/logged-out"},
+		BackchannelLogoutURI:   daemonURL + "/backchannel-logout",
+		LogDir:                 logDir,
+		Name:                   name,
+	}
 }
 
 // writeSecret writes a secret file (mode 0600) the way an operator
@@ -258,7 +267,7 @@ func (s *Stack) AddTraefik(port int) (*Traefik, error) {
 	s.mu.Lock()
 	n := len(s.Traefiks) + 1
 	s.mu.Unlock()
-	name := fileName(s.Opts.component(fmt.Sprintf("traefik-%d", n)))
+	name := componentName(s.Opts.Name, fmt.Sprintf("traefik-%d", n))
 	t, err := StartTraefik(edgeTraefikSpec(s.Opts.Bins, s.Opts.Dir, s.LogDir, name, port, api,
 		s.Echo.URL, s.Daemon.PublicURL, s.EdgePluginOptions(name)))
 	if err != nil {

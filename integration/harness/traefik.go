@@ -423,7 +423,7 @@ func (t *Traefik) start() error {
 		Dir:     s.Dir,
 		LogPath: filepath.Join(s.LogDir, s.Name+".log"),
 	}, []int{s.Port, s.APIPort}, fmt.Sprintf("%s with routers %s", hostPort(s.Port), strings.Join(routers, ", ")), 60*time.Second, func(ctx context.Context) error {
-		if err := httpOK(ctx, t.APIURL+"/ping", nil); err != nil {
+		if err := HTTPOK(ctx, t.APIURL+"/ping", nil); err != nil {
 			return err
 		}
 		err := RoutersEnabled(ctx, t.APIURL, routers)

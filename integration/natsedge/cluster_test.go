@@ -90,19 +90,12 @@ func clusterURLs(nodes []*natsServer) []string {
 // the cluster forms.
 func replicatedBucket(t *testing.T, urls []string) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(daemonUser, daemonPass), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, strings.Join(urls, ","), nats.UserInfo(daemonUser, daemonPass), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	var kv jetstream.KeyValue
 	waitFor(t, "replicated bucket", 30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		var err error
 		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Replicas: 3})
 		return err == nil
 	})

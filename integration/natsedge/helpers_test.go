@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/natsedge"
 	"github.com/edgepass/edgepass/plugin/token"
@@ -135,15 +136,7 @@ type writer struct {
 
 func newWriter(t testing.TB, url string, opts ...nats.Option) *writer {
 	t.Helper()
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("test-daemon")}, opts...)...)
-	if err != nil {
-		t.Fatalf("nats.go connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connectJS(t, url, append([]nats.Option{nats.Name("test-daemon")}, opts...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: 12 * time.Hour, History: 1})
@@ -151,6 +144,22 @@ func newWriter(t testing.TB, url string, opts ...nats.Option) *writer {
 		t.Fatalf("create bucket: %v", err)
 	}
 	return &writer{nc: nc, js: js, kv: kv}
+}
+
+// connectJS connects with nats.go to url (a comma-separated list) for the
+// rest of the test and opens JetStream on the connection.
+func connectJS(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("nats.go connect to %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("JetStream on %s: %v", url, err)
+	}
+	return nc, js
 }
 
 func (w *writer) put(t testing.TB, key, value string) uint64 {
@@ -244,12 +253,8 @@ func connectRefused(t *testing.T, cfg natsedge.Config, logs *logSink) bool {
 
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(time.Millisecond)
+	if _, err := harness.WaitEvery(time.Millisecond, timeout, func() (bool, string) { return cond(), "" }); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 

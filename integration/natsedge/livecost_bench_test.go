@@ -105,7 +105,7 @@ func TestLiveCostHelper(t *testing.T) {
 			t.Fatal(msg)
 		}
 		synced = func() bool { return y.synced("live") }
-		delivered = func() int64 { return y.count("live", "delivered") }
+		delivered = func() int64 { return int64(y.stats(t, "live").Watcher.Delivered) }
 	}
 	for deadline := time.Now().Add(time.Minute); !synced(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -43,68 +43,51 @@ func benchFirstSync(b *testing.B, n int, interpreted bool) {
 			name := fmt.Sprintf("%s-%d-%d", b.Name(), i, time.Now().UnixNano()%1e6)
 			last := d.streamLast(b)
 			start := time.Now()
-			var synced, seq, sessions, delivered, snapSeq func() int64
+			var synced func() bool
+			var stats func() edgeStats
 			var closeEdge func()
 			if interpreted {
 				if msg := y.startAs(name, ns.url(), "", "", d.anchorText, 0); msg != "" {
 					b.Fatal(msg)
 				}
-				synced = func() int64 {
-					if y.synced(name) {
-						return 1
-					}
-					return 0
-				}
-				seq = func() int64 { return y.count(name, "seq") }
-				sessions = func() int64 { return y.count(name, "sessions") }
-				delivered = func() int64 { return y.count(name, "delivered") }
-				snapSeq = func() int64 { return y.count(name, "snapshotseq") }
+				synced = func() bool { return y.synced(name) }
+				stats = func() edgeStats { return y.stats(b, name) }
 				closeEdge = func() { y.close(name) }
 			} else {
 				w, err := natsedge.Shared(natsedge.Config{URLs: []string{ns.url()}, ReplicaID: name, TrustAnchors: []string{d.anchorText}, Logf: func(string, ...any) {}})
 				if err != nil {
 					b.Fatal(err)
 				}
-				synced = func() int64 {
-					if w.State().Synced() {
-						return 1
-					}
-					return 0
-				}
-				seq = func() int64 { return int64(w.State().LastSeq()) }
-				sessions = func() int64 { return int64(w.State().Stats().Sessions) }
-				delivered = func() int64 { return int64(w.Stats().Delivered) }
-				snapSeq = func() int64 { return int64(w.Stats().SnapshotSeq) }
+				synced = func() bool { return w.State().Synced() }
+				stats = func() edgeStats { return edgeStats{Watcher: w.Stats(), State: w.State().Stats()} }
 				closeEdge = w.Close
 			}
 			deadline := time.Now().Add(30 * time.Minute)
-			for !(synced() == 1 && seq() >= int64(last) && sessions() >= int64(n)) {
+			for st := stats(); !(synced() && st.State.LastSeq >= last && st.State.Sessions >= n); st = stats() {
 				if time.Now().After(deadline) {
-					b.Fatalf("not synced: seq %d of %d, %d sessions", seq(), last, sessions())
+					b.Fatalf("not synced: seq %d of %d, %d sessions", st.State.LastSeq, last, st.State.Sessions)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
 			took := time.Since(start)
-			if uint64(snapSeq()) != want {
-				b.Fatalf("snapshot seq %d, want %d", snapSeq(), want)
-			}
-			entries := delivered()
-			// The edge's live heap: with it, less without it (measured
-			// back to back: the server's caches move over a long run).
-			// Natively only: an interpreted edge's memory is measured in
-			// a process of its own (BenchmarkYaegiEdgeRSS1M).
-			with := liveHeap()
-			closeEdge()
-			heap := with - liveHeap()
-			if interpreted {
-				b.ReportMetric(took.Seconds(), "s-to-sync")
-				b.ReportMetric(float64(n)/took.Seconds(), "facts/s")
-				b.ReportMetric(float64(entries), "entries")
-				continue
+			st := stats()
+			if st.Watcher.SnapshotSeq != want {
+				b.Fatalf("snapshot seq %d, want %d", st.Watcher.SnapshotSeq, want)
 			}
 			b.ReportMetric(took.Seconds(), "s-to-sync")
 			b.ReportMetric(float64(n)/took.Seconds(), "facts/s")
-			b.ReportMetric(float64(entries), "entries")
+			b.ReportMetric(float64(st.Watcher.Delivered), "entries")
+			if interpreted {
+				// An interpreted edge's memory is measured in a process
+				// of its own (BenchmarkYaegiEdgeRSS1M).
+				closeEdge()
+				continue
+			}
+			// The edge's live heap: with it, less without it (measured
+			// back to back: the server's caches move over a long run).
+			with := liveHeap()
+			closeEdge()
+			heap := with - liveHeap()
 			b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
 			b.ReportMetric(float64(heap)/float64(n), "heap-B/rev")
 		}
@@ -183,7 +166,7 @@ func TestEdgeProcessHelper(t *testing.T) {
 		t.Fatal(msg)
 	}
 	deadline := time.Now().Add(30 * time.Minute)
-	for !(y.synced("rss") && y.count("rss", "sessions") >= n) {
+	for !(y.synced("rss") && int64(y.stats(t, "rss").State.Sessions) >= n) {
 		if time.Now().After(deadline) {
 			t.Fatal("not synced")
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 // and return only native types so the test can call them.
 const edgeProgram = `
 import (
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -71,10 +73,6 @@ func EdgeStartAs(name, url, user, passwordFile, anchors string, crossCheckMs int
 	return ""
 }
 
-func EdgeConsumer(name string) string {
-	return edges[name].Stats().Consumer
-}
-
 func EdgeHasKeys(name string) bool {
 	return edges[name].State().Keys() != nil
 }
@@ -99,38 +97,15 @@ func EdgeUserRevoked(name, subjectKey string, iat int64) bool {
 	return edges[name].State().UserRevoked(subjectKey, iat, time.Now())
 }
 
-func EdgeCount(name, what string) int64 {
+// EdgeStats hands the edge's counters over as JSON: {"watcher":
+// natsedge.Stats, "state": edgestate.Stats}.
+func EdgeStats(name string) string {
 	w := edges[name]
-	st := w.Stats()
-	switch what {
-	case "seq":
-		return int64(w.State().LastSeq())
-	case "sessions":
-		return int64(w.State().Stats().Sessions)
-	case "rejected":
-		return int64(w.State().Stats().Rejected)
-	case "flowcontrols":
-		return int64(st.FlowControls)
-	case "resyncs":
-		return int64(st.Resyncs)
-	case "connects":
-		return int64(st.Connects)
-	case "hijacks":
-		return int64(st.Hijacks)
-	case "delivered":
-		return int64(st.Delivered)
-	case "snapshotseq":
-		return int64(st.SnapshotSeq)
-	case "snapshotchunks":
-		return int64(st.SnapshotChunks)
-	case "snapshotrefused":
-		return int64(st.SnapshotRefused)
-	case "directgets":
-		return int64(st.DirectGets)
-	case "directentries":
-		return int64(st.DirectEntries)
+	b, err := json.Marshal(map[string]any{"watcher": w.Stats(), "state": w.State().Stats()})
+	if err != nil {
+		return err.Error()
 	}
-	return -1
+	return string(b)
 }
 
 func EdgeClose(name string) {
@@ -141,16 +116,31 @@ func EdgeClose(name string) {
 
 // yaegiEdge is the interpreted program's API.
 type yaegiEdge struct {
-	start    func(name, url, seed, caFile string, idleHeartbeatMs int64) string
-	startAs  func(name, url, user, passwordFile, anchors string, crossCheckMs int64) string
-	consumer func(name string) string
-	hasKeys  func(name string) bool
-	revoked  func(name, sid string) bool
-	groups   func(name, subjectKey string, iat int64) string
-	userRev  func(name, subjectKey string, iat int64) bool
-	synced   func(name string) bool
-	count    func(name, what string) int64
-	close    func(name string)
+	start     func(name, url, seed, caFile string, idleHeartbeatMs int64) string
+	startAs   func(name, url, user, passwordFile, anchors string, crossCheckMs int64) string
+	hasKeys   func(name string) bool
+	revoked   func(name, sid string) bool
+	groups    func(name, subjectKey string, iat int64) string
+	userRev   func(name, subjectKey string, iat int64) bool
+	synced    func(name string) bool
+	statsJSON func(name string) string
+	close     func(name string)
+}
+
+// edgeStats are an edge's counters: its watcher's and its state's.
+type edgeStats struct {
+	Watcher natsedge.Stats  `json:"watcher"`
+	State   edgestate.Stats `json:"state"`
+}
+
+// stats returns the counters of the interpreted edge name.
+func (y *yaegiEdge) stats(t testing.TB, name string) edgeStats {
+	t.Helper()
+	var st edgeStats
+	if s := y.statsJSON(name); json.Unmarshal([]byte(s), &st) != nil {
+		t.Fatalf("counters of edge %s under yaegi: %s", name, s)
+	}
+	return st
 }
 
 // loadUnderYaegi interprets the plugin tree with yaegi v0.16.1 and only the
@@ -172,17 +162,36 @@ func loadUnderYaegi(t testing.TB) *yaegiEdge {
 		return v.Interface()
 	}
 	return &yaegiEdge{
-		start:    fn("EdgeStart").(func(string, string, string, string, int64) string),
-		startAs:  fn("EdgeStartAs").(func(string, string, string, string, string, int64) string),
-		consumer: fn("EdgeConsumer").(func(string) string),
-		hasKeys:  fn("EdgeHasKeys").(func(string) bool),
-		revoked:  fn("EdgeRevoked").(func(string, string) bool),
-		groups:   fn("EdgeGroups").(func(string, string, int64) string),
-		userRev:  fn("EdgeUserRevoked").(func(string, string, int64) bool),
-		synced:   fn("EdgeSynced").(func(string) bool),
-		count:    fn("EdgeCount").(func(string, string) int64),
-		close:    fn("EdgeClose").(func(string)),
+		start:     fn("EdgeStart").(func(string, string, string, string, int64) string),
+		startAs:   fn("EdgeStartAs").(func(string, string, string, string, string, int64) string),
+		hasKeys:   fn("EdgeHasKeys").(func(string) bool),
+		revoked:   fn("EdgeRevoked").(func(string, string) bool),
+		groups:    fn("EdgeGroups").(func(string, string, int64) string),
+		userRev:   fn("EdgeUserRevoked").(func(string, string, int64) bool),
+		synced:    fn("EdgeSynced").(func(string) bool),
+		statsJSON: fn("EdgeStats").(func(string) string),
+		close:     fn("EdgeClose").(func(string)),
 	}
+}
+
+// startEdge starts the interpreted edge name (EdgeStart) and closes it at
+// the end of the test.
+func (y *yaegiEdge) startEdge(t testing.TB, name, url, seed, caFile string, idleHeartbeatMs int64) {
+	t.Helper()
+	if msg := y.start(name, url, seed, caFile, idleHeartbeatMs); msg != "" {
+		t.Fatalf("start edge %s under yaegi: %s", name, msg)
+	}
+	t.Cleanup(func() { y.close(name) })
+}
+
+// startEdgeAs is startEdge with a user, a password file and trust anchors
+// (EdgeStartAs).
+func (y *yaegiEdge) startEdgeAs(t testing.TB, name, url, user, passwordFile, anchors string, crossCheckMs int64) {
+	t.Helper()
+	if msg := y.startAs(name, url, user, passwordFile, anchors, crossCheckMs); msg != "" {
+		t.Fatalf("start edge %s under yaegi: %s", name, msg)
+	}
+	t.Cleanup(func() { y.close(name) })
 }
 
 // copyPluginTree lays the module out as Traefik does, in a GOPATH of its own.
@@ -214,13 +223,10 @@ func TestUnderYaegi(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg := y.start("basic", ns.url(), "", "", 0); msg != "" {
-			t.Fatalf("Shared under yaegi: %s", msg)
-		}
-		defer y.close("basic")
+		y.startEdge(t, "basic", ns.url(), "", "", 0)
 		waitFor(t, "replay under yaegi", 20*time.Second, func() bool { return y.synced("basic") && y.revoked("basic", "y1") })
-		if y.count("basic", "seq") != 2 || y.count("basic", "rejected") != 1 {
-			t.Fatalf("seq %d rejected %d", y.count("basic", "seq"), y.count("basic", "rejected"))
+		if st := y.stats(t, "basic").State; st.LastSeq != 2 || st.Rejected != 1 {
+			t.Fatalf("seq %d rejected %d", st.LastSeq, st.Rejected)
 		}
 		hb, err := beats.NextMsg(10 * time.Second)
 		if err != nil {
@@ -250,10 +256,7 @@ func TestUnderYaegi(t *testing.T) {
 
 	t.Run("bucket created after the edge started", func(t *testing.T) {
 		ns := startServer(t, nil)
-		if msg := y.start("late", ns.url(), "", "", 0); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("late")
+		y.startEdge(t, "late", ns.url(), "", "", 0)
 		time.Sleep(300 * time.Millisecond) // at least one "stream not found" answer
 		wr := newWriter(t, ns.url())
 		wr.put(t, "revoke.session.l1", revokeValue())
@@ -267,13 +270,10 @@ func TestUnderYaegi(t *testing.T) {
 		const n = 4000
 		bulkRevoke(t, wr, "y", n, 400)
 		start := time.Now()
-		if msg := y.start("fc", ns.url(), "", "", 0); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("fc")
-		waitFor(t, "replay under yaegi", 60*time.Second, func() bool { return y.synced("fc") && y.count("fc", "sessions") == n })
+		y.startEdge(t, "fc", ns.url(), "", "", 0)
+		waitFor(t, "replay under yaegi", 60*time.Second, func() bool { return y.synced("fc") && y.stats(t, "fc").State.Sessions == n })
 		t.Logf("yaegi: replayed %d revocations in %s", n, time.Since(start).Round(time.Millisecond))
-		if y.count("fc", "flowcontrols") == 0 {
+		if y.stats(t, "fc").Watcher.FlowControls == 0 {
 			t.Fatal("no flow control answered")
 		}
 	})
@@ -282,16 +282,13 @@ func TestUnderYaegi(t *testing.T) {
 		ns := startServer(t, nil)
 		wr := newWriter(t, ns.url())
 		wr.put(t, "revoke.session.r1", revokeValue())
-		if msg := y.start("restart", ns.url(), "", "", 200); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("restart")
+		y.startEdge(t, "restart", ns.url(), "", "", 200)
 		waitFor(t, "replay", 20*time.Second, func() bool { return y.synced("restart") && y.revoked("restart", "r1") })
 
 		wr.deleteConsumers(t)
 		wr.put(t, "revoke.session.r2", revokeValue())
 		waitFor(t, "resync under yaegi", 20*time.Second, func() bool {
-			return y.revoked("restart", "r2") && y.count("restart", "resyncs") >= 1
+			return y.revoked("restart", "r2") && y.stats(t, "restart").Watcher.Resyncs >= 1
 		})
 
 		wr.nc.Close()
@@ -300,7 +297,7 @@ func TestUnderYaegi(t *testing.T) {
 		wr2 := newWriter(t, ns.url())
 		wr2.put(t, "revoke.session.r3", revokeValue())
 		waitFor(t, "catch-up after restart under yaegi", 20*time.Second, func() bool { return y.revoked("restart", "r3") })
-		if y.count("restart", "connects") < 2 {
+		if y.stats(t, "restart").Watcher.Connects < 2 {
 			t.Fatal("no reconnect counted")
 		}
 	})
@@ -321,15 +318,12 @@ func TestUnderYaegi(t *testing.T) {
 		if err := os.WriteFile(pwFile, []byte("y-pw\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if msg := y.startAs("perm", ns.url(), "y", pwFile, anchorText, 1000); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("perm")
-		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("perm") && y.hasKeys("perm") && y.consumer("perm") != "" })
+		y.startEdgeAs(t, "perm", ns.url(), "y", pwFile, anchorText, 1000)
+		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("perm") && y.hasKeys("perm") && y.stats(t, "perm").Watcher.Consumer != "" })
 		time.Sleep(1500 * time.Millisecond)
-		hijack(t, wr, y.consumer("perm"))
+		hijack(t, wr, y.stats(t, "perm").Watcher.Consumer)
 		wr.put(t, "revoke.session.h1", revokeValue())
-		waitFor(t, "hijack detected under yaegi", 10*time.Second, func() bool { return y.count("perm", "hijacks") >= 1 })
+		waitFor(t, "hijack detected under yaegi", 10*time.Second, func() bool { return y.stats(t, "perm").Watcher.Hijacks >= 1 })
 		waitFor(t, "revocation after the hijack under yaegi", 20*time.Second, func() bool { return y.revoked("perm", "h1") })
 	})
 
@@ -337,22 +331,20 @@ func TestUnderYaegi(t *testing.T) {
 		ns, d, f := populatedDaemon(t, "ys", 5000)
 		res := d.snapshot(t)
 		d.populate(t, f, "yt", 100) // after the cut
-		if msg := y.startAs("snap", ns.url(), "", "", d.anchorText, 0); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("snap")
+		y.startEdgeAs(t, "snap", ns.url(), "", "", d.anchorText, 0)
 		// Written while the edge loads the snapshot.
 		d.putRaw(t, edgestate.PrefixRevokeSession+sid("ydur", 1), []byte(revokeValue()))
 		last := d.streamLast(t)
 		waitFor(t, "synced from the snapshot under yaegi", 60*time.Second, func() bool {
-			return y.synced("snap") && y.count("snap", "seq") >= int64(last)
+			return y.synced("snap") && y.stats(t, "snap").State.LastSeq >= last
 		})
 		d.caughtUp(t)
-		if y.count("snap", "snapshotseq") != int64(res.Seq) || y.count("snap", "snapshotchunks") != int64(res.Chunks) || y.count("snap", "rejected") != 0 {
-			t.Fatalf("snapshot seq %d chunks %d rejected %d, want %d %d 0", y.count("snap", "snapshotseq"), y.count("snap", "snapshotchunks"), y.count("snap", "rejected"), res.Seq, res.Chunks)
+		st := y.stats(t, "snap")
+		if st.Watcher.SnapshotSeq != res.Seq || st.Watcher.SnapshotChunks != uint64(res.Chunks) || st.State.Rejected != 0 {
+			t.Fatalf("snapshot seq %d chunks %d rejected %d, want %d %d 0", st.Watcher.SnapshotSeq, st.Watcher.SnapshotChunks, st.State.Rejected, res.Seq, res.Chunks)
 		}
-		if y.count("snap", "delivered") > int64(2*res.Chunks+300) {
-			t.Fatalf("%d entries delivered: the snapshot did not spare the replay", y.count("snap", "delivered"))
+		if st.Watcher.Delivered > uint64(2*res.Chunks+300) {
+			t.Fatalf("%d entries delivered: the snapshot did not spare the replay", st.Watcher.Delivered)
 		}
 		ref := d.watch.State()
 		now := time.Now()
@@ -365,8 +357,8 @@ func TestUnderYaegi(t *testing.T) {
 				t.Fatalf("session %s: yaegi edge %v, full replay %v", s, y.revoked("snap", s), ref.SessionRevoked(s, now))
 			}
 		}
-		if y.count("snap", "sessions") != int64(ref.Stats().Sessions) {
-			t.Fatalf("sessions %d, full replay %d", y.count("snap", "sessions"), ref.Stats().Sessions)
+		if got := y.stats(t, "snap").State.Sessions; got != ref.Stats().Sessions {
+			t.Fatalf("sessions %d, full replay %d", got, ref.Stats().Sessions)
 		}
 		for _, sub := range f.subjects {
 			sk := token.SubjectKey(sub)
@@ -390,11 +382,8 @@ func TestUnderYaegi(t *testing.T) {
 		ns := startServer(t, nil)
 		wr := newWriter(t, ns.url())
 		wr.put(t, "revoke.session.b1", revokeValue())
-		if msg := y.start("bridge", ns.url(), "", "", 200); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("bridge")
-		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.consumer("bridge") != "" })
+		y.startEdge(t, "bridge", ns.url(), "", "", 200)
+		waitFor(t, "synced under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.stats(t, "bridge").Watcher.Consumer != "" })
 		// The stream refuses another consumer (max_consumers 1, held by
 		// someone else) and the edge's is gone: the edge cannot create one,
 		// as while a cluster elects its metadata leader, and follows the
@@ -418,27 +407,27 @@ func TestUnderYaegi(t *testing.T) {
 			wr.deleteConsumers(t) // the edge's (it recreates it at once)
 			return false
 		})
-		waitFor(t, "the lost consumer noticed under yaegi", 10*time.Second, func() bool { return !y.synced("bridge") && y.consumer("bridge") == "" })
+		waitFor(t, "the lost consumer noticed under yaegi", 10*time.Second, func() bool { return !y.synced("bridge") && y.stats(t, "bridge").Watcher.Consumer == "" })
 		for i := 2; i <= 4; i++ {
 			sid := fmt.Sprintf("b%d", i)
 			wr.put(t, "revoke.session."+sid, revokeValue())
 			waitFor(t, "revocation through direct gets under yaegi", 10*time.Second, func() bool { return y.revoked("bridge", sid) })
 		}
-		if y.synced("bridge") || y.consumer("bridge") != "" || y.count("bridge", "directentries") < 3 {
-			t.Fatalf("synced %v, consumer %q, %d entries through direct gets", y.synced("bridge"), y.consumer("bridge"), y.count("bridge", "directentries"))
+		if st := y.stats(t, "bridge").Watcher; y.synced("bridge") || st.Consumer != "" || st.DirectEntries < 3 {
+			t.Fatalf("synced %v, consumer %q, %d entries through direct gets", y.synced("bridge"), st.Consumer, st.DirectEntries)
 		}
 		// Consumers allowed again: one, synced, and the bridge stops.
 		limit(-1)
 		if err := stream.DeleteConsumer(ctx, "blocker"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "a consumer again under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.consumer("bridge") != "" })
-		gets := y.count("bridge", "directgets")
+		waitFor(t, "a consumer again under yaegi", 20*time.Second, func() bool { return y.synced("bridge") && y.stats(t, "bridge").Watcher.Consumer != "" })
+		gets := y.stats(t, "bridge").Watcher.DirectGets
 		wr.put(t, "revoke.session.b5", revokeValue())
 		waitFor(t, "live revocation under yaegi", 10*time.Second, func() bool { return y.revoked("bridge", "b5") })
 		time.Sleep(500 * time.Millisecond)
-		if y.count("bridge", "directgets") != gets || y.count("bridge", "seq") != 5 || y.count("bridge", "sessions") != 5 {
-			t.Fatalf("direct gets %d (were %d), seq %d, sessions %d", y.count("bridge", "directgets"), gets, y.count("bridge", "seq"), y.count("bridge", "sessions"))
+		if st := y.stats(t, "bridge"); st.Watcher.DirectGets != gets || st.State.LastSeq != 5 || st.State.Sessions != 5 {
+			t.Fatalf("direct gets %d (were %d), seq %d, sessions %d", st.Watcher.DirectGets, gets, st.State.LastSeq, st.State.Sessions)
 		}
 	})
 
@@ -459,10 +448,7 @@ func TestUnderYaegi(t *testing.T) {
 		})
 		wr := newWriter(t, ns.url(), nats.UserInfo(daemonUser, daemonPass), nats.RootCAs(caFile))
 		wr.put(t, "revoke.session.k1", revokeValue())
-		if msg := y.start("nkey", ns.url(), string(seed), caFile, 0); msg != "" {
-			t.Fatal(msg)
-		}
-		defer y.close("nkey")
+		y.startEdge(t, "nkey", ns.url(), string(seed), caFile, 0)
 		waitFor(t, "replay over nkey+TLS under yaegi", 20*time.Second, func() bool { return y.revoked("nkey", "k1") })
 		wr.put(t, "revoke.session.k2", revokeValue())
 		waitFor(t, "live over nkey+TLS under yaegi", 20*time.Second, func() bool { return y.revoked("nkey", "k2") })
@@ -484,7 +470,7 @@ func BenchmarkYaegiReplay(b *testing.B) {
 		if msg := y.start(name, ns.url(), "", "", 0); msg != "" {
 			b.Fatal(msg)
 		}
-		waitFor(b, "replay under yaegi", 120*time.Second, func() bool { return y.synced(name) && y.count(name, "sessions") == n })
+		waitFor(b, "replay under yaegi", 120*time.Second, func() bool { return y.synced(name) && y.stats(b, name).State.Sessions == n })
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
 		y.close(name)
 	}

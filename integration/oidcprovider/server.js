@@ -355,15 +355,23 @@ async function interaction(req, res, parts) {
   send(res, 404, page('Error', '<p>not found</p>'));
 }
 
-// setLogoutTokenOmit serves POST /test/logout-token-omit for the test suite.
-async function setLogoutTokenOmit(req, res) {
+// testPostAllowed reports whether req is a POST authenticated as the
+// edgepass client (HTTP Basic with its secret), as the test suite's /test
+// endpoints require; otherwise it answers 403.
+function testPostAllowed(req, res) {
   const want = `Basic ${Buffer.from(`edgepass:${clientSecret}`).toString('base64')}`;
   const got = String(req.headers.authorization || '');
   if (req.method !== 'POST' || got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
     res.statusCode = 403;
     res.end('forbidden\n');
-    return;
+    return false;
   }
+  return true;
+}
+
+// setLogoutTokenOmit serves POST /test/logout-token-omit for the test suite.
+async function setLogoutTokenOmit(req, res) {
+  if (!testPostAllowed(req, res)) return;
   const form = await readForm(req);
   const omit = list(form.get('omit'));
   if (omit.some((c) => c !== 'exp' && c !== 'sub')) {
@@ -380,13 +388,7 @@ async function setLogoutTokenOmit(req, res) {
 // signAccessToken serves POST /test/access-token for the test suite: an
 // access token signed with the provider's key, with the claims asked for.
 async function signAccessToken(req, res) {
-  const want = `Basic ${Buffer.from(`edgepass:${clientSecret}`).toString('base64')}`;
-  const got = String(req.headers.authorization || '');
-  if (req.method !== 'POST' || got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
-    res.statusCode = 403;
-    res.end('forbidden\n');
-    return;
-  }
+  if (!testPostAllowed(req, res)) return;
   const form = await readForm(req);
   const now = Math.floor(Date.now() / 1000);
   const expIn = Number(form.get('exp_in') || '300');

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgepass/edgepass/integration/harness"
 	"github.com/edgepass/edgepass/plugin/assertion"
 	"github.com/edgepass/edgepass/plugin/edgestate"
 	"github.com/edgepass/edgepass/plugin/mint"
@@ -34,8 +36,7 @@ import (
 // (crypto/ecdh, AES-GCM, HMAC), opening the reply, signing and verifying an
 // assertion, all from interpreted code.
 func TestYaegiAssertionAndMintPackages(t *testing.T) {
-	p := plugin(t)
-	_, err := p.interp.Eval(`
+	selfCheck := plugin(t).evalFunc(t, `
 import (
 	aed25519 "crypto/ed25519"
 	aerrors "errors"
@@ -104,15 +105,8 @@ func edgepassAssertionSelfCheck() string {
 	}
 	return ""
 }
-`)
-	if err != nil {
-		t.Fatalf("eval: %v", err)
-	}
-	res, err := p.interp.Eval("edgepassAssertionSelfCheck()")
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	if msg := res.String(); msg != "" {
+`, "edgepassAssertionSelfCheck").(func() string)
+	if msg := selfCheck(); msg != "" {
 		t.Fatalf("under yaegi: %s", msg)
 	}
 }
@@ -219,12 +213,11 @@ func TestYaegiMiddlewareSendsAssertion(t *testing.T) {
 		h.ServeHTTP(rw, r)
 		return rw.Code
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for do("") != http.StatusTeapot {
-		if time.Now().After(deadline) {
-			t.Fatalf("the interpreted middleware never served with an assertion (last status %d)", do(""))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := harness.WaitEvery(50*time.Millisecond, 20*time.Second, func() (bool, string) {
+		code := do("")
+		return code == http.StatusTeapot, fmt.Sprintf("status %d", code)
+	}); err != nil {
+		t.Fatalf("the interpreted middleware never served with an assertion: %v", err)
 	}
 	select {
 	case s := <-asked:
@@ -264,8 +257,7 @@ func TestYaegiMiddlewareSendsAssertion(t *testing.T) {
 // math/big) and the claim mapping run under yaegi: tokens signed natively,
 // verified by interpreted code.
 func TestYaegiVerifiesIdPAccessTokens(t *testing.T) {
-	p := plugin(t)
-	_, err := p.interp.Eval(`
+	check := plugin(t).evalFunc(t, `
 import (
 	ierrors "errors"
 	istrings "strings"
@@ -299,15 +291,7 @@ func edgepassIdPCheck(jwks string, good []string, forged, expired string, now in
 	}
 	return ""
 }
-`)
-	if err != nil {
-		t.Fatalf("eval: %v", err)
-	}
-	fn, err := p.interp.Eval("edgepassIdPCheck")
-	if err != nil {
-		t.Fatal(err)
-	}
-	check := fn.Interface().(func(string, []string, string, string, int64) string)
+`, "edgepassIdPCheck").(func(string, []string, string, string, int64) string)
 	jwks, good, forged, expired, now := idpTokensForYaegi(t)
 	if msg := check(jwks, good, forged, expired, now); msg != "" {
 		t.Fatalf("under yaegi: %s", msg)

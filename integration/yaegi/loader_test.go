@@ -111,13 +111,28 @@ func load() (*loaded, error) {
 	return &loaded{interp: i, manifest: m, fnNew: fnNew, fnCreateConfig: fnCreate}, nil
 }
 
-// newHandler builds a middleware from a config map the way Traefik does
-// (pkg/plugins/middlewareyaegi.go: CreateConfig, then mapstructure with
-// StringToSliceHookFunc(",") and WeaklyTypedInput, then New).
-func (p *loaded) newHandler(next http.Handler, config map[string]any, name string) (http.Handler, error) {
+// evalFunc evaluates program (declarations) in the plugin's interpreter and
+// returns its function name, to be asserted to its type.
+func (p *loaded) evalFunc(tb testing.TB, program, name string) any {
+	tb.Helper()
+	if _, err := p.interp.Eval(program); err != nil {
+		tb.Fatalf("eval the program declaring %s: %v", name, err)
+	}
+	fn, err := p.interp.Eval(name)
+	if err != nil {
+		tb.Fatalf("eval %s: %v", name, err)
+	}
+	return fn.Interface()
+}
+
+// createConfig calls CreateConfig and decodes config into the result the
+// way Traefik does (pkg/plugins/middlewareyaegi.go: mapstructure with
+// StringToSliceHookFunc(",") and WeaklyTypedInput); it returns the
+// pointer CreateConfig returned.
+func (p *loaded) createConfig(config map[string]any) (reflect.Value, error) {
 	results := p.fnCreateConfig.Call(nil)
 	if len(results) != 1 {
-		return nil, fmt.Errorf("CreateConfig returned %d values", len(results))
+		return reflect.Value{}, fmt.Errorf("CreateConfig returned %d values", len(results))
 	}
 	vConfig := results[0]
 	if len(config) > 0 {
@@ -127,11 +142,21 @@ func (p *loaded) newHandler(next http.Handler, config map[string]any, name strin
 			Result:           vConfig.Interface(),
 		})
 		if err != nil {
-			return nil, err
+			return reflect.Value{}, err
 		}
 		if err := dec.Decode(config); err != nil {
-			return nil, fmt.Errorf("decode configuration: %w", err)
+			return reflect.Value{}, fmt.Errorf("decode configuration: %w", err)
 		}
+	}
+	return vConfig, nil
+}
+
+// newHandler builds a middleware from a config map the way Traefik does:
+// createConfig, then New.
+func (p *loaded) newHandler(next http.Handler, config map[string]any, name string) (http.Handler, error) {
+	vConfig, err := p.createConfig(config)
+	if err != nil {
+		return nil, err
 	}
 	out := p.fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), vConfig, reflect.ValueOf(name)})
 	if len(out) > 1 && out[1].Interface() != nil {
@@ -151,17 +176,9 @@ func (p *loaded) newHandler(next http.Handler, config map[string]any, name strin
 // decodedConfig returns the interpreted Config after Traefik-style decoding of config.
 func (p *loaded) decodedConfig(tb testing.TB, config map[string]any) reflect.Value {
 	tb.Helper()
-	results := p.fnCreateConfig.Call(nil)
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
-		WeaklyTypedInput: true,
-		Result:           results[0].Interface(),
-	})
+	v, err := p.createConfig(config)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := dec.Decode(config); err != nil {
-		tb.Fatalf("decode: %v", err)
-	}
-	return results[0].Elem()
+	return v.Elem()
 }

@@ -1,4 +1,5 @@
-# Sourced by the build-*.sh scripts: the cache and lock steps they share.
+# Sourced by the build-*.sh scripts: the cache, lock and go install steps
+# they share.
 #
 # cached_build NAME VERSION BUILD prints the path of the cached binary
 # $EDGEPASS_CACHE/NAME-VERSION (default cache ~/.cache/edgepass). When it is
@@ -24,4 +25,16 @@ cached_build() {
   "$build" "$bin.tmp"
   mv -f "$bin.tmp" "$bin"
   echo "$bin"
+}
+
+# go_install BIN PACKAGE@VERSION [GO INSTALL FLAGS...] builds PACKAGE in
+# module mode (static, -trimpath) with go install into a temporary GOBIN,
+# removed when the script exits, and moves the one binary it installs to
+# BIN; it fails, with go's output on stderr, when go install does.
+go_install() {
+  local bin=$1 pkg=$2
+  shift 2
+  gobin=$(mktemp -d)
+  trap 'rm -rf "$gobin"' EXIT
+  GOWORK=off GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath "$@" "$pkg" >&2 && mv "$gobin"/* "$bin"
 }

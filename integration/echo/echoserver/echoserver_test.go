@@ -9,18 +9,31 @@ import (
 	"testing"
 )
 
-func TestHandlerEchoesHeadersVerbatim(t *testing.T) {
-	srv := httptest.NewServer(Handler(Options{}))
-	defer srv.Close()
-	req, _ := http.NewRequest("GET", srv.URL+"/app/x?y=1", nil)
-	req.Header["x_auth_user"] = []string{"mallory"}
-	req.Header.Set("X-Auth-User", "alice")
-	req.Header.Set("Accept", "text/html")
-	resp, err := http.DefaultClient.Do(req)
+// get sends GET target (path and query), with header, to a server running
+// Handler(o), over the network as Traefik does.
+func get(t *testing.T, o Options, target string, header http.Header) *http.Response {
+	t.Helper()
+	srv := httptest.NewServer(Handler(o))
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequest("GET", srv.URL+target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", target, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestHandlerEchoesHeadersVerbatim(t *testing.T) {
+	resp := get(t, Options{}, "/app/x?y=1", http.Header{
+		"x_auth_user": {"mallory"},
+		"X-Auth-User": {"alice"},
+		"Accept":      {"text/html"},
+	})
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("content type %q, want JSON when -html is off", ct)
 	}
@@ -46,16 +59,10 @@ func TestHandlerEchoesHeadersVerbatim(t *testing.T) {
 }
 
 func TestHandlerHTMLEscapesHeaderValues(t *testing.T) {
-	srv := httptest.NewServer(Handler(Options{HTML: true}))
-	defer srv.Close()
-	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
-	req.Header.Set("Accept", "text/html")
-	req.Header.Set("X-Auth-User", "<script>alert(1)</script>")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := get(t, Options{HTML: true}, "/", http.Header{
+		"Accept":      {"text/html"},
+		"X-Auth-User": {"<script>alert(1)</script>"},
+	})
 	buf := new(strings.Builder)
 	if _, err := io.Copy(buf, resp.Body); err != nil {
 		t.Fatal(err)
