@@ -60,6 +60,9 @@ func SignInAt(issuer, target, user, password string) (*Browser, string, error) {
 // returns the session cookie the browser holds for target; errors show the
 // navigation.
 func (b *Browser) SessionAt(page *Page, target string) (string, error) {
+	if page == nil {
+		return "", fmt.Errorf("did not land back on %s: no page", target)
+	}
 	if page.Status != http.StatusOK || page.URL.String() != target {
 		return "", fmt.Errorf("did not land back on %s with 200 (got %d at %s); navigation:\n%s\nbody: %.300s", target, page.Status, page.URL, page.Trace(), page.Body)
 	}
