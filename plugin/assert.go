@@ -123,8 +123,7 @@ type assertCache struct {
 
 func newAssertCache(capacity int) *assertCache {
 	c := &assertCache{flights: map[string]chan struct{}{}}
-	c.max = int64(capacity)
-	c.expiry = mintedExpiry
+	c.init(capacity, mintedExpiry)
 	return c
 }
 

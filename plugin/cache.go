@@ -48,6 +48,13 @@ type boundedMap struct {
 	expiry  func(v any) int64 // the unix second an entry may go from
 }
 
+// init sets the map's capacity and how an entry's expiry is read: the one
+// configuration tokenCache and assertCache differ in.
+func (c *boundedMap) init(capacity int, expiry func(v any) int64) {
+	c.max = int64(capacity)
+	c.expiry = expiry
+}
+
 func (c *boundedMap) load(raw string) any {
 	v, _ := c.m.Load(raw)
 	return v
@@ -99,8 +106,7 @@ type tokenCache struct {
 
 func newTokenCache(size int) *tokenCache {
 	c := &tokenCache{}
-	c.max = int64(size)
-	c.expiry = decisionExpiry
+	c.init(size, decisionExpiry)
 	return c
 }
 
